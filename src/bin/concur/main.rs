@@ -1,0 +1,68 @@
+//! The `concur` binary: argument parsing, error printing and exit codes around the library.
+//!
+//! Invoked through a link named `flock` or `lockf` it behaves as those programs (multi-call).
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+mod cmd;
+mod ctx;
+mod exit;
+
+use ctx::Ctx;
+use exit::{CliError, Exit};
+
+/// Collision-free shared state for concurrent sessions, hooks and scripts.
+///
+/// Exit codes: 0 done, 1 conflict (busy, lost, timeout), 2 usage, 3 precondition failed,
+/// 4 invalid input (nothing written), 74 I/O error, 77 permission or unsafe path;
+/// verbs that run a command exit with its status.
+#[derive(Debug, Parser)]
+#[command(name = "concur", version, propagate_version = true, max_term_width = 100)]
+struct Cli {
+    /// Machine-readable JSON on stdout (errors too: {"ok":false,"error":{...}})
+    #[arg(long, global = true)]
+    json: bool,
+    /// Session id (default: $CONCUR_SESSION, $CLAUDE_CODE_SESSION_ID, $CLAUDE_SESSION_ID)
+    #[arg(long, global = true, value_name = "ID")]
+    session: Option<String>,
+    /// Configuration file (default: $CONCUR_HOME/concur.toml)
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<std::path::PathBuf>,
+    #[command(subcommand)]
+    command: cmd::Command,
+}
+
+fn main() -> ExitCode {
+    reset_sigpipe();
+    let cli = Cli::parse();
+    let ctx = Ctx::new(cli.json, cli.session, cli.config);
+    let verb = cli.command.verb();
+    match cli.command.run(&ctx) {
+        Ok(exit) => exit.into(),
+        Err(e) => report(verb, &ctx, &e).into(),
+    }
+}
+
+/// Prints a verb's error as one line on stderr (and as JSON on stdout with `--json`).
+fn report(verb: &str, ctx: &Ctx, e: &CliError) -> Exit {
+    eprintln!("concur: {verb}: {}", e.message);
+    if ctx.json {
+        let v = serde_json::json!({
+            "ok": false,
+            "error": { "kind": e.kind, "message": e.message, "exit": e.exit.code() },
+        });
+        ctx::print_line(&v.to_string());
+    }
+    e.exit
+}
+
+/// Restores the default SIGPIPE action so that `concur ... | head` ends quietly, as a
+/// command-line tool should, instead of panicking on a write error.
+fn reset_sigpipe() {
+    // SAFETY: setting a signal's disposition to SIG_DFL at start-up, before any thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}

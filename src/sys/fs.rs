@@ -1,0 +1,327 @@
+//! Safe opens and durable file operations.
+//!
+//! Every open here uses `O_NOFOLLOW | O_CLOEXEC`, so a symlink planted at a target path fails
+//! with ELOOP instead of redirecting the write, and no descriptor leaks into a child. Opens that
+//! may meet a FIFO or device use `O_NONBLOCK` first and refuse anything that is not a regular
+//! file, so a FIFO planted at a target cannot hang the caller.
+//!
+//! Not guaranteed: `O_NOFOLLOW` covers the last path component only; parent directories are
+//! trusted (the runtime home checks its own). fsync makes data durable on local filesystems with
+//! honest write caches; network filesystems make no such promise.
+
+use std::ffi::CString;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::{cvt, retry_eintr};
+
+/// Default mode for files concur creates.
+pub const DEFAULT_MODE: u32 = 0o600;
+
+/// How to open a file with [`open`].
+#[derive(Debug, Clone, Copy)]
+pub struct Open {
+    /// Open for reading.
+    pub read: bool,
+    /// Open for writing.
+    pub write: bool,
+    /// Every write goes to the end (`O_APPEND`).
+    pub append: bool,
+    /// Create if missing, with this mode.
+    pub create: Option<u32>,
+    /// Fail if it exists (`O_EXCL`, with `create`).
+    pub exclusive: bool,
+    /// Refuse anything but a regular file (FIFOs, devices, directories).
+    pub regular_only: bool,
+}
+
+impl Open {
+    /// Read-only, regular files only.
+    pub const READ: Open = Open {
+        read: true,
+        write: false,
+        append: false,
+        create: None,
+        exclusive: false,
+        regular_only: true,
+    };
+
+    /// Append-only, created with `mode` if missing, regular files only.
+    pub fn append(mode: u32) -> Open {
+        Open { read: false, write: true, append: true, create: Some(mode), ..Open::READ }
+    }
+
+    /// Read-write, created with `mode` if missing, regular files only.
+    pub fn read_write(mode: u32) -> Open {
+        Open { read: true, write: true, create: Some(mode), ..Open::READ }
+    }
+
+    /// A new file that must not exist yet (`O_CREAT | O_EXCL`), write-only.
+    pub fn create_new(mode: u32) -> Open {
+        Open { read: false, write: true, create: Some(mode), exclusive: true, ..Open::READ }
+    }
+}
+
+/// Opens `path` with `O_NOFOLLOW | O_CLOEXEC` as `how` says.
+///
+/// A symlink at `path` fails with ELOOP. With `regular_only`, the open is non-blocking and
+/// anything but a regular file fails with `EINVAL` wrapped as "not a regular file" (so a FIFO
+/// cannot hang the caller); the descriptor is switched back to blocking before it is returned.
+pub fn open(path: &Path, how: Open) -> io::Result<File> {
+    let mut opts = OpenOptions::new();
+    opts.read(how.read).write(how.write && !how.append).append(how.append);
+    let mut flags = libc::O_NOFOLLOW | libc::O_CLOEXEC;
+    if how.regular_only {
+        flags |= libc::O_NONBLOCK;
+    }
+    if let Some(mode) = how.create {
+        if how.exclusive {
+            opts.create_new(true);
+        } else {
+            opts.create(true);
+        }
+        opts.mode(mode);
+    }
+    opts.custom_flags(flags);
+    let file = retry_eintr(|| opts.open(path))?;
+    if how.regular_only {
+        let ft = file.metadata()?.file_type();
+        if !ft.is_file() {
+            return Err(not_regular(&ft));
+        }
+        set_nonblocking(&file, false)?;
+    }
+    Ok(file)
+}
+
+fn not_regular(ft: &std::fs::FileType) -> io::Error {
+    let what = if ft.is_fifo() {
+        "is a FIFO, not a regular file"
+    } else if ft.is_dir() {
+        "is a directory, not a regular file"
+    } else if ft.is_socket() {
+        "is a socket, not a regular file"
+    } else {
+        "is not a regular file"
+    };
+    io::Error::new(io::ErrorKind::InvalidInput, what)
+}
+
+/// Sets or clears `O_NONBLOCK` on an open file.
+pub fn set_nonblocking(file: &File, on: bool) -> io::Result<()> {
+    let fd = file.as_raw_fd();
+    // SAFETY: fcntl on a descriptor we own, with integer arguments only.
+    let flags = cvt(unsafe { libc::fcntl(fd, libc::F_GETFL) })?;
+    let new = if on { flags | libc::O_NONBLOCK } else { flags & !libc::O_NONBLOCK };
+    if new != flags {
+        // SAFETY: as above.
+        cvt(unsafe { libc::fcntl(fd, libc::F_SETFL, new) })?;
+    }
+    Ok(())
+}
+
+/// Writes `buf` with exactly one `write(2)` call (retrying only EINTR before anything is
+/// written). Returns the number of bytes written, which is short only when the disk filled up
+/// mid-write; the caller decides how to clean up a short write.
+pub fn write_once(file: &File, buf: &[u8]) -> io::Result<usize> {
+    retry_eintr(|| {
+        // SAFETY: buf is a valid slice for its length; fd is owned by `file`.
+        let n = unsafe { libc::write(file.as_raw_fd(), buf.as_ptr().cast(), buf.len()) };
+        if n < 0 { Err(io::Error::last_os_error()) } else { Ok(n.cast_unsigned()) }
+    })
+}
+
+/// Flushes file data (and the metadata needed to read it back) to stable storage: `fdatasync(2)`.
+pub fn sync_data(file: &File) -> io::Result<()> {
+    retry_eintr(|| file.sync_data())
+}
+
+/// Flushes data and all metadata: `fsync(2)`.
+pub fn sync_all(file: &File) -> io::Result<()> {
+    retry_eintr(|| file.sync_all())
+}
+
+/// Fsyncs a directory so that a create, link or rename in it survives a crash.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    let d = retry_eintr(|| {
+        OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+            .open(dir)
+    })?;
+    retry_eintr(|| d.sync_all())
+}
+
+/// The directory holding `path` (`.` for a bare file name).
+pub fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// `rename(2)`: atomically replaces `to` with `from` (same filesystem).
+pub fn rename(from: &Path, to: &Path) -> io::Result<()> {
+    retry_eintr(|| std::fs::rename(from, to))
+}
+
+/// `rename(2)` that fails with `AlreadyExists` instead of replacing (`RENAME_NOREPLACE`).
+pub fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
+    let f = cstr(from)?;
+    let t = cstr(to)?;
+    retry_eintr(|| {
+        // SAFETY: both pointers are valid NUL-terminated strings for the call's duration.
+        cvt(unsafe {
+            libc::renameat2(
+                libc::AT_FDCWD,
+                f.as_ptr(),
+                libc::AT_FDCWD,
+                t.as_ptr(),
+                libc::RENAME_NOREPLACE,
+            )
+        })
+        .map(drop)
+    })
+}
+
+/// `link(2)`: makes `to` a new name for `from`; fails with `AlreadyExists` if `to` exists.
+/// This is the exactly-once create: of two racing links to one name, one wins.
+pub fn link(from: &Path, to: &Path) -> io::Result<()> {
+    retry_eintr(|| std::fs::hard_link(from, to))
+}
+
+/// Removes a file name, ignoring "not found".
+pub fn remove_if_exists(path: &Path) -> io::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    }
+}
+
+/// A temporary file in `dir`, created `O_EXCL` under a unique name, removed on drop unless
+/// [`TempFile::keep`] is called.
+#[derive(Debug)]
+pub struct TempFile {
+    file: Option<File>,
+    path: PathBuf,
+    keep: bool,
+}
+
+static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+impl TempFile {
+    /// Creates `dir/.<stem>.<pid>.<n>.<nanos>.tmp` with `mode`.
+    pub fn new_in(dir: &Path, stem: &str, mode: u32) -> io::Result<TempFile> {
+        loop {
+            let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_nanos());
+            let name = format!(".{stem}.{}.{n}.{nanos}.tmp", std::process::id());
+            let path = dir.join(name);
+            match open(&path, Open::create_new(mode)) {
+                Ok(file) => return Ok(TempFile { file: Some(file), path, keep: false }),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// The temporary file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The open file.
+    pub fn file(&self) -> &File {
+        self.file.as_ref().expect("temp file is open until dropped")
+    }
+
+    /// Writes all of `buf` and fsyncs it (unless `fsync` is false).
+    pub fn write_durable(&mut self, buf: &[u8], fsync: bool) -> io::Result<()> {
+        let mut f = self.file();
+        f.write_all(buf)?;
+        if fsync {
+            sync_data(self.file())?;
+        }
+        Ok(())
+    }
+
+    /// Leaves the file in place on drop (after it was renamed or linked away, say).
+    pub fn keep(mut self) -> PathBuf {
+        self.keep = true;
+        self.path.clone()
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        drop(self.file.take());
+        if !self.keep {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+fn cstr(p: &Path) -> io::Result<CString> {
+    CString::new(p.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))
+}
+
+/// Creates directory `dir` with `mode` if missing (not its parents). Existing is fine.
+pub fn mkdir(dir: &Path, mode: u32) -> io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    match std::fs::DirBuilder::new().mode(mode).create(dir) {
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        other => other,
+    }
+}
+
+/// Sets the permission bits of an open file (`fchmod`).
+pub fn set_mode(file: &File, mode: u32) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    file.set_permissions(std::fs::Permissions::from_mode(mode))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn open_refuses_a_symlink_with_eloop() {
+        let d = tempfile::tempdir().unwrap();
+        let target = d.path().join("t");
+        std::fs::File::create(&target).unwrap();
+        let link = d.path().join("l");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let e = open(&link, Open::append(0o600)).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::ELOOP));
+    }
+
+    #[test]
+    fn open_refuses_a_fifo_without_hanging() {
+        let d = tempfile::tempdir().unwrap();
+        let fifo = d.path().join("f");
+        let c = cstr(&fifo).unwrap();
+        // SAFETY: valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let e = open(&fifo, Open::READ).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+    }
+
+    #[test]
+    fn rename_noreplace_refuses_an_existing_target() {
+        let d = tempfile::tempdir().unwrap();
+        let a = d.path().join("a");
+        let b = d.path().join("b");
+        std::fs::File::create(&a).unwrap();
+        std::fs::File::create(&b).unwrap();
+        let e = rename_noreplace(&a, &b).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::AlreadyExists);
+    }
+}

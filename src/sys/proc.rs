@@ -1,0 +1,84 @@
+//! Process facts from `/proc`: start times (to tell a live process from a reused pid), the
+//! boot id (to tell this boot's clock readings from the last one's), the monotonic clock.
+
+use std::io;
+
+/// A process's start time in clock ticks since boot (field 22 of `/proc/PID/stat`).
+///
+/// Together with the pid and [`boot_id`] it names one process for the life of the machine: a
+/// reused pid has a later start time.
+pub fn start_time(pid: u32) -> io::Result<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    parse_start_time(&stat)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "unparsable /proc/PID/stat"))
+}
+
+/// Field 22 of a `/proc/PID/stat` line. The command name (field 2) may hold spaces and
+/// parentheses, so fields are counted from the last `)`.
+fn parse_start_time(stat: &str) -> Option<u64> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    // After ")": field 3 (state) is the first; start time is field 22, the 20th after it.
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// The parent pid of `pid` (field 4 of `/proc/PID/stat`).
+pub fn parent_pid(pid: u32) -> io::Result<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let rest = &stat[stat.rfind(')').map_or(0, |i| i + 1)..];
+    rest.split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "unparsable /proc/PID/stat"))
+}
+
+/// True when `pid` is running and started at `start` (clock ticks since boot): the same process,
+/// not a later one that reused the pid. Zombies count as dead.
+pub fn is_alive(pid: u32, start: u64) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    let state = stat.rfind(')').and_then(|i| stat[i + 1..].split_whitespace().next());
+    if matches!(state, Some("Z" | "X")) {
+        return false;
+    }
+    parse_start_time(&stat) == Some(start)
+}
+
+/// This boot's id (`/proc/sys/kernel/random/boot_id`), trimmed.
+pub fn boot_id() -> io::Result<String> {
+    Ok(std::fs::read_to_string("/proc/sys/kernel/random/boot_id")?.trim().to_owned())
+}
+
+/// `CLOCK_BOOTTIME` in milliseconds: monotonic, counts suspend, restarts at each boot.
+pub fn boot_clock_ms() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: ts is a valid, writable timespec.
+    let r = unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &raw mut ts) };
+    debug_assert_eq!(r, 0);
+    ts.tv_sec.cast_unsigned() * 1000 + ts.tv_nsec.cast_unsigned() / 1_000_000
+}
+
+/// The effective user id of this process.
+pub fn euid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_time_parses_names_with_spaces_and_parens() {
+        let line = "123 (a (b) c) S 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 424242 20 21";
+        assert_eq!(parse_start_time(line), Some(424_242));
+    }
+
+    #[test]
+    fn this_process_is_alive_and_a_wrong_start_time_is_not() {
+        let me = std::process::id();
+        let st = start_time(me).unwrap();
+        assert!(is_alive(me, st));
+        assert!(!is_alive(me, st + 1));
+    }
+}
