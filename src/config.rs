@@ -87,7 +87,7 @@ pub struct Legacy {
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct Backend {
-    /// `etcd://h1:2379,h2:2379`; absent means local files and SQLite.
+    /// `etcd://h1:2379,h2:2379`; absent means local files and `SQLite`.
     pub url: Option<String>,
 }
 
@@ -119,7 +119,8 @@ impl Config {
             }
             (None, None) => return Ok(Config::default()),
         };
-        let text = std::fs::read_to_string(&path).map_err(Error::with("cannot read config", &path))?;
+        let text =
+            std::fs::read_to_string(&path).map_err(Error::with("cannot read config", &path))?;
         Config::parse(&text, &path)
     }
 
@@ -129,7 +130,9 @@ impl Config {
     /// [`Error::Config`] naming the line of the problem.
     pub fn parse(text: &str, path: &Path) -> Result<Config> {
         toml::from_str(text).map_err(|e| {
-            let line = e.span().map_or(1, |s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+            let line = e.span().map_or(1, |s| {
+                text[..s.start.min(text.len())].matches('\n').count() + 1
+            });
             Error::Config {
                 path: path.to_path_buf(),
                 line,

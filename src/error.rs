@@ -100,7 +100,11 @@ impl ErrorKind {
 impl Error {
     /// Wraps an I/O error with the action and path it belongs to.
     pub fn io(action: &'static str, path: impl AsRef<Path>, source: io::Error) -> Self {
-        Error::Io { action, path: path.as_ref().to_path_buf(), source }
+        Error::Io {
+            action,
+            path: path.as_ref().to_path_buf(),
+            source,
+        }
     }
 
     /// A closure for `map_err` that wraps an I/O error with action and path.
@@ -110,7 +114,11 @@ impl Error {
 
     /// Builds an [`Error::Unsafe`].
     pub fn unsafe_path(what: &'static str, path: impl AsRef<Path>, why: impl Into<String>) -> Self {
-        Error::Unsafe { what, path: path.as_ref().to_path_buf(), why: why.into() }
+        Error::Unsafe {
+            what,
+            path: path.as_ref().to_path_buf(),
+            why: why.into(),
+        }
     }
 
     /// The class of this error.
@@ -135,7 +143,7 @@ fn io_kind(e: &io::Error) -> ErrorKind {
 }
 
 /// Shows an `io::Error` without Rust's "(os error N)" suffix, and names ELOOP for what it means
-/// here: O_NOFOLLOW met a symlink.
+/// here: `O_NOFOLLOW` met a symlink.
 struct IoDisplay<'a>(&'a io::Error);
 
 impl fmt::Display for IoDisplay<'_> {
@@ -158,14 +166,25 @@ mod tests {
 
     #[test]
     fn io_error_names_action_and_path_without_os_suffix() {
-        let e = Error::io("cannot open", "/x/y", io::Error::from_raw_os_error(libc::ENOENT));
-        assert_eq!(e.to_string(), "cannot open (/x/y): No such file or directory");
+        let e = Error::io(
+            "cannot open",
+            "/x/y",
+            io::Error::from_raw_os_error(libc::ENOENT),
+        );
+        assert_eq!(
+            e.to_string(),
+            "cannot open (/x/y): No such file or directory"
+        );
         assert_eq!(e.kind(), ErrorKind::Io);
     }
 
     #[test]
     fn symlink_refusal_is_a_permission_error() {
-        let e = Error::io("cannot open", "/x", io::Error::from_raw_os_error(libc::ELOOP));
+        let e = Error::io(
+            "cannot open",
+            "/x",
+            io::Error::from_raw_os_error(libc::ELOOP),
+        );
         assert_eq!(e.kind(), ErrorKind::Permission);
         assert!(e.to_string().ends_with("is a symlink (refused)"));
     }

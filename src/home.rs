@@ -78,7 +78,9 @@ pub fn default_path() -> Result<PathBuf> {
     if let Some(p) = non_empty_env("HOME") {
         return Ok(PathBuf::from(p).join(".local/state/concur"));
     }
-    Err(Error::Invalid("no runtime home: set CONCUR_HOME or HOME".into()))
+    Err(Error::Invalid(
+        "no runtime home: set CONCUR_HOME or HOME".into(),
+    ))
 }
 
 fn non_empty_env(name: &str) -> Option<std::ffi::OsString> {

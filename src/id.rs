@@ -11,7 +11,11 @@ use std::fmt;
 use crate::error::{Error, Result};
 
 /// The environment variables consulted, in order, after an explicit id.
-pub const ENV_VARS: [&str; 3] = ["CONCUR_SESSION", "CLAUDE_CODE_SESSION_ID", "CLAUDE_SESSION_ID"];
+pub const ENV_VARS: [&str; 3] = [
+    "CONCUR_SESSION",
+    "CLAUDE_CODE_SESSION_ID",
+    "CLAUDE_SESSION_ID",
+];
 
 /// A validated session id.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -36,7 +40,10 @@ impl SessionId {
             Some("is longer than 128 bytes")
         } else if id == "." || id == ".." {
             Some("is a path component")
-        } else if !id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')) {
+        } else if !id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        {
             Some("may only hold letters, digits, '.', '_' and '-'")
         } else {
             None
@@ -85,7 +92,17 @@ mod tests {
 
     #[test]
     fn rejects_traversal_empty_and_odd_bytes() {
-        for bad in ["", ".", "..", "../x", "a/b", "a b", "é", &"x".repeat(129), "a\nb"] {
+        for bad in [
+            "",
+            ".",
+            "..",
+            "../x",
+            "a/b",
+            "a b",
+            "é",
+            &"x".repeat(129),
+            "a\nb",
+        ] {
             assert!(SessionId::new(bad).is_err(), "{bad:?} accepted");
         }
         for good in ["a", "A.b_c-9", &"x".repeat(128), "..."] {

@@ -23,6 +23,7 @@
 //! - [`home`] — the runtime home and its safety checks
 //! - [`id`] — session ids
 //! - [`config`] — `concur.toml`
+//! - [`sidecar`] — `F.lock` sidecar locks shared by every serialising writer
 //! - [`sys`] — the only place raw system calls are made
 //! - [`error`] — the error type and its kinds
 
@@ -30,6 +31,7 @@ pub mod config;
 pub mod error;
 pub mod home;
 pub mod id;
+pub mod sidecar;
 pub mod sys;
 
 pub use error::{Error, ErrorKind, Result};

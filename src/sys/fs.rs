@@ -53,17 +53,34 @@ impl Open {
 
     /// Append-only, created with `mode` if missing, regular files only.
     pub fn append(mode: u32) -> Open {
-        Open { read: false, write: true, append: true, create: Some(mode), ..Open::READ }
+        Open {
+            read: false,
+            write: true,
+            append: true,
+            create: Some(mode),
+            ..Open::READ
+        }
     }
 
     /// Read-write, created with `mode` if missing, regular files only.
     pub fn read_write(mode: u32) -> Open {
-        Open { read: true, write: true, create: Some(mode), ..Open::READ }
+        Open {
+            read: true,
+            write: true,
+            create: Some(mode),
+            ..Open::READ
+        }
     }
 
     /// A new file that must not exist yet (`O_CREAT | O_EXCL`), write-only.
     pub fn create_new(mode: u32) -> Open {
-        Open { read: false, write: true, create: Some(mode), exclusive: true, ..Open::READ }
+        Open {
+            read: false,
+            write: true,
+            create: Some(mode),
+            exclusive: true,
+            ..Open::READ
+        }
     }
 }
 
@@ -74,7 +91,9 @@ impl Open {
 /// cannot hang the caller); the descriptor is switched back to blocking before it is returned.
 pub fn open(path: &Path, how: Open) -> io::Result<File> {
     let mut opts = OpenOptions::new();
-    opts.read(how.read).write(how.write && !how.append).append(how.append);
+    opts.read(how.read)
+        .write(how.write && !how.append)
+        .append(how.append);
     let mut flags = libc::O_NOFOLLOW | libc::O_CLOEXEC;
     if how.regular_only {
         flags |= libc::O_NONBLOCK;
@@ -92,14 +111,14 @@ pub fn open(path: &Path, how: Open) -> io::Result<File> {
     if how.regular_only {
         let ft = file.metadata()?.file_type();
         if !ft.is_file() {
-            return Err(not_regular(&ft));
+            return Err(not_regular(ft));
         }
         set_nonblocking(&file, false)?;
     }
     Ok(file)
 }
 
-fn not_regular(ft: &std::fs::FileType) -> io::Error {
+fn not_regular(ft: std::fs::FileType) -> io::Error {
     let what = if ft.is_fifo() {
         "is a FIFO, not a regular file"
     } else if ft.is_dir() {
@@ -117,7 +136,11 @@ pub fn set_nonblocking(file: &File, on: bool) -> io::Result<()> {
     let fd = file.as_raw_fd();
     // SAFETY: fcntl on a descriptor we own, with integer arguments only.
     let flags = cvt(unsafe { libc::fcntl(fd, libc::F_GETFL) })?;
-    let new = if on { flags | libc::O_NONBLOCK } else { flags & !libc::O_NONBLOCK };
+    let new = if on {
+        flags | libc::O_NONBLOCK
+    } else {
+        flags & !libc::O_NONBLOCK
+    };
     if new != flags {
         // SAFETY: as above.
         cvt(unsafe { libc::fcntl(fd, libc::F_SETFL, new) })?;
@@ -132,7 +155,11 @@ pub fn write_once(file: &File, buf: &[u8]) -> io::Result<usize> {
     retry_eintr(|| {
         // SAFETY: buf is a valid slice for its length; fd is owned by `file`.
         let n = unsafe { libc::write(file.as_raw_fd(), buf.as_ptr().cast(), buf.len()) };
-        if n < 0 { Err(io::Error::last_os_error()) } else { Ok(n.cast_unsigned()) }
+        if n < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(n.cast_unsigned())
+        }
     })
 }
 
@@ -225,7 +252,13 @@ impl TempFile {
             let name = format!(".{stem}.{}.{n}.{nanos}.tmp", std::process::id());
             let path = dir.join(name);
             match open(&path, Open::create_new(mode)) {
-                Ok(file) => return Ok(TempFile { file: Some(file), path, keep: false }),
+                Ok(file) => {
+                    return Ok(TempFile {
+                        file: Some(file),
+                        path,
+                        keep: false,
+                    });
+                }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
                 Err(e) => return Err(e),
             }

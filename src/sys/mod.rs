@@ -23,5 +23,9 @@ pub(crate) fn retry_eintr<T>(mut f: impl FnMut() -> std::io::Result<T>) -> std::
 
 /// Turns a -1 return into the thread's errno.
 pub(crate) fn cvt(ret: libc::c_int) -> std::io::Result<libc::c_int> {
-    if ret == -1 { Err(std::io::Error::last_os_error()) } else { Ok(ret) }
+    if ret == -1 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
 }

@@ -37,7 +37,9 @@ pub fn is_alive(pid: u32, start: u64) -> bool {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
         return false;
     };
-    let state = stat.rfind(')').and_then(|i| stat[i + 1..].split_whitespace().next());
+    let state = stat
+        .rfind(')')
+        .and_then(|i| stat[i + 1..].split_whitespace().next());
     if matches!(state, Some("Z" | "X")) {
         return false;
     }
@@ -46,12 +48,17 @@ pub fn is_alive(pid: u32, start: u64) -> bool {
 
 /// This boot's id (`/proc/sys/kernel/random/boot_id`), trimmed.
 pub fn boot_id() -> io::Result<String> {
-    Ok(std::fs::read_to_string("/proc/sys/kernel/random/boot_id")?.trim().to_owned())
+    Ok(std::fs::read_to_string("/proc/sys/kernel/random/boot_id")?
+        .trim()
+        .to_owned())
 }
 
 /// `CLOCK_BOOTTIME` in milliseconds: monotonic, counts suspend, restarts at each boot.
 pub fn boot_clock_ms() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: ts is a valid, writable timespec.
     let r = unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &raw mut ts) };
     debug_assert_eq!(r, 0);

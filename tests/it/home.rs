@@ -22,7 +22,10 @@ fn world_writable_home_is_refused_with_77() {
     let o = t.run(["home", "--json"]);
     assert_code(&o, 77);
     let err = stderr(&o);
-    assert!(err.starts_with("concur: home: refusing runtime home"), "{err}");
+    assert!(
+        err.starts_with("concur: home: refusing runtime home"),
+        "{err}"
+    );
     assert_eq!(err.lines().count(), 1, "{err}");
     let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
     assert_eq!(v["ok"], false);

@@ -68,7 +68,9 @@ impl TestEnv {
         S: AsRef<OsStr>,
     {
         let mut c = self.cmd(args);
-        c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        c.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         let mut child = c.spawn().expect("spawn concur");
         child.stdin.take().unwrap().write_all(input).unwrap();
         child.wait_with_output().unwrap()
@@ -117,7 +119,11 @@ impl Barrier {
         assert_eq!(r, 0, "pipe2");
         // SAFETY: both descriptors were just created and are owned by nobody else.
         let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-        Barrier { read: Some(read), write: Some(write), children: Vec::new() }
+        Barrier {
+            read: Some(read),
+            write: Some(write),
+            children: Vec::new(),
+        }
     }
 
     /// Spawns `cmd` behind the barrier. Its program and arguments run once released.
@@ -138,7 +144,11 @@ impl Barrier {
         if let Some(d) = cmd.get_current_dir() {
             wrapped.current_dir(d);
         }
-        let rfd = self.read.as_ref().expect("barrier already released").as_raw_fd();
+        let rfd = self
+            .read
+            .as_ref()
+            .expect("barrier already released")
+            .as_raw_fd();
         // SAFETY: dup2 is async-signal-safe; it only makes the pipe's read end fd 3 in the child.
         unsafe {
             wrapped.pre_exec(move || {
@@ -148,8 +158,12 @@ impl Barrier {
                 Ok(())
             });
         }
-        wrapped.stdout(Stdio::piped()).stderr(Stdio::piped()).stdin(Stdio::null());
-        self.children.push(wrapped.spawn().expect("spawn behind barrier"));
+        wrapped
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .stdin(Stdio::null());
+        self.children
+            .push(wrapped.spawn().expect("spawn behind barrier"));
         self.children.last_mut().unwrap()
     }
 
@@ -162,7 +176,10 @@ impl Barrier {
     /// Releases and waits for all, returning their outputs in spawn order.
     pub fn run_all(mut self) -> Vec<Output> {
         self.release();
-        self.children.drain(..).map(|c| c.wait_with_output().expect("wait")).collect()
+        self.children
+            .drain(..)
+            .map(|c| c.wait_with_output().expect("wait"))
+            .collect()
     }
 }
 

@@ -79,26 +79,43 @@ pub struct CliError {
     pub message: String,
 }
 
+#[allow(dead_code)] // used by the verbs as they land
 impl CliError {
     /// A usage error (exit 2).
     pub fn usage(message: impl Into<String>) -> CliError {
-        CliError { exit: Exit::Usage, kind: "usage", message: message.into() }
+        CliError {
+            exit: Exit::Usage,
+            kind: "usage",
+            message: message.into(),
+        }
     }
 
     /// An invalid-input error (exit 4).
     pub fn invalid(message: impl Into<String>) -> CliError {
-        CliError { exit: Exit::Invalid, kind: "invalid", message: message.into() }
+        CliError {
+            exit: Exit::Invalid,
+            kind: "invalid",
+            message: message.into(),
+        }
     }
 
     /// An error with an explicit exit status and kind.
     pub fn new(exit: Exit, kind: &'static str, message: impl Into<String>) -> CliError {
-        CliError { exit, kind, message: message.into() }
+        CliError {
+            exit,
+            kind,
+            message: message.into(),
+        }
     }
 }
 
 impl From<Error> for CliError {
     fn from(e: Error) -> CliError {
         let kind = e.kind();
-        CliError { exit: Exit::from_kind(kind), kind: kind.name(), message: e.to_string() }
+        CliError {
+            exit: Exit::from_kind(kind),
+            kind: kind.name(),
+            message: e.to_string(),
+        }
     }
 }

@@ -2,6 +2,9 @@
 //!
 //! Invoked through a link named `flock` or `lockf` it behaves as those programs (multi-call).
 
+// Doc comments on clap items are --help text, read by people in a terminal, not rustdoc.
+#![allow(clippy::doc_markdown)]
+
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -19,7 +22,12 @@ use exit::{CliError, Exit};
 /// 4 invalid input (nothing written), 74 I/O error, 77 permission or unsafe path;
 /// verbs that run a command exit with its status.
 #[derive(Debug, Parser)]
-#[command(name = "concur", version, propagate_version = true, max_term_width = 100)]
+#[command(
+    name = "concur",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
 struct Cli {
     /// Machine-readable JSON on stdout (errors too: {"ok":false,"error":{...}})
     #[arg(long, global = true)]
