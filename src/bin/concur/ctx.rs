@@ -66,6 +66,7 @@ impl Ctx {
     }
 
     /// Prints a verb's JSON result (`{"ok":true, ...fields}`) on stdout.
+    #[allow(clippy::unused_self)] // a method so verbs read uniformly: ctx.print_json(..)
     pub fn print_json(&self, value: &serde_json::Value) {
         let mut obj = serde_json::Map::new();
         obj.insert("ok".into(), serde_json::Value::Bool(true));
