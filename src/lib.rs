@@ -11,6 +11,7 @@
 //! |---|---|---|
 //! | runtime home | private: refused if a symlink, foreign-owned or group/world-writable | [`home`] |
 //! | session id | cannot escape the home (`[A-Za-z0-9._-]{1,128}`) | [`id`] |
+//! | broker | one per home; acked append = durable, written once per retry id, group-committed | [`broker`] |
 //!
 //! ## Non-guarantees
 //!
@@ -20,6 +21,7 @@
 //!
 //! ## Modules
 //!
+//! - [`broker`] — the append broker daemon, its client and protocol
 //! - [`home`] — the runtime home and its safety checks
 //! - [`id`] — session ids
 //! - [`config`] — `concur.toml`
@@ -27,6 +29,7 @@
 //! - [`sys`] — the only place raw system calls are made
 //! - [`error`] — the error type and its kinds
 
+pub mod broker;
 pub mod config;
 pub mod error;
 pub mod home;

@@ -10,6 +10,8 @@
 pub mod fs;
 pub mod lock;
 pub mod proc;
+pub mod signal;
+pub mod sock;
 
 /// Retries a system call while it fails with EINTR.
 pub(crate) fn retry_eintr<T>(mut f: impl FnMut() -> std::io::Result<T>) -> std::io::Result<T> {

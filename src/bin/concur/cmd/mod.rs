@@ -5,6 +5,7 @@ use clap::Subcommand;
 use crate::ctx::Ctx;
 use crate::exit::{CliError, Exit};
 
+pub mod broker;
 pub mod home;
 
 /// The verbs.
@@ -12,6 +13,8 @@ pub mod home;
 pub enum Command {
     /// Print the runtime home (created 0700 and checked on first use)
     Home(home::Args),
+    /// The append broker daemon: serve, status, stop, append (group commit, acked = durable)
+    Broker(broker::Args),
 }
 
 impl Command {
@@ -19,6 +22,7 @@ impl Command {
     pub fn verb(&self) -> &'static str {
         match self {
             Command::Home(_) => "home",
+            Command::Broker(_) => "broker",
         }
     }
 
@@ -26,6 +30,7 @@ impl Command {
     pub fn run(self, ctx: &Ctx) -> Result<Exit, CliError> {
         match self {
             Command::Home(a) => home::run(a, ctx),
+            Command::Broker(a) => broker::run(a, ctx),
         }
     }
 }
