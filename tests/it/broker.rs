@@ -2,6 +2,8 @@
 //! a foreign uid.
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -20,11 +22,10 @@ impl BrokerEnv {
         assert_code(&t.run(["home"]), 0);
         let root = t.path("root");
         std::fs::create_dir(&root).unwrap();
-        std::fs::write(
-            t.home.join("concur.toml"),
-            format!("[broker]\nroots = [{:?}]\n", root.to_str().unwrap()),
-        )
-        .unwrap();
+        write_file(
+            &t.home.join("concur.toml"),
+            &format!("[broker]\nroots = [{:?}]\n", root.to_str().unwrap()),
+        );
         BrokerEnv { t, root }
     }
 
@@ -68,13 +69,22 @@ impl Drop for BrokerEnv {
     }
 }
 
+/// Test fixture writing (not a concurrency-safe write; nothing else touches these files).
+fn write_file(p: &Path, text: &str) {
+    use std::io::Write;
+    std::fs::File::create(p)
+        .and_then(|mut f| f.write_all(text.as_bytes()))
+        .unwrap();
+}
+
 /// Writes client `c`'s input: `n` lines `{"c":c,"k":k}`.
 fn client_input(dir: &Path, c: usize, n: usize) -> PathBuf {
     let p = dir.join(format!("in-{c}.jsonl"));
-    let text: String = (0..n)
-        .map(|k| format!("{{\"c\":{c},\"k\":{k}}}\n"))
-        .collect();
-    std::fs::write(&p, text).unwrap();
+    let mut text = String::new();
+    for k in 0..n {
+        writeln!(text, "{{\"c\":{c},\"k\":{k}}}").unwrap();
+    }
+    write_file(&p, &text);
     p
 }
 
@@ -95,7 +105,7 @@ fn assert_each_once_in_order(file: &Path, clients: usize, per: usize) {
     }
     assert_eq!(count, clients * per, "line count");
     assert_eq!(next.len(), clients);
-    assert!(next.values().all(|&n| n as usize == per));
+    assert!(next.values().all(|&n| usize::try_from(n).unwrap() == per));
 }
 
 #[test]
@@ -137,11 +147,11 @@ fn broker_killed_mid_run_loses_and_duplicates_nothing() {
     }
     b.release();
     retry("a few hundred acked lines", Duration::from_secs(60), || {
-        let n = std::fs::read(&target).map_or(0, |t| t.iter().filter(|&&c| c == b'\n').count());
+        let n = std::fs::read_to_string(&target).map_or(0, |t| t.lines().count());
         (n >= 300).then_some(())
     });
-    // SAFETY: kill takes plain integers; the pid is the broker this test started.
     assert_eq!(
+        // SAFETY: kill takes plain integers; the pid is the broker this test started.
         unsafe { libc::kill(libc::pid_t::try_from(first).unwrap(), libc::SIGKILL) },
         0
     );
@@ -232,7 +242,6 @@ fn foreign_uid_is_refused_by_peer_credentials() {
     e.start();
     // Open the path to the socket for `nobody` (test-only loosening: traverse-only dirs and a
     // 0666 socket), so that only the broker's SO_PEERCRED check stands in the way.
-    use std::os::unix::fs::PermissionsExt;
     let mode = |p: &Path, m| std::fs::set_permissions(p, std::fs::Permissions::from_mode(m));
     mode(e.t.dir.path(), 0o711).unwrap();
     mode(&e.t.home, 0o711).unwrap();
