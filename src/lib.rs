@@ -11,6 +11,7 @@
 //! |---|---|---|
 //! | runtime home | private: refused if a symlink, foreign-owned or group/world-writable | [`home`] |
 //! | session id | cannot escape the home (`[A-Za-z0-9._-]{1,128}`) | [`id`] |
+//! | isolate | one instance per session; its whole process group dies with it; stdout untouched | [`isolate`] |
 //! | broker | one per home; acked append = durable, written once per retry id, group-committed | [`broker`] |
 //!
 //! ## Non-guarantees
@@ -24,6 +25,7 @@
 //! - [`broker`] — the append broker daemon, its client and protocol
 //! - [`home`] — the runtime home and its safety checks
 //! - [`id`] — session ids
+//! - [`isolate`] — per-session instances of would-be singletons (stdio wrapper)
 //! - [`config`] — `concur.toml`
 //! - [`sidecar`] — `F.lock` sidecar locks shared by every serialising writer
 //! - [`sys`] — the only place raw system calls are made
@@ -34,6 +36,7 @@ pub mod config;
 pub mod error;
 pub mod home;
 pub mod id;
+pub mod isolate;
 pub mod sidecar;
 pub mod sys;
 

@@ -119,7 +119,7 @@ pub fn spawn_daemon(home: &Home, exe: &Path, config: Option<&Path>) -> Result<u3
     // SAFETY: only async-signal-safe calls between fork and exec (sigprocmask, setsid, dup2).
     unsafe {
         cmd.pre_exec(move || {
-            sys::signal::child_unblock_all()?;
+            sys::signal::child_reset_signals()?;
             sys::signal::child_setsid()?;
             sys::signal::child_dup2(wfd, 3)
         });

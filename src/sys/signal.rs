@@ -74,16 +74,6 @@ pub fn kill_group(pgid: u32, sig: i32) -> io::Result<()> {
     }
 }
 
-/// True while at least one process of group `pgid` exists (signal 0 probes without sending).
-pub fn group_exists(pgid: u32) -> bool {
-    let Ok(pgid) = libc::pid_t::try_from(pgid) else {
-        return false;
-    };
-    // SAFETY: killpg with signal 0 only checks for existence and permission.
-    let r = unsafe { libc::killpg(pgid, 0) };
-    r == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
-}
-
 /// Asks the kernel to send `sig` to this process when its parent dies (`PR_SET_PDEATHSIG`).
 ///
 /// Returns `Ok(false)` when the parent had already died (we were reparented) before the call;
@@ -104,12 +94,14 @@ pub fn set_parent_death_signal(sig: i32, expected_parent: u32) -> io::Result<boo
     Ok(u32::try_from(ppid).ok() == Some(expected_parent))
 }
 
-/// For `pre_exec`: unblocks every signal, so a child does not inherit the parent's sigwait mask.
+/// For `pre_exec`: unblocks every signal and restores SIGPIPE's default action, so a child
+/// inherits neither the parent's sigwait mask nor an ignored SIGPIPE.
 ///
 /// # Safety
 /// Call only between `fork` and `exec` (it is async-signal-safe).
-pub unsafe fn child_unblock_all() -> io::Result<()> {
-    // SAFETY: an all-zero sigset_t is a valid empty set; sigprocmask is async-signal-safe.
+pub unsafe fn child_reset_signals() -> io::Result<()> {
+    // SAFETY: an all-zero sigset_t is a valid empty set; sigprocmask and signal are
+    // async-signal-safe.
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&raw mut set);
@@ -117,8 +109,18 @@ pub unsafe fn child_unblock_all() -> io::Result<()> {
             libc::SIG_SETMASK,
             &raw const set,
             std::ptr::null_mut(),
-        ))
-        .map(drop)
+        ))?;
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+    Ok(())
+}
+
+/// Ignores SIGPIPE in this process: a write to a closed pipe then fails with EPIPE instead of
+/// killing the writer.
+pub fn ignore_sigpipe() {
+    // SAFETY: setting a signal's disposition to SIG_IGN has no memory-safety preconditions.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
     }
 }
 
@@ -174,4 +176,31 @@ pub unsafe fn inherited_fd(var: &str) -> Option<std::fs::File> {
     // SAFETY: the parent handed this open descriptor to this process alone, and the caller
     // promises to take it only once.
     Some(unsafe { std::fs::File::from_raw_fd(fd) })
+}
+
+/// Waits until child `pid` has exited but leaves it unreaped (`waitid(WEXITED | WNOWAIT)`), so
+/// its pid — and the process group it leads — cannot be reused while the caller cleans up the
+/// group. Reap it afterwards with `Child::wait`.
+pub fn wait_exited_unreaped(pid: u32) -> io::Result<()> {
+    let id = libc::id_t::from(pid);
+    loop {
+        // SAFETY: an all-zero siginfo_t is a valid out-parameter for waitid.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: info is valid and writable; P_PID with the child's pid.
+        let r = unsafe {
+            libc::waitid(
+                libc::P_PID,
+                id,
+                &raw mut info,
+                libc::WEXITED | libc::WNOWAIT,
+            )
+        };
+        if r == 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
 }

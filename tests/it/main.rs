@@ -4,3 +4,4 @@ mod util;
 
 mod broker;
 mod home;
+mod isolate;

@@ -7,6 +7,7 @@ use crate::exit::{CliError, Exit};
 
 pub mod broker;
 pub mod home;
+pub mod isolate;
 
 /// The verbs.
 #[derive(Debug, Subcommand)]
@@ -15,6 +16,8 @@ pub enum Command {
     Home(home::Args),
     /// The append broker daemon: serve, status, stop, append (group commit, acked = durable)
     Broker(broker::Args),
+    /// Run a per-session instance of a would-be singleton (transparent stdio, no orphans)
+    Isolate(isolate::Args),
 }
 
 impl Command {
@@ -23,6 +26,7 @@ impl Command {
         match self {
             Command::Home(_) => "home",
             Command::Broker(_) => "broker",
+            Command::Isolate(_) => "isolate",
         }
     }
 
@@ -31,6 +35,7 @@ impl Command {
         match self {
             Command::Home(a) => home::run(a, ctx),
             Command::Broker(a) => broker::run(a, ctx),
+            Command::Isolate(a) => isolate::run(a, ctx),
         }
     }
 }
