@@ -27,7 +27,9 @@
 //! - [`sys`] — the only place raw system calls are made
 //! - [`error`] — the error type and its kinds
 
+pub mod append;
 pub mod config;
+pub mod duration;
 pub mod error;
 pub mod home;
 pub mod id;
