@@ -33,6 +33,8 @@ pub mod duration;
 pub mod error;
 pub mod home;
 pub mod id;
+pub mod json;
+pub mod replace;
 pub mod sidecar;
 pub mod sys;
 

@@ -7,7 +7,10 @@ use crate::exit::{CliError, Exit};
 
 pub mod append;
 pub mod home;
+pub mod json;
+pub mod read;
 pub mod value;
+pub mod write;
 
 /// The verbs.
 #[derive(Debug, Subcommand)]
@@ -16,6 +19,9 @@ pub enum Command {
     Home(home::Args),
     // The verb's help (summary, details, examples) is the doc comment on its `Args`.
     Append(append::Args),
+    Write(write::Args),
+    Read(read::Args),
+    Json(json::Args),
 }
 
 impl Command {
@@ -24,6 +30,9 @@ impl Command {
         match self {
             Command::Home(_) => "home",
             Command::Append(_) => "append",
+            Command::Write(_) => "write",
+            Command::Read(_) => "read",
+            Command::Json(_) => "json",
         }
     }
 
@@ -32,6 +41,9 @@ impl Command {
         match self {
             Command::Home(a) => home::run(a, ctx),
             Command::Append(a) => append::run(a, ctx),
+            Command::Write(a) => write::run(a, ctx),
+            Command::Read(a) => read::run(&a, ctx),
+            Command::Json(a) => json::run(a, ctx),
         }
     }
 }
