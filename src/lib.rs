@@ -37,6 +37,7 @@ pub mod json;
 pub mod replace;
 pub mod sidecar;
 pub mod sys;
+pub mod token;
 
 pub use error::{Error, ErrorKind, Result};
 pub use home::Home;

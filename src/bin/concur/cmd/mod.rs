@@ -9,6 +9,7 @@ pub mod append;
 pub mod home;
 pub mod json;
 pub mod read;
+pub mod token;
 pub mod value;
 pub mod write;
 
@@ -22,6 +23,7 @@ pub enum Command {
     Write(write::Args),
     Read(read::Args),
     Json(json::Args),
+    Token(token::Args),
 }
 
 impl Command {
@@ -33,6 +35,7 @@ impl Command {
             Command::Write(_) => "write",
             Command::Read(_) => "read",
             Command::Json(_) => "json",
+            Command::Token(_) => "token",
         }
     }
 
@@ -44,6 +47,7 @@ impl Command {
             Command::Write(a) => write::run(a, ctx),
             Command::Read(a) => read::run(&a, ctx),
             Command::Json(a) => json::run(a, ctx),
+            Command::Token(a) => token::run(a, ctx),
         }
     }
 }
