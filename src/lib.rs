@@ -31,14 +31,19 @@
 //! - [`sys`] — the only place raw system calls are made
 //! - [`error`] — the error type and its kinds
 
+pub mod append;
 pub mod broker;
 pub mod config;
+pub mod duration;
 pub mod error;
 pub mod home;
 pub mod id;
 pub mod isolate;
+pub mod json;
+pub mod replace;
 pub mod sidecar;
 pub mod sys;
+pub mod token;
 
 pub use error::{Error, ErrorKind, Result};
 pub use home::Home;

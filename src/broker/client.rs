@@ -155,12 +155,14 @@ impl Client {
         line: &Line,
         id: Option<&str>,
     ) -> Result<std::result::Result<Ack, Failure>> {
-        let (json, text) = match line {
-            Line::Json(v) => (Some(v.clone()), None),
-            Line::Text(t) => (None, Some(t.clone())),
+        let (body, json, text) = match line {
+            Line::JsonText(l) => (Some(l.clone()), None, None),
+            Line::Json(v) => (None, Some(v.clone()), None),
+            Line::Text(t) => (None, None, Some(t.clone())),
         };
         let r = self.request(&Request::Append {
             file: file.to_path_buf(),
+            line: body,
             json,
             text,
             id: id.map(str::to_owned),

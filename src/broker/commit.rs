@@ -390,40 +390,6 @@ impl Writer {
     }
 }
 
-/// Appends one line directly (no broker): under the sidecar lock, one `O_APPEND` write of the
-/// whole line, then `fdatasync`. What a client falls back to when no broker runs.
-///
-/// # Errors
-/// [`Error::Timeout`] when the sidecar lock is not had within [`LOCK_WAIT`] (nothing written);
-/// [`Error::Io`] for a failed or short write.
-pub fn append_direct(file: &Path, line: &[u8]) -> Result<()> {
-    let _guard = sidecar::lock(&sidecar::path_for(file), Some(LOCK_WAIT))?;
-    let f = sys::fs::open(file, sys::fs::Open::append(sys::fs::DEFAULT_MODE))
-        .map_err(Error::with("cannot open", file))?;
-    let created = f
-        .metadata()
-        .map_err(Error::with("cannot stat", file))?
-        .len()
-        == 0;
-    let mut buf = Vec::with_capacity(line.len() + 1);
-    buf.extend_from_slice(line);
-    buf.push(b'\n');
-    let n = sys::fs::write_once(&f, &buf).map_err(Error::with("cannot append to", file))?;
-    if n != buf.len() {
-        return Err(Error::io(
-            "short write appending to",
-            file,
-            std::io::Error::from_raw_os_error(libc::ENOSPC),
-        ));
-    }
-    sys::fs::sync_data(&f).map_err(Error::with("cannot sync", file))?;
-    if created {
-        let dir = sys::fs::parent_dir(file);
-        sys::fs::sync_dir(dir).map_err(Error::with("cannot sync directory", dir))?;
-    }
-    Ok(())
-}
-
 fn memchr_newline(b: &[u8]) -> Option<usize> {
     b.iter().position(|&c| c == b'\n')
 }

@@ -2,10 +2,11 @@
 //! request, in order, on a Unix stream socket. docs/PROTOCOL.md is the user-facing reference.
 //!
 //! Requests:
-//! - `{"op":"append","file":"/abs/path","json":VALUE,"id":"retry-id"}` — append `VALUE` as one
-//!   compact JSON line; or `"text":"raw line"` instead of `"json"` for a raw text line (no
-//!   newline). `id` is optional: a request repeated with the same `id` for the same file is
-//!   written once.
+//! - `{"op":"append","file":"/abs/path","line":"{\"k\":1}","id":"retry-id"}` — append the JSON
+//!   document in the string `line` as one compact line (whitespace removed, key order and
+//!   number spellings kept); or `"text":"raw line"` for a raw text line (no newline); or
+//!   `"json":VALUE` for a JSON value the broker re-serialises (keys then come out sorted).
+//!   `id` is optional: a request repeated with the same `id` for the same file is written once.
 //! - `{"op":"ping"}` — liveness; `{"op":"status"}` — counters.
 //!
 //! Responses: `{"ok":true,"id":...,"duplicate":false}` for an append (sent only after the
@@ -36,7 +37,10 @@ pub enum Request {
     Append {
         /// The target file: absolute, under one of the broker's roots.
         file: PathBuf,
-        /// A JSON value, written as one compact line.
+        /// A JSON document as text, written compact with key order kept.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        line: Option<String>,
+        /// A JSON value, re-serialised as one compact line (keys sorted).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         json: Option<serde_json::Value>,
         /// A raw text line (no newline), instead of `json`.
@@ -52,12 +56,14 @@ pub enum Request {
     Status,
 }
 
-/// What to append: a JSON value or a raw text line.
+/// What to append.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Line {
-    /// Written as compact JSON.
+    /// A JSON document as text: validated and written compact, key order kept.
+    JsonText(String),
+    /// A JSON value: written as compact JSON (object keys sorted).
     Json(serde_json::Value),
-    /// Written as is; must not contain a newline.
+    /// Written as is; must be UTF-8 without newline or NUL.
     Text(String),
 }
 
@@ -70,19 +76,8 @@ impl Line {
         let bytes = match self {
             Line::Json(v) => serde_json::to_vec(v)
                 .map_err(|e| Error::Invalid(format!("cannot encode JSON line: {e}")))?,
-            Line::Text(s) => {
-                if s.contains('\n') || s.contains('\r') {
-                    return Err(Error::Invalid(
-                        "a raw line may not contain a newline".into(),
-                    ));
-                }
-                if s.contains('\0') {
-                    return Err(Error::Invalid(
-                        "a raw line may not contain a NUL byte".into(),
-                    ));
-                }
-                s.as_bytes().to_vec()
-            }
+            Line::JsonText(s) => strip_newline(crate::append::encode_json(s.as_bytes())?),
+            Line::Text(s) => strip_newline(crate::append::encode_raw(s.as_bytes())?),
         };
         if bytes.len() > MAX_LINE {
             return Err(Error::Invalid(format!(
@@ -92,6 +87,13 @@ impl Line {
         }
         Ok(bytes)
     }
+}
+
+fn strip_newline(mut v: Vec<u8>) -> Vec<u8> {
+    if v.last() == Some(&b'\n') {
+        v.pop();
+    }
+    v
 }
 
 /// Validates a retry id: 1..=256 bytes, no control characters.

@@ -413,10 +413,18 @@ fn handle(
         }
         Request::Append {
             file,
+            line,
             json,
             text,
             id,
-        } => match append(state, &file, json, text, id.as_deref(), reply_tx, reply_rx) {
+        } => match append(
+            state,
+            &file,
+            (line, json, text),
+            id.as_deref(),
+            reply_tx,
+            reply_rx,
+        ) {
             Ok(ack) => Response {
                 ok: true,
                 id,
@@ -431,20 +439,20 @@ fn handle(
 fn append(
     state: &State,
     file: &Path,
-    json: Option<serde_json::Value>,
-    text: Option<String>,
+    body: (Option<String>, Option<serde_json::Value>, Option<String>),
     id: Option<&str>,
     reply_tx: &mpsc::Sender<Reply>,
     reply_rx: &mpsc::Receiver<Reply>,
 ) -> std::result::Result<commit::Ack, Failure> {
     let fail = |e: Error| Failure::from_error(&e);
-    let line = match (json, text) {
-        (Some(v), None) => Line::Json(v),
-        (None, Some(t)) => Line::Text(t),
+    let line = match body {
+        (Some(l), None, None) => Line::JsonText(l),
+        (None, Some(v), None) => Line::Json(v),
+        (None, None, Some(t)) => Line::Text(t),
         _ => {
             return Err(Failure::new(
                 ErrorKind::Invalid,
-                "an append needs exactly one of \"json\" and \"text\"",
+                "an append needs exactly one of \"line\", \"json\" and \"text\"",
             ));
         }
     };

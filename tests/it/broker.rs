@@ -277,3 +277,25 @@ fn foreign_uid_is_refused_by_peer_credentials() {
     );
     assert!(!target.exists(), "nothing written for a foreign uid");
 }
+
+#[test]
+fn append_with_broker_flag_keeps_key_order_and_dedups_by_id() {
+    let e = BrokerEnv::new();
+    let target = e.root.join("log.jsonl");
+    let t = target.to_str().unwrap();
+    let line = "{ \"z\": 1, \"a\": 2.50 }";
+    let run = || {
+        e.t.run(["append", "--broker", "--autostart", "--id", "once", t, line])
+    };
+    assert_code(&run(), 0);
+    let o = run();
+    assert_code(&o, 0);
+    assert_eq!(stdout(&o).trim(), "duplicate once");
+    assert_eq!(
+        std::fs::read_to_string(&target).unwrap(),
+        "{\"z\":1,\"a\":2.50}\n"
+    );
+    let o =
+        e.t.run(["append", "--broker", "--dedup-key", "id", t, "{}"]);
+    assert_code(&o, 2);
+}

@@ -52,22 +52,26 @@ enum Action {
 #[derive(Debug, clap::Args)]
 pub struct AppendArgs {
     /// The file to append to (absolute, under a configured [broker] root)
-    file: PathBuf,
-    /// The line: JSON (written compact), raw text with --raw, or `-` for stdin lines
-    line: String,
-    /// Write the line as raw text (no JSON check; newlines refused)
+    pub file: PathBuf,
+    /// The line: JSON (written compact, key order kept), raw text with --raw, or `-` for
+    /// stdin lines
+    pub line: String,
+    /// Write the line as raw text (UTF-8; newline and NUL refused)
     #[arg(long)]
-    raw: bool,
+    pub raw: bool,
     /// Retry id: a line sent again with the same id is written once (default: a unique id,
     /// so the client's own reconnect-retries are idempotent)
     #[arg(long, value_name = "ID")]
-    id: Option<String>,
+    pub id: Option<String>,
     /// Start the broker when none runs (two racing clients end with one broker)
     #[arg(long)]
-    autostart: bool,
+    pub autostart: bool,
     /// When no broker can be reached: `direct` appends under the sidecar lock instead
     #[arg(long, value_name = "MODE", value_parser = ["direct"])]
-    fallback: Option<String>,
+    pub fallback: Option<String>,
+    /// `line` is the line itself even if it is `-` (set by `concur append --broker`)
+    #[arg(skip)]
+    pub one_line: bool,
 }
 
 /// Runs `concur broker ...`.
@@ -179,7 +183,7 @@ const RETRIES: u32 = 100;
 /// Runs an append through the broker; shared with `concur append --broker`.
 pub fn append(a: &AppendArgs, ctx: &Ctx) -> Result<Exit, CliError> {
     let home = ctx.home()?;
-    let lines: Vec<(Line, Option<String>)> = if a.line == "-" {
+    let lines: Vec<(Line, Option<String>)> = if a.line == "-" && !a.one_line {
         let mut v = Vec::new();
         for (n, l) in std::io::stdin().lock().lines().enumerate() {
             let l =
@@ -233,9 +237,9 @@ fn parse_line(s: &str, raw: bool) -> Result<Line, CliError> {
     if raw {
         return Ok(Line::Text(s.to_owned()));
     }
-    serde_json::from_str(s)
-        .map(Line::Json)
-        .map_err(|e| CliError::invalid(format!("not valid JSON: {e}")))
+    let line = Line::JsonText(s.to_owned());
+    line.encode()?;
+    Ok(line)
 }
 
 fn auto_id_prefix() -> String {
@@ -288,5 +292,8 @@ fn send(
 fn direct(ctx: &Ctx, file: &Path, line: &Line) -> Result<(), CliError> {
     let config = ctx.config()?;
     let target = Roots::from_config(&config).check(file)?;
-    Ok(broker::commit::append_direct(&target, &line.encode()?)?)
+    let mut bytes = line.encode()?;
+    bytes.push(b'\n');
+    concur::append::AppendOptions::new().append(&target, &bytes)?;
+    Ok(())
 }

@@ -5,9 +5,15 @@ use clap::Subcommand;
 use crate::ctx::Ctx;
 use crate::exit::{CliError, Exit};
 
+pub mod append;
 pub mod broker;
 pub mod home;
 pub mod isolate;
+pub mod json;
+pub mod read;
+pub mod token;
+pub mod value;
+pub mod write;
 
 /// The verbs.
 #[derive(Debug, Subcommand)]
@@ -18,6 +24,12 @@ pub enum Command {
     Broker(broker::Args),
     /// Run a per-session instance of a would-be singleton (transparent stdio, no orphans)
     Isolate(isolate::Args),
+    // The verb's help (summary, details, examples) is the doc comment on its `Args`.
+    Append(append::Args),
+    Write(write::Args),
+    Read(read::Args),
+    Json(json::Args),
+    Token(token::Args),
 }
 
 impl Command {
@@ -27,6 +39,11 @@ impl Command {
             Command::Home(_) => "home",
             Command::Broker(_) => "broker",
             Command::Isolate(_) => "isolate",
+            Command::Append(_) => "append",
+            Command::Write(_) => "write",
+            Command::Read(_) => "read",
+            Command::Json(_) => "json",
+            Command::Token(_) => "token",
         }
     }
 
@@ -36,6 +53,11 @@ impl Command {
             Command::Home(a) => home::run(a, ctx),
             Command::Broker(a) => broker::run(a, ctx),
             Command::Isolate(a) => isolate::run(a, ctx),
+            Command::Append(a) => append::run(a, ctx),
+            Command::Write(a) => write::run(a, ctx),
+            Command::Read(a) => read::run(&a, ctx),
+            Command::Json(a) => json::run(a, ctx),
+            Command::Token(a) => token::run(a, ctx),
         }
     }
 }
