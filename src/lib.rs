@@ -11,6 +11,7 @@
 //! |---|---|---|
 //! | runtime home | private: refused if a symlink, foreign-owned or group/world-writable | [`home`] |
 //! | session id | cannot escape the home (`[A-Za-z0-9._-]{1,128}`) | [`id`] |
+//! | hook guard | a file-tool write to a `[guard]` path is denied; any failure on a guarded event denies | [`hook`] |
 //! | isolate | one instance per session; its whole process group dies with it; stdout untouched | [`isolate`] |
 //! | broker | one per home; acked append = durable, written once per retry id, group-committed | [`broker`] |
 //!
@@ -24,6 +25,7 @@
 //!
 //! - [`broker`] — the append broker daemon, its client and protocol
 //! - [`home`] — the runtime home and its safety checks
+//! - [`hook`] — agent hook adapters (Claude, Codex, Gemini, Cursor), the write guard, install
 //! - [`id`] — session ids
 //! - [`isolate`] — per-session instances of would-be singletons (stdio wrapper)
 //! - [`config`] — `concur.toml`
@@ -37,6 +39,7 @@ pub mod config;
 pub mod duration;
 pub mod error;
 pub mod home;
+pub mod hook;
 pub mod id;
 pub mod isolate;
 pub mod json;

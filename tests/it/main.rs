@@ -4,4 +4,5 @@ mod util;
 
 mod broker;
 mod home;
+mod hook;
 mod isolate;

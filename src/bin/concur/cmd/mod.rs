@@ -8,6 +8,7 @@ use crate::exit::{CliError, Exit};
 pub mod append;
 pub mod broker;
 pub mod home;
+pub mod hook;
 pub mod isolate;
 pub mod json;
 pub mod read;
@@ -24,6 +25,8 @@ pub enum Command {
     Broker(broker::Args),
     /// Run a per-session instance of a would-be singleton (transparent stdio, no orphans)
     Isolate(isolate::Args),
+    /// Agent hooks (claude, codex, gemini, cursor): write guard, session export; hook install
+    Hook(hook::Args),
     // The verb's help (summary, details, examples) is the doc comment on its `Args`.
     Append(append::Args),
     Write(write::Args),
@@ -39,6 +42,7 @@ impl Command {
             Command::Home(_) => "home",
             Command::Broker(_) => "broker",
             Command::Isolate(_) => "isolate",
+            Command::Hook(_) => "hook",
             Command::Append(_) => "append",
             Command::Write(_) => "write",
             Command::Read(_) => "read",
@@ -53,6 +57,7 @@ impl Command {
             Command::Home(a) => home::run(a, ctx),
             Command::Broker(a) => broker::run(a, ctx),
             Command::Isolate(a) => isolate::run(a, ctx),
+            Command::Hook(a) => hook::run(a, ctx),
             Command::Append(a) => append::run(a, ctx),
             Command::Write(a) => write::run(a, ctx),
             Command::Read(a) => read::run(&a, ctx),

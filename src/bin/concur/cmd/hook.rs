@@ -1,0 +1,161 @@
+//! `concur hook claude|codex|gemini|cursor` (an agent's hook, payload on stdin) and
+//! `concur hook install`.
+
+use std::io::Read;
+use std::path::PathBuf;
+
+use concur::hook::{self, Agent, Answer, Event};
+
+use crate::ctx::{Ctx, print_line};
+use crate::exit::{CliError, Exit};
+
+/// Agent hooks: deny file-tool writes to `[guard] protect` paths (fail closed), export the
+/// session id at SessionStart. Reads the agent's hook payload on stdin.
+///
+/// Example (.claude/settings.json, or let `concur hook install` write it):
+///   {"hooks": {"PreToolUse": [{"matcher": "Write|Edit|MultiEdit|NotebookEdit",
+///     "hooks": [{"type": "command", "command": "concur hook claude"}]}]}}
+///   concur hook install --agent claude --settings .claude/settings.json --dry-run
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    action: Action,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Action {
+    /// Claude Code hook (PreToolUse, SessionStart, SessionEnd)
+    Claude,
+    /// Codex CLI hook (PreToolUse incl. apply_patch, SessionStart)
+    Codex,
+    /// Gemini CLI hook (BeforeTool write_file/replace, SessionStart, SessionEnd)
+    Gemini,
+    /// Cursor hook (preToolUse Write/StrReplace/Edit, conversation_id)
+    Cursor,
+    /// Merge concur's hook entries into an agent's settings file (idempotent, locked, atomic,
+    /// backup kept as FILE.bak)
+    ///
+    /// Example: concur hook install --agent claude --settings ~/.claude/settings.json
+    Install {
+        /// The agent: claude, codex, gemini or cursor
+        #[arg(long, value_parser = ["claude", "codex", "gemini", "cursor"])]
+        agent: String,
+        /// The settings file to merge into (created if missing)
+        #[arg(long, value_name = "PATH")]
+        settings: PathBuf,
+        /// Print the diff and change nothing
+        #[arg(long)]
+        dry_run: bool,
+        /// The hook command to install (default: "concur hook AGENT")
+        #[arg(long, value_name = "CMD")]
+        command: Option<String>,
+    },
+}
+
+fn agent_of(name: &str) -> Agent {
+    match name {
+        "codex" => Agent::Codex,
+        "gemini" => Agent::Gemini,
+        "cursor" => Agent::Cursor,
+        _ => Agent::Claude,
+    }
+}
+
+/// Runs `concur hook ...`.
+pub fn run(args: Args, ctx: &Ctx) -> Result<Exit, CliError> {
+    let agent = match args.action {
+        Action::Claude => Agent::Claude,
+        Action::Codex => Agent::Codex,
+        Action::Gemini => Agent::Gemini,
+        Action::Cursor => Agent::Cursor,
+        Action::Install {
+            agent,
+            settings,
+            dry_run,
+            command,
+        } => return install(ctx, &agent, &settings, dry_run, command),
+    };
+    let answer = respond(agent, ctx);
+    if let Some(s) = &answer.stdout {
+        print_line(s);
+    }
+    if let Some(s) = &answer.stderr {
+        eprintln!("{s}");
+    }
+    Ok(Exit::Code(answer.code))
+}
+
+/// The largest payload read (16 MiB: a Write of a big file carries its content).
+const MAX_PAYLOAD: u64 = 16 << 20;
+
+fn respond(agent: Agent, ctx: &Ctx) -> Answer {
+    let mut input = Vec::new();
+    if let Err(e) = std::io::stdin()
+        .lock()
+        .take(MAX_PAYLOAD)
+        .read_to_end(&mut input)
+    {
+        return Answer::deny_exit2(&format!("concur guard: cannot read the hook payload: {e}"));
+    }
+    let event = match hook::parse(agent, &input) {
+        Ok(ev) => ev,
+        Err(why) => return Answer::deny_exit2(&format!("concur guard: {why}; refusing")),
+    };
+    match &event {
+        Event::Write { .. } | Event::Malformed(_) => hook::decide(agent, &event, || {
+            ctx.config().map_err(|e| concur::Error::Invalid(e.message))
+        }),
+        Event::SessionStart { session, .. } => {
+            session_start(session.as_deref());
+            Answer::allow()
+        }
+        _ => Answer::allow(),
+    }
+}
+
+/// Exports the session id for the agent's later Bash calls (`$CLAUDE_ENV_FILE`).
+fn session_start(session: Option<&str>) {
+    let (Some(file), Some(id)) = (std::env::var_os("CLAUDE_ENV_FILE"), session) else {
+        return;
+    };
+    let Ok(id) = concur::SessionId::new(id) else {
+        eprintln!("concur: hook: not exporting an invalid session id");
+        return;
+    };
+    let line = format!("export CONCUR_SESSION={id}\n");
+    let opts = concur::append::AppendOptions::new().fsync(false);
+    if let Err(e) = opts.append(&PathBuf::from(file), line.as_bytes()) {
+        eprintln!("concur: hook: {e}");
+    }
+}
+
+fn install(
+    ctx: &Ctx,
+    agent: &str,
+    settings: &std::path::Path,
+    dry_run: bool,
+    command: Option<String>,
+) -> Result<Exit, CliError> {
+    let command = command.unwrap_or_else(|| format!("concur hook {agent}"));
+    let done = hook::install::install(settings, agent_of(agent), &command, dry_run)?;
+    if ctx.json {
+        ctx.print_json(&serde_json::json!({
+            "settings": done.settings, "changed": done.changed, "backup": done.backup,
+            "dry_run": dry_run, "diff": done.diff,
+        }));
+    } else if dry_run {
+        if done.changed {
+            print!("{}", done.diff);
+        } else {
+            print_line("already installed: nothing to change");
+        }
+    } else if done.changed {
+        print_line(&format!(
+            "installed {command} hooks in {}",
+            settings.display()
+        ));
+    } else {
+        print_line("already installed: nothing to change");
+    }
+    Ok(Exit::Ok)
+}
