@@ -5,13 +5,31 @@ use clap::Subcommand;
 use crate::ctx::Ctx;
 use crate::exit::{CliError, Exit};
 
+pub mod flock;
 pub mod home;
+pub mod lock;
+pub mod lockf;
 
 /// The verbs.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Print the runtime home (created 0700 and checked on first use)
     Home(home::Args),
+    /// Run a command while holding a file lock (flock(1) compatible)
+    Lock(lock::Args),
+}
+
+/// Multi-call: invoked through a link named `flock` or `lockf`, the binary is that program.
+/// Returns `None` for any other name (then `concur` parses its own arguments).
+pub fn multicall() -> Option<std::process::ExitCode> {
+    let mut args = std::env::args_os();
+    let argv0 = args.next()?;
+    let name = std::path::Path::new(&argv0).file_name()?.to_owned();
+    match name.to_str()? {
+        "flock" => Some(flock::main(&args.collect::<Vec<_>>())),
+        "lockf" => Some(lockf::main(&args.collect::<Vec<_>>())),
+        _ => None,
+    }
 }
 
 impl Command {
@@ -19,6 +37,7 @@ impl Command {
     pub fn verb(&self) -> &'static str {
         match self {
             Command::Home(_) => "home",
+            Command::Lock(_) => "lock",
         }
     }
 
@@ -26,6 +45,7 @@ impl Command {
     pub fn run(self, ctx: &Ctx) -> Result<Exit, CliError> {
         match self {
             Command::Home(a) => home::run(a, ctx),
+            Command::Lock(a) => lock::run(a, ctx),
         }
     }
 }
