@@ -6,8 +6,11 @@ use crate::ctx::Ctx;
 use crate::exit::{CliError, Exit};
 
 pub mod append;
+pub mod flock;
 pub mod home;
 pub mod json;
+pub mod lock;
+pub mod lockf;
 pub mod read;
 pub mod token;
 pub mod value;
@@ -24,6 +27,21 @@ pub enum Command {
     Read(read::Args),
     Json(json::Args),
     Token(token::Args),
+    /// Run a command while holding a file lock (flock(1) compatible)
+    Lock(lock::Args),
+}
+
+/// Multi-call: invoked through a link named `flock` or `lockf`, the binary is that program.
+/// Returns `None` for any other name (then `concur` parses its own arguments).
+pub fn multicall() -> Option<std::process::ExitCode> {
+    let mut args = std::env::args_os();
+    let argv0 = args.next()?;
+    let name = std::path::Path::new(&argv0).file_name()?.to_owned();
+    match name.to_str()? {
+        "flock" => Some(flock::main(&args.collect::<Vec<_>>())),
+        "lockf" => Some(lockf::main(&args.collect::<Vec<_>>())),
+        _ => None,
+    }
 }
 
 impl Command {
@@ -36,6 +54,7 @@ impl Command {
             Command::Read(_) => "read",
             Command::Json(_) => "json",
             Command::Token(_) => "token",
+            Command::Lock(_) => "lock",
         }
     }
 
@@ -48,6 +67,7 @@ impl Command {
             Command::Read(a) => read::run(&a, ctx),
             Command::Json(a) => json::run(a, ctx),
             Command::Token(a) => token::run(a, ctx),
+            Command::Lock(a) => lock::run(a, ctx),
         }
     }
 }
