@@ -92,7 +92,7 @@ pub struct Registry {
 }
 
 /// Milliseconds since the Unix epoch (wall clock: for display only, never for expiry).
-pub(crate) fn now_unix_ms() -> u64 {
+pub fn now_unix_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
