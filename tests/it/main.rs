@@ -3,3 +3,7 @@
 mod util;
 
 mod home;
+mod lease;
+mod ledger;
+mod marker;
+mod session;
