@@ -24,10 +24,12 @@
 //! - [`id`] — session ids
 //! - [`config`] — `concur.toml`
 //! - [`sidecar`] — `F.lock` sidecar locks shared by every serialising writer
+//! - [`diagnose`] — the collision harness: real concurrent writers, invariants, verdicts
 //! - [`sys`] — the only place raw system calls are made
 //! - [`error`] — the error type and its kinds
 
 pub mod config;
+pub mod diagnose;
 pub mod error;
 pub mod home;
 pub mod id;

@@ -10,6 +10,7 @@
 pub mod fs;
 pub mod lock;
 pub mod proc;
+pub mod signal;
 
 /// Retries a system call while it fails with EINTR.
 pub(crate) fn retry_eintr<T>(mut f: impl FnMut() -> std::io::Result<T>) -> std::io::Result<T> {
