@@ -117,9 +117,9 @@ impl Check {
     /// # Examples
     /// ```
     /// use concur::diagnose::checks::Check;
-    /// assert!(Check::parse("counter:n.json:.count").`is_ok`());
-    /// assert!(Check::parse("max:2:holders.log").`is_ok`());
-    /// assert!(Check::parse("bogus:x").`is_err`());
+    /// assert!(Check::parse("counter:n.json:.count").is_ok());
+    /// assert!(Check::parse("max:2:holders.log").is_ok());
+    /// assert!(Check::parse("bogus:x").is_err());
     /// ```
     pub fn parse(spec: &str) -> Result<Check> {
         let (kind, rest) = spec
