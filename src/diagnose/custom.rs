@@ -122,6 +122,12 @@ pub fn run(h: &Harness, o: &Options) -> Result<Vec<Outcome>> {
             }
             tally.last[i] = ev.observed;
         }
+        let start = runs
+            .iter()
+            .map(|r| r.start)
+            .filter(|&t| t > 0)
+            .min()
+            .unwrap_or(start);
         trace.push(RoundTrace {
             round,
             start,

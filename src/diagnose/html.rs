@@ -169,7 +169,10 @@ fill=\"#d5d9e0\" stroke=\"{stroke}\"><title>writer {} pid {} ({})</title></rect>
                 w.pid,
                 escape(&format!("{:?}", w.status))
             );
-            for e in &w.events {
+            // Operations first, holds on top of them.
+            let ops = w.events.iter().filter(|e| e.kind == "op");
+            let holds = w.events.iter().filter(|e| e.kind != "op");
+            for e in ops.chain(holds) {
                 let (class, fill, dy, hgt) = match e.kind.as_str() {
                     "op" => ("op", "#4a7bd0", 5.0, 12.0),
                     "hold" | "held" => ("hold", "#e08a1e", 8.0, 6.0),

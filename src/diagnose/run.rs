@@ -436,6 +436,13 @@ pub fn run_target(h: &Harness, t: &dyn Target, mode: Mode, sizes: Sizes) -> Resu
             Some(c) => c,
             None => t.check(&dir, &sizes, &runs)?,
         };
+        // The picture starts when the writers were released, not when spawning began.
+        let start = runs
+            .iter()
+            .map(|r| r.start)
+            .filter(|&t| t > 0)
+            .min()
+            .unwrap_or(start);
         trace.push(RoundTrace {
             round,
             start,
