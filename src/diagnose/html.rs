@@ -190,23 +190,7 @@ height=\"{hgt}\" fill=\"{fill}\" opacity=\"0.85\"><title>{}</title></rect>",
                 );
             }
         }
-        for m in &r.marks {
-            let mx = x(m.at);
-            let (ya, yb) = match m.writer {
-                Some(w) if w < lanes => (y(w), y(w) + LANE),
-                _ => (TOP, TOP + lanes as f64 * LANE),
-            };
-            let _ = write!(
-                s,
-                "<g class=\"mark\"><title>round {}: {}</title><line x1=\"{mx:.1}\" y1=\"{ya:.1}\" \
-x2=\"{mx:.1}\" y2=\"{yb:.1}\" stroke=\"#d01f3c\" stroke-width=\"2\"/><path d=\"M{:.1},{:.1} \
-l5,-8 l-10,0 z\" fill=\"#d01f3c\"/></g>",
-                m.round,
-                escape(&m.label),
-                mx,
-                ya + 1.0
-            );
-        }
+        marks(&mut s, r, lanes, &x);
     }
     let _ = write!(
         s,
@@ -218,4 +202,27 @@ l5,-8 l-10,0 z\" fill=\"#d01f3c\"/></g>",
         (t1 - t0) as f64 / 1000.0
     );
     s
+}
+
+/// Red marks where an invariant broke: on the writer's lane, or across all lanes.
+#[allow(clippy::cast_precision_loss)]
+fn marks(s: &mut String, r: &RoundTrace, lanes: usize, x: &dyn Fn(u64) -> f64) {
+    let y = |lane: usize| TOP + lane as f64 * LANE;
+    for m in &r.marks {
+        let mx = x(m.at);
+        let (ya, yb) = match m.writer {
+            Some(w) if w < lanes => (y(w), y(w) + LANE),
+            _ => (TOP, TOP + lanes as f64 * LANE),
+        };
+        let _ = write!(
+            s,
+            "<g class=\"mark\"><title>round {}: {}</title><line x1=\"{mx:.1}\" y1=\"{ya:.1}\" \
+x2=\"{mx:.1}\" y2=\"{yb:.1}\" stroke=\"#d01f3c\" stroke-width=\"2\"/><path d=\"M{:.1},{:.1} \
+l5,-8 l-10,0 z\" fill=\"#d01f3c\"/></g>",
+            m.round,
+            escape(&m.label),
+            mx,
+            ya + 1.0
+        );
+    }
 }
