@@ -226,3 +226,23 @@ l5,-8 l-10,0 z\" fill=\"#d01f3c\"/></g>",
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_is_escaped() {
+        assert_eq!(
+            escape("<a href=\"x\">&'"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
+        );
+    }
+
+    #[test]
+    fn a_page_without_traces_is_still_a_whole_page() {
+        let p = page(&[]);
+        assert!(p.starts_with("<!DOCTYPE html>") && p.ends_with("</html>\n"));
+        assert!(!p.contains("<svg"));
+    }
+}

@@ -59,3 +59,49 @@ pub fn table(outcomes: &[Outcome]) -> String {
 pub fn json(outcomes: &[Outcome]) -> serde_json::Value {
     serde_json::json!({ "results": outcomes })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome(target: &str, observed: &str, verdict: &str) -> Outcome {
+        Outcome {
+            target: target.into(),
+            mode: "naive".into(),
+            writers: 4,
+            ops: 25,
+            rounds: 1,
+            expected: "count == 100".into(),
+            observed: observed.into(),
+            verdict: verdict.into(),
+            seconds: 0.5,
+            pass: true,
+            trace: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn table_snapshot() {
+        let t = table(&[
+            outcome(
+                "json-counter",
+                "count 63: lost 37 of 100",
+                "LAST_WRITER_WINS",
+            ),
+            outcome("token", "1 winner", "SAFE"),
+        ]);
+        let want = "\
+TARGET        MODE   WRITERS  OPS  ROUNDS  EXPECTED      OBSERVED                  VERDICT           TIME
+json-counter  naive  4        25   1       count == 100  count 63: lost 37 of 100  LAST_WRITER_WINS  0.50s
+token         naive  4        25   1       count == 100  1 winner                  SAFE              0.50s
+";
+        assert_eq!(t, want);
+    }
+
+    #[test]
+    fn json_has_the_documented_fields_only() {
+        let v = json(&[outcome("token", "1 winner", "SAFE")]);
+        let keys: Vec<&String> = v["results"][0].as_object().unwrap().keys().collect();
+        assert_eq!(keys.len(), 9, "{keys:?}");
+    }
+}

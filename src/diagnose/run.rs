@@ -523,3 +523,50 @@ pub fn run_suite(
     progress(total, total, "done");
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn broke(v: &str, obs: &str) -> RoundCheck {
+        RoundCheck::broke(v, obs, Vec::new())
+    }
+
+    #[test]
+    fn a_clean_naive_run_is_not_reproduced_and_a_clean_protected_one_is_safe() {
+        let checks = [RoundCheck::held("count 100")];
+        assert_eq!(fold(Mode::Naive, 1, &checks).0, NOT_REPRODUCED);
+        assert!(!fold(Mode::Naive, 1, &checks).2);
+        let (v, obs, pass) = fold(Mode::Protected, 1, &checks);
+        assert_eq!((v.as_str(), obs.as_str(), pass), (SAFE, "count 100", true));
+    }
+
+    #[test]
+    fn distinct_violations_are_all_named_with_their_first_round() {
+        let checks = [
+            RoundCheck::held("ok"),
+            broke("OVER_ADMISSION", "3 holders"),
+            broke("STALE_SLOT", "slot taken"),
+            broke("OVER_ADMISSION", "4 holders"),
+        ];
+        let (v, obs, pass) = fold(Mode::Naive, 4, &checks);
+        assert_eq!(v, "OVER_ADMISSION, STALE_SLOT");
+        assert_eq!(
+            obs,
+            "3 holders (round 1; 2 of 4 rounds); slot taken (round 2; 1 of 4 rounds)"
+        );
+        assert!(pass);
+        assert!(!fold(Mode::Protected, 4, &checks).2);
+    }
+
+    #[test]
+    fn a_failed_writer_comes_first_and_never_counts_as_caught() {
+        let checks = [
+            broke("TORN_LINES", "3 torn"),
+            broke(ERROR, "writer 1 exited 1"),
+        ];
+        let (v, _, pass) = fold(Mode::Naive, 2, &checks);
+        assert_eq!(v, "ERROR, TORN_LINES");
+        assert!(!pass);
+    }
+}

@@ -177,8 +177,15 @@ impl Target for Semaphore {
                     now_us(),
                     json!({ "slot": held.as_ref().and_then(Held::slot) }),
                 );
-                // Hold until killed (the parent kills us as soon as it reads "held").
-                std::thread::sleep(std::time::Duration::from_secs(60));
+                // Hold until killed: the parent kills us as soon as it reads "held". Should the
+                // parent die first, stop holding rather than linger (bounded at 60 s).
+                let parent = std::os::unix::process::parent_id();
+                for _ in 0..3000 {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                    if std::os::unix::process::parent_id() != parent {
+                        break;
+                    }
+                }
                 Ok(())
             }
             "probe" => {
