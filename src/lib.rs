@@ -35,12 +35,14 @@
 //! - [`marker`] — session-scoped markers and pointers, legacy fallback
 //! - [`ledger`] — hash-chained JSONL
 //! - [`lease`] — task leases (the `Store` trait, the `SQLite` store)
+//! - [`diagnose`] — the collision harness: real concurrent writers, invariants, verdicts
 //! - [`sys`] — the only place raw system calls are made
 //! - [`error`] — the error type and its kinds
 
 pub mod append;
 pub mod child;
 pub mod config;
+pub mod diagnose;
 pub mod duration;
 pub mod error;
 pub mod home;

@@ -12,6 +12,7 @@ pub mod fs;
 pub mod lock;
 pub mod ofd;
 pub mod proc;
+pub mod signal;
 pub mod supervise;
 
 /// Retries a system call while it fails with EINTR.

@@ -6,6 +6,7 @@ use crate::ctx::Ctx;
 use crate::exit::{CliError, Exit};
 
 pub mod append;
+pub mod diagnose;
 pub mod flock;
 pub mod home;
 pub mod json;
@@ -44,6 +45,11 @@ pub enum Command {
     Ledger(ledger::Args),
     /// Task leases: one live holder, growing fencing tokens, build-once
     Lease(lease::Args),
+    /// Prove collisions: N real processes hammer shared state; invariants give verdicts
+    Diagnose(diagnose::Args),
+    /// (internal) one writer process of `concur diagnose`
+    #[command(name = "diagnose-writer", hide = true)]
+    DiagnoseWriter(diagnose::WriterArgs),
 }
 
 impl Command {
@@ -62,6 +68,8 @@ impl Command {
             Command::Pointer(_) => "pointer",
             Command::Ledger(_) => "ledger",
             Command::Lease(_) => "lease",
+            Command::Diagnose(_) => "diagnose",
+            Command::DiagnoseWriter(_) => "diagnose-writer",
         }
     }
 
@@ -80,6 +88,8 @@ impl Command {
             Command::Pointer(a) => pointer::run(a, ctx),
             Command::Ledger(a) => ledger::run(a, ctx),
             Command::Lease(a) => lease::run(a, ctx),
+            Command::Diagnose(a) => diagnose::run(&a, ctx),
+            Command::DiagnoseWriter(a) => diagnose::run_writer(&a, ctx),
         }
     }
 }
