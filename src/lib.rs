@@ -14,6 +14,11 @@
 //! | hook guard | a file-tool write to a `[guard]` path is denied; any failure on a guarded event denies | [`hook`] |
 //! | isolate | one instance per session; its whole process group dies with it; stdout untouched | [`isolate`] |
 //! | broker | one per home; acked append = durable, written once per retry id, group-committed | [`broker`] |
+//! | lock | one exclusive holder (or many shared); released by the kernel when the holder dies; waiters block in the kernel, no polling | [`lock`] |
+//! | session | a reused pid is not mistaken for a live session | pid + start time + boot id, [`session`] |
+//! | marker / pointer | one session never reads another's value unless it names it | per-session files, atomic replace, [`marker`] |
+//! | ledger | every line chains to the one before; a lock timeout never writes unprotected | SHA-256 chain, sidecar lock, [`ledger`] |
+//! | lease | one live holder per task; fencing tokens only grow; build-once | `SQLite` `BEGIN IMMEDIATE`, [`lease`] |
 //!
 //! ## Non-guarantees
 //!
@@ -28,14 +33,23 @@
 //! - [`hook`] — agent hook adapters (Claude, Codex, Gemini, Cursor), the write guard, install
 //! - [`id`] — session ids
 //! - [`isolate`] — per-session instances of would-be singletons (stdio wrapper)
+//! - [`child`] — running a command while a lock or permit is held
 //! - [`config`] — `concur.toml`
+//! - [`lock`] — file, named and byte-range locks, and who holds them
 //! - [`sidecar`] — `F.lock` sidecar locks shared by every serialising writer
+//! - [`session`] — the session registry and liveness
+//! - [`marker`] — session-scoped markers and pointers, legacy fallback
+//! - [`ledger`] — hash-chained JSONL
+//! - [`lease`] — task leases (the `Store` trait, the `SQLite` store)
+//! - [`diagnose`] — the collision harness: real concurrent writers, invariants, verdicts
 //! - [`sys`] — the only place raw system calls are made
 //! - [`error`] — the error type and its kinds
 
 pub mod append;
 pub mod broker;
+pub mod child;
 pub mod config;
+pub mod diagnose;
 pub mod duration;
 pub mod error;
 pub mod home;
@@ -43,7 +57,12 @@ pub mod hook;
 pub mod id;
 pub mod isolate;
 pub mod json;
+pub mod lease;
+pub mod ledger;
+pub mod lock;
+pub mod marker;
 pub mod replace;
+pub mod session;
 pub mod sidecar;
 pub mod sys;
 pub mod token;

@@ -1,15 +1,37 @@
-//! Signals and process groups: blocking and waiting for signals on a dedicated thread, killing
-//! a process group, the parent-death signal, and what a freshly forked child must reset before
-//! `exec`.
+//! Signals: `kill(2)` to one process or a whole process group, and the sigwait-style handling
+//! the broker and `isolate` use.
+//!
+//! Used by the diagnose harness to stop a writer that hangs past its timeout (and everything it
+//! started) and to kill a lock holder with SIGKILL on purpose. Not guaranteed: a process that
+//! moved itself into another process group escapes a group kill.
 //!
 //! Signals are handled the sigwait way: the signals of interest are blocked in every thread
 //! (block them before spawning any) and one thread waits for them synchronously. No handler
 //! runs at an arbitrary point, so nothing here needs to be async-signal-safe beyond the
-//! `pre_exec` helpers, which call only `sigprocmask`, `setsid` and `dup2`.
+//! `pre_exec` helpers, which call only `sigprocmask`, `signal`, `setsid` and `dup2`.
 
 use std::io;
 
 use super::cvt;
+
+/// Sends `SIGKILL` to process `pid`. A process that is already gone is not an error.
+pub fn kill(pid: u32) -> io::Result<()> {
+    send(i32::try_from(pid).unwrap_or(i32::MAX), libc::SIGKILL)
+}
+
+/// Sends `SIGKILL` to every process in process group `pgid`. A group that is already empty is
+/// not an error.
+pub fn kill_group(pgid: u32) -> io::Result<()> {
+    send(-i32::try_from(pgid).unwrap_or(i32::MAX), libc::SIGKILL)
+}
+
+fn send(target: i32, sig: libc::c_int) -> io::Result<()> {
+    // SAFETY: kill takes plain integers and has no memory preconditions.
+    match cvt(unsafe { libc::kill(target, sig) }) {
+        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(()),
+        other => other.map(drop),
+    }
+}
 
 fn sigset(signals: &[i32]) -> libc::sigset_t {
     // SAFETY: an all-zero sigset_t is a valid value to pass to sigemptyset.
@@ -50,7 +72,7 @@ pub fn wait(signals: &[i32]) -> io::Result<i32> {
 }
 
 /// Sends `sig` to process `pid`.
-pub fn kill(pid: u32, sig: i32) -> io::Result<()> {
+pub fn signal_pid(pid: u32, sig: i32) -> io::Result<()> {
     let pid = libc::pid_t::try_from(pid)
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "pid out of range"))?;
     // SAFETY: kill takes plain integers.
@@ -58,7 +80,7 @@ pub fn kill(pid: u32, sig: i32) -> io::Result<()> {
 }
 
 /// Sends `sig` to every process in process group `pgid`. A group that is already gone is fine.
-pub fn kill_group(pgid: u32, sig: i32) -> io::Result<()> {
+pub fn signal_group(pgid: u32, sig: i32) -> io::Result<()> {
     let pgid = libc::pid_t::try_from(pgid)
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "pgid out of range"))?;
     if pgid <= 1 {

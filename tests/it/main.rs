@@ -3,6 +3,11 @@
 mod util;
 
 mod broker;
+mod diagnose;
 mod home;
 mod hook;
 mod isolate;
+mod lease;
+mod ledger;
+mod marker;
+mod session;
