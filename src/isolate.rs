@@ -16,15 +16,18 @@
 //!   left in its group is killed the same way before concur exits. The child is left unreaped
 //!   while its group is signalled, so its pid (the group id) cannot be reused meanwhile.
 //! - **Exit status passed through** (128+N for a child killed by signal N).
-//! - **Exclusive.** `--exclusive NAME` takes a named lock on one shared instance instead
-//!   (interim: a `flock` in the home, `isolate/exclusive/NAME.lock`, until the lease store is
-//!   used); another session fails at once, naming the holder.
+//! - **Exclusive.** `--exclusive NAME` instead takes the lease `isolate:NAME` in the lease store
+//!   (TTL [`LEASE_TTL`], renewed while the instance runs, released when it ends, reclaimed at
+//!   once when the holding session dies); another session fails at once, naming the holder.
+//!   The same session may run it twice (re-acquiring is idempotent).
 //!
 //! ## Not guaranteed
 //! - A grandchild that moves itself to another process group (e.g. with `setsid`) escapes the
 //!   group kill.
-//! - `concur isolate gc` decides a session is dead by the process that started its isolate
-//!   (pid + start time of concur's parent, the agent) — not by the session registry yet.
+//! - `concur isolate gc` asks the session registry; for a session that never registered it
+//!   falls back to the process that started the isolate (pid + start time of concur's parent).
+//! - An isolate killed with SIGKILL leaves its lease until the TTL runs out, unless its session
+//!   is registered and dead.
 
 use std::ffi::OsString;
 use std::fs::File;
@@ -41,6 +44,9 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::home::Home;
 use crate::id::SessionId;
+use crate::lease::sqlite::SqliteStore;
+use crate::lease::{AcquireRequest, Acquired, Store};
+use crate::session::{Liveness, Registry};
 use crate::sys;
 use crate::sys::lock::Mode;
 
@@ -68,7 +74,23 @@ pub struct Prepared {
     /// The program and its arguments, placeholders substituted.
     pub argv: Vec<OsString>,
     _in_use: File,
-    _exclusive: Option<File>,
+    exclusive: Option<Exclusive>,
+}
+
+/// The lease on a shared instance, released when the isolate ends.
+#[derive(Debug)]
+struct Exclusive {
+    home: Home,
+    task: String,
+    session: SessionId,
+}
+
+impl Drop for Exclusive {
+    fn drop(&mut self) {
+        if let Ok(store) = SqliteStore::open(&self.home) {
+            let _ = store.release(&self.task, &self.session);
+        }
+    }
 }
 
 /// Resolves the directory, port and arguments for `session` and takes the locks that mark it
@@ -87,17 +109,15 @@ pub fn prepare(
         return Err(Error::Invalid("no command to run (put it after --)".into()));
     }
     let base = home.subdir("isolate")?;
-    let mut exclusive_lock = None;
+    let mut exclusive_task = None;
     let dir = if let Some(name) = exclusive {
         let name = SessionId::new(name)
             .map_err(|_| Error::Invalid(format!("invalid exclusive name {name:?}")))?;
         let ex = base.join("exclusive");
         sys::fs::mkdir(&ex, 0o700).map_err(Error::with("cannot create directory", &ex))?;
-        exclusive_lock = Some(take_exclusive(
-            &ex.join(format!("{name}.lock")),
-            session,
-            name.as_str(),
-        )?);
+        let task = format!("isolate:{name}");
+        take_exclusive(home, &task, session, name.as_str())?;
+        exclusive_task = Some(task);
         ex.join(name.as_str())
     } else {
         base.join(session.as_str())
@@ -127,33 +147,40 @@ pub fn prepare(
         port,
         argv,
         _in_use: in_use,
-        _exclusive: exclusive_lock,
+        exclusive: exclusive_task.map(|task| Exclusive {
+            home: home.clone(),
+            task,
+            session: session.clone(),
+        }),
     })
 }
 
-fn take_exclusive(path: &Path, session: &SessionId, name: &str) -> Result<File> {
-    let mut f = sys::fs::open(path, sys::fs::Open::read_write(0o600))
-        .map_err(Error::with("cannot open", path))?;
-    if !sys::lock::try_flock(&f, Mode::Exclusive).map_err(Error::with("cannot lock", path))? {
-        let mut s = String::new();
-        let _ = f.read_to_string(&mut s);
-        let holder = serde_json::from_str::<Owner>(s.trim()).map_or_else(
-            |_| "another session".to_owned(),
-            |o| format!("session {} (pid {})", o.session, o.pid),
-        );
-        return Err(Error::Conflict(format!(
-            "the shared instance {name:?} is held by {holder}"
-        )));
-    }
-    let me = Owner {
-        session: session.to_string(),
-        pid: std::process::id(),
-        start: sys::proc::start_time(std::process::id()).unwrap_or(0),
+/// How long the lease on a shared instance lives without renewal (it is renewed every third
+/// of that while the instance runs, and reclaimed at once when the holding session dies).
+pub const LEASE_TTL: Duration = Duration::from_secs(60);
+
+fn take_exclusive(home: &Home, task: &str, session: &SessionId, name: &str) -> Result<()> {
+    let store = SqliteStore::open(home)?;
+    let req = AcquireRequest {
+        task: task.to_owned(),
+        session: session.clone(),
+        ttl: LEASE_TTL,
+        once: false,
+        cwd: std::env::current_dir()
+            .map(|d| d.to_string_lossy().into_owned())
+            .unwrap_or_default(),
     };
-    f.set_len(0)
-        .and_then(|()| f.write_all(serde_json::to_string(&me).unwrap_or_default().as_bytes()))
-        .map_err(Error::with("cannot write", path))?;
-    Ok(f)
+    match store.acquire(&req)? {
+        Acquired::Granted(_) => Ok(()),
+        Acquired::Held(l) => Err(Error::Conflict(format!(
+            "the shared instance {name:?} is held by session {}{} (lease {task})",
+            l.session,
+            l.pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
+        ))),
+        Acquired::Completed(_) => Err(Error::Conflict(format!(
+            "the shared instance {name:?} is a completed build-once task"
+        ))),
+    }
 }
 
 /// Records the agent (concur's parent) as the directory's owner, for gc.
@@ -322,6 +349,9 @@ pub fn run(p: &Prepared) -> Result<ExitStatus> {
         })
         .map_err(Error::with("cannot spawn thread", here))?;
 
+    if let Some(ex) = &p.exclusive {
+        renew_in_background(ex.home.clone(), ex.task.clone(), ex.session.clone());
+    }
     sys::signal::wait_exited_unreaped(pid)
         .map_err(Error::with("cannot wait for", Path::new(program)))?;
     let _ = exited_tx.send(());
@@ -330,6 +360,24 @@ pub fn run(p: &Prepared) -> Result<ExitStatus> {
     child
         .wait()
         .map_err(Error::with("cannot wait for", Path::new(program)))
+}
+
+/// Renews the shared instance's lease every third of its TTL until the process exits.
+fn renew_in_background(home: Home, task: String, session: SessionId) {
+    let _ = std::thread::Builder::new()
+        .name("concur-isolate-renew".into())
+        .stack_size(256 << 10)
+        .spawn(move || {
+            let Ok(store) = SqliteStore::open(&home) else {
+                return;
+            };
+            loop {
+                std::thread::sleep(LEASE_TTL / 3);
+                if store.renew(&task, &session, LEASE_TTL).is_err() {
+                    eprintln!("concur: isolate: cannot renew the lease {task}");
+                }
+            }
+        });
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -356,13 +404,15 @@ fn kill_group(pgid: u32) {
     }
 }
 
-/// Removes the per-session directories whose owner (the agent process that started the
-/// session's isolate) is dead and that no running isolate uses. Returns the removed paths.
+/// Removes the per-session directories of dead sessions (by the session registry; for a session
+/// that never registered, by the agent process that started its isolate) that no running
+/// isolate uses. Returns the removed paths.
 ///
 /// # Errors
 /// [`Error::Io`] when the isolate directory cannot be listed.
 pub fn gc(home: &Home) -> Result<Vec<PathBuf>> {
     let base = home.subdir("isolate")?;
+    let registry = Registry::open(home)?;
     let mut removed = Vec::new();
     for e in std::fs::read_dir(&base)
         .map_err(Error::with("cannot list", &base))?
@@ -374,10 +424,20 @@ pub fn gc(home: &Home) -> Result<Vec<PathBuf>> {
         {
             continue;
         }
-        let owner = std::fs::read_to_string(dir.join("owner.json"))
-            .ok()
-            .and_then(|s| serde_json::from_str::<Owner>(&s).ok());
-        if owner.is_some_and(|o| sys::proc::is_alive(o.pid, o.start)) {
+        let id = dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| SessionId::new(n).ok());
+        let alive = match id.map(|id| registry.liveness(&id)) {
+            Some(Liveness::Alive) => true,
+            Some(Liveness::Dead) => false,
+            // Never registered: judge by the agent process that started the isolate.
+            _ => std::fs::read_to_string(dir.join("owner.json"))
+                .ok()
+                .and_then(|s| serde_json::from_str::<Owner>(&s).ok())
+                .is_some_and(|o| sys::proc::is_alive(o.pid, o.start)),
+        };
+        if alive {
             continue;
         }
         let lock_path = dir.join(".lock");

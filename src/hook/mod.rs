@@ -4,8 +4,11 @@
 //! - **`PreToolUse`** (Gemini `BeforeTool`, Cursor `preToolUse`) for a file-writing tool whose
 //!   path is protected by `[guard]` → deny, with a reason naming the concur command to use
 //!   instead ([`guard`]). Anything else → allow: exit 0, no output.
-//! - **`SessionStart`** → `export CONCUR_SESSION=<id>` appended to `$CLAUDE_ENV_FILE` when set.
-//! - **`SessionEnd`** → nothing yet (see below).
+//! - **`SessionStart`** → the agent process (the hook's parent: pid + start time) is registered
+//!   as the session, `export CONCUR_SESSION=<id>` is appended to `$CLAUDE_ENV_FILE` when set,
+//!   and `additionalContext` names the other live sessions in the same directory and the leases
+//!   they hold (nothing is printed when there are none) — [`session`].
+//! - **`SessionEnd`** → the session ends and its leases are released.
 //!
 //! ## Fail closed
 //! Agents let a tool call through when a hook crashes, times out or exits with an unexpected
@@ -15,13 +18,12 @@
 //! and the reason on stderr, which every supported agent treats as a deny.
 //!
 //! ## Not guaranteed
-//! - Until the session registry is used here, `SessionStart` does not register the agent and its
-//!   `additionalContext` is not emitted; `SessionEnd` does nothing.
 //! - The guard sees file tools only; shell redirections (`echo >> F`) bypass it.
 
 pub mod claude;
 pub mod guard;
 pub mod install;
+pub mod session;
 
 use std::path::PathBuf;
 

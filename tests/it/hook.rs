@@ -246,3 +246,38 @@ fn install_twice_is_install_once_and_keeps_unknown_keys() {
     );
     assert!(t.path("settings.json.bak").exists(), "backup kept");
 }
+
+#[test]
+fn session_start_names_other_live_sessions_and_their_leases_and_end_releases() {
+    let t = TestEnv::new();
+    let cwd = t.dir.path().to_str().unwrap().to_owned();
+    let ev = |id: &str, event: &str| json!({"session_id": id, "transcript_path": "/t", "cwd": cwd, "hook_event_name": event});
+    // The registered agent is the hook's parent: this (live) test process.
+    let o = hook(&t, "claude", &ev("sess-a", "SessionStart"));
+    assert_allowed(&o);
+    assert_code(
+        &t.run(["--session", "sess-a", "lease", "acquire", "build:web"]),
+        0,
+    );
+    let o = hook(&t, "claude", &ev("sess-b", "SessionStart"));
+    let v = deny_json(&o);
+    let ctx = v["hookSpecificOutput"]["additionalContext"]
+        .as_str()
+        .unwrap();
+    assert_eq!(v["hookSpecificOutput"]["hookEventName"], "SessionStart");
+    assert!(ctx.contains("sess-a") && ctx.contains("build:web"), "{ctx}");
+    assert!(!ctx.contains("sess-b"), "{ctx}");
+    assert_allowed(&hook(&t, "claude", &ev("sess-a", "SessionEnd")));
+    let o = t.run(["lease", "list", "--json"]);
+    assert!(
+        !stdout(&o).contains("sess-a"),
+        "lease released: {}",
+        stdout(&o)
+    );
+    let o = hook(&t, "claude", &ev("sess-c", "SessionStart"));
+    let v = deny_json(&o);
+    let ctx = v["hookSpecificOutput"]["additionalContext"]
+        .as_str()
+        .unwrap();
+    assert!(!ctx.contains("sess-a") && ctx.contains("sess-b"), "{ctx}");
+}

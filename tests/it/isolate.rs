@@ -98,12 +98,14 @@ fn exclusive_refuses_the_second_session_naming_the_holder() {
     ]);
     c.stdin(Stdio::piped()).stdout(Stdio::piped());
     let mut holder = c.spawn().unwrap();
-    let lock = t.home.join("isolate/exclusive/browser.lock");
-    retry("holder recorded", Duration::from_secs(20), || {
-        std::fs::read_to_string(&lock)
-            .ok()
-            .filter(|s| s.contains("\"first\""))
-    });
+    retry(
+        "lease taken by the first session",
+        Duration::from_secs(20),
+        || {
+            let o = t.run(["lease", "list", "--json"]);
+            stdout(&o).contains("\"first\"").then_some(())
+        },
+    );
     let o = t.run([
         "--session",
         "second",

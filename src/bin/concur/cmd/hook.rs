@@ -105,21 +105,58 @@ fn respond(agent: Agent, ctx: &Ctx) -> Answer {
         Event::Write { .. } | Event::Malformed(_) => hook::decide(agent, &event, || {
             ctx.config().map_err(|e| concur::Error::Invalid(e.message))
         }),
-        Event::SessionStart { session, .. } => {
-            session_start(session.as_deref());
+        Event::SessionStart { session, cwd } => session_start(agent, ctx, session.as_deref(), cwd),
+        Event::SessionEnd { session } => {
+            if let Some(id) = session_id(ctx, session.as_deref())
+                && let Err(e) = ctx
+                    .home()
+                    .map_err(|e| e.message)
+                    .and_then(|h| hook::session::end(h, &id).map_err(|e| e.to_string()))
+            {
+                eprintln!("concur: hook: {e}");
+            }
             Answer::allow()
         }
         _ => Answer::allow(),
     }
 }
 
-/// Exports the session id for the agent's later Bash calls (`$CLAUDE_ENV_FILE`).
-fn session_start(session: Option<&str>) {
-    let (Some(file), Some(id)) = (std::env::var_os("CLAUDE_ENV_FILE"), session) else {
-        return;
+/// The session id: the payload's, else `--session`/the environment.
+fn session_id(ctx: &Ctx, payload: Option<&str>) -> Option<concur::SessionId> {
+    match payload {
+        Some(id) => concur::SessionId::new(id).ok(),
+        None => ctx.session().ok().flatten(),
+    }
+}
+
+/// Registers the agent (this hook's parent) as the session, exports the id, and answers with
+/// the other live sessions in the same directory.
+fn session_start(agent: Agent, ctx: &Ctx, session: Option<&str>, cwd: &std::path::Path) -> Answer {
+    let Some(id) = session_id(ctx, session) else {
+        eprintln!("concur: hook: SessionStart without a valid session id");
+        return Answer::allow();
     };
-    let Ok(id) = concur::SessionId::new(id) else {
-        eprintln!("concur: hook: not exporting an invalid session id");
+    export_session(&id);
+    let agent_pid = concur::sys::proc::parent_pid(std::process::id()).unwrap_or(0);
+    let context = ctx.home().map_err(|e| e.message).and_then(|h| {
+        hook::session::start(h, &id, agent.name(), agent_pid, cwd).map_err(|e| e.to_string())
+    });
+    match context {
+        Ok(text) if !text.is_empty() => Answer {
+            stdout: hook::claude::session_context(agent, &text).map(|v| v.to_string()),
+            ..Answer::allow()
+        },
+        Ok(_) => Answer::allow(),
+        Err(e) => {
+            eprintln!("concur: hook: {e}");
+            Answer::allow()
+        }
+    }
+}
+
+/// Exports the session id for the agent's later Bash calls (`$CLAUDE_ENV_FILE`).
+fn export_session(id: &concur::SessionId) {
+    let Some(file) = std::env::var_os("CLAUDE_ENV_FILE") else {
         return;
     };
     let line = format!("export CONCUR_SESSION={id}\n");
