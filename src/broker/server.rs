@@ -191,6 +191,8 @@ impl Server {
     /// # Errors
     /// [`Error::Io`] when the dedup directory cannot be created.
     pub fn run(self, shutdown: &Shutdown) -> Result<serde_json::Value> {
+        // A thread per connection would otherwise give most threads a malloc arena of their own.
+        sys::proc::limit_malloc_arenas(2);
         let dedup_dir = self.home.subdir("broker")?;
         let state = Arc::new(State {
             roots: self.roots.clone(),
@@ -347,7 +349,7 @@ fn serve_conn(stream: UnixStream, state: &State) {
     if state.shutdown.is_triggered() {
         return;
     }
-    let mut reader = BufReader::with_capacity(16 << 10, read_half);
+    let mut reader = BufReader::with_capacity(4 << 10, read_half);
     let (reply_tx, reply_rx) = mpsc::channel();
     let mut line = Vec::new();
     loop {

@@ -59,8 +59,8 @@ pub struct AppendArgs {
     /// Write the line as raw text (UTF-8; newline and NUL refused)
     #[arg(long)]
     pub raw: bool,
-    /// Retry id: a line sent again with the same id is written once (default: a unique id,
-    /// so the client's own reconnect-retries are idempotent)
+    /// Retry id: a line sent again with the same id is written once (default with
+    /// --autostart: a unique id, so this client's own reconnect-retries stay exactly-once)
     #[arg(long, value_name = "ID")]
     pub id: Option<String>,
     /// Start the broker when none runs (two racing clients end with one broker)
@@ -215,9 +215,13 @@ pub fn append(a: &AppendArgs, ctx: &Ctx) -> Result<Exit, CliError> {
         Err(e) => return Err(e),
     };
     for (n, (line, id)) in lines.iter().enumerate() {
-        let id = id.clone().unwrap_or_else(|| format!("{auto}.{}", n + 1));
+        // Without --id, an id is only made up when this client may retry (--autostart): a
+        // retry needs one to stay exactly-once, and an id costs the dedup index's fdatasync.
+        let id = id
+            .clone()
+            .or_else(|| a.autostart.then(|| format!("{auto}.{}", n + 1)));
         let ack = if let Some(c) = &mut client {
-            send(c, home, a, ctx, &a.file, line, &id)?
+            send(c, home, a, ctx, &a.file, line, id.as_deref())?
         } else {
             direct(ctx, &a.file, line)?;
             broker::Ack { duplicate: false }
@@ -227,7 +231,7 @@ pub fn append(a: &AppendArgs, ctx: &Ctx) -> Result<Exit, CliError> {
                 "id": id, "duplicate": ack.duplicate, "broker": client.is_some(),
             }));
         } else if ack.duplicate {
-            print_line(&format!("duplicate {id}"));
+            print_line(&format!("duplicate {}", id.unwrap_or_default()));
         }
     }
     Ok(Exit::Ok)
@@ -269,11 +273,11 @@ fn send(
     ctx: &Ctx,
     file: &Path,
     line: &Line,
-    id: &str,
+    id: Option<&str>,
 ) -> Result<broker::Ack, CliError> {
     let mut tries = 0;
     loop {
-        match c.try_append(file, line, Some(id)) {
+        match c.try_append(file, line, id) {
             Ok(Ok(ack)) => return Ok(ack),
             Ok(Err(f)) => return Err(f.into_error(file).into()),
             Err(e) if tries >= RETRIES || !a.autostart => return Err(e.into()),
