@@ -299,3 +299,15 @@ fn append_with_broker_flag_keeps_key_order_and_dedups_by_id() {
         e.t.run(["append", "--broker", "--dedup-key", "id", t, "{}"]);
     assert_code(&o, 2);
 }
+
+#[test]
+fn diagnose_broker_target_shows_naive_torn_and_broker_safe() {
+    let t = TestEnv::new();
+    let o = t.run(["diagnose", "--targets", "broker", "--mode", "both"]);
+    assert_code(&o, 0);
+    let out = stdout(&o);
+    let naive = out.lines().find(|l| l.contains("naive")).unwrap();
+    let safe = out.lines().find(|l| l.contains("concur")).unwrap();
+    assert!(!naive.contains("SAFE"), "{out}");
+    assert!(safe.contains("SAFE"), "{out}");
+}
