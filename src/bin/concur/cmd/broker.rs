@@ -9,8 +9,10 @@ use concur::broker::{self, Client, Line, Roots, Server, Shutdown};
 use crate::ctx::{Ctx, print_line};
 use crate::exit::{CliError, Exit};
 
-/// The append broker: one daemon per home that group-commits appends (one write + one
-/// fdatasync per batch) to files under `[broker] roots`, acking each line once it is durable.
+/// The append broker daemon: group commit, acked = durable, retries written once
+///
+/// One daemon per home group-commits appends (one write + one fdatasync per batch) to files
+/// under `[broker] roots`, acking each line once it is durable.
 ///
 /// Example (with `roots = ["~/.agent"]` under `[broker]` in $(concur home)/concur.toml):
 ///   concur broker serve --detach
@@ -18,6 +20,7 @@ use crate::exit::{CliError, Exit};
 ///   concur broker status --json
 ///   concur broker stop
 #[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
 pub struct Args {
     #[command(subcommand)]
     action: Action,

@@ -30,11 +30,8 @@ pub mod write;
 pub enum Command {
     /// Print the runtime home (created 0700 and checked on first use)
     Home(home::Args),
-    /// The append broker daemon: serve, status, stop, append (group commit, acked = durable)
     Broker(broker::Args),
-    /// Run a per-session instance of a would-be singleton (transparent stdio, no orphans)
     Isolate(isolate::Args),
-    /// Agent hooks (claude, codex, gemini, cursor): write guard, session export; hook install
     Hook(hook::Args),
     // The verb's help (summary, details, examples) is the doc comment on its `Args`.
     Append(append::Args),
