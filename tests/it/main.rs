@@ -2,4 +2,9 @@
 
 mod util;
 
+mod append;
 mod home;
+mod json;
+mod replace;
+mod shell;
+mod token;
