@@ -163,3 +163,105 @@ fn lock_wait_timeout_exits_1_and_writes_nothing() {
     );
     assert_eq!(content(&log).unwrap(), b"{\"a\":1}\n");
 }
+
+/// A 64 KiB tmpfs mounted for one test, unmounted on drop (also when the test fails).
+struct SmallFs(std::path::PathBuf);
+
+impl SmallFs {
+    fn mount(dir: std::path::PathBuf) -> Option<SmallFs> {
+        std::fs::create_dir_all(&dir).unwrap();
+        let st = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=64k,mode=0700", "tmpfs"])
+            .arg(&dir)
+            .status()
+            .ok()?;
+        st.success().then_some(SmallFs(dir))
+    }
+}
+
+impl Drop for SmallFs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// Fills the filesystem holding `dir` until a write fails with ENOSPC.
+fn fill(dir: &std::path::Path) {
+    use std::io::Write;
+    let mut f = std::fs::File::create(dir.join("filler")).unwrap();
+    let chunk = [0u8; 4096];
+    loop {
+        match f.write(&chunk) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) => {
+                assert_eq!(e.raw_os_error(), Some(libc::ENOSPC), "{e}");
+                break;
+            }
+        }
+    }
+}
+
+#[test]
+fn full_disk_exits_74_and_leaves_no_partial_line() {
+    if !is_root() {
+        eprintln!("skipped: mounting a 64 KiB tmpfs needs root");
+        return;
+    }
+    let t = TestEnv::new();
+    let Some(fs) = SmallFs::mount(t.path("small")) else {
+        eprintln!("skipped: cannot mount tmpfs here (no CAP_SYS_ADMIN?)");
+        return;
+    };
+    let log = fs.0.join("log.jsonl");
+    // A log whose last page is partly used, and its sidecar, created before the disk fills.
+    let pad = "p".repeat(1000);
+    for i in 0..3 {
+        let line = format!("{{\"i\":{i},\"pad\":\"{pad}\"}}");
+        assert_code(&t.run(["append", log.to_str().unwrap(), &line]), 0);
+    }
+    assert_code(
+        &t.run([
+            "append",
+            "--dedup-key",
+            "i",
+            log.to_str().unwrap(),
+            "{\"i\":0}",
+        ]),
+        0,
+    );
+    fill(&fs.0);
+    let before = content(&log).unwrap();
+    assert!(before.len() > 3000 && before.len() < 4096);
+    // 2000 bytes: no lock, but more than the page's free space -> a short write, cleaned up.
+    // 6000 bytes: over PIPE_BUF, written under the lock -> also short, also cleaned up.
+    for pad in [2000, 6000] {
+        let line = format!("{{\"pad\":\"{}\"}}", "x".repeat(pad));
+        let o = t.run_stdin(["append", log.to_str().unwrap(), "-"], line.as_bytes());
+        assert_code(&o, 74);
+        let err = stderr(&o);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains("No space left on device"), "{err}");
+        assert_eq!(
+            content(&log).unwrap(),
+            before,
+            "pad {pad}: partial line left behind"
+        );
+    }
+    // A header-created file on the full disk: refused, and no file or temp file left.
+    let o = t.run([
+        "append",
+        "--raw",
+        "--header",
+        &"# h".repeat(2000),
+        fs.0.join("new.md").to_str().unwrap(),
+        "line",
+    ]);
+    assert_code(&o, 74);
+    let mut names: Vec<String> = std::fs::read_dir(&fs.0)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["filler", "log.jsonl", "log.jsonl.lock"]);
+}

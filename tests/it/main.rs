@@ -4,6 +4,7 @@ mod util;
 
 mod append;
 mod home;
+mod hostile;
 mod json;
 mod replace;
 mod shell;
