@@ -111,10 +111,11 @@ fn check(t: &TestEnv, name: &str, c: &Case) {
     }
 }
 
-#[test]
-fn hostile_inputs_get_their_exit_code_and_change_nothing() {
-    type Setup = fn(&TestEnv) -> Case;
-    let table: Vec<(&str, Setup)> = vec![
+type Setup = fn(&TestEnv) -> Case;
+
+/// Rows where the path or the home is unsafe: symlinks, loose homes, FIFOs (exit 77).
+fn unsafe_path_rows() -> Vec<(&'static str, Setup)> {
+    vec![
         ("append to a symlinked target", |t| {
             put(&t.path("real.jsonl"), b"{\"a\":0}\n");
             symlink(t.path("real.jsonl"), t.path("link.jsonl")).unwrap();
@@ -161,6 +162,24 @@ fn hostile_inputs_get_their_exit_code_and_change_nothing() {
             std::fs::set_permissions(&t.home, std::fs::Permissions::from_mode(0o777)).unwrap();
             case("token", &["token", "issue", "x"], 77).watch(&[t.home.join("tokens/x")])
         }),
+        ("FIFO as append target", |t| {
+            mkfifo(&t.path("fifo"));
+            case("append", &["append", "fifo", "{}"], 77)
+        }),
+        ("FIFO as write target", |t| {
+            mkfifo(&t.path("fifo"));
+            case("write", &["write", "fifo", "x"], 77)
+        }),
+        ("FIFO as json target", |t| {
+            mkfifo(&t.path("fifo"));
+            case("json", &["json", "fifo", "."], 77)
+        }),
+    ]
+}
+
+/// Rows where the input is bad (exit 4) or the parent directory is missing (exit 74).
+fn bad_input_rows() -> Vec<(&'static str, Setup)> {
+    vec![
         ("traversing session id", |t| {
             let home = concur::Home::at(&t.home).unwrap();
             concur::token::issue(&home, "t", None, None, None, false).unwrap();
@@ -214,26 +233,18 @@ fn hostile_inputs_get_their_exit_code_and_change_nothing() {
                 .stdin(&big)
                 .watch(&[t.path("f.jsonl")])
         }),
-        ("FIFO as append target", |t| {
-            mkfifo(&t.path("fifo"));
-            case("append", &["append", "fifo", "{}"], 77)
-        }),
-        ("FIFO as write target", |t| {
-            mkfifo(&t.path("fifo"));
-            case("write", &["write", "fifo", "x"], 77)
-        }),
-        ("FIFO as json target", |t| {
-            mkfifo(&t.path("fifo"));
-            case("json", &["json", "fifo", "."], 77)
-        }),
         ("missing parent directory", |t| {
             case("append", &["append", "no/such/dir/f.jsonl", "{}"], 74).watch(&[t.path("no")])
         }),
         ("write into a missing parent directory", |t| {
             case("write", &["write", "no/such/f.txt", "x"], 74).watch(&[t.path("no")])
         }),
-    ];
-    for (name, setup) in &table {
+    ]
+}
+
+#[test]
+fn hostile_inputs_get_their_exit_code_and_change_nothing() {
+    for (name, setup) in unsafe_path_rows().into_iter().chain(bad_input_rows()) {
         let t = TestEnv::new();
         let c = setup(&t);
         check(&t, name, &c);
