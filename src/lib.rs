@@ -11,6 +11,10 @@
 //! |---|---|---|
 //! | runtime home | private: refused if a symlink, foreign-owned or group/world-writable | [`home`] |
 //! | session id | cannot escape the home (`[A-Za-z0-9._-]{1,128}`) | [`id`] |
+//! | append | one whole line per call, durable; one header per file; dedup; no partial line on a full disk | [`append`] |
+//! | write / read | readers never see an empty or half-written file; `if_match` detects lost updates | [`replace`] |
+//! | json | no lost updates; a failing filter changes nothing | [`json`] |
+//! | token | exactly one taker wins; every take audited | [`token`] |
 //!
 //! ## Non-guarantees
 //!
@@ -24,6 +28,11 @@
 //! - [`id`] — session ids
 //! - [`config`] — `concur.toml`
 //! - [`sidecar`] — `F.lock` sidecar locks shared by every serialising writer
+//! - [`append`] — whole-line appends to shared logs
+//! - [`replace`] — atomic whole-file replace, etags
+//! - [`json`] — locked jq updates of JSON files
+//! - [`token`] — one-time tokens and their audit ledger
+//! - [`duration`] — `30s`/`5m`/`2h`/`1d` durations
 //! - [`sys`] — the only place raw system calls are made
 //! - [`error`] — the error type and its kinds
 
