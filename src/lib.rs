@@ -16,6 +16,10 @@
 //! | marker / pointer | one session never reads another's value unless it names it | per-session files, atomic replace, [`marker`] |
 //! | ledger | every line chains to the one before; a lock timeout never writes unprotected | SHA-256 chain, sidecar lock, [`ledger`] |
 //! | lease | one live holder per task; fencing tokens only grow; build-once | `SQLite` `BEGIN IMMEDIATE`, [`lease`] |
+//! | append | one whole line per call, durable; one header per file; dedup; no partial line on a full disk | [`append`] |
+//! | write / read | readers never see an empty or half-written file; `if_match` detects lost updates | [`replace`] |
+//! | json | no lost updates; a failing filter changes nothing | [`json`] |
+//! | token | exactly one taker wins; every take audited | [`token`] |
 //!
 //! ## Non-guarantees
 //!
@@ -36,6 +40,11 @@
 //! - [`ledger`] — hash-chained JSONL
 //! - [`lease`] — task leases (the `Store` trait, the `SQLite` store)
 //! - [`diagnose`] — the collision harness: real concurrent writers, invariants, verdicts
+//! - [`append`] — whole-line appends to shared logs
+//! - [`replace`] — atomic whole-file replace, etags
+//! - [`json`] — locked jq updates of JSON files
+//! - [`token`] — one-time tokens and their audit ledger
+//! - [`duration`] — `30s`/`5m`/`2h`/`1d` durations
 //! - [`sys`] — the only place raw system calls are made
 //! - [`error`] — the error type and its kinds
 

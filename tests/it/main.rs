@@ -2,9 +2,15 @@
 
 mod util;
 
+mod append;
 mod diagnose;
 mod home;
+mod hostile;
+mod json;
 mod lease;
 mod ledger;
 mod marker;
+mod replace;
 mod session;
+mod shell;
+mod token;
