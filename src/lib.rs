@@ -11,6 +11,7 @@
 //! |---|---|---|
 //! | runtime home | private: refused if a symlink, foreign-owned or group/world-writable | [`home`] |
 //! | session id | cannot escape the home (`[A-Za-z0-9._-]{1,128}`) | [`id`] |
+//! | slot | never more than N holders; a killed holder frees its slot at once; waiters block in the kernel | [`slot`] |
 //! | lock | one exclusive holder (or many shared); released by the kernel when the holder dies; waiters block in the kernel, no polling | [`lock`] |
 //!
 //! ## Non-guarantees
@@ -26,6 +27,7 @@
 //! - [`child`] — running a command while a lock or permit is held
 //! - [`config`] — `concur.toml`
 //! - [`lock`] — file, named and byte-range locks, and who holds them
+//! - [`slot`] — counting semaphores (`--max N` holders) across processes
 //! - [`sidecar`] — `F.lock` sidecar locks shared by every serialising writer
 //! - [`sys`] — the only place raw system calls are made
 //! - [`error`] — the error type and its kinds
@@ -37,6 +39,7 @@ pub mod home;
 pub mod id;
 pub mod lock;
 pub mod sidecar;
+pub mod slot;
 pub mod sys;
 
 pub use error::{Error, ErrorKind, Result};

@@ -9,6 +9,7 @@ pub mod flock;
 pub mod home;
 pub mod lock;
 pub mod lockf;
+pub mod slot;
 
 /// The verbs.
 #[derive(Debug, Subcommand)]
@@ -17,6 +18,8 @@ pub enum Command {
     Home(home::Args),
     /// Run a command while holding a file lock (flock(1) compatible)
     Lock(lock::Args),
+    /// Run a command in one of N slots (a counting semaphore across processes)
+    Slot(slot::Args),
 }
 
 /// Multi-call: invoked through a link named `flock` or `lockf`, the binary is that program.
@@ -38,6 +41,7 @@ impl Command {
         match self {
             Command::Home(_) => "home",
             Command::Lock(_) => "lock",
+            Command::Slot(_) => "slot",
         }
     }
 
@@ -46,6 +50,7 @@ impl Command {
         match self {
             Command::Home(a) => home::run(a, ctx),
             Command::Lock(a) => lock::run(a, ctx),
+            Command::Slot(a) => slot::run(a, ctx),
         }
     }
 }
