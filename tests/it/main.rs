@@ -3,3 +3,5 @@
 mod util;
 
 mod home;
+mod lock;
+mod slot;
