@@ -451,3 +451,31 @@ fn lockf_link_basics() {
     assert_eq!(stderr(&o), "");
     h.release();
 }
+
+#[test]
+fn the_command_gets_the_lock_fd_only_when_asked() {
+    let t = TestEnv::new();
+    let lockf = t.path("f");
+    let list = "for d in /proc/$$/fd/*; do readlink \"$d\"; done; true";
+    let o = t.run(["lock", "f", "-c", list]);
+    assert_code(&o, 0);
+    let target = lockf.to_str().unwrap();
+    assert!(
+        !stdout(&o).lines().any(|l| l == target),
+        "inherited: {}",
+        stdout(&o)
+    );
+    let o = t.run(["lock", "--fd", "9", "f", "-c", "readlink /proc/$$/fd/9"]);
+    assert_code(&o, 0);
+    assert_eq!(stdout(&o).trim(), target);
+    // The flock(1) dialect inherits it, as util-linux flock does, unless -o.
+    let fl = link(&t, "flock");
+    let o = sh_env(&t, Command::new(&fl).args(["f", "-c", list]))
+        .output()
+        .unwrap();
+    assert!(stdout(&o).lines().any(|l| l == target), "{}", stdout(&o));
+    let o = sh_env(&t, Command::new(&fl).args(["-o", "f", "-c", list]))
+        .output()
+        .unwrap();
+    assert!(!stdout(&o).lines().any(|l| l == target), "{}", stdout(&o));
+}
