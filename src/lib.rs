@@ -11,6 +11,7 @@
 //! |---|---|---|
 //! | runtime home | private: refused if a symlink, foreign-owned or group/world-writable | [`home`] |
 //! | session id | cannot escape the home (`[A-Za-z0-9._-]{1,128}`) | [`id`] |
+//! | slot | never more than N holders; a killed holder frees its slot at once; waiters block in the kernel | [`slot`] |
 //! | lock | one exclusive holder (or many shared); released by the kernel when the holder dies; waiters block in the kernel, no polling | [`lock`] |
 //! | session | a reused pid is not mistaken for a live session | pid + start time + boot id, [`session`] |
 //! | marker / pointer | one session never reads another's value unless it names it | per-session files, atomic replace, [`marker`] |
@@ -34,6 +35,7 @@
 //! - [`child`] — running a command while a lock or permit is held
 //! - [`config`] — `concur.toml`
 //! - [`lock`] — file, named and byte-range locks, and who holds them
+//! - [`slot`] — counting semaphores (`--max N` holders) across processes
 //! - [`sidecar`] — `F.lock` sidecar locks shared by every serialising writer
 //! - [`session`] — the session registry and liveness
 //! - [`marker`] — session-scoped markers and pointers, legacy fallback
@@ -64,6 +66,7 @@ pub mod marker;
 pub mod replace;
 pub mod session;
 pub mod sidecar;
+pub mod slot;
 pub mod sys;
 pub mod token;
 

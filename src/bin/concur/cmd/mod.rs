@@ -21,6 +21,7 @@ pub mod session;
 pub mod token;
 pub mod value;
 pub mod write;
+pub mod slot;
 
 /// The verbs.
 #[derive(Debug, Subcommand)]
@@ -92,6 +93,8 @@ impl Command {
             Command::DiagnoseWriter(a) => diagnose::run_writer(&a, ctx),
         }
     }
+    /// Run a command in one of N slots (a counting semaphore across processes)
+    Slot(slot::Args),
 }
 
 /// Multi-call: invoked through a link named `flock` or `lockf`, the binary is that program.
@@ -104,5 +107,25 @@ pub fn multicall() -> Option<std::process::ExitCode> {
         "flock" => Some(flock::main(&args.collect::<Vec<_>>())),
         "lockf" => Some(lockf::main(&args.collect::<Vec<_>>())),
         _ => None,
+    }
+}
+
+impl Command {
+    /// The verb's name, for error prefixes.
+    pub fn verb(&self) -> &'static str {
+        match self {
+            Command::Home(_) => "home",
+            Command::Lock(_) => "lock",
+            Command::Slot(_) => "slot",
+        }
+    }
+
+    /// Runs the verb.
+    pub fn run(self, ctx: &Ctx) -> Result<Exit, CliError> {
+        match self {
+            Command::Home(a) => home::run(a, ctx),
+            Command::Lock(a) => lock::run(a, ctx),
+            Command::Slot(a) => slot::run(a, ctx),
+        }
     }
 }
