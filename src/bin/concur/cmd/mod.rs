@@ -18,10 +18,10 @@ pub mod marker;
 pub mod pointer;
 pub mod read;
 pub mod session;
+pub mod slot;
 pub mod token;
 pub mod value;
 pub mod write;
-pub mod slot;
 
 /// The verbs.
 #[derive(Debug, Subcommand)]
@@ -51,6 +51,8 @@ pub enum Command {
     /// (internal) one writer process of `concur diagnose`
     #[command(name = "diagnose-writer", hide = true)]
     DiagnoseWriter(diagnose::WriterArgs),
+    /// Run a command in one of N slots (a counting semaphore across processes)
+    Slot(slot::Args),
 }
 
 impl Command {
@@ -71,6 +73,7 @@ impl Command {
             Command::Lease(_) => "lease",
             Command::Diagnose(_) => "diagnose",
             Command::DiagnoseWriter(_) => "diagnose-writer",
+            Command::Slot(_) => "slot",
         }
     }
 
@@ -91,10 +94,9 @@ impl Command {
             Command::Lease(a) => lease::run(a, ctx),
             Command::Diagnose(a) => diagnose::run(&a, ctx),
             Command::DiagnoseWriter(a) => diagnose::run_writer(&a, ctx),
+            Command::Slot(a) => slot::run(a, ctx),
         }
     }
-    /// Run a command in one of N slots (a counting semaphore across processes)
-    Slot(slot::Args),
 }
 
 /// Multi-call: invoked through a link named `flock` or `lockf`, the binary is that program.
@@ -107,25 +109,5 @@ pub fn multicall() -> Option<std::process::ExitCode> {
         "flock" => Some(flock::main(&args.collect::<Vec<_>>())),
         "lockf" => Some(lockf::main(&args.collect::<Vec<_>>())),
         _ => None,
-    }
-}
-
-impl Command {
-    /// The verb's name, for error prefixes.
-    pub fn verb(&self) -> &'static str {
-        match self {
-            Command::Home(_) => "home",
-            Command::Lock(_) => "lock",
-            Command::Slot(_) => "slot",
-        }
-    }
-
-    /// Runs the verb.
-    pub fn run(self, ctx: &Ctx) -> Result<Exit, CliError> {
-        match self {
-            Command::Home(a) => home::run(a, ctx),
-            Command::Lock(a) => lock::run(a, ctx),
-            Command::Slot(a) => slot::run(a, ctx),
-        }
     }
 }
