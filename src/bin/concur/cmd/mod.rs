@@ -5,19 +5,49 @@ use clap::Subcommand;
 use crate::ctx::Ctx;
 use crate::exit::{CliError, Exit};
 
+pub mod append;
 pub mod diagnose;
+pub mod flock;
 pub mod home;
+pub mod json;
+pub mod lock;
+pub mod lockf;
+pub mod read;
+pub mod token;
+pub mod value;
+pub mod write;
 
 /// The verbs.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Print the runtime home (created 0700 and checked on first use)
     Home(home::Args),
+    // The verb's help (summary, details, examples) is the doc comment on its `Args`.
+    Append(append::Args),
+    Write(write::Args),
+    Read(read::Args),
+    Json(json::Args),
+    Token(token::Args),
+    /// Run a command while holding a file lock (flock(1) compatible)
+    Lock(lock::Args),
     /// Prove collisions: N real processes hammer shared state; invariants give verdicts
     Diagnose(diagnose::Args),
     /// (internal) one writer process of `concur diagnose`
     #[command(name = "diagnose-writer", hide = true)]
     DiagnoseWriter(diagnose::WriterArgs),
+}
+
+/// Multi-call: invoked through a link named `flock` or `lockf`, the binary is that program.
+/// Returns `None` for any other name (then `concur` parses its own arguments).
+pub fn multicall() -> Option<std::process::ExitCode> {
+    let mut args = std::env::args_os();
+    let argv0 = args.next()?;
+    let name = std::path::Path::new(&argv0).file_name()?.to_owned();
+    match name.to_str()? {
+        "flock" => Some(flock::main(&args.collect::<Vec<_>>())),
+        "lockf" => Some(lockf::main(&args.collect::<Vec<_>>())),
+        _ => None,
+    }
 }
 
 impl Command {
@@ -27,6 +57,12 @@ impl Command {
             Command::Home(_) => "home",
             Command::Diagnose(_) => "diagnose",
             Command::DiagnoseWriter(_) => "diagnose-writer",
+            Command::Append(_) => "append",
+            Command::Write(_) => "write",
+            Command::Read(_) => "read",
+            Command::Json(_) => "json",
+            Command::Token(_) => "token",
+            Command::Lock(_) => "lock",
         }
     }
 
@@ -36,6 +72,12 @@ impl Command {
             Command::Home(a) => home::run(a, ctx),
             Command::Diagnose(a) => diagnose::run(&a, ctx),
             Command::DiagnoseWriter(a) => diagnose::run_writer(&a, ctx),
+            Command::Append(a) => append::run(a, ctx),
+            Command::Write(a) => write::run(a, ctx),
+            Command::Read(a) => read::run(&a, ctx),
+            Command::Json(a) => json::run(a, ctx),
+            Command::Token(a) => token::run(a, ctx),
+            Command::Lock(a) => lock::run(a, ctx),
         }
     }
 }
