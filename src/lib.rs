@@ -23,6 +23,7 @@
 //! - [`home`] — the runtime home and its safety checks
 //! - [`id`] — session ids
 //! - [`config`] — `concur.toml`
+//! - [`scan`] — static inventory of shared-state writers (`concur scan`)
 //! - [`sidecar`] — `F.lock` sidecar locks shared by every serialising writer
 //! - [`sys`] — the only place raw system calls are made
 //! - [`error`] — the error type and its kinds
@@ -31,6 +32,7 @@ pub mod config;
 pub mod error;
 pub mod home;
 pub mod id;
+pub mod scan;
 pub mod sidecar;
 pub mod sys;
 

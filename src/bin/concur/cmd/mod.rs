@@ -6,12 +6,15 @@ use crate::ctx::Ctx;
 use crate::exit::{CliError, Exit};
 
 pub mod home;
+pub mod scan;
 
 /// The verbs.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Print the runtime home (created 0700 and checked on first use)
     Home(home::Args),
+    /// Find every shared-state writer in scripts: pattern, lock, risk, inventory
+    Scan(scan::Args),
 }
 
 impl Command {
@@ -19,6 +22,7 @@ impl Command {
     pub fn verb(&self) -> &'static str {
         match self {
             Command::Home(_) => "home",
+            Command::Scan(_) => "scan",
         }
     }
 
@@ -26,6 +30,7 @@ impl Command {
     pub fn run(self, ctx: &Ctx) -> Result<Exit, CliError> {
         match self {
             Command::Home(a) => home::run(a, ctx),
+            Command::Scan(a) => scan::run(a, ctx),
         }
     }
 }
