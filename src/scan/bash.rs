@@ -441,7 +441,7 @@ impl Walker<'_, '_, '_> {
     /// read of the same path.
     fn after_write(&mut self, site: &Site, pattern: Pattern, locked: bool, action: &'static str) {
         let t = resolve::normalize(site.template);
-        if self.guards.contains(&t) {
+        if self.guards.contains(&t) && super::findings::is_act(pattern) {
             let f = Facts {
                 locked,
                 action,

@@ -153,6 +153,8 @@ pub struct Facts {
     pub hook: bool,
     /// check-then-act: what the guarded action is (`write`, `rm`, `mkdir`, ...).
     pub action: &'static str,
+    /// The path is per-process (a pid, mktemp or random name): one writer only.
+    pub private: bool,
     /// A free-form detail for the reason (the lock file, the read site line, ...).
     pub detail: String,
 }
@@ -172,6 +174,10 @@ pub fn judge(pattern: Pattern, f: &Facts) -> (Risk, String) {
         ""
     };
     let (risk, reason) = match pattern {
+        Pattern::Append | Pattern::Overwrite if f.private => (
+            Risk::Safe,
+            "per-process name (pid or unique temp): only one writer".into(),
+        ),
         Pattern::Append if f.locked => (Risk::Safe, "append under a lock".to_string()),
         Pattern::Append => (
             Risk::Low,
@@ -299,4 +305,10 @@ pub fn fix_for(pattern: Pattern, template: &str) -> &'static str {
         Pattern::Sqlite => "concur lease",
         Pattern::Socket => "concur broker",
     }
+}
+
+/// Whether a write can be the "act" of a check-then-act race: an exclusive create cannot (the
+/// loser fails instead of overwriting).
+pub fn is_act(p: Pattern) -> bool {
+    p != Pattern::ExclusiveCreate
 }

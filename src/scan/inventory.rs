@@ -75,10 +75,16 @@ pub fn group(findings: &[Finding]) -> Vec<Resource> {
                     risk: f.risk,
                 })
                 .collect();
-            let fix = if worst.risk == Risk::Safe {
-                "-".to_string()
-            } else {
-                fix_for(worst.pattern, template).to_string()
+            // The fix follows the worst writer; a predictable /tmp location alone calls for a
+            // session-scoped marker.
+            let writer = fs
+                .iter()
+                .filter(|f| f.pattern != Pattern::PredictableTmp)
+                .max_by_key(|f| f.risk);
+            let fix = match writer {
+                _ if worst.risk == Risk::Safe => "-".to_string(),
+                Some(w) if w.risk > Risk::Safe => fix_for(w.pattern, template).to_string(),
+                _ => fix_for(worst.pattern, template).to_string(),
             };
             Resource {
                 template: template.to_string(),

@@ -322,6 +322,7 @@ impl Unit<'_> {
         }
         let mut facts = facts.clone();
         facts.hook = self.hook;
+        facts.private = resolve::is_unique(&template) || template.contains("<pid>");
         let (risk, reason) = findings::judge(pattern, &facts);
         self.out.push(Finding {
             file: self.file.to_string(),

@@ -110,14 +110,24 @@ pub fn join(parts: &[String]) -> String {
     normalize(&out)
 }
 
-/// Whether a template is resolved well enough to trust (no `<expr>`/`<cmd>`, no positional
-/// parameters).
+/// The placeholders that stand for a known kind of value; any other `<...>` is an expression
+/// the scanner did not follow.
+pub const PLACEHOLDERS: &[&str] = &[
+    "<date>", "<time>", "<pid>", "<mktemp>", "<random>", "<n>", "<user>", "<host>", "<dir>",
+];
+
+/// Whether a template is resolved well enough to trust: no unfollowed `<expr>`, no positional
+/// parameters.
 pub fn is_resolved(t: &str) -> bool {
-    !(t.contains("<expr>")
-        || t.contains("<cmd>")
-        || t.contains("$1")
-        || t.contains("$2")
-        || t.contains("$@"))
+    let mut rest = t;
+    while let Some(i) = rest.find('<') {
+        let Some(j) = rest[i..].find('>') else { break };
+        if !PLACEHOLDERS.contains(&&rest[i..=i + j]) {
+            return false;
+        }
+        rest = &rest[i + j + 1..];
+    }
+    !(t.contains("$1") || t.contains("$2") || t.contains("$@") || t.contains("$*"))
 }
 
 #[cfg(test)]
