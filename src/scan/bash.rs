@@ -260,8 +260,8 @@ impl Walker<'_, '_, '_> {
                 s
             }
             "simple_expansion" => {
-                let name = self.text(n).trim_start_matches('$');
-                self.var(name)
+                let t = self.text(n);
+                self.var(t.strip_prefix('$').unwrap_or(t))
             }
             "expansion" => self.expansion(n),
             "command_substitution" => self.cmdsub(n),

@@ -298,6 +298,16 @@ pub fn fix_for(pattern: Pattern, template: &str) -> &'static str {
         }
         Pattern::ReadModifyWrite => "concur write --if-match",
         Pattern::CheckThenAct if t.contains("token") => "concur token take",
+        Pattern::CheckThenAct
+            if [".md", ".log", ".jsonl", ".txt"]
+                .iter()
+                .any(|e| t.rsplit('/').next().is_some_and(|n| n.contains(e))) =>
+        {
+            "concur append --header"
+        }
+        Pattern::CheckThenAct if t.contains("started") || t.contains("task") => {
+            "concur lease --once"
+        }
         Pattern::CheckThenAct | Pattern::PredictableTmp => "concur marker",
         Pattern::MkdirLock | Pattern::MkdirLockFallthrough if t.contains("slot") => "concur slot",
         Pattern::MkdirLock | Pattern::MkdirLockFallthrough | Pattern::Flock => "concur lock",

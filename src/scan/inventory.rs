@@ -83,6 +83,7 @@ pub fn group(findings: &[Finding]) -> Vec<Resource> {
                 .max_by_key(|f| f.risk);
             let fix = match writer {
                 _ if worst.risk == Risk::Safe => "-".to_string(),
+                Some(w) if w.pattern == Pattern::Flock => "concur lock --name".to_string(),
                 Some(w) if w.risk > Risk::Safe => fix_for(w.pattern, template).to_string(),
                 _ => fix_for(worst.pattern, template).to_string(),
             };

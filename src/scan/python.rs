@@ -775,13 +775,7 @@ impl Walker<'_, '_, '_> {
                     let mut c = a.walk();
                     let words: Vec<String> = a
                         .named_children(&mut c)
-                        .map(|k| {
-                            if k.kind() == "string" {
-                                format!("'{}'", self.tpl(k))
-                            } else {
-                                "\"$PY_EXPR\"".to_string()
-                            }
-                        })
+                        .map(|k| format!("'{}'", self.tpl(k)))
                         .collect();
                     let line_text = words.join(" ").replace('\'', "");
                     let base = self.base + a.start_position().row;

@@ -163,6 +163,11 @@ fn writers(res: &scan::Resource) -> String {
         .map(|w| format!("{}:{}", w.file, lines(w.line_start, w.line_end)))
         .collect();
     v.dedup();
+    if v.len() > 3 {
+        let more = v.len() - 3;
+        v.truncate(3);
+        v.push(format!("+{more} more"));
+    }
     v.join(", ")
 }
 
