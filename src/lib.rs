@@ -24,6 +24,7 @@
 //! - [`id`] — session ids
 //! - [`config`] — `concur.toml`
 //! - [`scan`] — static inventory of shared-state writers (`concur scan`)
+//! - [`sweep`] — declared inventory + scan + diagnose as the seed-style sweep table
 //! - [`sidecar`] — `F.lock` sidecar locks shared by every serialising writer
 //! - [`sys`] — the only place raw system calls are made
 //! - [`error`] — the error type and its kinds
@@ -34,6 +35,7 @@ pub mod home;
 pub mod id;
 pub mod scan;
 pub mod sidecar;
+pub mod sweep;
 pub mod sys;
 
 pub use error::{Error, ErrorKind, Result};

@@ -133,6 +133,7 @@ pub(crate) fn analyze(unit: &mut Unit, src: &str, base: usize, locked: bool) {
         guards: Vec::new(),
         lock_ctx: false,
         loops: Vec::new(),
+        fallthrough: None,
     };
     w.visit(root);
 }
@@ -157,6 +158,8 @@ struct Walker<'u, 'a, 's> {
     lock_ctx: bool,
     /// Enclosing loops: whether a mkdir lock in it falls through.
     loops: Vec<bool>,
+    /// A mkdir lock that can fall through was attempted: later writes may run unlocked.
+    fallthrough: Option<String>,
 }
 
 const READERS: &[&str] = &[
@@ -199,10 +202,15 @@ impl Walker<'_, '_, '_> {
     fn visit(&mut self, n: Node) {
         match n.kind() {
             "function_definition" => {
-                let (locks, reads) = (self.locks.len(), std::mem::take(&mut self.reads));
+                let (locks, reads, guards) = (
+                    self.locks.len(),
+                    std::mem::take(&mut self.reads),
+                    self.guards.len(),
+                );
                 self.visit_children(n);
                 self.locks.truncate(locks);
                 self.reads = reads;
+                self.guards.truncate(guards);
             }
             "subshell" => {
                 let (locks, nc) = (self.locks.len(), self.noclobber);
@@ -441,6 +449,13 @@ impl Walker<'_, '_, '_> {
     /// read of the same path.
     fn after_write(&mut self, site: &Site, pattern: Pattern, locked: bool, action: &'static str) {
         let t = resolve::normalize(site.template);
+        if let Some(lock) = &self.fallthrough {
+            let f = Facts {
+                detail: format!("after {lock}"),
+                ..Default::default()
+            };
+            self.u.emit(site, Pattern::MkdirLockFallthrough, &f);
+        }
         if self.guards.contains(&t) && super::findings::is_act(pattern) {
             let f = Facts {
                 locked,
@@ -531,7 +546,15 @@ impl Walker<'_, '_, '_> {
                 self.visit(k);
             }
         }
-        self.guards.truncate(guards);
+        // `[ -f X ] && exit 0` guards the rest of the scope
+        let early_exit = n
+            .named_child(n.named_child_count().saturating_sub(1))
+            .is_some_and(|l| {
+                l.kind() == "command" && matches!(self.cmd_name(l), "exit" | "return")
+            });
+        if !early_exit {
+            self.guards.truncate(guards);
+        }
     }
 
     /// Paths checked for existence in a condition: `[ -f X ]`, `test -e X`, `[[ ! -d X ]]`.
@@ -756,6 +779,10 @@ impl Walker<'_, '_, '_> {
                         self.locks.remove(pos);
                         continue;
                     }
+                    if self.fallthrough.as_ref() == Some(&t) {
+                        self.fallthrough = None;
+                        continue;
+                    }
                     if self.guards.contains(&t) {
                         let path = snippet(&texts[i]);
                         let site = Site {
@@ -790,7 +817,9 @@ impl Walker<'_, '_, '_> {
                             Pattern::MkdirLock
                         };
                         self.u.emit(&site, p, &Facts::default());
-                        if !falls {
+                        if falls {
+                            self.fallthrough = Some(resolve::normalize(&t));
+                        } else {
                             self.locks.push(resolve::normalize(&t));
                         }
                     } else if self.guards.contains(&resolve::normalize(&t)) {

@@ -215,7 +215,10 @@ pub fn judge(pattern: Pattern, f: &Facts) -> (Risk, String) {
         ),
         Pattern::MkdirLockFallthrough => (
             Risk::High,
-            "mkdir-lock retry loop gives up and carries on without the lock".into(),
+            format!(
+                "mkdir-lock retry loop gives up and carries on without the lock{}",
+                detail(&f.detail)
+            ),
         ),
         Pattern::Flock => (
             Risk::Safe,

@@ -133,10 +133,15 @@ impl Walker<'_, '_, '_> {
     fn visit(&mut self, n: Node) {
         let kind = n.kind();
         if FUNCTIONS.contains(&kind) {
-            let (locks, reads) = (self.locks, std::mem::take(&mut self.reads));
+            let (locks, reads, guards) = (
+                self.locks,
+                std::mem::take(&mut self.reads),
+                self.guards.len(),
+            );
             self.visit_children(n);
             self.locks = locks;
             self.reads = reads;
+            self.guards.truncate(guards);
             return;
         }
         match kind {
@@ -178,7 +183,21 @@ impl Walker<'_, '_, '_> {
                         self.visit(b);
                     }
                 }
-                self.guards.truncate(guards);
+                // `if (exists(p)) return;` guards the rest of the block
+                let early_exit = n.child_by_field_name("alternative").is_none()
+                    && n.child_by_field_name("consequence").is_some_and(|c| {
+                        let last = if c.kind() == "statement_block" {
+                            c.named_child(c.named_child_count().saturating_sub(1))
+                        } else {
+                            Some(c)
+                        };
+                        last.is_some_and(|l| {
+                            matches!(l.kind(), "return_statement" | "throw_statement")
+                        })
+                    });
+                if !early_exit {
+                    self.guards.truncate(guards);
+                }
             }
             "for_statement" | "while_statement" | "do_statement" | "for_in_statement" => {
                 let f = self.mkdir_loop_falls_through(n);
@@ -659,9 +678,7 @@ impl Walker<'_, '_, '_> {
         let items: Vec<Node> = arr.named_children(&mut c).collect();
         let words: Vec<String> = items
             .iter()
-            .map(|i| {
-                shell_string(self, *i).map_or_else(|| format!("\"${}\"", "X"), |s| format!("'{s}'"))
-            })
+            .map(|i| super::shell_word(&self.tpl(*i)))
             .collect();
         let prog_name = prog.rsplit('/').next().unwrap_or("");
         if matches!(prog_name, "bash" | "sh") {

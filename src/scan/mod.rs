@@ -366,3 +366,15 @@ pub(crate) fn snippet(s: &str) -> String {
         s.to_string()
     }
 }
+
+/// One word of a synthesised shell command line: bare when it is plain, else single-quoted.
+pub(crate) fn shell_word(s: &str) -> String {
+    let plain = !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./$:=@%+,{}".contains(c));
+    if plain {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', ""))
+    }
+}

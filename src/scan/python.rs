@@ -119,10 +119,15 @@ impl Walker<'_, '_, '_> {
     fn visit(&mut self, n: Node) {
         match n.kind() {
             "function_definition" => {
-                let (locks, reads) = (self.locks, std::mem::take(&mut self.reads));
+                let (locks, reads, guards) = (
+                    self.locks,
+                    std::mem::take(&mut self.reads),
+                    self.guards.len(),
+                );
                 self.visit_children(n);
                 self.locks = locks;
                 self.reads = reads;
+                self.guards.truncate(guards);
             }
             "assignment" => {
                 self.visit_children(n);
@@ -143,7 +148,17 @@ impl Walker<'_, '_, '_> {
                         self.visit(k);
                     }
                 }
-                self.guards.truncate(guards);
+                // `if exists(p): return` guards the rest of the block
+                let early_exit = n.child_by_field_name("alternative").is_none()
+                    && n.child_by_field_name("consequence").is_some_and(|c| {
+                        c.named_child(c.named_child_count().saturating_sub(1))
+                            .is_some_and(|l| {
+                                matches!(l.kind(), "return_statement" | "raise_statement")
+                            })
+                    });
+                if !early_exit {
+                    self.guards.truncate(guards);
+                }
             }
             "for_statement" | "while_statement" => {
                 let f = self.mkdir_loop_falls_through(n);
@@ -775,9 +790,9 @@ impl Walker<'_, '_, '_> {
                     let mut c = a.walk();
                     let words: Vec<String> = a
                         .named_children(&mut c)
-                        .map(|k| format!("'{}'", self.tpl(k)))
+                        .map(|k| super::shell_word(&self.tpl(k)))
                         .collect();
-                    let line_text = words.join(" ").replace('\'', "");
+                    let line_text = words.join(" ");
                     let base = self.base + a.start_position().row;
                     self.u.analyze(Lang::Bash, &line_text, base, locked);
                 }

@@ -4,3 +4,4 @@ mod util;
 
 mod home;
 mod scan;
+mod sweep;

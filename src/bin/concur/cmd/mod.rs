@@ -7,6 +7,7 @@ use crate::exit::{CliError, Exit};
 
 pub mod home;
 pub mod scan;
+pub mod sweep;
 
 /// The verbs.
 #[derive(Debug, Subcommand)]
@@ -15,6 +16,8 @@ pub enum Command {
     Home(home::Args),
     /// Find every shared-state writer in scripts: pattern, lock, risk, inventory
     Scan(scan::Args),
+    /// Seed-style P1/P2 sweep table: declared inventory + scan (+ diagnose)
+    Sweep(sweep::Args),
 }
 
 impl Command {
@@ -23,6 +26,7 @@ impl Command {
         match self {
             Command::Home(_) => "home",
             Command::Scan(_) => "scan",
+            Command::Sweep(_) => "sweep",
         }
     }
 
@@ -31,6 +35,7 @@ impl Command {
         match self {
             Command::Home(a) => home::run(a, ctx),
             Command::Scan(a) => scan::run(a, ctx),
+            Command::Sweep(a) => sweep::run(a, ctx),
         }
     }
 }
