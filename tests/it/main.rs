@@ -3,5 +3,9 @@
 mod util;
 
 mod home;
+mod lease;
+mod ledger;
+mod marker;
 mod scan;
+mod session;
 mod sweep;

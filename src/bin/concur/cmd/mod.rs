@@ -5,9 +5,23 @@ use clap::Subcommand;
 use crate::ctx::Ctx;
 use crate::exit::{CliError, Exit};
 
+pub mod append;
+pub mod flock;
 pub mod home;
+pub mod json;
+pub mod lease;
+pub mod ledger;
+pub mod lock;
+pub mod lockf;
+pub mod marker;
+pub mod pointer;
+pub mod read;
 pub mod scan;
+pub mod session;
 pub mod sweep;
+pub mod token;
+pub mod value;
+pub mod write;
 
 /// The verbs.
 #[derive(Debug, Subcommand)]
@@ -18,6 +32,24 @@ pub enum Command {
     Scan(scan::Args),
     /// Seed-style P1/P2 sweep table: declared inventory + scan (+ diagnose)
     Sweep(sweep::Args),
+    // The verb's help (summary, details, examples) is the doc comment on its `Args`.
+    Append(append::Args),
+    Write(write::Args),
+    Read(read::Args),
+    Json(json::Args),
+    Token(token::Args),
+    /// Run a command while holding a file lock (flock(1) compatible)
+    Lock(lock::Args),
+    /// Register, end, list and collect sessions (pid + start time, so reused pids are not live)
+    Session(session::Args),
+    /// Session-scoped markers (set/check/clear/migrate) with a legacy-path fallback
+    Marker(marker::Args),
+    /// Session-scoped pointers: one value per session under a shared name
+    Pointer(pointer::Args),
+    /// Hash-chained JSONL ledgers: append (locked, tail-only), verify, repair
+    Ledger(ledger::Args),
+    /// Task leases: one live holder, growing fencing tokens, build-once
+    Lease(lease::Args),
 }
 
 impl Command {
@@ -27,6 +59,17 @@ impl Command {
             Command::Home(_) => "home",
             Command::Scan(_) => "scan",
             Command::Sweep(_) => "sweep",
+            Command::Append(_) => "append",
+            Command::Write(_) => "write",
+            Command::Read(_) => "read",
+            Command::Json(_) => "json",
+            Command::Token(_) => "token",
+            Command::Lock(_) => "lock",
+            Command::Session(_) => "session",
+            Command::Marker(_) => "marker",
+            Command::Pointer(_) => "pointer",
+            Command::Ledger(_) => "ledger",
+            Command::Lease(_) => "lease",
         }
     }
 
@@ -36,6 +79,30 @@ impl Command {
             Command::Home(a) => home::run(a, ctx),
             Command::Scan(a) => scan::run(a, ctx),
             Command::Sweep(a) => sweep::run(a, ctx),
+            Command::Append(a) => append::run(a, ctx),
+            Command::Write(a) => write::run(a, ctx),
+            Command::Read(a) => read::run(&a, ctx),
+            Command::Json(a) => json::run(a, ctx),
+            Command::Token(a) => token::run(a, ctx),
+            Command::Lock(a) => lock::run(a, ctx),
+            Command::Session(a) => session::run(a, ctx),
+            Command::Marker(a) => marker::run(a, ctx),
+            Command::Pointer(a) => pointer::run(a, ctx),
+            Command::Ledger(a) => ledger::run(a, ctx),
+            Command::Lease(a) => lease::run(a, ctx),
         }
+    }
+}
+
+/// Multi-call: invoked through a link named `flock` or `lockf`, the binary is that program.
+/// Returns `None` for any other name (then `concur` parses its own arguments).
+pub fn multicall() -> Option<std::process::ExitCode> {
+    let mut args = std::env::args_os();
+    let argv0 = args.next()?;
+    let name = std::path::Path::new(&argv0).file_name()?.to_owned();
+    match name.to_str()? {
+        "flock" => Some(flock::main(&args.collect::<Vec<_>>())),
+        "lockf" => Some(lockf::main(&args.collect::<Vec<_>>())),
+        _ => None,
     }
 }
