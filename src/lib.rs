@@ -11,6 +11,7 @@
 //! |---|---|---|
 //! | runtime home | private: refused if a symlink, foreign-owned or group/world-writable | [`home`] |
 //! | session id | cannot escape the home (`[A-Za-z0-9._-]{1,128}`) | [`id`] |
+//! | scan | a parse error never stops a scan; it lowers nearby confidence and is reported | [`scan`] |
 //! | lock | one exclusive holder (or many shared); released by the kernel when the holder dies; waiters block in the kernel, no polling | [`lock`] |
 //! | session | a reused pid is not mistaken for a live session | pid + start time + boot id, [`session`] |
 //! | marker / pointer | one session never reads another's value unless it names it | per-session files, atomic replace, [`marker`] |
