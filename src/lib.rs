@@ -12,6 +12,7 @@
 //! | runtime home | private: refused if a symlink, foreign-owned or group/world-writable | [`home`] |
 //! | session id | cannot escape the home (`[A-Za-z0-9._-]{1,128}`) | [`id`] |
 //! | slot | never more than N holders; a killed holder frees its slot at once; waiters block in the kernel | [`slot`] |
+//! | scan | a parse error never stops a scan; it lowers nearby confidence and is reported | [`scan`] |
 //! | lock | one exclusive holder (or many shared); released by the kernel when the holder dies; waiters block in the kernel, no polling | [`lock`] |
 //! | session | a reused pid is not mistaken for a live session | pid + start time + boot id, [`session`] |
 //! | marker / pointer | one session never reads another's value unless it names it | per-session files, atomic replace, [`marker`] |
@@ -34,6 +35,8 @@
 //! - [`id`] — session ids
 //! - [`child`] — running a command while a lock or permit is held
 //! - [`config`] — `concur.toml`
+//! - [`scan`] — static inventory of shared-state writers (`concur scan`)
+//! - [`sweep`] — declared inventory + scan + diagnose as the seed-style sweep table
 //! - [`lock`] — file, named and byte-range locks, and who holds them
 //! - [`slot`] — counting semaphores (`--max N` holders) across processes
 //! - [`sidecar`] — `F.lock` sidecar locks shared by every serialising writer
@@ -64,9 +67,11 @@ pub mod ledger;
 pub mod lock;
 pub mod marker;
 pub mod replace;
+pub mod scan;
 pub mod session;
 pub mod sidecar;
 pub mod slot;
+pub mod sweep;
 pub mod sys;
 pub mod token;
 

@@ -17,8 +17,10 @@ pub mod lockf;
 pub mod marker;
 pub mod pointer;
 pub mod read;
+pub mod scan;
 pub mod session;
 pub mod slot;
+pub mod sweep;
 pub mod token;
 pub mod value;
 pub mod write;
@@ -53,6 +55,10 @@ pub enum Command {
     DiagnoseWriter(diagnose::WriterArgs),
     /// Run a command in one of N slots (a counting semaphore across processes)
     Slot(slot::Args),
+    /// Find every shared-state writer in scripts: pattern, lock, risk, inventory
+    Scan(scan::Args),
+    /// Seed-style P1/P2 sweep table: declared inventory + scan (+ diagnose)
+    Sweep(sweep::Args),
 }
 
 impl Command {
@@ -74,6 +80,8 @@ impl Command {
             Command::Diagnose(_) => "diagnose",
             Command::DiagnoseWriter(_) => "diagnose-writer",
             Command::Slot(_) => "slot",
+            Command::Scan(_) => "scan",
+            Command::Sweep(_) => "sweep",
         }
     }
 
@@ -95,6 +103,8 @@ impl Command {
             Command::Diagnose(a) => diagnose::run(&a, ctx),
             Command::DiagnoseWriter(a) => diagnose::run_writer(&a, ctx),
             Command::Slot(a) => slot::run(a, ctx),
+            Command::Scan(a) => scan::run(a, ctx),
+            Command::Sweep(a) => sweep::run(a, ctx),
         }
     }
 }
