@@ -13,6 +13,9 @@
 //! | session id | cannot escape the home (`[A-Za-z0-9._-]{1,128}`) | [`id`] |
 //! | slot | never more than N holders; a killed holder frees its slot at once; waiters block in the kernel | [`slot`] |
 //! | scan | a parse error never stops a scan; it lowers nearby confidence and is reported | [`scan`] |
+//! | hook guard | a file-tool write to a `[guard]` path is denied; any failure on a guarded event denies | [`hook`] |
+//! | isolate | one instance per session; its whole process group dies with it; stdout untouched | [`isolate`] |
+//! | broker | one per home; acked append = durable, written once per retry id, group-committed | [`broker`] |
 //! | lock | one exclusive holder (or many shared); released by the kernel when the holder dies; waiters block in the kernel, no polling | [`lock`] |
 //! | session | a reused pid is not mistaken for a live session | pid + start time + boot id, [`session`] |
 //! | marker / pointer | one session never reads another's value unless it names it | per-session files, atomic replace, [`marker`] |
@@ -31,8 +34,11 @@
 //!
 //! ## Modules
 //!
+//! - [`broker`] — the append broker daemon, its client and protocol
 //! - [`home`] — the runtime home and its safety checks
+//! - [`hook`] — agent hook adapters (Claude, Codex, Gemini, Cursor), the write guard, install
 //! - [`id`] — session ids
+//! - [`isolate`] — per-session instances of would-be singletons (stdio wrapper)
 //! - [`child`] — running a command while a lock or permit is held
 //! - [`config`] — `concur.toml`
 //! - [`scan`] — static inventory of shared-state writers (`concur scan`)
@@ -54,13 +60,16 @@
 //! - [`error`] — the error type and its kinds
 
 pub mod append;
+pub mod broker;
 pub mod child;
 pub mod config;
 pub mod diagnose;
 pub mod duration;
 pub mod error;
 pub mod home;
+pub mod hook;
 pub mod id;
+pub mod isolate;
 pub mod json;
 pub mod lease;
 pub mod ledger;

@@ -3,9 +3,12 @@
 mod util;
 
 mod append;
+mod broker;
 mod diagnose;
 mod home;
+mod hook;
 mod hostile;
+mod isolate;
 mod json;
 mod lease;
 mod ledger;
