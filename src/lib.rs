@@ -11,6 +11,7 @@
 //! |---|---|---|
 //! | runtime home | private: refused if a symlink, foreign-owned or group/world-writable | [`home`] |
 //! | session id | cannot escape the home (`[A-Za-z0-9._-]{1,128}`) | [`id`] |
+//! | etcd lock / slot / token | one holder (N for slots) by etcd's account; fencing token = create revision, fenced writes refused once stale | `etcd` (feature `etcd`) |
 //!
 //! ## Non-guarantees
 //!
@@ -24,11 +25,14 @@
 //! - [`id`] — session ids
 //! - [`config`] — `concur.toml`
 //! - [`sidecar`] — `F.lock` sidecar locks shared by every serialising writer
+//! - `etcd` — lock, slot, token, session and fenced writes on an etcd cluster (feature `etcd`)
 //! - [`sys`] — the only place raw system calls are made
 //! - [`error`] — the error type and its kinds
 
 pub mod config;
 pub mod error;
+#[cfg(feature = "etcd")]
+pub mod etcd;
 pub mod home;
 pub mod id;
 pub mod sidecar;
