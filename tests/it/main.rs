@@ -2,4 +2,8 @@
 
 mod util;
 
+#[cfg(feature = "etcd")]
+mod etcd;
+#[cfg(feature = "etcd")]
+mod etcd_util;
 mod home;
