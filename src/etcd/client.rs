@@ -65,14 +65,14 @@ struct Shared {
 #[derive(Debug)]
 pub struct Client {
     shared: Arc<Shared>,
-    conn: Mutex<Option<(usize, Conn)>>,
+    conn: Arc<Mutex<Option<(usize, Conn)>>>,
 }
 
 impl Clone for Client {
     fn clone(&self) -> Client {
         Client {
             shared: Arc::clone(&self.shared),
-            conn: Mutex::new(None),
+            conn: Arc::new(Mutex::new(None)),
         }
     }
 }
@@ -155,8 +155,17 @@ impl Client {
                 preferred: AtomicUsize::new(0),
                 timeouts,
             }),
-            conn: Mutex::new(None),
+            conn: Arc::new(Mutex::new(None)),
         })
+    }
+
+    /// A handle on the same connection (for guards that release through their creator's
+    /// connection instead of opening another).
+    pub(crate) fn same_conn(&self) -> Client {
+        Client {
+            shared: Arc::clone(&self.shared),
+            conn: Arc::clone(&self.conn),
+        }
     }
 
     /// The endpoints, in rotation order.
@@ -414,10 +423,7 @@ impl Client {
         (0..self.shared.endpoints.len())
             .map(|i| {
                 let endpoint = self.shared.endpoints[i].clone();
-                let one = Client {
-                    shared: Arc::clone(&self.shared),
-                    conn: Mutex::new(None),
-                };
+                let one = self.clone();
                 match one.attempt(i, "/v3/maintenance/status", b"{}") {
                     Ok(v) => {
                         let errors = v

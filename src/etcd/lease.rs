@@ -92,7 +92,7 @@ impl Lease {
                 .map_err(|e| Error::io("cannot start lease keepalive thread", "etcd", e))?
         };
         Ok(Lease {
-            client: client.clone(),
+            client: client.same_conn(),
             state,
             stop: Some(tx),
             thread: Some(thread),

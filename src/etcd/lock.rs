@@ -67,9 +67,7 @@ impl Holder {
 /// A held etcd lock. Dropping it releases the lock (best effort); [`LockGuard::unlock`] reports.
 #[derive(Debug)]
 pub struct LockGuard {
-    client: Client,
     name: String,
-    key: Vec<u8>,
     token: i64,
     lease: Option<Lease>,
 }
@@ -98,17 +96,13 @@ impl LockGuard {
         self.lease().check()
     }
 
-    /// Releases the lock: deletes the key if it is still ours, then revokes the lease.
+    /// Releases the lock: revokes the holder's lease, which deletes the key with it (one
+    /// request; the key can only be on this lease, so nobody else's key is touched).
     ///
     /// # Errors
     /// [`Error::Io`] when no member answered (the lease then expires after its TTL).
     pub fn unlock(mut self) -> Result<()> {
         let lease = self.lease.take().expect("lease present until unlock");
-        self.client.txn(
-            &[Compare::CreateRevision(self.key.clone(), self.token)],
-            &[Op::Delete(self.key.clone())],
-            &[],
-        )?;
         lease.revoke()
     }
 
@@ -187,9 +181,7 @@ pub fn lock(
             Some(kv) if kv.lease == lease.id() => {
                 // Won now, or an earlier attempt that timed out had committed: our own key.
                 return Ok(Some(LockGuard {
-                    client: client.clone(),
                     name: name.to_string(),
-                    key,
                     token: kv.create_revision,
                     lease: Some(lease),
                 }));

@@ -24,8 +24,6 @@ use crate::error::{Error, Result};
 /// A held slot. Dropping it frees the slot (best effort); [`Permit::release`] reports.
 #[derive(Debug)]
 pub struct Permit {
-    client: Client,
-    key: Vec<u8>,
     token: i64,
     rank: usize,
     lease: Option<Lease>,
@@ -47,13 +45,12 @@ impl Permit {
         self.lease.as_ref().expect("lease present until release")
     }
 
-    /// Frees the slot: deletes the key and revokes the lease.
+    /// Frees the slot: revokes the lease, which deletes the holder key with it.
     ///
     /// # Errors
     /// [`Error::Io`] when no member answered (the lease then expires after its TTL).
     pub fn release(mut self) -> Result<()> {
         let lease = self.lease.take().expect("lease present until release");
-        self.client.delete(&self.key)?;
         lease.revoke()
     }
 }
@@ -102,33 +99,40 @@ pub fn acquire(
     let started = Instant::now();
     let deadline = wait.deadline(started);
     let max_key = client.key(&format!("slot/{name}/max"));
-    let t = client.txn(
-        &[Compare::CreateRevision(max_key.clone(), 0)],
-        &[Op::Put(max_key.clone(), max.to_string().into_bytes(), 0)],
-        &[Op::Get(max_key.clone())],
-    )?;
-    if let Some(Some(kv)) = t.gets.first() {
-        let recorded = kv.value_str();
-        if recorded != max.to_string() {
-            return Err(Error::Invalid(format!(
-                "slot {name} has --max {recorded}, not {max}"
-            )));
-        }
-    }
     let pfx = prefix(client, name);
     let end = prefix_end(&pfx);
     let lease = Lease::grant(client, ttl)?;
     let mut key = pfx.clone();
     key.extend_from_slice(format!("{:016x}", lease.id()).as_bytes());
-    // Create-if-absent: a retry after a timed-out success finds its own key and keeps it.
-    client.txn(
-        &[Compare::CreateRevision(key.clone(), 0)],
-        &[Op::Put(key.clone(), owner_value(session), lease.id())],
-        &[],
+    let me = Op::Put(key.clone(), owner_value(session), lease.id());
+    // One transaction: record `max` if this is the first claim, put our holder key (on our own
+    // lease: a retry after a lost answer rewrites the same key, keeping its create revision),
+    // and read the recorded `max` and the ranking.
+    let t = client.txn(
+        &[Compare::CreateRevision(max_key.clone(), 0)],
+        &[
+            Op::Put(max_key.clone(), max.to_string().into_bytes(), 0),
+            me.clone(),
+            Op::Get(max_key.clone()),
+            Op::Prefix(pfx.clone()),
+        ],
+        &[me, Op::Get(max_key.clone()), Op::Prefix(pfx.clone())],
     )?;
+    let recorded = t.gets.first().cloned().flatten().map(|kv| kv.value_str());
+    if recorded.as_deref() != Some(max.to_string().as_str()) {
+        let _ = lease.revoke();
+        return Err(Error::Invalid(format!(
+            "slot {name} has --max {}, not {max}",
+            recorded.unwrap_or_default()
+        )));
+    }
+    let mut first = Some((t.ranges.get(1).cloned().unwrap_or_default(), t.revision));
     loop {
         lease.check()?;
-        let (kvs, rev) = client.range_prefix(&pfx)?;
+        let (kvs, rev) = match first.take() {
+            Some(r) => r,
+            None => client.range_prefix(&pfx)?,
+        };
         let Some(rank) = kvs.iter().position(|kv| kv.key == key) else {
             return Err(Error::Precondition(format!(
                 "slot {name}: our claim vanished (lease expired while waiting)"
@@ -136,20 +140,16 @@ pub fn acquire(
         };
         if rank < max {
             return Ok(Some(Permit {
-                client: client.clone(),
                 token: kvs[rank].create_revision,
-                key,
                 rank,
                 lease: Some(lease),
             }));
         }
         if matches!(wait, Wait::No) {
-            client.delete(&key)?;
             lease.revoke()?;
             return Ok(None);
         }
         if super::wait_for_delete(client, &pfx, Some(&end), rev + 1, deadline).is_err() {
-            let _ = client.delete(&key);
             let _ = lease.revoke();
             return Err(timeout("etcd slot", name, started));
         }

@@ -2,19 +2,19 @@
 //! token's mod revision, so exactly one taker wins.
 //!
 //! Keys: `token/NAME` holds the live token (on a lease of the token's TTL when it has one, so
-//! etcd itself expires it — no wall-clock comparison across machines); `token-issued/NAME`
-//! remembers that it was issued (no lease), so a take after expiry can say *expired* (exit 3)
-//! rather than *no such token*; `token-taken/NAME` records the last take (who, session, nonce).
-//! A take deletes the token and the issued marker and writes the record in one transaction. A
-//! taker whose transaction timed out and was retried finds its own nonce in the record and
-//! reports its win.
+//! etcd itself expires it — no wall-clock comparison across machines); `token-issued/NAME` is a
+//! copy without a lease, written with it; `token-taken/NAME` records the last take (who, session,
+//! nonce). A take deletes the token and writes the record in one transaction. With the token key
+//! gone, the two revisions tell what happened: an issue newer than the last take means it
+//! *expired* untaken (exit 3), otherwise it was *taken* (exit 1). A taker whose transaction
+//! timed out and was retried finds its own nonce in the record and reports its win.
 
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
 use super::client::Client;
-use super::wire::{Compare, Op};
+use super::wire::{Compare, KeyValue, Op};
 use crate::error::{Error, Result};
 
 /// A taken token.
@@ -85,6 +85,10 @@ pub fn issue(
 
 /// Takes token `name`: exactly one caller wins and gets its data.
 ///
+/// One transaction: *if the token key exists (mod revision > 0), read it, delete it and record
+/// the taker; otherwise read the last take record and the issue record*. Transactions are
+/// serialised, so of concurrent takers exactly one sees the key.
+///
 /// # Errors
 /// [`Error::Conflict`] when there is no live token (someone else took it, or none was issued);
 /// [`Error::Precondition`] when it expired untaken; [`Error::Io`] when no member answered.
@@ -93,51 +97,49 @@ pub fn take(client: &Client, name: &str, session: Option<&str>) -> Result<Taken>
     let (live, issued, taken) = keys(client, name);
     let nonce = super::nonce();
     let record = json!({ "pid": std::process::id(), "session": session, "nonce": nonce });
-    loop {
-        let Some(kv) = client.get(&live)? else {
-            return Err(match client.get(&issued)? {
-                Some(_) => Error::Precondition(format!("token {name} expired")),
-                None => Error::Conflict(format!(
-                    "token {name} is not available (taken or never issued)"
-                )),
-            });
-        };
-        let mut rec = record.clone();
-        rec["token"] = serde_json::from_slice(&kv.value).unwrap_or(Value::Null);
-        let t = client.txn(
-            &[Compare::ModRevision(live.clone(), kv.mod_revision)],
-            &[
-                Op::Delete(live.clone()),
-                Op::Delete(issued.clone()),
-                Op::Put(taken.clone(), rec.to_string().into_bytes(), 0),
-            ],
-            &[Op::Get(taken.clone()), Op::Get(live.clone())],
-        )?;
-        let data = |v: &Value| v.get("data").cloned().unwrap_or(Value::Null);
-        if t.succeeded {
-            return Ok(Taken {
-                data: data(&rec["token"]),
-                revision: t.revision,
-            });
-        }
-        if let Some(Some(last)) = t.gets.first() {
-            let v: Value = serde_json::from_slice(&last.value).unwrap_or(Value::Null);
-            if v.get("nonce").and_then(Value::as_str) == Some(nonce.as_str()) {
-                // Our earlier attempt committed before its answer was lost.
-                return Ok(Taken {
-                    data: data(&v["token"]),
-                    revision: last.mod_revision,
-                });
-            }
-        }
-        match t.gets.get(1) {
-            // Re-issued (or updated) in between: try again on the new version.
-            Some(Some(_)) => {}
-            _ => {
-                return Err(Error::Conflict(format!(
-                    "token {name} was taken by another caller"
-                )));
-            }
-        }
+    let t = client.txn(
+        &[Compare::ModRevisionAbove(live.clone(), 0)],
+        &[
+            Op::Get(live.clone()),
+            Op::Delete(live),
+            Op::Put(taken.clone(), record.to_string().into_bytes(), 0),
+        ],
+        &[Op::Get(taken), Op::Get(issued)],
+    )?;
+    let data = |kv: &KeyValue| {
+        serde_json::from_slice::<Value>(&kv.value)
+            .ok()
+            .and_then(|v| v.get("data").cloned())
+            .unwrap_or(Value::Null)
+    };
+    if t.succeeded {
+        let kv = t.gets.first().cloned().flatten();
+        return Ok(Taken {
+            data: kv.as_ref().map_or(Value::Null, data),
+            revision: t.revision,
+        });
     }
+    let last = t.gets.first().cloned().flatten();
+    let issue = t.gets.get(1).cloned().flatten();
+    let taken_rev = last.as_ref().map_or(0, |kv| kv.mod_revision);
+    match (&last, &issue) {
+        // Our earlier attempt committed before its answer was lost.
+        (Some(l), Some(i)) if taken_rev > i.mod_revision && is_ours(l, &nonce) => Ok(Taken {
+            data: data(i),
+            revision: l.mod_revision,
+        }),
+        (_, Some(i)) if i.mod_revision > taken_rev => {
+            Err(Error::Precondition(format!("token {name} expired")))
+        }
+        (Some(_), _) => Err(Error::Conflict(format!(
+            "token {name} was taken by another caller"
+        ))),
+        _ => Err(Error::Conflict(format!("token {name} was never issued"))),
+    }
+}
+
+fn is_ours(kv: &KeyValue, nonce: &str) -> bool {
+    serde_json::from_slice::<Value>(&kv.value)
+        .ok()
+        .is_some_and(|v| v.get("nonce").and_then(Value::as_str) == Some(nonce))
 }

@@ -131,6 +131,8 @@ pub enum Compare {
     CreateRevision(Vec<u8>, i64),
     /// The key's mod revision equals this.
     ModRevision(Vec<u8>, i64),
+    /// The key's mod revision is greater than this (`> 0`: the key exists).
+    ModRevisionAbove(Vec<u8>, i64),
     /// The key's value equals this.
     Value(Vec<u8>, Vec<u8>),
 }
@@ -143,6 +145,9 @@ impl Compare {
             }),
             Compare::ModRevision(k, r) => json!({
                 "target": "MOD", "result": "EQUAL", "key": b64(k), "mod_revision": r.to_string()
+            }),
+            Compare::ModRevisionAbove(k, r) => json!({
+                "target": "MOD", "result": "GREATER", "key": b64(k), "mod_revision": r.to_string()
             }),
             Compare::Value(k, v) => json!({
                 "target": "VALUE", "result": "EQUAL", "key": b64(k), "value": b64(v)
@@ -160,6 +165,8 @@ pub enum Op {
     Get(Vec<u8>),
     /// Delete one key.
     Delete(Vec<u8>),
+    /// Read every key under a prefix, ordered by create revision.
+    Prefix(Vec<u8>),
 }
 
 impl Op {
@@ -174,6 +181,12 @@ impl Op {
             }
             Op::Get(k) => json!({ "request_range": { "key": b64(k) } }),
             Op::Delete(k) => json!({ "request_delete_range": { "key": b64(k) } }),
+            Op::Prefix(p) => json!({ "request_range": {
+                "key": b64(p),
+                "range_end": b64(&prefix_end(p)),
+                "sort_order": "ASCEND",
+                "sort_target": "CREATE",
+            } }),
         }
     }
 }
@@ -185,23 +198,27 @@ pub struct TxnResponse {
     pub succeeded: bool,
     /// The store revision after the transaction.
     pub revision: i64,
-    /// For each `Get` of the branch that ran, in order: the key, if it exists.
+    /// For each `Get` or `Prefix` of the branch that ran, in order: the first key, if any.
     pub gets: Vec<Option<KeyValue>>,
+    /// For each `Get` or `Prefix` of the branch that ran, in order: every key it read.
+    pub ranges: Vec<Vec<KeyValue>>,
 }
 
 impl TxnResponse {
     pub(crate) fn from_json(v: &Value) -> TxnResponse {
-        let gets = v
+        let ranges: Vec<Vec<KeyValue>> = v
             .get("responses")
             .and_then(Value::as_array)
             .map(|rs| {
                 rs.iter()
                     .filter_map(|r| r.get("response_range"))
-                    .map(|r| kvs(r).into_iter().next())
+                    .map(kvs)
                     .collect()
             })
             .unwrap_or_default();
+        let gets = ranges.iter().map(|r| r.first().cloned()).collect();
         TxnResponse {
+            ranges,
             succeeded: flag(v, "succeeded"),
             revision: v.get("header").map_or(0, |h| int(h, "revision")),
             gets,
