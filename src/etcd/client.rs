@@ -212,7 +212,19 @@ impl Client {
             *slot = Some((idx, c));
         }
         let (_, conn) = slot.as_mut().expect("connection just set");
-        let (status, resp) = match conn.post(path, body) {
+        let mut sent = conn.post(path, body);
+        if sent.is_err() && reuse {
+            // A kept-alive connection the server closed while idle: once more on a fresh one.
+            *slot = None;
+            let c = Conn::connect(&self.shared.endpoints[idx], t).map_err(|e| Fail {
+                retry: true,
+                message: e.to_string(),
+                code: 14,
+            })?;
+            let (_, conn) = slot.insert((idx, c));
+            sent = conn.post(path, body);
+        }
+        let (status, resp) = match sent {
             Ok(r) => r,
             Err(e) => {
                 *slot = None;

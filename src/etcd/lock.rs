@@ -168,6 +168,7 @@ pub fn lock(
     let lease = Lease::grant(client, ttl)?;
     let value = owner_value(session);
     loop {
+        lease.check()?; // stopped while waiting past the TTL: the lease is gone
         let t = client.txn(
             &[Compare::CreateRevision(key.clone(), 0)],
             &[

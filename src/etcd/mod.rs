@@ -23,6 +23,7 @@
 
 pub mod client;
 pub mod fence;
+pub mod hold;
 mod http;
 pub mod lease;
 pub mod lock;

@@ -9,6 +9,7 @@
 
 pub mod fs;
 pub mod lock;
+pub mod nowait;
 pub mod proc;
 
 /// Retries a system call while it fails with EINTR.

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use concur::ErrorKind;
 use concur::etcd::fence::{self, Fence};
+use concur::etcd::hold::{self, Outcome};
 use concur::etcd::{Client, Timeouts, Wait, lock, semaphore, token};
 use serde_json::json;
 
@@ -559,4 +560,23 @@ fn etcd_leader_killed_mid_run_operations_resume_never_two_holders() {
             (revs[leader] > 0 && revs.iter().all(|&r| r == revs[0])).then_some(())
         },
     );
+}
+
+#[test]
+fn etcd_command_under_a_lost_lease_is_killed() {
+    if !available("etcd_command_under_a_lost_lease_is_killed") {
+        return;
+    }
+    let cl = Cluster::start(1);
+    let c = cl.client();
+    let g = lock::lock(&c, "H", Duration::from_secs(2), Wait::No, None)
+        .unwrap()
+        .unwrap();
+    let out = hold::run(g.lease(), Command::new("true").stdout(Stdio::null())).unwrap();
+    assert!(matches!(out, Outcome::Exited(s) if s.success()), "{out:?}");
+    // Someone (an operator, a partition's expiry) removes the lease while the command runs.
+    c.revoke(g.lease().id()).unwrap();
+    let out = hold::run(g.lease(), Command::new("sleep").arg("300")).unwrap();
+    assert!(matches!(out, Outcome::LeaseLost(_)), "{out:?}");
+    assert!(lock::holder(&c, "H").unwrap().is_none());
 }
