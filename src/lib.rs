@@ -11,6 +11,7 @@
 //! |---|---|---|
 //! | runtime home | private: refused if a symlink, foreign-owned or group/world-writable | [`home`] |
 //! | session id | cannot escape the home (`[A-Za-z0-9._-]{1,128}`) | [`id`] |
+//! | lock | one exclusive holder (or many shared); released by the kernel when the holder dies; waiters block in the kernel, no polling | [`lock`] |
 //! | etcd lock / slot / token | one holder (N for slots) by etcd's account; fencing token = create revision, fenced writes refused once stale | `etcd` (feature `etcd`) |
 //!
 //! ## Non-guarantees
@@ -23,20 +24,29 @@
 //!
 //! - [`home`] — the runtime home and its safety checks
 //! - [`id`] — session ids
+//! - [`child`] — running a command while a lock or permit is held
 //! - [`config`] — `concur.toml`
+//! - [`lock`] — file, named and byte-range locks, and who holds them
 //! - [`sidecar`] — `F.lock` sidecar locks shared by every serialising writer
 //! - `etcd` — lock, slot, token, session and fenced writes on an etcd cluster (feature `etcd`)
 //! - [`sys`] — the only place raw system calls are made
 //! - [`error`] — the error type and its kinds
 
+pub mod append;
+pub mod child;
 pub mod config;
+pub mod duration;
 pub mod error;
 #[cfg(feature = "etcd")]
 pub mod etcd;
 pub mod home;
 pub mod id;
+pub mod json;
+pub mod lock;
+pub mod replace;
 pub mod sidecar;
 pub mod sys;
+pub mod token;
 
 pub use error::{Error, ErrorKind, Result};
 pub use home::Home;

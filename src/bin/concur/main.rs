@@ -49,6 +49,9 @@ struct Cli {
 
 fn main() -> ExitCode {
     reset_sigpipe();
+    if let Some(code) = cmd::multicall() {
+        return code;
+    }
     let cli = Cli::parse();
     let mut ctx = Ctx::new(cli.json, cli.session, cli.config);
     ctx.backend_flag = cli.backend;
