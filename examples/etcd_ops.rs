@@ -33,7 +33,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .ok_or("busy")?
                 .release()?,
             "token" => {
-                token::issue(&c, "bench", &serde_json::json!(i), None, None)?;
+                token::issue(&c, "bench", &serde_json::json!(i), None, None, false)?;
                 token::take(&c, "bench", None)?;
             }
             "session" => session::register(&c, &sid, &info, ttl)?.end()?,

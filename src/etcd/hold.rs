@@ -7,11 +7,14 @@
 //! still held the lock. The check is a timer set to the bound, re-armed as renewals extend it;
 //! no polling.
 //!
+//! If the caller itself dies (killed, crashed), the command gets SIGKILL from the kernel
+//! (`PR_SET_PDEATHSIG`): it never runs on after its holder stopped renewing the lease.
+//!
 //! Not guaranteed: that the command's own children die with it (kill them from a trap, or run a
-//! command that does not fork off work); that the caller's death stops the command — if `concur`
-//! itself is killed, the lease runs out after its TTL while the command may still run. Fence
-//! writes made under the lock ([`super::fence`]) for protection that does not depend on timing.
+//! command that does not fork off work). Fence writes made under the lock ([`super::fence`])
+//! for protection that does not depend on timing.
 
+use std::os::unix::process::CommandExt;
 use std::process::{Command, ExitStatus};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -34,6 +37,11 @@ pub enum Outcome {
 /// [`Error::Io`] when the command cannot be started.
 pub fn run(lease: &Lease, cmd: &mut Command) -> Result<Outcome> {
     let program = cmd.get_program().to_owned();
+    let parent = crate::sys::supervise::getpid();
+    // SAFETY: the closure only calls prctl and getppid, which are async-signal-safe.
+    unsafe {
+        cmd.pre_exec(move || crate::sys::supervise::die_with_parent(libc::SIGKILL, parent));
+    }
     let mut child = cmd
         .spawn()
         .map_err(|e| Error::io("cannot run command", &program, e))?;

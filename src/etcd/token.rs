@@ -34,16 +34,19 @@ fn keys(client: &Client, name: &str) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
     )
 }
 
-/// Issues token `name` carrying `data`, expiring after `ttl` if given.
+/// Issues token `name` carrying `data`, expiring after `ttl` if given; with `replace`, over a
+/// live one.
 ///
 /// # Errors
-/// [`Error::Conflict`] when a token of that name is live; [`Error::Io`] when no member answered.
+/// [`Error::Conflict`] when a token of that name is live (and not `replace`); [`Error::Io`]
+/// when no member answered.
 pub fn issue(
     client: &Client,
     name: &str,
     data: &Value,
     ttl: Option<Duration>,
     session: Option<&str>,
+    replace: bool,
 ) -> Result<i64> {
     super::check_name("token", name)?;
     let (live, issued, _) = keys(client, name);
@@ -59,8 +62,9 @@ pub fn issue(
     })
     .to_string()
     .into_bytes();
+    let absent = [Compare::CreateRevision(live.clone(), 0)];
     let t = client.txn(
-        &[Compare::CreateRevision(live.clone(), 0)],
+        if replace { &[] } else { &absent },
         &[
             Op::Put(live.clone(), value.clone(), lease),
             Op::Put(issued, value, 0),

@@ -18,7 +18,7 @@ use concur::etcd::{Client, Timeouts, Wait, lock, semaphore, token};
 use serde_json::json;
 
 use crate::etcd_util::{Cluster, available};
-use crate::util::{Barrier, retry};
+use crate::util::{Barrier, TestEnv, assert_code, retry};
 
 const TTL: Duration = Duration::from_secs(3);
 
@@ -311,7 +311,15 @@ fn etcd_token_has_exactly_one_winner_per_round() {
     let c = cl.client();
     let rounds = 40;
     for r in 0..rounds {
-        token::issue(&c, &format!("t{r}"), &json!({ "round": r }), None, None).unwrap();
+        token::issue(
+            &c,
+            &format!("t{r}"),
+            &json!({ "round": r }),
+            None,
+            None,
+            false,
+        )
+        .unwrap();
     }
     let log = cl.dir.path().join("take.log");
     let mut b = Barrier::new();
@@ -346,8 +354,16 @@ fn etcd_token_expiry_and_absence_are_told_apart() {
     let c = cl.client();
     let e = token::take(&c, "never", None).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
-    token::issue(&c, "short", &json!(1), Some(Duration::from_secs(1)), None).unwrap();
-    let e = token::issue(&c, "short", &json!(2), None, None).unwrap_err();
+    token::issue(
+        &c,
+        "short",
+        &json!(1),
+        Some(Duration::from_secs(1)),
+        None,
+        false,
+    )
+    .unwrap();
+    let e = token::issue(&c, "short", &json!(2), None, None, false).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
     // etcd deletes the key when the token's lease runs out; no clock compared here.
     retry("token lease expiry", Duration::from_secs(30), || {
@@ -579,4 +595,113 @@ fn etcd_command_under_a_lost_lease_is_killed() {
     let out = hold::run(g.lease(), Command::new("sleep").arg("300")).unwrap();
     assert!(matches!(out, Outcome::LeaseLost(_)), "{out:?}");
     assert!(lock::holder(&c, "H").unwrap().is_none());
+}
+
+// ---------------------------------------------------------------- the verbs, on both backends
+
+/// Runs `scenario` once on the local backend and once on a fresh single-node etcd (when etcd is
+/// installed): the same verbs, the same expectations. `backend` is `None` for local.
+fn on_both_backends(test: &str, scenario: impl Fn(&TestEnv, Option<&str>)) {
+    scenario(&TestEnv::new(), None);
+    if available(test) {
+        let cl = Cluster::start(1);
+        scenario(&TestEnv::new(), Some(&cl.url()));
+    }
+}
+
+/// `concur ARGS` in `t`, on `backend` when given.
+fn verb<I, S>(t: &TestEnv, backend: Option<&str>, args: I) -> Command
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let mut c = t.cmd(args);
+    if let Some(b) = backend {
+        c.env("CONCUR_BACKEND", b);
+    }
+    c
+}
+
+#[test]
+fn verbs_token_take_has_one_winner_per_round_on_both_backends() {
+    on_both_backends("verbs_token_take_has_one_winner_per_round", |t, be| {
+        for round in 0..12 {
+            let name = format!("tok{round}");
+            let data = format!("{{\"round\":{round}}}");
+            let o = verb(t, be, ["token", "issue", &name, "--data", &data])
+                .output()
+                .unwrap();
+            assert_code(&o, 0);
+            let mut b = Barrier::new();
+            for _ in 0..8 {
+                b.spawn(&verb(t, be, ["token", "take", &name]));
+            }
+            let outs = b.run_all();
+            let won: Vec<_> = outs.iter().filter(|o| o.status.code() == Some(0)).collect();
+            let lost = outs.iter().filter(|o| o.status.code() == Some(1)).count();
+            assert_eq!((won.len(), lost), (1, 7), "{be:?} round {round}: {outs:?}");
+            let payload: serde_json::Value = serde_json::from_slice(&won[0].stdout).unwrap();
+            assert_eq!(payload, json!({ "round": round }), "{be:?}");
+        }
+    });
+}
+
+#[test]
+fn verbs_named_lock_runs_commands_one_at_a_time_on_both_backends() {
+    on_both_backends("verbs_named_lock_runs_commands_one_at_a_time", |t, be| {
+        let log = t.path("cs.log");
+        let script = format!("echo A $$ >> {0}; echo R $$ >> {0}", log.display());
+        let mut b = Barrier::new();
+        for _ in 0..8 {
+            b.spawn(&verb(t, be, ["lock", "--name", "cs", "-c", &script]));
+        }
+        let outs = b.run_all();
+        for o in &outs {
+            assert_code(o, 0);
+        }
+        let text = std::fs::read_to_string(&log).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 16, "{be:?}");
+        for pair in lines.chunks(2) {
+            let (a, r) = (pair[0], pair[1]);
+            assert!(
+                a.starts_with("A ") && r.starts_with("R ") && a[2..] == r[2..],
+                "{be:?}: critical sections overlap:\n{text}"
+            );
+        }
+    });
+}
+
+#[test]
+fn verbs_busy_named_lock_fails_fast_with_the_conflict_code_on_both_backends() {
+    on_both_backends("verbs_busy_named_lock_fails_fast", |t, be| {
+        let gate = t.path("gate");
+        let ready = t.path("ready");
+        // The holder signals it holds, then waits until the test lets it go.
+        let script = format!(
+            "touch {}; while [ ! -e {} ]; do sleep 0.01; done",
+            ready.display(),
+            gate.display()
+        );
+        let mut holder = verb(t, be, ["lock", "--name", "busy", "-c", &script])
+            .spawn()
+            .unwrap();
+        retry("holder holds", Duration::from_secs(30), || {
+            ready.exists().then_some(())
+        });
+        let o = verb(t, be, ["lock", "-n", "-E", "7", "--name", "busy", "true"])
+            .output()
+            .unwrap();
+        assert_code(&o, 7);
+        let o = verb(t, be, ["lock", "-w", "0.2", "--name", "busy", "true"])
+            .output()
+            .unwrap();
+        assert_code(&o, 1);
+        std::fs::File::create(&gate).unwrap();
+        assert!(holder.wait().unwrap().success());
+        let o = verb(t, be, ["lock", "-n", "--name", "busy", "true"])
+            .output()
+            .unwrap();
+        assert_code(&o, 0);
+    });
 }

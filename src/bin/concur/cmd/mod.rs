@@ -11,6 +11,8 @@ pub mod home;
 pub mod json;
 pub mod lock;
 pub mod lockf;
+#[cfg(feature = "etcd")]
+pub mod on_etcd;
 pub mod read;
 pub mod token;
 pub mod value;
