@@ -7,3 +7,7 @@ mod etcd;
 #[cfg(feature = "etcd")]
 mod etcd_util;
 mod home;
+mod lease;
+mod ledger;
+mod marker;
+mod session;

@@ -9,11 +9,16 @@ pub mod append;
 pub mod flock;
 pub mod home;
 pub mod json;
+pub mod lease;
+pub mod ledger;
 pub mod lock;
 pub mod lockf;
+pub mod marker;
 #[cfg(feature = "etcd")]
 pub mod on_etcd;
+pub mod pointer;
 pub mod read;
+pub mod session;
 pub mod token;
 pub mod value;
 pub mod write;
@@ -31,19 +36,16 @@ pub enum Command {
     Token(token::Args),
     /// Run a command while holding a file lock (flock(1) compatible)
     Lock(lock::Args),
-}
-
-/// Multi-call: invoked through a link named `flock` or `lockf`, the binary is that program.
-/// Returns `None` for any other name (then `concur` parses its own arguments).
-pub fn multicall() -> Option<std::process::ExitCode> {
-    let mut args = std::env::args_os();
-    let argv0 = args.next()?;
-    let name = std::path::Path::new(&argv0).file_name()?.to_owned();
-    match name.to_str()? {
-        "flock" => Some(flock::main(&args.collect::<Vec<_>>())),
-        "lockf" => Some(lockf::main(&args.collect::<Vec<_>>())),
-        _ => None,
-    }
+    /// Register, end, list and collect sessions (pid + start time, so reused pids are not live)
+    Session(session::Args),
+    /// Session-scoped markers (set/check/clear/migrate) with a legacy-path fallback
+    Marker(marker::Args),
+    /// Session-scoped pointers: one value per session under a shared name
+    Pointer(pointer::Args),
+    /// Hash-chained JSONL ledgers: append (locked, tail-only), verify, repair
+    Ledger(ledger::Args),
+    /// Task leases: one live holder, growing fencing tokens, build-once
+    Lease(lease::Args),
 }
 
 impl Command {
@@ -57,6 +59,11 @@ impl Command {
             Command::Json(_) => "json",
             Command::Token(_) => "token",
             Command::Lock(_) => "lock",
+            Command::Session(_) => "session",
+            Command::Marker(_) => "marker",
+            Command::Pointer(_) => "pointer",
+            Command::Ledger(_) => "ledger",
+            Command::Lease(_) => "lease",
         }
     }
 
@@ -70,6 +77,24 @@ impl Command {
             Command::Json(a) => json::run(a, ctx),
             Command::Token(a) => token::run(a, ctx),
             Command::Lock(a) => lock::run(a, ctx),
+            Command::Session(a) => session::run(a, ctx),
+            Command::Marker(a) => marker::run(a, ctx),
+            Command::Pointer(a) => pointer::run(a, ctx),
+            Command::Ledger(a) => ledger::run(a, ctx),
+            Command::Lease(a) => lease::run(a, ctx),
         }
+    }
+}
+
+/// Multi-call: invoked through a link named `flock` or `lockf`, the binary is that program.
+/// Returns `None` for any other name (then `concur` parses its own arguments).
+pub fn multicall() -> Option<std::process::ExitCode> {
+    let mut args = std::env::args_os();
+    let argv0 = args.next()?;
+    let name = std::path::Path::new(&argv0).file_name()?.to_owned();
+    match name.to_str()? {
+        "flock" => Some(flock::main(&args.collect::<Vec<_>>())),
+        "lockf" => Some(lockf::main(&args.collect::<Vec<_>>())),
+        _ => None,
     }
 }
