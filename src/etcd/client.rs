@@ -418,6 +418,17 @@ impl Client {
         ))
     }
 
+    /// The TTL a lease has left, as the server counts it (zero when it no longer exists).
+    ///
+    /// # Errors
+    /// [`Error::Io`] when no member answered.
+    pub fn time_to_live(&self, id: i64) -> Result<Duration> {
+        let v = self.call("/v3/lease/timetolive", &json!({ "ID": id.to_string() }))?;
+        Ok(Duration::from_secs(
+            u64::try_from(int(&v, "TTL")).unwrap_or(0),
+        ))
+    }
+
     /// Revokes a lease: every key attached to it is deleted at once.
     ///
     /// # Errors

@@ -705,3 +705,111 @@ fn verbs_busy_named_lock_fails_fast_with_the_conflict_code_on_both_backends() {
         assert_code(&o, 0);
     });
 }
+
+fn out_token(o: &std::process::Output) -> u64 {
+    let s = String::from_utf8_lossy(&o.stdout);
+    s.trim().parse().unwrap_or_else(|_| {
+        panic!(
+            "no token in {s:?} / {:?}",
+            String::from_utf8_lossy(&o.stderr)
+        )
+    })
+}
+
+#[test]
+fn verbs_lease_race_has_one_winner_per_round_and_growing_tokens_on_both_backends() {
+    on_both_backends("verbs_lease_race_has_one_winner_per_round", |t, be| {
+        let mut last = 0;
+        for round in 0..10 {
+            let task = format!("task-{round}");
+            let mut b = Barrier::new();
+            for i in 0..8 {
+                let s = format!("racer-{i}");
+                b.spawn(&verb(t, be, ["lease", "acquire", &task, "--session", &s]));
+            }
+            let outs = b.run_all();
+            let won: Vec<_> = outs.iter().filter(|o| o.status.code() == Some(0)).collect();
+            assert_eq!(won.len(), 1, "{be:?} round {round}: {outs:?}");
+            for o in outs.iter().filter(|o| o.status.code() != Some(0)) {
+                assert_code(o, 1);
+                assert!(
+                    String::from_utf8_lossy(&o.stderr).contains("held by session racer-"),
+                    "{be:?}: {o:?}"
+                );
+            }
+            let tok = out_token(won[0]);
+            assert!(tok > last, "{be:?} round {round}: token {tok} after {last}");
+            last = tok;
+        }
+    });
+}
+
+#[test]
+fn verbs_lease_reacquire_release_complete_once_on_both_backends() {
+    on_both_backends("verbs_lease_reacquire_release_complete_once", |t, be| {
+        let run = |args: &[&str]| verb(t, be, args).output().unwrap();
+        let first = run(&["lease", "acquire", "build", "--once", "--session", "A"]);
+        assert_code(&first, 0);
+        let again = run(&["lease", "acquire", "build", "--session", "A", "--ttl", "1h"]);
+        assert_code(&again, 0);
+        assert_eq!(
+            out_token(&again),
+            out_token(&first),
+            "{be:?}: re-acquire keeps the token"
+        );
+        assert_code(&run(&["lease", "acquire", "build", "--session", "B"]), 1);
+        assert_code(&run(&["lease", "renew", "build", "--session", "B"]), 1);
+        assert_code(&run(&["lease", "renew", "build", "--session", "A"]), 0);
+        let show = run(&["--json", "lease", "show", "build"]);
+        assert_code(&show, 0);
+        let v: serde_json::Value = serde_json::from_slice(&show.stdout).unwrap();
+        assert_eq!(v["lease"]["session"], "A", "{be:?}: {v}");
+        assert_code(&run(&["lease", "complete", "build", "--session", "A"]), 0);
+        let after = run(&["lease", "acquire", "build", "--session", "B"]);
+        assert_code(&after, 1);
+        assert!(
+            String::from_utf8_lossy(&after.stderr).contains("completed"),
+            "{be:?}: {after:?}"
+        );
+        // An ordinary task: release frees it, the next holder gets a larger token.
+        let a = run(&["lease", "acquire", "t2", "--session", "A"]);
+        assert_code(&a, 0);
+        assert_code(&run(&["lease", "release", "t2", "--session", "A"]), 0);
+        let b = run(&["lease", "acquire", "t2", "--session", "B"]);
+        assert_code(&b, 0);
+        assert!(out_token(&b) > out_token(&a), "{be:?}");
+    });
+}
+
+#[test]
+fn verbs_lease_of_a_killed_session_is_reclaimed_at_once_on_both_backends() {
+    on_both_backends(
+        "verbs_lease_of_a_killed_session_is_reclaimed_at_once",
+        |t, be| {
+            let run = |args: &[&str]| verb(t, be, args).output().unwrap();
+            let mut agent = Command::new("sleep").arg("1000").spawn().unwrap();
+            let pid = agent.id().to_string();
+            assert_code(
+                &run(&["session", "start", "--session", "A", "--pid", &pid]),
+                0,
+            );
+            let first = run(&[
+                "lease",
+                "acquire",
+                "deploy",
+                "--session",
+                "A",
+                "--ttl",
+                "1h",
+            ]);
+            assert_code(&first, 0);
+            assert_code(&run(&["lease", "acquire", "deploy", "--session", "B"]), 1);
+            agent.kill().unwrap();
+            agent.wait().unwrap();
+            // The TTL is an hour away: only the holder's death frees it.
+            let second = run(&["lease", "acquire", "deploy", "--session", "B"]);
+            assert_code(&second, 0);
+            assert!(out_token(&second) > out_token(&first), "{be:?}");
+        },
+    );
+}

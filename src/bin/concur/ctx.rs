@@ -105,6 +105,22 @@ impl Ctx {
         }
     }
 
+    /// The task-lease store: etcd when that backend is set, else `SQLite` in the home.
+    pub fn lease_store(&self) -> Result<Box<dyn concur::lease::Store>, CliError> {
+        #[cfg(feature = "etcd")]
+        if let Some(client) = self.etcd()? {
+            let registry = concur::session::Registry::open(self.home()?).ok();
+            return Ok(Box::new(concur::etcd::tasks::EtcdStore::new(
+                client, registry,
+            )));
+        }
+        #[cfg(not(feature = "etcd"))]
+        self.etcd()?;
+        Ok(Box::new(concur::lease::sqlite::SqliteStore::open(
+            self.home()?,
+        )?))
+    }
+
     /// For verbs on local files: when a backend was asked for explicitly, says once on stderr
     /// that this verb stays local.
     pub fn note_local(&self, verb: &str) {
