@@ -10,7 +10,10 @@
 pub mod fileio;
 pub mod fs;
 pub mod lock;
+pub mod ofd;
 pub mod proc;
+pub mod signal;
+pub mod supervise;
 
 /// Retries a system call while it fails with EINTR.
 pub(crate) fn retry_eintr<T>(mut f: impl FnMut() -> std::io::Result<T>) -> std::io::Result<T> {

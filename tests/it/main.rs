@@ -3,9 +3,16 @@
 mod util;
 
 mod append;
+mod diagnose;
 mod home;
 mod hostile;
 mod json;
+mod lease;
+mod ledger;
+mod lock;
+mod marker;
 mod replace;
+mod session;
 mod shell;
+mod slot;
 mod token;
