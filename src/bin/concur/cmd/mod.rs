@@ -18,9 +18,14 @@ pub mod ledger;
 pub mod lock;
 pub mod lockf;
 pub mod marker;
+#[cfg(feature = "etcd")]
+pub mod on_etcd;
 pub mod pointer;
 pub mod read;
+pub mod scan;
 pub mod session;
+pub mod slot;
+pub mod sweep;
 pub mod token;
 pub mod value;
 pub mod write;
@@ -56,6 +61,12 @@ pub enum Command {
     /// (internal) one writer process of `concur diagnose`
     #[command(name = "diagnose-writer", hide = true)]
     DiagnoseWriter(diagnose::WriterArgs),
+    /// Run a command in one of N slots (a counting semaphore across processes)
+    Slot(slot::Args),
+    /// Find every shared-state writer in scripts: pattern, lock, risk, inventory
+    Scan(scan::Args),
+    /// Seed-style P1/P2 sweep table: declared inventory + scan (+ diagnose)
+    Sweep(sweep::Args),
 }
 
 impl Command {
@@ -79,6 +90,9 @@ impl Command {
             Command::Lease(_) => "lease",
             Command::Diagnose(_) => "diagnose",
             Command::DiagnoseWriter(_) => "diagnose-writer",
+            Command::Slot(_) => "slot",
+            Command::Scan(_) => "scan",
+            Command::Sweep(_) => "sweep",
         }
     }
 
@@ -102,6 +116,9 @@ impl Command {
             Command::Lease(a) => lease::run(a, ctx),
             Command::Diagnose(a) => diagnose::run(&a, ctx),
             Command::DiagnoseWriter(a) => diagnose::run_writer(&a, ctx),
+            Command::Slot(a) => slot::run(a, ctx),
+            Command::Scan(a) => scan::run(a, ctx),
+            Command::Sweep(a) => sweep::run(a, ctx),
         }
     }
 }
