@@ -11,8 +11,9 @@
 //! - **RSS at 100 connections**: `VmRSS` of the broker process with 100 open connections that
 //!   have each made a request.
 //!
-//! Run: `cargo bench --bench broker` (`BENCH_SECS` sets the time per mode, default 3; files go
-//! to a temp dir under `$TMPDIR`, which must be a real disk for the ratio to mean anything).
+//! Run: `cargo bench --bench broker` (`BENCH_SECS` sets the time per mode, default 3;
+//! `BENCH_BROKER_BIN` runs another build of the broker process; files go to a temp dir under
+//! `$TMPDIR`, which must be a real disk for the ratio to mean anything).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
@@ -83,7 +84,10 @@ impl Broker {
         let cfg = format!("[broker]\nroots = [{:?}]\n", root.to_str().unwrap());
         let mut f = std::fs::File::create(home.join("concur.toml")).unwrap();
         std::io::Write::write_all(&mut f, cfg.as_bytes()).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_concur"))
+        // BENCH_BROKER_BIN runs another build of the broker (e.g. target/release/concur).
+        let bin = std::env::var_os("BENCH_BROKER_BIN")
+            .map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_concur")), PathBuf::from);
+        let child = Command::new(bin)
             .args(["broker", "serve"])
             .env("CONCUR_HOME", home.path())
             .spawn()
