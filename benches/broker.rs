@@ -85,8 +85,10 @@ impl Broker {
         let mut f = std::fs::File::create(home.join("concur.toml")).unwrap();
         std::io::Write::write_all(&mut f, cfg.as_bytes()).unwrap();
         // BENCH_BROKER_BIN runs another build of the broker (e.g. target/release/concur).
-        let bin = std::env::var_os("BENCH_BROKER_BIN")
-            .map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_concur")), PathBuf::from);
+        let bin = std::env::var_os("BENCH_BROKER_BIN").map_or_else(
+            || PathBuf::from(env!("CARGO_BIN_EXE_concur")),
+            PathBuf::from,
+        );
         let child = Command::new(bin)
             .args(["broker", "serve"])
             .env("CONCUR_HOME", home.path())
