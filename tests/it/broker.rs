@@ -311,3 +311,46 @@ fn diagnose_broker_target_shows_naive_torn_and_broker_safe() {
     assert!(!naive.contains("SAFE"), "{out}");
     assert!(safe.contains("SAFE"), "{out}");
 }
+
+#[test]
+fn sigterm_drains_every_acked_line_is_in_the_file() {
+    let e = BrokerEnv::new();
+    e.start();
+    let target = e.root.join("memory.jsonl");
+    let mut b = Barrier::new();
+    for c in 0..6 {
+        let input = client_input(e.t.dir.path(), c, 300);
+        b.spawn(&e.client(&target, &input, &["--id", &format!("t{c}")]));
+    }
+    b.release();
+    retry("some lines acked", Duration::from_secs(60), || {
+        let n = std::fs::read_to_string(&target).map_or(0, |t| t.lines().count());
+        (n >= 100).then_some(())
+    });
+    assert_code(&e.t.run(["broker", "stop"]), 0);
+    assert!(!e.t.home.join("broker.sock").exists(), "socket removed");
+    let text = std::fs::read_to_string(&target).unwrap();
+    let written: std::collections::HashSet<(u64, u64)> = text
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("whole lines only");
+            (v["c"].as_u64().unwrap(), v["k"].as_u64().unwrap())
+        })
+        .collect();
+    assert_eq!(written.len(), text.lines().count(), "no duplicates");
+    let mut acked = 0;
+    for o in b.run_all() {
+        for l in stdout(&o).lines() {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            if v["ok"] == false {
+                continue; // the client's own error once the broker was gone
+            }
+            let id = v["id"].as_str().unwrap(); // tC-N: line N-1 of client C
+            let (c, n) = id[1..].split_once('-').unwrap();
+            let key = (c.parse().unwrap(), n.parse::<u64>().unwrap() - 1);
+            assert!(written.contains(&key), "acked {id} missing after drain");
+            acked += 1;
+        }
+    }
+    assert!(acked >= 100, "{acked} acks");
+}
