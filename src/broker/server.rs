@@ -413,6 +413,31 @@ fn handle(
             }
             r
         }
+        Request::Ledger { file, json } => {
+            let done = state.roots.check(&file).and_then(|target| {
+                crate::ledger::append(
+                    &target,
+                    &json,
+                    crate::ledger::Options {
+                        wait: Some(commit::LOCK_WAIT),
+                        fsync: true,
+                    },
+                )
+            });
+            match done {
+                Ok(a) => {
+                    let mut r = Response {
+                        ok: true,
+                        ..Response::default()
+                    };
+                    r.extra.insert("seq".into(), a.seq.into());
+                    r.extra.insert("prev".into(), a.prev.into());
+                    r.extra.insert("hash".into(), a.hash.into());
+                    r
+                }
+                Err(e) => Response::failed(None, Failure::from_error(&e)),
+            }
+        }
         Request::Append {
             file,
             line,

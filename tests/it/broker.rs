@@ -354,3 +354,30 @@ fn sigterm_drains_every_acked_line_is_in_the_file() {
     }
     assert!(acked >= 100, "{acked} acks");
 }
+
+#[test]
+fn ledger_append_through_the_broker_keeps_the_chain() {
+    let e = BrokerEnv::new();
+    let f = e.root.join("verdicts.jsonl");
+    let fs = f.to_str().unwrap();
+    let mut b = Barrier::new();
+    for i in 0..6 {
+        let entry = format!("{{\"verdict\":\"pass\",\"n\":{i}}}");
+        b.spawn(&e.t.cmd(["ledger", "append", "--broker", "--autostart", fs, &entry]));
+    }
+    for o in b.run_all() {
+        assert_code(&o, 0);
+    }
+    assert_code(&e.t.run(["ledger", "verify", fs]), 0);
+    assert_eq!(std::fs::read_to_string(&f).unwrap().lines().count(), 6);
+    let outside = e.t.path("v.jsonl");
+    let o = e.t.run([
+        "ledger",
+        "append",
+        "--broker",
+        outside.to_str().unwrap(),
+        "{}",
+    ]);
+    assert_code(&o, 77);
+    assert!(!outside.exists());
+}

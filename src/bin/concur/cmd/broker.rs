@@ -296,6 +296,39 @@ fn send(
     }
 }
 
+/// `concur ledger append --broker`: the ledger append runs in the broker.
+pub fn ledger_append(
+    file: &Path,
+    entry: &serde_json::Value,
+    autostart: bool,
+    ctx: &Ctx,
+) -> Result<Exit, CliError> {
+    let home = ctx.home()?;
+    let mut c = if autostart {
+        Client::connect_or_start(
+            home,
+            &exe()?,
+            ctx.config_flag.as_deref(),
+            Duration::from_secs(10),
+        )?
+    } else {
+        Client::connect(home)?
+    };
+    let a = c.ledger_append(file, entry)?;
+    if ctx.json {
+        ctx.print_json(&serde_json::Value::Object(a));
+    } else {
+        let get = |k: &str| a.get(k).cloned().unwrap_or(serde_json::Value::Null);
+        let hash = get("hash");
+        print_line(&format!(
+            "{} {}",
+            get("seq"),
+            hash.as_str().unwrap_or_default()
+        ));
+    }
+    Ok(Exit::Ok)
+}
+
 fn direct(ctx: &Ctx, file: &Path, line: &Line) -> Result<(), CliError> {
     let config = ctx.config()?;
     let target = Roots::from_config(&config).check(file)?;
