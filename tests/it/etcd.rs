@@ -20,7 +20,9 @@ use serde_json::json;
 use crate::etcd_util::{Cluster, available};
 use crate::util::{Barrier, TestEnv, assert_code, retry};
 
-const TTL: Duration = Duration::from_secs(3);
+/// The clients' lease TTL: long enough that a heavily loaded machine (keepalives delayed by
+/// seconds) does not make holders give up, short enough for the killed-holder test.
+const TTL: Duration = Duration::from_secs(10);
 
 // ---------------------------------------------------------------- the child process
 
