@@ -416,6 +416,12 @@ fn named_locks_json_and_bad_names() {
     let o = t.run(["lock", "--name", "../x", "true"]);
     assert_code(&o, 4);
     assert_eq!(stderr(&o).lines().count(), 1);
+    let o = t.run(["lock", "--session", "../evil", "new.lock", "true"]);
+    assert_code(&o, 4);
+    assert!(
+        !t.path("new.lock").exists(),
+        "a file was touched before validation"
+    );
 }
 
 #[test]
