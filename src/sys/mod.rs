@@ -7,10 +7,14 @@
 //! read `/proc`, and open-file-description locks are Linux's.
 #![allow(clippy::disallowed_methods)]
 
+pub mod fileio;
 pub mod fs;
 pub mod lock;
+pub mod nowait;
 pub mod ofd;
 pub mod proc;
+pub mod signal;
+pub mod sock;
 pub mod supervise;
 
 /// Retries a system call while it fails with EINTR.
