@@ -2,5 +2,19 @@
 
 mod util;
 
+mod append;
 mod diagnose;
 mod home;
+mod hostile;
+mod json;
+mod lease;
+mod ledger;
+mod lock;
+mod marker;
+mod replace;
+mod scan;
+mod session;
+mod shell;
+mod slot;
+mod sweep;
+mod token;

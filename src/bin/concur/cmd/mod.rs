@@ -10,9 +10,17 @@ pub mod diagnose;
 pub mod flock;
 pub mod home;
 pub mod json;
+pub mod lease;
+pub mod ledger;
 pub mod lock;
 pub mod lockf;
+pub mod marker;
+pub mod pointer;
 pub mod read;
+pub mod scan;
+pub mod session;
+pub mod slot;
+pub mod sweep;
 pub mod token;
 pub mod value;
 pub mod write;
@@ -30,11 +38,75 @@ pub enum Command {
     Token(token::Args),
     /// Run a command while holding a file lock (flock(1) compatible)
     Lock(lock::Args),
+    /// Register, end, list and collect sessions (pid + start time, so reused pids are not live)
+    Session(session::Args),
+    /// Session-scoped markers (set/check/clear/migrate) with a legacy-path fallback
+    Marker(marker::Args),
+    /// Session-scoped pointers: one value per session under a shared name
+    Pointer(pointer::Args),
+    /// Hash-chained JSONL ledgers: append (locked, tail-only), verify, repair
+    Ledger(ledger::Args),
+    /// Task leases: one live holder, growing fencing tokens, build-once
+    Lease(lease::Args),
     /// Prove collisions: N real processes hammer shared state; invariants give verdicts
     Diagnose(diagnose::Args),
     /// (internal) one writer process of `concur diagnose`
     #[command(name = "diagnose-writer", hide = true)]
     DiagnoseWriter(diagnose::WriterArgs),
+    /// Run a command in one of N slots (a counting semaphore across processes)
+    Slot(slot::Args),
+    /// Find every shared-state writer in scripts: pattern, lock, risk, inventory
+    Scan(scan::Args),
+    /// Seed-style P1/P2 sweep table: declared inventory + scan (+ diagnose)
+    Sweep(sweep::Args),
+}
+
+impl Command {
+    /// The verb's name, for error prefixes.
+    pub fn verb(&self) -> &'static str {
+        match self {
+            Command::Home(_) => "home",
+            Command::Append(_) => "append",
+            Command::Write(_) => "write",
+            Command::Read(_) => "read",
+            Command::Json(_) => "json",
+            Command::Token(_) => "token",
+            Command::Lock(_) => "lock",
+            Command::Session(_) => "session",
+            Command::Marker(_) => "marker",
+            Command::Pointer(_) => "pointer",
+            Command::Ledger(_) => "ledger",
+            Command::Lease(_) => "lease",
+            Command::Diagnose(_) => "diagnose",
+            Command::DiagnoseWriter(_) => "diagnose-writer",
+            Command::Slot(_) => "slot",
+            Command::Scan(_) => "scan",
+            Command::Sweep(_) => "sweep",
+        }
+    }
+
+    /// Runs the verb.
+    pub fn run(self, ctx: &Ctx) -> Result<Exit, CliError> {
+        match self {
+            Command::Home(a) => home::run(a, ctx),
+            Command::Append(a) => append::run(a, ctx),
+            Command::Write(a) => write::run(a, ctx),
+            Command::Read(a) => read::run(&a, ctx),
+            Command::Json(a) => json::run(a, ctx),
+            Command::Token(a) => token::run(a, ctx),
+            Command::Lock(a) => lock::run(a, ctx),
+            Command::Session(a) => session::run(a, ctx),
+            Command::Marker(a) => marker::run(a, ctx),
+            Command::Pointer(a) => pointer::run(a, ctx),
+            Command::Ledger(a) => ledger::run(a, ctx),
+            Command::Lease(a) => lease::run(a, ctx),
+            Command::Diagnose(a) => diagnose::run(&a, ctx),
+            Command::DiagnoseWriter(a) => diagnose::run_writer(&a, ctx),
+            Command::Slot(a) => slot::run(a, ctx),
+            Command::Scan(a) => scan::run(a, ctx),
+            Command::Sweep(a) => sweep::run(a, ctx),
+        }
+    }
 }
 
 /// Multi-call: invoked through a link named `flock` or `lockf`, the binary is that program.
@@ -47,37 +119,5 @@ pub fn multicall() -> Option<std::process::ExitCode> {
         "flock" => Some(flock::main(&args.collect::<Vec<_>>())),
         "lockf" => Some(lockf::main(&args.collect::<Vec<_>>())),
         _ => None,
-    }
-}
-
-impl Command {
-    /// The verb's name, for error prefixes.
-    pub fn verb(&self) -> &'static str {
-        match self {
-            Command::Home(_) => "home",
-            Command::Diagnose(_) => "diagnose",
-            Command::DiagnoseWriter(_) => "diagnose-writer",
-            Command::Append(_) => "append",
-            Command::Write(_) => "write",
-            Command::Read(_) => "read",
-            Command::Json(_) => "json",
-            Command::Token(_) => "token",
-            Command::Lock(_) => "lock",
-        }
-    }
-
-    /// Runs the verb.
-    pub fn run(self, ctx: &Ctx) -> Result<Exit, CliError> {
-        match self {
-            Command::Home(a) => home::run(a, ctx),
-            Command::Diagnose(a) => diagnose::run(&a, ctx),
-            Command::DiagnoseWriter(a) => diagnose::run_writer(&a, ctx),
-            Command::Append(a) => append::run(a, ctx),
-            Command::Write(a) => write::run(a, ctx),
-            Command::Read(a) => read::run(&a, ctx),
-            Command::Json(a) => json::run(a, ctx),
-            Command::Token(a) => token::run(a, ctx),
-            Command::Lock(a) => lock::run(a, ctx),
-        }
     }
 }

@@ -1,0 +1,161 @@
+//! `concur ledger append|verify|repair`: hash-chained JSONL.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use concur::ledger::{self, Options};
+
+use crate::ctx::{Ctx, print_line};
+use crate::exit::{CliError, Exit};
+
+/// Hash-chained JSONL: each line carries seq, prev and hash = SHA-256(prev ‖ canonical line).
+///
+/// `append` holds FILE.lock (waiting at most -w seconds; on timeout it fails with exit 1 and
+/// writes nothing) and reads only the file's tail. `verify` names the first bad line and exits 3.
+/// `repair` removes only a torn final line, never a complete one.
+///
+/// Example: `concur ledger append verdicts.jsonl '{"task":"T-1","verdict":"pass"}' && concur ledger verify verdicts.jsonl`
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    action: Action,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Action {
+    /// Append one entry (a JSON object; `-` reads it from stdin); prints seq and hash
+    ///
+    /// Example: `concur ledger append verdicts.jsonl '{"verdict":"pass"}' -w 5`
+    Append {
+        /// The ledger file (created 0600 if missing)
+        file: PathBuf,
+        /// The entry: a JSON object without seq/prev/hash, or `-` for stdin
+        #[arg(value_name = "JSON")]
+        entry: String,
+        /// Seconds to wait for the lock (0: try once); on timeout exit 1, nothing written
+        #[arg(
+            short = 'w',
+            long = "wait",
+            value_name = "SECS",
+            default_value_t = 10.0
+        )]
+        wait: f64,
+        /// Do not fdatasync before reporting success
+        #[arg(long)]
+        no_fsync: bool,
+    },
+    /// Check the whole chain; name the first bad line and exit 3
+    ///
+    /// Example: `concur ledger verify verdicts.jsonl`
+    Verify {
+        /// The ledger file
+        file: PathBuf,
+    },
+    /// Remove a torn final line (or add the newline a complete final entry lacks)
+    ///
+    /// Example: `concur ledger repair verdicts.jsonl && concur ledger verify verdicts.jsonl`
+    Repair {
+        /// The ledger file
+        file: PathBuf,
+        /// Seconds to wait for the lock
+        #[arg(
+            short = 'w',
+            long = "wait",
+            value_name = "SECS",
+            default_value_t = 10.0
+        )]
+        wait: f64,
+    },
+}
+
+fn wait_of(secs: f64) -> Result<Duration, CliError> {
+    Duration::try_from_secs_f64(secs)
+        .map_err(|_| CliError::usage(format!("-w {secs}: not a number of seconds")))
+}
+
+/// Runs `concur ledger`.
+pub fn run(args: Args, ctx: &Ctx) -> Result<Exit, CliError> {
+    match args.action {
+        Action::Append {
+            file,
+            entry,
+            wait,
+            no_fsync,
+        } => {
+            let text = if entry == "-" {
+                let mut s = String::new();
+                std::io::stdin()
+                    .read_to_string(&mut s)
+                    .map_err(|e| CliError::invalid(format!("cannot read stdin: {e}")))?;
+                s
+            } else {
+                entry
+            };
+            let entry: serde_json::Value = serde_json::from_str(&text)
+                .map_err(|e| CliError::invalid(format!("entry is not JSON: {e}")))?;
+            let opts = Options {
+                wait: Some(wait_of(wait)?),
+                fsync: !no_fsync,
+            };
+            let a = ledger::append(&file, &entry, opts)?;
+            if ctx.json {
+                ctx.print_json(&serde_json::to_value(&a).expect("serialises"));
+            } else {
+                print_line(&format!("{} {}", a.seq, a.hash));
+            }
+            Ok(Exit::Ok)
+        }
+        Action::Verify { file } => {
+            let r = ledger::verify(&file)?;
+            if let Some(p) = &r.problem {
+                return Err(CliError::new(
+                    Exit::Precondition,
+                    "precondition",
+                    format!(
+                        "{}: line {}: {}: {}",
+                        file.display(),
+                        p.line,
+                        p.fault.name(),
+                        p.detail
+                    ),
+                ));
+            }
+            if ctx.json {
+                ctx.print_json(&serde_json::to_value(&r).expect("serialises"));
+            } else {
+                print_line(&format!(
+                    "{}: ok, {} entries, head {}",
+                    file.display(),
+                    r.entries,
+                    r.head.as_deref().unwrap_or("-")
+                ));
+            }
+            Ok(Exit::Ok)
+        }
+        Action::Repair { file, wait } => {
+            let opts = Options {
+                wait: Some(wait_of(wait)?),
+                fsync: true,
+            };
+            let r = ledger::repair(&file, opts)?;
+            if ctx.json {
+                ctx.print_json(&serde_json::to_value(&r).expect("serialises"));
+            } else if let Some(torn) = &r.removed {
+                print_line(&format!(
+                    "{}: removed a torn final line ({} bytes): {torn}",
+                    file.display(),
+                    r.removed_bytes
+                ));
+            } else if r.terminated {
+                print_line(&format!(
+                    "{}: the final entry was complete; added its missing newline",
+                    file.display()
+                ));
+            } else {
+                print_line(&format!("{}: nothing to repair", file.display()));
+            }
+            Ok(Exit::Ok)
+        }
+    }
+}

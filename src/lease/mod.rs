@@ -1,0 +1,255 @@
+//! Task leases: exactly one live holder per task, fencing tokens that only grow, build-once.
+//!
+//! A lease names a task (any string up to 256 bytes without control characters) and the session
+//! holding it. The rules every [`Store`] implements:
+//!
+//! - **One live holder.** Acquire is one atomic step: it either grants the lease or returns the
+//!   current holder (session, pid, cwd, since).
+//! - **Fencing token.** Every grant carries a token larger than every token granted before in the
+//!   same store, for any task, also across restarts. A re-acquire by the holder keeps its token
+//!   and extends the lease.
+//! - **Reclaim.** A holder whose session is dead (registry: pid + start time + boot id) loses the
+//!   lease at once. An expired TTL reclaims it only when the holder is not known alive: a live
+//!   holder that is slow to renew keeps its lease (reclaiming on TTL alone runs work twice).
+//!   Expiry is measured on the boot clock of the machine and tied to its boot id, never on the
+//!   wall clock.
+//! - **Build-once.** A lease taken with `once` and then [`Store::complete`]d is never granted
+//!   again; an acquire says who completed it and when.
+//!
+//! The trait speaks only these terms, so a distributed backend (etcd: create-revision as token,
+//! a kept-alive etcd lease as liveness) implements the same verbs. [`sqlite::SqliteStore`] is the
+//! local one.
+
+pub mod sqlite;
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::id::SessionId;
+
+/// A granted lease.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Lease {
+    /// The task.
+    pub task: String,
+    /// The holding session.
+    pub session: String,
+    /// The fencing token: larger than every earlier grant's.
+    pub token: u64,
+    /// Build-once: once completed, never granted again.
+    pub once: bool,
+    /// The holder's pid, when its session is registered.
+    pub pid: Option<u32>,
+    /// The holder's working directory.
+    pub cwd: String,
+    /// When the lease was granted, ms since the Unix epoch (display only).
+    pub acquired_at: u64,
+    /// When it was last renewed, ms since the Unix epoch (display only).
+    pub renewed_at: u64,
+    /// The time to live from the last renewal, in ms.
+    pub ttl_ms: u64,
+    /// Milliseconds left until the TTL runs out (0 when expired).
+    pub expires_in_ms: u64,
+}
+
+/// A completed build-once task.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Completion {
+    /// The task.
+    pub task: String,
+    /// The session that completed it.
+    pub session: String,
+    /// When, ms since the Unix epoch.
+    pub at: u64,
+    /// The fencing token of the lease that completed it.
+    pub token: u64,
+}
+
+/// The outcome of an acquire.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Acquired {
+    /// The caller holds the lease (new, reclaimed, or its own extended).
+    Granted(Lease),
+    /// Another live (or not yet expired) holder has it.
+    Held(Lease),
+    /// A build-once task that was completed.
+    Completed(Completion),
+}
+
+/// What an acquire asks for.
+#[derive(Debug, Clone)]
+pub struct AcquireRequest {
+    /// The task.
+    pub task: String,
+    /// The acquiring session.
+    pub session: SessionId,
+    /// Time to live from now.
+    pub ttl: Duration,
+    /// Build-once.
+    pub once: bool,
+    /// The holder's working directory, shown to others in conflicts.
+    pub cwd: String,
+}
+
+/// The state of one task as `show`/`list` report it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TaskState {
+    /// The task.
+    pub task: String,
+    /// The current lease, if any is held.
+    pub lease: Option<Lease>,
+    /// The holder's liveness (`alive`, `dead`, `unregistered`), when held.
+    pub holder: Option<&'static str>,
+    /// Whether the lease can be taken now by another session.
+    pub reclaimable: bool,
+    /// The completion, for a completed build-once task.
+    pub completed: Option<Completion>,
+}
+
+/// A lease store. Implementations must make each method one atomic step.
+pub trait Store {
+    /// Acquires `req.task` for `req.session`, or reports who has it.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] for a bad task name; store errors otherwise.
+    fn acquire(&self, req: &AcquireRequest) -> Result<Acquired>;
+
+    /// Extends the session's lease on `task` by `ttl` from now.
+    ///
+    /// # Errors
+    /// [`Error::Conflict`] when the session does not hold it.
+    fn renew(&self, task: &str, session: &SessionId, ttl: Duration) -> Result<Lease>;
+
+    /// Releases the session's lease on `task`; `Ok(None)` when it held none.
+    ///
+    /// # Errors
+    /// Store errors.
+    fn release(&self, task: &str, session: &SessionId) -> Result<Option<Lease>>;
+
+    /// Marks `task` done by its holder and releases it. A build-once task stays completed.
+    ///
+    /// # Errors
+    /// [`Error::Conflict`] when the session does not hold it.
+    fn complete(&self, task: &str, session: &SessionId) -> Result<Completion>;
+
+    /// The state of `task`.
+    ///
+    /// # Errors
+    /// Store errors.
+    fn show(&self, task: &str) -> Result<TaskState>;
+
+    /// Every held or completed task.
+    ///
+    /// # Errors
+    /// Store errors.
+    fn list(&self) -> Result<Vec<TaskState>>;
+
+    /// Releases every lease `session` holds (its end, or gc after its death); returns the tasks.
+    ///
+    /// # Errors
+    /// Store errors.
+    fn release_session(&self, session: &SessionId) -> Result<Vec<String>>;
+}
+
+/// Acquires like [`Store::acquire`], and while another holder has the lease, tries again until
+/// `wait` has passed: first after 5 ms, doubling up to 200 ms between tries. A completed
+/// build-once task is returned at once (waiting cannot change it).
+///
+/// Polling is bounded and documented: a database-backed lease has nothing to block on, and a
+/// holder's death is observed at the next try (within 200 ms), as is a release.
+///
+/// # Errors
+/// As [`Store::acquire`].
+pub fn acquire_wait(store: &dyn Store, req: &AcquireRequest, wait: Duration) -> Result<Acquired> {
+    let deadline = std::time::Instant::now() + wait;
+    let mut pause = Duration::from_millis(5);
+    loop {
+        let got = store.acquire(req)?;
+        let now = std::time::Instant::now();
+        if !matches!(got, Acquired::Held(_)) || now >= deadline {
+            return Ok(got);
+        }
+        std::thread::sleep(pause.min(deadline - now));
+        pause = (pause * 2).min(Duration::from_millis(200));
+    }
+}
+
+/// Checks a task name: 1..=256 bytes, no control characters.
+///
+/// # Errors
+/// [`Error::Invalid`] saying what is wrong.
+pub fn check_task(task: &str) -> Result<()> {
+    if task.is_empty() || task.len() > 256 {
+        return Err(Error::Invalid(format!(
+            "invalid task {task:?}: must be 1 to 256 bytes"
+        )));
+    }
+    if task.chars().any(char::is_control) {
+        return Err(Error::Invalid(format!(
+            "invalid task {task:?}: control characters are not allowed"
+        )));
+    }
+    Ok(())
+}
+
+/// Parses a duration: a number with an optional unit `ms`, `s`, `m`, `h` or `d` (`90`, `1.5s`,
+/// `10m`). A bare number is seconds.
+///
+/// (A tiny parser local to leases; it moves to a shared module when one lands.)
+///
+/// # Errors
+/// [`Error::Invalid`] for anything else, or a negative or absurd value.
+///
+/// # Examples
+/// ```
+/// use std::time::Duration;
+/// assert_eq!(concur::lease::parse_duration("10m").unwrap(), Duration::from_secs(600));
+/// assert_eq!(concur::lease::parse_duration("250ms").unwrap(), Duration::from_millis(250));
+/// assert!(concur::lease::parse_duration("ten").is_err());
+/// ```
+pub fn parse_duration(s: &str) -> Result<Duration> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let bad = || Error::Invalid(format!("invalid duration {s:?}: use e.g. 30s, 10m, 2h"));
+    let n: f64 = num.parse().map_err(|_| bad())?;
+    let scale = match unit.trim() {
+        "" | "s" => 1.0,
+        "ms" => 0.001,
+        "m" => 60.0,
+        "h" => 3600.0,
+        "d" => 86400.0,
+        _ => return Err(bad()),
+    };
+    let secs = n * scale;
+    if !secs.is_finite() || !(0.0..=1e9).contains(&secs) {
+        return Err(bad());
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
+        assert_eq!(parse_duration("2h").unwrap(), Duration::from_secs(7200));
+        for bad in ["", "s", "-1s", "1y", "1e999"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn task_names_are_checked() {
+        assert!(check_task("build:web").is_ok());
+        assert!(check_task("").is_err());
+        assert!(check_task("a\nb").is_err());
+    }
+}

@@ -1,0 +1,354 @@
+//! The session registry: which sessions are alive.
+//!
+//! A session record (`<home>/sessions/<id>.json`) names the process that embodies the session —
+//! usually the agent process, registered by its hook with `--pid` — by pid, that process's start
+//! time (clock ticks since boot) and the boot id. A session is alive while that exact process runs:
+//! a reused pid has another start time, and a record from an earlier boot is dead whatever its pid.
+//! Records are written atomically (temp file, fsync, rename, fsync dir), so a reader sees the old
+//! record or the new one, never a torn one.
+//!
+//! [`Registry::liveness`] is the one liveness test the rest of concur uses: lease reclaim,
+//! `pointer list`, `gc`. A session that never registered is [`Liveness::Unregistered`]: not known
+//! dead, so nothing of it is reclaimed on liveness grounds (a lease of it still expires by TTL).
+//!
+//! Not guaranteed: liveness is local to this machine (`/proc`); a session registered with the pid
+//! of a short-lived process (a hook itself) dies with that process — register the agent instead.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::home::Home;
+use crate::id::SessionId;
+use crate::sys;
+
+/// A registered session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Session {
+    /// The session id.
+    pub id: String,
+    /// The process that embodies the session.
+    pub pid: u32,
+    /// That process's start time, in clock ticks since boot.
+    pub start_time: u64,
+    /// The boot the process belongs to.
+    pub boot_id: String,
+    /// The working directory the session registered from.
+    pub cwd: PathBuf,
+    /// The agent, when known (`claude`, `codex`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
+    /// When the session registered, in milliseconds since the Unix epoch.
+    pub started_at: u64,
+}
+
+impl Session {
+    /// True while the registered process runs: same pid, same start time, same boot.
+    pub fn is_alive(&self) -> bool {
+        let same_boot = boot_id().is_ok_and(|b| b == self.boot_id);
+        same_boot && sys::proc::is_alive(self.pid, self.start_time)
+    }
+}
+
+/// What the registry knows about a session's process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Liveness {
+    /// Registered and its process runs.
+    Alive,
+    /// Registered and its process is gone (or the machine rebooted since).
+    Dead,
+    /// Never registered (or ended): nothing is known.
+    Unregistered,
+}
+
+impl Liveness {
+    /// `"alive"`, `"dead"` or `"unregistered"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Liveness::Alive => "alive",
+            Liveness::Dead => "dead",
+            Liveness::Unregistered => "unregistered",
+        }
+    }
+}
+
+/// How to register a session.
+#[derive(Debug, Clone, Default)]
+pub struct StartOptions {
+    /// The process embodying the session (default: the caller's parent process).
+    pub pid: Option<u32>,
+    /// The agent name.
+    pub agent: Option<String>,
+    /// The working directory (default: the current one).
+    pub cwd: Option<PathBuf>,
+}
+
+/// The session registry in a runtime home.
+#[derive(Debug, Clone)]
+pub struct Registry {
+    home: Home,
+    dir: PathBuf,
+}
+
+/// This boot's id, read once per process (it cannot change while the process runs).
+pub(crate) fn boot_id() -> Result<&'static str> {
+    static BOOT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    if let Some(b) = BOOT.get() {
+        return Ok(b);
+    }
+    let b = sys::proc::boot_id().map_err(Error::with(
+        "cannot read boot id",
+        Path::new("/proc/sys/kernel/random/boot_id"),
+    ))?;
+    Ok(BOOT.get_or_init(|| b))
+}
+
+/// Milliseconds since the Unix epoch (wall clock: for display only, never for expiry).
+pub fn now_unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+impl Registry {
+    /// The registry of `home` (creates `sessions/` if missing).
+    ///
+    /// # Errors
+    /// As [`Home::subdir`].
+    pub fn open(home: &Home) -> Result<Registry> {
+        Ok(Registry {
+            dir: home.subdir("sessions")?,
+            home: home.clone(),
+        })
+    }
+
+    /// The home this registry lives in.
+    pub fn home(&self) -> &Home {
+        &self.home
+    }
+
+    fn record_path(&self, id: &SessionId) -> PathBuf {
+        self.dir.join(format!("{id}.json"))
+    }
+
+    /// Registers (or re-registers) session `id`.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] when the process does not exist; [`Error::Io`] when the record cannot
+    /// be written.
+    ///
+    /// # Examples
+    /// ```
+    /// # let d = tempfile::tempdir().unwrap();
+    /// use concur::session::{Registry, StartOptions, Liveness};
+    /// let home = concur::Home::at(d.path().join("home")).unwrap();
+    /// let reg = Registry::open(&home).unwrap();
+    /// let id = concur::SessionId::new("s1").unwrap();
+    /// let opts = StartOptions { pid: Some(std::process::id()), ..Default::default() };
+    /// let s = reg.start(&id, &opts).unwrap();
+    /// assert!(s.is_alive());
+    /// assert_eq!(reg.liveness(&id), Liveness::Alive);
+    /// ```
+    pub fn start(&self, id: &SessionId, opts: &StartOptions) -> Result<Session> {
+        let pid = match opts.pid {
+            Some(p) => p,
+            None => sys::proc::parent_pid(std::process::id()).map_err(Error::with(
+                "cannot read parent pid",
+                Path::new("/proc/self/stat"),
+            ))?,
+        };
+        let start_time = sys::proc::start_time(pid)
+            .map_err(|e| Error::Invalid(format!("no process with pid {pid}: {e}")))?;
+        let boot_id = boot_id()?.to_owned();
+        let cwd = match &opts.cwd {
+            Some(c) => c.clone(),
+            None => std::env::current_dir().unwrap_or_default(),
+        };
+        let s = Session {
+            id: id.to_string(),
+            pid,
+            start_time,
+            boot_id,
+            cwd,
+            agent: opts.agent.clone(),
+            started_at: now_unix_ms(),
+        };
+        let json = serde_json::to_vec(&s).expect("a session serialises");
+        write_atomic(&self.dir, &self.record_path(id), &json)?;
+        Ok(s)
+    }
+
+    /// The record of `id`, if registered.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the record exists but cannot be read or parsed.
+    pub fn get(&self, id: &SessionId) -> Result<Option<Session>> {
+        read_record(&self.record_path(id))
+    }
+
+    /// What is known about `id`'s process. An unreadable record counts as unregistered.
+    pub fn liveness(&self, id: &SessionId) -> Liveness {
+        match self.get(id) {
+            Ok(Some(s)) if s.is_alive() => Liveness::Alive,
+            Ok(Some(_)) => Liveness::Dead,
+            _ => Liveness::Unregistered,
+        }
+    }
+
+    /// Removes `id`'s record. Returns whether there was one.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when it cannot be removed.
+    pub fn remove(&self, id: &SessionId) -> Result<bool> {
+        let p = self.record_path(id);
+        match std::fs::remove_file(&p) {
+            Ok(()) => {
+                let _ = sys::fs::sync_dir(&self.dir);
+                Ok(true)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(Error::io("cannot remove session record", &p, e)),
+        }
+    }
+
+    /// Every registered session with its liveness, ordered by start.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the directory cannot be read.
+    pub fn list(&self) -> Result<Vec<(Session, bool)>> {
+        let mut out = Vec::new();
+        let rd = std::fs::read_dir(&self.dir).map_err(Error::with("cannot list", &self.dir))?;
+        for entry in rd {
+            let entry = entry.map_err(Error::with("cannot list", &self.dir))?;
+            let name = entry.file_name();
+            let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".json")) else {
+                continue;
+            };
+            if SessionId::new(stem).is_err() {
+                continue;
+            }
+            if let Ok(Some(s)) = read_record(&entry.path()) {
+                let alive = s.is_alive();
+                out.push((s, alive));
+            }
+        }
+        out.sort_by(|a, b| (a.0.started_at, &a.0.id).cmp(&(b.0.started_at, &b.0.id)));
+        Ok(out)
+    }
+}
+
+/// What ending or collecting a session removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Cleanup {
+    /// The session.
+    pub session: String,
+    /// Whether its registry record was removed.
+    pub record: bool,
+    /// Marker files removed.
+    pub markers: Vec<PathBuf>,
+    /// Pointer files removed.
+    pub pointers: Vec<PathBuf>,
+    /// Tasks whose leases were released.
+    pub leases: Vec<String>,
+}
+
+impl Registry {
+    /// Ends session `id`: releases its leases in `store`, removes its markers and pointer values,
+    /// then its record (last, so a crash half-way leaves a record `gc` can finish).
+    ///
+    /// Slots need nothing here: they are kernel locks, released when their holder exits.
+    ///
+    /// # Errors
+    /// The first failure; what was done before it stays done.
+    pub fn end(&self, id: &SessionId, store: &dyn crate::lease::Store) -> Result<Cleanup> {
+        let leases = store.release_session(id)?;
+        let markers = crate::marker::Markers::new(&self.home, std::collections::BTreeMap::new())
+            .remove_session(id)?;
+        let pointers = crate::marker::Pointers::new(&self.home).remove_session(id)?;
+        let record = self.remove(id)?;
+        Ok(Cleanup {
+            session: id.to_string(),
+            record,
+            markers,
+            pointers,
+            leases,
+        })
+    }
+
+    /// Ends every registered session whose process is gone (see [`Registry::end`]).
+    ///
+    /// # Errors
+    /// The first failure.
+    pub fn gc(&self, store: &dyn crate::lease::Store) -> Result<Vec<Cleanup>> {
+        let mut out = Vec::new();
+        for (s, alive) in self.list()? {
+            if alive {
+                continue;
+            }
+            let Ok(id) = SessionId::new(&s.id) else {
+                continue;
+            };
+            out.push(self.end(&id, store)?);
+        }
+        Ok(out)
+    }
+}
+
+fn read_record(path: &Path) -> Result<Option<Session>> {
+    let file = match sys::fs::open(path, sys::fs::Open::READ) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io("cannot open session record", path, e)),
+    };
+    let s: Session = serde_json::from_reader(std::io::BufReader::new(file)).map_err(|e| {
+        Error::io(
+            "cannot parse session record",
+            path,
+            std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+        )
+    })?;
+    Ok(Some(s))
+}
+
+/// Replaces `path` (in `dir`) with `bytes`: temp file, fsync, rename, fsync dir.
+pub(crate) fn write_atomic(dir: &Path, path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut tmp = sys::fs::TempFile::new_in(dir, "rec", sys::fs::DEFAULT_MODE)
+        .map_err(Error::with("cannot create temp file in", dir))?;
+    tmp.write_durable(bytes, true)
+        .map_err(Error::with("cannot write", tmp.path()))?;
+    sys::fs::rename(tmp.path(), path).map_err(Error::with("cannot rename into", path))?;
+    tmp.keep();
+    sys::fs::sync_dir(dir).map_err(Error::with("cannot sync directory", dir))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_wrong_start_time_or_boot_is_dead() {
+        let d = tempfile::tempdir().unwrap();
+        let home = Home::at(d.path().join("h")).unwrap();
+        let reg = Registry::open(&home).unwrap();
+        let id = SessionId::new("a").unwrap();
+        let opts = StartOptions {
+            pid: Some(std::process::id()),
+            ..StartOptions::default()
+        };
+        let mut s = reg.start(&id, &opts).unwrap();
+        assert!(s.is_alive());
+        s.start_time += 1;
+        assert!(!s.is_alive());
+        s.start_time -= 1;
+        s.boot_id = "another-boot".into();
+        assert!(!s.is_alive());
+        assert_eq!(
+            reg.liveness(&SessionId::new("b").unwrap()),
+            Liveness::Unregistered
+        );
+        assert!(reg.remove(&id).unwrap());
+        assert_eq!(reg.liveness(&id), Liveness::Unregistered);
+    }
+}

@@ -1,0 +1,127 @@
+//! Hash-chained ledgers through the binary: concurrent appends, torn tails, lock timeouts.
+
+use std::io::Write;
+
+use crate::util::*;
+
+#[test]
+fn eight_writers_times_200_appends_verify() {
+    let t = TestEnv::new();
+    let f = t.path("verdicts.jsonl");
+    let mut b = Barrier::new();
+    for w in 0..8 {
+        let script = format!(
+            r#"for i in $(seq 200); do "$BIN" ledger append "$F" "{{\"w\":{w},\"i\":$i}}" >/dev/null || exit 1; done"#
+        );
+        let mut c = std::process::Command::new("sh");
+        c.arg("-c")
+            .arg(script)
+            .env("BIN", bin())
+            .env("F", &f)
+            .env("CONCUR_HOME", &t.home);
+        b.spawn(&c);
+    }
+    for o in b.run_all() {
+        assert_code(&o, 0);
+    }
+    let o = t.run(["ledger", "verify", f.to_str().unwrap(), "--json"]);
+    assert_code(&o, 0);
+    let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(v["entries"], 1600);
+}
+
+#[test]
+fn torn_tail_is_named_repaired_and_no_complete_line_is_lost() {
+    let t = TestEnv::new();
+    let f = t.path("l.jsonl");
+    let fs = f.to_str().unwrap();
+    for i in 0..5 {
+        assert_code(
+            &t.run(["ledger", "append", fs, &format!("{{\"i\":{i}}}")]),
+            0,
+        );
+    }
+    let before = content(&f).unwrap();
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&f)
+        .unwrap()
+        .write_all(b"{\"i\":5,\"hash\":\"ab")
+        .unwrap();
+    let o = t.run(["ledger", "verify", fs]);
+    assert_code(&o, 3);
+    assert!(stderr(&o).contains("line 6: torn line"), "{}", stderr(&o));
+    // Append refuses to build on a torn tail.
+    assert_code(&t.run(["ledger", "append", fs, "{\"i\":6}"]), 3);
+    let o = t.run(["ledger", "repair", fs]);
+    assert_code(&o, 0);
+    assert!(
+        stdout(&o).contains("removed a torn final line"),
+        "{}",
+        stdout(&o)
+    );
+    assert_eq!(content(&f).unwrap(), before);
+    assert_code(&t.run(["ledger", "verify", fs]), 0);
+    // Nothing torn: repair changes nothing.
+    assert!(stdout(&t.run(["ledger", "repair", fs])).contains("nothing to repair"));
+    assert_eq!(content(&f).unwrap(), before);
+}
+
+#[test]
+fn a_complete_final_entry_missing_its_newline_is_kept() {
+    let t = TestEnv::new();
+    let f = t.path("l.jsonl");
+    let fs = f.to_str().unwrap();
+    assert_code(&t.run(["ledger", "append", fs, "{\"i\":0}"]), 0);
+    assert_code(&t.run(["ledger", "append", fs, "{\"i\":1}"]), 0);
+    let full = content(&f).unwrap();
+    let cut = &full[..full.len() - 1];
+    std::fs::remove_file(&f).unwrap();
+    std::fs::File::create(&f).unwrap().write_all(cut).unwrap();
+    assert_code(&t.run(["ledger", "verify", fs]), 3);
+    let o = t.run(["ledger", "repair", fs]);
+    assert_code(&o, 0);
+    assert!(
+        stdout(&o).contains("added its missing newline"),
+        "{}",
+        stdout(&o)
+    );
+    assert_eq!(content(&f).unwrap(), full);
+}
+
+#[test]
+fn lock_timeout_fails_with_1_and_writes_nothing() {
+    let t = TestEnv::new();
+    let f = t.path("l.jsonl");
+    let fs = f.to_str().unwrap();
+    assert_code(&t.run(["ledger", "append", fs, "{\"i\":0}"]), 0);
+    let before = content(&f).unwrap();
+    // Hold the sidecar lock with flock(1) until the test closes its stdin.
+    let lock = format!("{fs}.lock");
+    let mut holder = std::process::Command::new("flock")
+        .args([&lock, "-c", "echo locked; read -r _"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(holder.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line.trim(), "locked");
+    let o = t.run(["ledger", "append", fs, "{\"i\":1}", "-w", "0.2"]);
+    assert_code(&o, 1);
+    assert!(stderr(&o).contains("timed out"), "{}", stderr(&o));
+    assert_eq!(content(&f).unwrap(), before);
+    drop(holder.stdin.take());
+    holder.wait().unwrap();
+    assert_code(&t.run(["ledger", "append", fs, "{\"i\":1}"]), 0);
+    // Bad input: exit 4, nothing written.
+    let before = content(&f).unwrap();
+    assert_code(&t.run(["ledger", "append", fs, "[1]"]), 4);
+    assert_code(&t.run(["ledger", "append", fs, "{\"prev\":\"x\"}"]), 4);
+    assert_code(&t.run(["ledger", "append", fs, "not json"]), 4);
+    assert_eq!(content(&f).unwrap(), before);
+}
