@@ -3,9 +3,16 @@
 mod util;
 
 mod append;
+mod broker;
 mod diagnose;
+#[cfg(feature = "etcd")]
+mod etcd;
+#[cfg(feature = "etcd")]
+mod etcd_util;
 mod home;
+mod hook;
 mod hostile;
+mod isolate;
 mod json;
 mod lease;
 mod ledger;

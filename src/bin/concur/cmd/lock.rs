@@ -265,8 +265,21 @@ pub fn run(args: Args, ctx: &Ctx) -> Result<Exit, CliError> {
         json: ctx.json,
         session: ctx.session()?.map(|s| s.to_string()),
     };
+    dispatch(ctx, args.name.as_deref(), &plan)
+}
+
+/// Runs the plan: a named lock on the etcd backend when one is set, else locally.
+fn dispatch(ctx: &Ctx, name: Option<&str>, plan: &Plan) -> Result<Exit, CliError> {
+    #[cfg(feature = "etcd")]
+    if let Some(exit) = super::on_etcd::named_lock(ctx, name, plan)? {
+        return Ok(exit);
+    }
+    #[cfg(not(feature = "etcd"))]
+    if name.is_some() {
+        ctx.etcd()?;
+    }
     let home = ctx.home().ok().cloned();
-    match execute(&plan, home.as_ref()) {
+    match execute(plan, home.as_ref()) {
         Ok(code) => Ok(Exit::Code(code)),
         Err(f) => Err(CliError::new(Exit::Code(f.code), f.kind, f.message)),
     }
