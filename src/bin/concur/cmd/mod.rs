@@ -56,7 +56,6 @@ pub enum Command {
     Ledger(ledger::Args),
     /// Task leases: one live holder, growing fencing tokens, build-once
     Lease(lease::Args),
-    /// Prove collisions: N real processes hammer shared state; invariants give verdicts
     Diagnose(diagnose::Args),
     /// (internal) one writer process of `concur diagnose`
     #[command(name = "diagnose-writer", hide = true)]
