@@ -62,9 +62,7 @@ pub enum Command {
     DiagnoseWriter(diagnose::WriterArgs),
     /// Run a command in one of N slots (a counting semaphore across processes)
     Slot(slot::Args),
-    /// Find every shared-state writer in scripts: pattern, lock, risk, inventory
     Scan(scan::Args),
-    /// Seed-style P1/P2 sweep table: declared inventory + scan (+ diagnose)
     Sweep(sweep::Args),
 }
 
