@@ -114,7 +114,7 @@ impl Target for Semaphore {
     fn sizes(&self) -> Sizes {
         Sizes {
             writers: 4,
-            ops: 5,
+            ops: 10,
             rounds: 2,
         }
     }
@@ -203,7 +203,9 @@ impl Target for Semaphore {
                     .unwrap_or(Held::Nothing);
                     log(dir, "+1", spec.writer)?;
                     let h = now_us();
-                    work(5000); // the POST the slot guards
+                    // The POST the slot guards: long against the naive retry window (3 x 1 ms), so that on a
+                    // loaded machine, where short sleeps stretch, holders still overlap the retries.
+                    work(20_000);
                     log(dir, "-1", spec.writer)?;
                     let slot = held.slot();
                     ev.hold(h, json!({ "slot": slot }));
