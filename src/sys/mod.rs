@@ -7,9 +7,13 @@
 //! read `/proc`, and open-file-description locks are Linux's.
 #![allow(clippy::disallowed_methods)]
 
+pub mod fileio;
 pub mod fs;
 pub mod lock;
+pub mod ofd;
 pub mod proc;
+pub mod signal;
+pub mod supervise;
 
 /// Retries a system call while it fails with EINTR.
 pub(crate) fn retry_eintr<T>(mut f: impl FnMut() -> std::io::Result<T>) -> std::io::Result<T> {

@@ -2,6 +2,7 @@
 
 mod util;
 
+mod diagnose;
 mod home;
 mod lease;
 mod ledger;

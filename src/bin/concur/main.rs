@@ -44,6 +44,9 @@ struct Cli {
 
 fn main() -> ExitCode {
     reset_sigpipe();
+    if let Some(code) = cmd::multicall() {
+        return code;
+    }
     let cli = Cli::parse();
     let ctx = Ctx::new(cli.json, cli.session, cli.config);
     let verb = cli.command.verb();

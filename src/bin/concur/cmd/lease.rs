@@ -3,9 +3,7 @@
 use std::time::Duration;
 
 use concur::lease::sqlite::SqliteStore;
-use concur::lease::{
-    AcquireRequest, Acquired, Completion, Lease, Store, TaskState, acquire_wait, parse_duration,
-};
+use concur::lease::{AcquireRequest, Acquired, Completion, Lease, Store, TaskState, acquire_wait};
 use concur::session::now_unix_ms;
 
 use super::session::age;
@@ -83,7 +81,7 @@ enum Action {
 }
 
 fn ttl_of(s: &str) -> Result<Duration, CliError> {
-    Ok(parse_duration(s)?)
+    Ok(concur::duration::parse(s)?)
 }
 
 /// Runs `concur lease`.

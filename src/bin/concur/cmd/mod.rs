@@ -5,18 +5,36 @@ use clap::Subcommand;
 use crate::ctx::Ctx;
 use crate::exit::{CliError, Exit};
 
+pub mod append;
+pub mod diagnose;
+pub mod flock;
 pub mod home;
+pub mod json;
 pub mod lease;
 pub mod ledger;
+pub mod lock;
+pub mod lockf;
 pub mod marker;
 pub mod pointer;
+pub mod read;
 pub mod session;
+pub mod token;
+pub mod value;
+pub mod write;
 
 /// The verbs.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Print the runtime home (created 0700 and checked on first use)
     Home(home::Args),
+    // The verb's help (summary, details, examples) is the doc comment on its `Args`.
+    Append(append::Args),
+    Write(write::Args),
+    Read(read::Args),
+    Json(json::Args),
+    Token(token::Args),
+    /// Run a command while holding a file lock (flock(1) compatible)
+    Lock(lock::Args),
     /// Register, end, list and collect sessions (pid + start time, so reused pids are not live)
     Session(session::Args),
     /// Session-scoped markers (set/check/clear/migrate) with a legacy-path fallback
@@ -27,6 +45,11 @@ pub enum Command {
     Ledger(ledger::Args),
     /// Task leases: one live holder, growing fencing tokens, build-once
     Lease(lease::Args),
+    /// Prove collisions: N real processes hammer shared state; invariants give verdicts
+    Diagnose(diagnose::Args),
+    /// (internal) one writer process of `concur diagnose`
+    #[command(name = "diagnose-writer", hide = true)]
+    DiagnoseWriter(diagnose::WriterArgs),
 }
 
 impl Command {
@@ -34,11 +57,19 @@ impl Command {
     pub fn verb(&self) -> &'static str {
         match self {
             Command::Home(_) => "home",
+            Command::Append(_) => "append",
+            Command::Write(_) => "write",
+            Command::Read(_) => "read",
+            Command::Json(_) => "json",
+            Command::Token(_) => "token",
+            Command::Lock(_) => "lock",
             Command::Session(_) => "session",
             Command::Marker(_) => "marker",
             Command::Pointer(_) => "pointer",
             Command::Ledger(_) => "ledger",
             Command::Lease(_) => "lease",
+            Command::Diagnose(_) => "diagnose",
+            Command::DiagnoseWriter(_) => "diagnose-writer",
         }
     }
 
@@ -46,11 +77,32 @@ impl Command {
     pub fn run(self, ctx: &Ctx) -> Result<Exit, CliError> {
         match self {
             Command::Home(a) => home::run(a, ctx),
+            Command::Append(a) => append::run(a, ctx),
+            Command::Write(a) => write::run(a, ctx),
+            Command::Read(a) => read::run(&a, ctx),
+            Command::Json(a) => json::run(a, ctx),
+            Command::Token(a) => token::run(a, ctx),
+            Command::Lock(a) => lock::run(a, ctx),
             Command::Session(a) => session::run(a, ctx),
             Command::Marker(a) => marker::run(a, ctx),
             Command::Pointer(a) => pointer::run(a, ctx),
             Command::Ledger(a) => ledger::run(a, ctx),
             Command::Lease(a) => lease::run(a, ctx),
+            Command::Diagnose(a) => diagnose::run(&a, ctx),
+            Command::DiagnoseWriter(a) => diagnose::run_writer(&a, ctx),
         }
+    }
+}
+
+/// Multi-call: invoked through a link named `flock` or `lockf`, the binary is that program.
+/// Returns `None` for any other name (then `concur` parses its own arguments).
+pub fn multicall() -> Option<std::process::ExitCode> {
+    let mut args = std::env::args_os();
+    let argv0 = args.next()?;
+    let name = std::path::Path::new(&argv0).file_name()?.to_owned();
+    match name.to_str()? {
+        "flock" => Some(flock::main(&args.collect::<Vec<_>>())),
+        "lockf" => Some(lockf::main(&args.collect::<Vec<_>>())),
+        _ => None,
     }
 }

@@ -1,0 +1,243 @@
+//! `concur diagnose`: the built-in validation suite, or a user's own script under W concurrent
+//! writers; and the hidden `concur diagnose-writer` each writer process runs.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use concur::diagnose::checks::Check;
+use concur::diagnose::run::{Overrides, run_suite};
+use concur::diagnose::{Harness, Mode, Outcome, custom, html, report, targets, writer};
+
+use crate::ctx::{Ctx, print_line};
+use crate::exit::{CliError, Exit};
+
+/// Prove collisions: N real processes hammer shared state; invariants give verdicts.
+///
+/// With no arguments, runs the built-in suite: for each target a naive writer (written the way
+/// hooks usually are: must be caught) and then concur's primitive (must be SAFE). Exit 3 if a
+/// concur target (or a check of your script) is not SAFE.
+///
+/// Targets: json-counter, jsonl-append, token, semaphore, header-once, replace, sqlite.
+///
+/// Examples:
+///   concur diagnose
+///   concur diagnose --targets token,semaphore --mode naive --report out.html
+///   concur diagnose --cmd 'bash hooks/count.sh' --check counter:n.json:.count --ops 20
+///   concur diagnose --cmd 'sh take.sh' --setup 'echo t > token' --check winners:won --rounds 20
+///
+/// Your script sees CONCUR_STATE_DIR (fresh per round; cwd of --setup and the checks),
+/// CONCUR_WRITER, CONCUR_ROUND, CONCUR_RUN and with --per-session its own CONCUR_SESSION.
+#[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
+pub struct Args {
+    /// Built-in targets to run, comma-separated (default: all)
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_name = "T,..",
+        conflicts_with = "cmd"
+    )]
+    targets: Vec<String>,
+    /// naive, protected (alias concur) or both
+    #[arg(long, default_value = "both", value_name = "MODE", value_parser = ["naive", "protected", "concur", "both"])]
+    mode: String,
+    /// Concurrent writer processes (default: 4)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+    writers: Option<u16>,
+    /// Operations per writer (with --cmd: runs of CMD per writer, one shared state)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    ops: Option<u32>,
+    /// Rounds on fresh state (with --cmd: each writer runs CMD once per round)
+    #[arg(long, value_name = "R", value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    rounds: Option<u32>,
+    /// Give each writer its own CONCUR_SESSION
+    #[arg(long)]
+    per_session: bool,
+    /// Your writer: a shell command run by each writer (sh -c)
+    #[arg(long, value_name = "CMD")]
+    cmd: Option<String>,
+    /// An invariant for --cmd: counter:FILE:JQPATH, lines:FILE[:REGEX], jsonl:FILE,
+    /// header:FILE:TEXT, winners:FILE, unique:FILE, empty:FILE, max:N:FILE (paths relative to
+    /// the state dir)
+    #[arg(long = "check", value_name = "KIND:ARGS", requires = "cmd")]
+    checks: Vec<String>,
+    /// An invariant as a command run in the state dir: exit 0 = holds
+    #[arg(long, value_name = "CMD", requires = "cmd")]
+    check_cmd: Vec<String>,
+    /// Run before each round in the fresh state dir
+    #[arg(long, value_name = "CMD", requires = "cmd")]
+    setup: Option<String>,
+    /// Per-run timeout in seconds for --cmd runs (built-in: per writer process)
+    #[arg(long, value_name = "SECS", default_value_t = 20.0)]
+    timeout: f64,
+    /// Write a self-contained HTML timeline (one lane per writer) to FILE
+    #[arg(long, value_name = "FILE")]
+    report: Option<PathBuf>,
+}
+
+/// The hidden writer: `concur diagnose-writer SPEC` (what `diagnose` starts, N at a time).
+#[derive(Debug, clap::Args)]
+pub struct WriterArgs {
+    /// The writer spec (JSON)
+    spec: String,
+}
+
+/// Runs `concur diagnose-writer`.
+pub fn run_writer(a: &WriterArgs, _ctx: &Ctx) -> Result<Exit, CliError> {
+    writer::serve(&a.spec)?;
+    Ok(Exit::Ok)
+}
+
+/// Runs `concur diagnose`.
+pub fn run(a: &Args, ctx: &Ctx) -> Result<Exit, CliError> {
+    if !(a.timeout.is_finite() && a.timeout > 0.0 && a.timeout <= 86_400.0) {
+        return Err(CliError::usage(
+            "--timeout must be between 0 and 86400 seconds",
+        ));
+    }
+    let exe = std::env::current_exe()
+        .map_err(|e| CliError::new(Exit::Io, "io", format!("cannot find own binary: {e}")))?;
+    let harness = Harness {
+        exe,
+        per_session: a.per_session,
+        timeout: Duration::from_secs_f64(a.timeout),
+    };
+    let progress_on = std::io::stderr().is_terminal() && !ctx.json;
+    let mut progress = |done: usize, total: usize, what: &str| {
+        if progress_on {
+            let width = 24;
+            let filled = (done * width).checked_div(total).unwrap_or(width);
+            let mut e = std::io::stderr().lock();
+            let _ = write!(
+                e,
+                "\r\x1b[2K[{}{}] {done}/{total} {what}",
+                "#".repeat(filled),
+                " ".repeat(width - filled)
+            );
+            if done == total {
+                let _ = write!(e, "\r\x1b[2K");
+            }
+            let _ = e.flush();
+        }
+    };
+    let outcomes = if let Some(cmd) = &a.cmd {
+        run_custom(a, cmd, &harness, &mut progress)?
+    } else {
+        suite(a, &harness, &mut progress)?
+    };
+    if let Some(path) = &a.report {
+        write_report(path, &outcomes)?;
+    }
+    if ctx.json {
+        ctx.print_json(&report::json(&outcomes));
+    } else {
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(report::table(&outcomes).as_bytes());
+        let _ = out.flush();
+    }
+    // A naive target that is not caught is shown (NOT REPRODUCED) but does not fail the run;
+    // anything of concur's or of the user's that is not SAFE does.
+    let failed = outcomes.iter().any(|o| o.mode != "naive" && !o.pass);
+    Ok(if failed { Exit::Precondition } else { Exit::Ok })
+}
+
+fn suite(
+    a: &Args,
+    harness: &Harness,
+    progress: &mut dyn FnMut(usize, usize, &str),
+) -> Result<Vec<Outcome>, CliError> {
+    let chosen = if a.targets.is_empty() {
+        targets::all()
+    } else {
+        a.targets
+            .iter()
+            .map(|n| {
+                targets::find(n).ok_or_else(|| {
+                    let names: Vec<_> = targets::all().iter().map(|t| t.name()).collect();
+                    CliError::usage(format!(
+                        "unknown target {n:?} (known: {})",
+                        names.join(", ")
+                    ))
+                })
+            })
+            .collect::<Result<_, _>>()?
+    };
+    let modes: &[Mode] = match a.mode.as_str() {
+        "naive" => &[Mode::Naive],
+        "protected" | "concur" => &[Mode::Protected],
+        _ => &[Mode::Naive, Mode::Protected],
+    };
+    let sizes = Overrides {
+        writers: a.writers.map(usize::from),
+        ops: a.ops.map(|n| n as usize),
+        rounds: a.rounds.map(|n| n as usize),
+    };
+    Ok(run_suite(harness, &chosen, modes, sizes, progress)?)
+}
+
+fn run_custom(
+    a: &Args,
+    cmd: &str,
+    harness: &Harness,
+    progress: &mut dyn FnMut(usize, usize, &str),
+) -> Result<Vec<Outcome>, CliError> {
+    if a.ops.is_some() && a.rounds.is_some() {
+        return Err(CliError::usage(
+            "--ops and --rounds cannot be used together with --cmd",
+        ));
+    }
+    let mut checks = a
+        .checks
+        .iter()
+        .map(|c| Check::parse(c))
+        .collect::<Result<Vec<_>, _>>()?;
+    checks.extend(a.check_cmd.iter().map(|c| Check::command(c)));
+    if checks.is_empty() {
+        return Err(CliError::usage(
+            "--cmd needs at least one --check or --check-cmd",
+        ));
+    }
+    let (ops, rounds) = match (a.ops, a.rounds) {
+        (_, Some(r)) => (1, r as usize),
+        (Some(n), None) => (n as usize, 1),
+        (None, None) => (10, 1),
+    };
+    let opts = custom::Options {
+        cmd: cmd.to_owned(),
+        checks,
+        setup: a.setup.clone(),
+        writers: a.writers.map_or(4, usize::from),
+        ops,
+        rounds,
+        timeout: Duration::from_secs_f64(a.timeout),
+    };
+    progress(0, 1, "custom");
+    let out = custom::run(harness, &opts)?;
+    progress(1, 1, "done");
+    Ok(out)
+}
+
+fn write_report(path: &std::path::Path, outcomes: &[Outcome]) -> Result<(), CliError> {
+    let page = html::page(outcomes);
+    let mut f = std::fs::File::create(path).map_err(|e| {
+        CliError::new(
+            Exit::Io,
+            "io",
+            format!("cannot create report ({}): {e}", path.display()),
+        )
+    })?;
+    f.write_all(page.as_bytes()).map_err(|e| {
+        CliError::new(
+            Exit::Io,
+            "io",
+            format!("cannot write report ({}): {e}", path.display()),
+        )
+    })?;
+    if !std::io::stderr().is_terminal() {
+        return Ok(());
+    }
+    eprintln!("concur: diagnose: report written to {}", path.display());
+    let _ = print_line;
+    Ok(())
+}

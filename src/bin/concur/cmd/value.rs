@@ -1,0 +1,19 @@
+//! clap value parsers shared by verbs: durations (`30s`, `5m`) and octal modes (`0644`).
+
+use std::time::Duration;
+
+/// Parses a duration as `concur::duration::parse` does (`-w 10`, `--ttl 5m`).
+pub fn duration(s: &str) -> Result<Duration, String> {
+    concur::duration::parse(s).map_err(|e| e.to_string())
+}
+
+/// Parses octal permission bits (`600`, `0644`, `0o640`); at most 0o7777.
+pub fn mode(s: &str) -> Result<u32, String> {
+    let digits = s.strip_prefix("0o").unwrap_or(s);
+    match u32::from_str_radix(digits, 8) {
+        Ok(m) if m <= 0o7777 && !digits.is_empty() => Ok(m),
+        _ => Err(format!(
+            "invalid mode {s:?}: expected octal permission bits such as 0644"
+        )),
+    }
+}

@@ -1,0 +1,216 @@
+//! Running a command while something is held (a lock, a slot permit): signals forwarded, an
+//! optional hold limit, and the command's status turned into an exit code.
+//!
+//! What it guarantees:
+//! - **No lost signals.** SIGINT, SIGTERM, SIGHUP, SIGQUIT and SIGCHLD are blocked before the
+//!   fork and taken synchronously (`sigtimedwait`), so a signal that arrives at any moment is
+//!   either forwarded to the command or, if the command is gone, ignored; the supervisor never
+//!   dies of it while the command runs (which would release the lock under a running command).
+//!   A terminal's Ctrl-C already reaches the command through its process group, so a
+//!   kernel-sent signal is not forwarded a second time unless the command runs in its own group.
+//! - **Never unprotected.** With [`Supervise::die_with_parent`] the command gets SIGKILL if the
+//!   supervisor itself is killed (`PR_SET_PDEATHSIG`, checked against a parent that died before
+//!   it was set): the kernel frees the lock when the supervisor dies, and the command must not
+//!   go on as if it still held it.
+//! - **Hold limit.** With [`Supervise::max_hold`] the command runs in a process group of its
+//!   own and the whole group is sent SIGKILL when the limit passes; the caller releases after.
+//!
+//! Not guaranteed: processes that leave the command's process group (`setsid`) are not killed
+//! by the hold limit; the child's signal mask is the one this process started with.
+
+use std::ffi::OsString;
+use std::io;
+use std::os::unix::io::RawFd;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{Command, ExitStatus};
+use std::time::{Duration, Instant};
+
+use crate::sys::supervise::{self, SigSet};
+
+/// How to supervise a command.
+#[derive(Debug, Clone, Default)]
+pub struct Supervise {
+    /// Kill the command's process group when it has run this long.
+    pub max_hold: Option<Duration>,
+    /// SIGKILL the command if this process dies.
+    pub die_with_parent: bool,
+    /// Descriptors to hand to the command: `(ours, theirs)` — `ours` is duplicated onto
+    /// `theirs` in the child (equal numbers just clear close-on-exec).
+    pub pass_fds: Vec<(RawFd, RawFd)>,
+}
+
+/// How the command ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ended {
+    /// Its wait status.
+    pub status: ExitStatus,
+    /// True when the hold limit killed it.
+    pub over_limit: bool,
+}
+
+impl Ended {
+    /// The conventional exit code: the command's own, or 128+N when signal N killed it.
+    pub fn code(&self) -> u8 {
+        status_code(self.status)
+    }
+}
+
+/// The exit code for a wait status: the code, or 128+N for signal N.
+pub fn status_code(status: ExitStatus) -> u8 {
+    match (status.code(), status.signal()) {
+        (Some(c), _) => u8::try_from(c & 0xff).unwrap_or(1),
+        (None, Some(sig)) => u8::try_from(128 + sig).unwrap_or(255),
+        _ => 1,
+    }
+}
+
+/// The command for `argv`, or for `sh -c CMD` through `$SHELL` (else `/bin/sh`) as flock(1)
+/// runs `-c`.
+pub fn command_for(argv: &[OsString], shell_command: Option<&OsString>) -> Option<Command> {
+    if let Some(c) = shell_command {
+        let shell = std::env::var_os("SHELL")
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "/bin/sh".into());
+        let mut cmd = Command::new(shell);
+        cmd.arg("-c").arg(c);
+        return Some(cmd);
+    }
+    let (first, rest) = argv.split_first()?;
+    let mut cmd = Command::new(first);
+    cmd.args(rest);
+    Some(cmd)
+}
+
+/// A short printable form of a command line, for holder records and messages.
+pub fn describe(argv: &[OsString], shell_command: Option<&OsString>) -> String {
+    let mut s = match shell_command {
+        Some(c) => c.to_string_lossy().into_owned(),
+        None => argv
+            .iter()
+            .map(|a| a.to_string_lossy())
+            .collect::<Vec<_>>()
+            .join(" "),
+    };
+    if s.len() > 200 {
+        let mut cut = 200;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+        s.push('…');
+    }
+    s
+}
+
+const FORWARDED: [libc::c_int; 4] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT];
+
+static ORIGINAL_MASK: std::sync::OnceLock<SigSet> = std::sync::OnceLock::new();
+
+fn handled() -> SigSet {
+    let mut all = FORWARDED.to_vec();
+    all.push(libc::SIGCHLD);
+    SigSet::of(&all)
+}
+
+/// Blocks the signals [`run`] handles in the calling thread, remembering the mask it had.
+///
+/// Call it first thing in `main`, before any thread starts: threads inherit the mask, so none
+/// of them can then take a SIGCHLD or a forwarded signal that [`run`] waits for. Idempotent.
+///
+/// # Errors
+/// The `pthread_sigmask` error.
+pub fn block_signals() -> io::Result<()> {
+    let orig = supervise::block(&handled())?;
+    let _ = ORIGINAL_MASK.set(orig);
+    Ok(())
+}
+
+/// Runs `cmd` to its end under `how`. The command starts with the signal mask this process
+/// had before [`block_signals`].
+///
+/// Call [`block_signals`] before starting any thread: a SIGCHLD taken by a thread that does
+/// not block it would be lost and this wait would not end.
+///
+/// # Errors
+/// The spawn error (command not found, not executable, ...) — nothing ran.
+pub fn run(mut cmd: Command, how: &Supervise) -> io::Result<Ended> {
+    let set = handled();
+    let blocked_now = supervise::block(&set)?;
+    let orig = *ORIGINAL_MASK.get_or_init(|| blocked_now);
+    let parent = supervise::getpid();
+    let own_group = how.max_hold.is_some();
+    let die = how.die_with_parent;
+    let fds = how.pass_fds.clone();
+    // SAFETY: the closure only makes async-signal-safe calls (pthread_sigmask, prctl,
+    // getppid, setpgid, dup2, fcntl) and allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || {
+            supervise::set_mask(&orig)?;
+            if die {
+                supervise::die_with_parent(libc::SIGKILL, parent)?;
+            }
+            if own_group {
+                supervise::new_process_group()?;
+            }
+            for &(ours, theirs) in &fds {
+                supervise::dup_to(ours, theirs)?;
+            }
+            Ok(())
+        });
+    }
+    let result = supervise_child(&mut cmd, &set, how.max_hold, own_group);
+    let _ = supervise::set_mask(&orig);
+    result
+}
+
+fn supervise_child(
+    cmd: &mut Command,
+    set: &SigSet,
+    max_hold: Option<Duration>,
+    own_group: bool,
+) -> io::Result<Ended> {
+    let mut child = cmd.spawn()?;
+    let pid = child.id();
+    let deadline = max_hold.map(|d| Instant::now() + d);
+    let mut over_limit = false;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(Ended { status, over_limit });
+        }
+        let timeout = match deadline {
+            Some(d) if !over_limit => Some(d.saturating_duration_since(Instant::now())),
+            _ => None,
+        };
+        match supervise::wait_signal(set, timeout)? {
+            None => {
+                over_limit = true;
+                let _ = supervise::kill_group(pid, libc::SIGKILL);
+            }
+            Some(c) if c.signo == libc::SIGCHLD => {}
+            Some(c) => {
+                let from_terminal = c.code == libc::SI_KERNEL;
+                if own_group {
+                    let _ = supervise::kill_group(pid, c.signo);
+                } else if !from_terminal {
+                    let _ = supervise::kill(pid, c.signo);
+                }
+            }
+        }
+    }
+}
+
+/// Replaces this process with `cmd` (flock's `--no-fork`), keeping `keep_fds` open across the
+/// exec. Returns only on failure.
+pub fn exec(mut cmd: Command, keep_fds: &[RawFd]) -> io::Error {
+    let fds = keep_fds.to_vec();
+    // SAFETY: only fcntl, which is async-signal-safe (exec runs it in this process).
+    unsafe {
+        cmd.pre_exec(move || {
+            for &fd in &fds {
+                supervise::inherit(fd)?;
+            }
+            Ok(())
+        });
+    }
+    cmd.exec()
+}

@@ -1,0 +1,135 @@
+//! header-once: W writers each log one entry to a daily log that must start with one header.
+//!
+//! Naive (the seed's user-message-logger, P2-4): `[ -f "$LOG" ] || printf '# header\n' >>
+//! "$LOG"`, then `echo entry >> "$LOG"` — every writer that checked before the first header
+//! landed writes its own → `DUPLICATE_HEADER`. Concur: a missing file is created with header and
+//! entry in one step (temp file + `link(2)`, which only one writer can win); the losers append.
+
+use std::io::Write;
+use std::path::Path;
+
+use serde_json::json;
+
+use super::{read_text, work};
+use crate::diagnose::{
+    Events, Mark, Mode, RoundCheck, Sizes, Target, WriterRun, WriterSpec, now_us,
+};
+use crate::error::{Error, Result};
+use crate::sys::fs as sfs;
+
+const FILE: &str = "daily-log.md";
+const HEADER: &str = "# daily log";
+
+/// The header-once target.
+pub struct HeaderOnce;
+
+fn append(path: &Path, text: &str) -> Result<()> {
+    let f = sfs::open(path, sfs::Open::append(sfs::DEFAULT_MODE))
+        .map_err(Error::with("cannot open", path))?;
+    sfs::write_once(&f, text.as_bytes()).map_err(Error::with("cannot append", path))?;
+    Ok(())
+}
+
+/// Interim: switches to `concur::append` with a header once that module is on main.
+fn append_with_header(path: &Path, entry: &str) -> Result<()> {
+    if !path.exists() {
+        let dir = sfs::parent_dir(path);
+        let mut tmp = sfs::TempFile::new_in(dir, "diagnose", sfs::DEFAULT_MODE)
+            .map_err(Error::with("cannot create temp file in", dir))?;
+        tmp.write_durable(format!("{HEADER}\n{entry}").as_bytes(), true)
+            .map_err(Error::with("cannot write", tmp.path()))?;
+        match sfs::link(tmp.path(), path) {
+            Ok(()) => return sfs::sync_dir(dir).map_err(Error::with("cannot sync directory", dir)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(Error::io("cannot link", path, e)),
+        }
+    }
+    append(path, entry)
+}
+
+impl Target for HeaderOnce {
+    fn name(&self) -> &'static str {
+        "header-once"
+    }
+
+    fn violations(&self) -> &'static str {
+        "DUPLICATE_HEADER"
+    }
+
+    fn sizes(&self) -> Sizes {
+        Sizes {
+            writers: 4,
+            ops: 1,
+            rounds: 5,
+        }
+    }
+
+    fn expected(&self, s: &Sizes) -> String {
+        format!("1 header first, {} entries", s.writers * s.ops)
+    }
+
+    fn setup(&self, _dir: &Path, _mode: Mode, _s: &Sizes) -> Result<()> {
+        Ok(())
+    }
+
+    fn write(&self, spec: &WriterSpec, ev: &mut Events) -> Result<()> {
+        let path = spec.dir.join(FILE);
+        for i in 0..spec.ops {
+            let t = now_us();
+            let entry = format!("- entry {} {i}\n", spec.writer);
+            let mut wrote_header = false;
+            if spec.mode == Mode::Protected {
+                append_with_header(&path, &entry)?;
+            } else {
+                if !path.exists() {
+                    work(2000); // build the header: date, session banner
+                    let mut f = std::fs::OpenOptions::new()
+                        .append(true)
+                        .create(true)
+                        .open(&path)
+                        .map_err(Error::with("cannot open", &path))?;
+                    f.write_all(format!("{HEADER}\n").as_bytes())
+                        .map_err(Error::with("cannot write", &path))?;
+                    wrote_header = true;
+                }
+                append(&path, &entry)?;
+            }
+            ev.op(t, json!({ "header": wrote_header }));
+        }
+        Ok(())
+    }
+
+    fn check(&self, dir: &Path, s: &Sizes, runs: &[WriterRun]) -> Result<RoundCheck> {
+        let text = read_text(&dir.join(FILE))?.unwrap_or_default();
+        let headers = text.lines().filter(|l| *l == HEADER).count();
+        let entries = text.lines().filter(|l| l.starts_with("- entry ")).count();
+        let first_ok = text.lines().next() == Some(HEADER);
+        let n = s.writers * s.ops;
+        let observed = format!("{headers} header lines, {entries} of {n} entries");
+        if headers == 1 && first_ok && entries == n {
+            return Ok(RoundCheck::held(observed));
+        }
+        let marks = runs
+            .iter()
+            .flat_map(|r| {
+                r.events_of("op")
+                    .filter(|e| e.data["header"].as_bool() == Some(true))
+                    .map(move |e| Mark {
+                        round: r.round,
+                        at: e.end,
+                        writer: Some(r.writer),
+                        label: format!("writer {} wrote a header", r.writer),
+                    })
+            })
+            .skip(1)
+            .collect();
+        let verdict = if headers > 1 {
+            "DUPLICATE_HEADER"
+        } else if entries < n {
+            "LOST_LINES"
+        } else {
+            "MISSING_HEADER"
+        };
+        Ok(RoundCheck::broke(verdict, observed, marks))
+    }
+}

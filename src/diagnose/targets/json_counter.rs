@@ -1,0 +1,126 @@
+//! json-counter: W writers each add 1 to a counter in a JSON file, `ops` times.
+//!
+//! Naive (the seed's `update_health` `fire_count`): read the file, work, write the whole file back
+//! with a truncating open — two writers that read the same value both write value+1, and a
+//! reader that meets the file mid-truncate starts again from 0 → `LAST_WRITER_WINS`.
+//! Concur: the read-modify-write under the file's sidecar lock, written by atomic replace.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::Write;
+use std::path::Path;
+
+use serde_json::json;
+
+use super::{MAX_MARKS, put, read_text, replace_atomic, work};
+use crate::diagnose::{
+    Events, Mark, Mode, RoundCheck, Sizes, Target, WriterRun, WriterSpec, now_us,
+};
+use crate::error::{Error, Result};
+use crate::sidecar;
+
+const FILE: &str = "counter.json";
+
+/// The json-counter target.
+pub struct JsonCounter;
+
+fn read_count(path: &Path) -> Result<u64> {
+    // Like `jq '.count // 0'`: anything unreadable counts as 0.
+    Ok(read_text(path)?
+        .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok())
+        .and_then(|v| v["count"].as_u64())
+        .unwrap_or(0))
+}
+
+impl Target for JsonCounter {
+    fn name(&self) -> &'static str {
+        "json-counter"
+    }
+
+    fn violations(&self) -> &'static str {
+        "LAST_WRITER_WINS"
+    }
+
+    fn sizes(&self) -> Sizes {
+        Sizes {
+            writers: 4,
+            ops: 25,
+            rounds: 1,
+        }
+    }
+
+    fn expected(&self, s: &Sizes) -> String {
+        format!("count == {}", s.writers * s.ops)
+    }
+
+    fn setup(&self, dir: &Path, _mode: Mode, _s: &Sizes) -> Result<()> {
+        put(&dir.join(FILE), br#"{"count":0}"#)
+    }
+
+    fn write(&self, spec: &WriterSpec, ev: &mut Events) -> Result<()> {
+        let path = spec.dir.join(FILE);
+        for _ in 0..spec.ops {
+            let t = now_us();
+            if spec.mode == Mode::Protected {
+                {
+                    let _g = sidecar::lock(&sidecar::path_for(&path), None)?;
+                    let h = now_us();
+                    let v = read_count(&path)?;
+                    replace_atomic(&path, json!({ "count": v + 1 }).to_string().as_bytes())?;
+                    ev.hold(h, json!({}));
+                    ev.op(t, json!({ "read": v, "wrote": v + 1 }));
+                }
+            } else {
+                {
+                    let v = read_count(&path)?;
+                    work(300);
+                    let mut f = File::create(&path)
+                        .map_err(Error::with("cannot open for writing", &path))?;
+                    f.write_all(json!({ "count": v + 1 }).to_string().as_bytes())
+                        .map_err(Error::with("cannot write", &path))?;
+                    ev.op(t, json!({ "read": v, "wrote": v + 1 }));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn check(&self, dir: &Path, s: &Sizes, runs: &[WriterRun]) -> Result<RoundCheck> {
+        let n = (s.writers * s.ops) as u64;
+        let count = read_count(&dir.join(FILE))?;
+        if count == n {
+            return Ok(RoundCheck::held(format!("count {count}")));
+        }
+        // A value written twice is a lost update: the second writer never saw the first's.
+        let mut ops: Vec<(u64, usize, u64)> = runs
+            .iter()
+            .flat_map(|r| {
+                r.events_of("op")
+                    .filter_map(move |e| Some((e.end, r.writer, e.data["wrote"].as_u64()?)))
+            })
+            .collect();
+        ops.sort_unstable();
+        let mut seen: HashMap<u64, usize> = HashMap::new();
+        let mut marks = Vec::new();
+        for (at, writer, wrote) in ops {
+            if let Some(first) = seen.insert(wrote, writer)
+                && marks.len() < MAX_MARKS
+            {
+                {
+                    marks.push(Mark {
+                        round: runs.first().map_or(0, |r| r.round),
+                        at,
+                        writer: Some(writer),
+                        label: format!("wrote count={wrote} again (over writer {first})"),
+                    });
+                }
+            }
+        }
+        let lost = n.saturating_sub(count);
+        Ok(RoundCheck::broke(
+            "LAST_WRITER_WINS",
+            format!("count {count}: lost {lost} of {n}"),
+            marks,
+        ))
+    }
+}

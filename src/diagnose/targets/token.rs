@@ -1,0 +1,104 @@
+//! token: W writers race to consume one one-time token, over several rounds.
+//!
+//! Naive (the seed's TOCTOU block before P1-8): `[ -f token ] && tok=$(cat token)`, validate
+//! it, then `rm -f token` — every writer that checked before the first `rm` uses the token →
+//! `MULTIPLE_WINNERS`. Concur: take = `rename(2)` to a unique consumed name; exactly one rename of
+//! the name succeeds.
+
+use std::path::Path;
+
+use serde_json::json;
+
+use super::{put, work};
+use crate::diagnose::{
+    Events, Mark, Mode, RoundCheck, Sizes, Target, WriterRun, WriterSpec, now_us,
+};
+use crate::error::Result;
+use crate::sys::fs as sfs;
+
+const FILE: &str = "override-token";
+
+/// The token target.
+pub struct Token;
+
+impl Target for Token {
+    fn name(&self) -> &'static str {
+        "token"
+    }
+
+    fn violations(&self) -> &'static str {
+        "MULTIPLE_WINNERS / NO_WINNER"
+    }
+
+    fn sizes(&self) -> Sizes {
+        Sizes {
+            writers: 4,
+            ops: 1,
+            rounds: 10,
+        }
+    }
+
+    fn expected(&self, _s: &Sizes) -> String {
+        "1 winner per round".into()
+    }
+
+    fn setup(&self, dir: &Path, _mode: Mode, _s: &Sizes) -> Result<()> {
+        put(&dir.join(FILE), format!("tok-{}\n", now_us()).as_bytes())
+    }
+
+    fn write(&self, spec: &WriterSpec, ev: &mut Events) -> Result<()> {
+        let path = spec.dir.join(FILE);
+        for _ in 0..spec.ops {
+            let t = now_us();
+            let won = if spec.mode == Mode::Protected {
+                // Interim: switches to `concur::token` once that module is on main.
+                let to = spec
+                    .dir
+                    .join(format!("{FILE}.consumed.{}", std::process::id()));
+                sfs::rename(&path, &to).is_ok()
+            } else if path.exists() {
+                let tok = std::fs::read_to_string(&path).ok();
+                work(3000); // validate the token, log the override
+                let _ = std::fs::remove_file(&path);
+                tok.is_some()
+            } else {
+                false
+            };
+            ev.op(t, json!({ "won": won }));
+        }
+        Ok(())
+    }
+
+    fn check(&self, _dir: &Path, _s: &Sizes, runs: &[WriterRun]) -> Result<RoundCheck> {
+        let mut wins: Vec<(u64, usize, usize)> = runs
+            .iter()
+            .flat_map(|r| {
+                r.events_of("op")
+                    .filter(|e| e.data["won"].as_bool() == Some(true))
+                    .map(move |e| (e.end, r.writer, r.round))
+            })
+            .collect();
+        wins.sort_unstable();
+        match wins.len() {
+            1 => Ok(RoundCheck::held("1 winner")),
+            0 => Ok(RoundCheck::broke("NO_WINNER", "0 winners", Vec::new())),
+            k => {
+                let marks = wins
+                    .iter()
+                    .skip(1)
+                    .map(|&(at, w, round)| Mark {
+                        round,
+                        at,
+                        writer: Some(w),
+                        label: format!("writer {w} also used the token"),
+                    })
+                    .collect();
+                Ok(RoundCheck::broke(
+                    "MULTIPLE_WINNERS",
+                    format!("{k} winners"),
+                    marks,
+                ))
+            }
+        }
+    }
+}
