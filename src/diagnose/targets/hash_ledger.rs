@@ -88,7 +88,7 @@ impl Target for HashLedger {
             let h = now_us();
             // Timed out: the seed's writer "proceeds anyway".
             let (seq, prev) = naive_head(&path);
-            work(250_000); // validate the verdict, hash the evidence: the slow critical section
+            work(400_000); // validate the verdict, hash the evidence: the slow critical section
             let Value::Object(mut m) = entry else {
                 unreachable!()
             };
