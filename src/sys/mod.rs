@@ -10,9 +10,11 @@
 pub mod fileio;
 pub mod fs;
 pub mod lock;
+pub mod nowait;
 pub mod ofd;
 pub mod proc;
 pub mod signal;
+pub mod sock;
 pub mod supervise;
 
 /// Retries a system call while it fails with EINTR.

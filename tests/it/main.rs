@@ -2,9 +2,26 @@
 
 mod util;
 
+mod append;
+mod broker;
 mod diagnose;
+#[cfg(feature = "etcd")]
+mod etcd;
+#[cfg(feature = "etcd")]
+mod etcd_util;
 mod home;
+mod hook;
+mod hostile;
+mod isolate;
+mod json;
 mod lease;
 mod ledger;
+mod lock;
 mod marker;
+mod replace;
+mod scan;
 mod session;
+mod shell;
+mod slot;
+mod sweep;
+mod token;

@@ -2,8 +2,7 @@
 
 use std::time::Duration;
 
-use concur::lease::sqlite::SqliteStore;
-use concur::lease::{AcquireRequest, Acquired, Completion, Lease, Store, TaskState, acquire_wait};
+use concur::lease::{AcquireRequest, Acquired, Completion, Lease, TaskState, acquire_wait};
 use concur::session::{Registry, now_unix_ms};
 
 use super::session::age;
@@ -86,7 +85,7 @@ fn ttl_of(s: &str) -> Result<Duration, CliError> {
 
 /// Runs `concur lease`.
 pub fn run(args: Args, ctx: &Ctx) -> Result<Exit, CliError> {
-    let store = SqliteStore::open(ctx.home()?)?;
+    let store = ctx.lease_store()?;
     match args.action {
         Action::Acquire {
             task,
@@ -105,7 +104,7 @@ pub fn run(args: Args, ctx: &Ctx) -> Result<Exit, CliError> {
             };
             let wait = Duration::try_from_secs_f64(wait)
                 .map_err(|_| CliError::usage(format!("-w {wait}: not a number of seconds")))?;
-            match acquire_wait(&store, &req, wait)? {
+            match acquire_wait(&*store, &req, wait)? {
                 Acquired::Granted(l) => {
                     warn_if_dead(ctx, &req.session);
                     if ctx.json {
