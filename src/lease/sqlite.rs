@@ -324,23 +324,6 @@ impl Store for SqliteStore {
         let clock = Clock::now()?;
         let now = now_unix_ms();
         let expires = clock.now_ms.saturating_add(ttl_ms);
-        // Fast path without the write lock: a lease visibly held by someone else (or a completed
-        // build-once task) is reported from one consistent read. Everything else is decided
-        // again inside the write transaction.
-        if let Some(r) = self.row(&self.conn, &req.task)? {
-            if r.once
-                && r.session.is_none()
-                && let Some(done) = r.completion()
-            {
-                return Ok(Acquired::Completed(done));
-            }
-            if r.session.is_some()
-                && r.session.as_deref() != Some(me)
-                && !self.reclaimable(&r, &clock).1
-            {
-                return Ok(Acquired::Held(r.lease(&clock).expect("held")));
-            }
-        }
         self.immediate(|c| {
             let row = self.row(c, &req.task)?;
             let mut once = req.once;
