@@ -2,7 +2,8 @@
 # Whole-process lease acquire: `concur lease acquire` against the sqlite3 CLI running the same
 # transaction on the same database (busy_timeout, synchronous=FULL, BEGIN IMMEDIATE, read the
 # row, bump the fencing counter, insert the lease, commit). Before every measured run the lease
-# is released (hyperfine --prepare), so every run is a fresh grant.
+# is released (hyperfine --prepare: `concur session end` releases the session's leases), so every
+# run is a fresh grant.
 #
 # Usage: bench/lease.sh [hyperfine args]   (needs hyperfine and sqlite3; builds --release)
 set -euo pipefail
@@ -29,7 +30,7 @@ RELEASE="$PRE DELETE FROM leases WHERE task = 'sql';"
 
 hyperfine -N --warmup 10 --runs "${RUNS:-200}" "$@" \
   --export-json "$dir/out.json" \
-  --prepare "$BIN lease release cli" -n "concur lease acquire" "$BIN lease acquire cli" \
+  --prepare "$BIN session end" -n "concur lease acquire" "$BIN lease acquire cli" \
   --prepare "sqlite3 $DB \"$RELEASE\"" -n "sqlite3 CLI, same transaction" "sqlite3 $DB \"$ACQUIRE\""
 
 python3 - "$dir/out.json" <<'PY'
