@@ -124,6 +124,14 @@ fn killed_holder_loses_the_lease_at_once() {
     let second = t.run(["lease", "acquire", "deploy", "--session", "B"]);
     assert_code(&second, 0);
     assert!(token(&second) > token(&first));
+    // The dead session can still take a free task, but is told its leases are not safe.
+    let stale = t.run(["lease", "acquire", "other", "--session", "A"]);
+    assert_code(&stale, 0);
+    assert!(
+        stderr(&stale).contains("warning: session A is registered with pid"),
+        "{}",
+        stderr(&stale)
+    );
 }
 
 #[test]
