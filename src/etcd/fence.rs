@@ -5,7 +5,8 @@
 //! transaction as the write, so a holder that was paused past its lease and replaced can no
 //! longer write, however late its request arrives. [`update`] is a read-modify-write loop that
 //! commits only if the value's mod revision is still the one it read (optionally fenced too):
-//! concurrent updaters never lose each other's changes.
+//! concurrent updaters never lose each other's changes, and a retried write that had committed
+//! is recognised (a nonce in the side key `KEY.cas-writer`), so `f` is never applied twice.
 
 use super::client::Client;
 use super::wire::{Compare, KeyValue, Op};
@@ -71,6 +72,11 @@ pub fn update(
     fence: Option<&Fence>,
     mut f: impl FnMut(Option<&[u8]>) -> Result<Vec<u8>>,
 ) -> Result<Vec<u8>> {
+    // Each write also records a nonce in a side key, in the same transaction: a retry whose
+    // first attempt committed but lost its answer finds its own nonce there (with the key's
+    // mod revision) and reports success instead of applying `f` a second time.
+    let mut side = key.to_vec();
+    side.extend_from_slice(b".cas-writer");
     loop {
         let current: Option<KeyValue> = client.get(key)?;
         let new = f(current.as_ref().map(|kv| kv.value.as_slice()))?;
@@ -81,9 +87,23 @@ pub fn update(
         if let Some(fe) = fence {
             cmp.push(fe.compare(client));
         }
-        let t = client.txn(&cmp, &[Op::Put(key.to_vec(), new.clone(), 0)], &[])?;
+        let nonce = super::nonce();
+        let t = client.txn(
+            &cmp,
+            &[
+                Op::Put(key.to_vec(), new.clone(), 0),
+                Op::Put(side.clone(), nonce.clone().into_bytes(), 0),
+            ],
+            &[Op::Get(key.to_vec()), Op::Get(side.clone())],
+        )?;
         if t.succeeded {
             return Ok(new);
+        }
+        if let (Some(Some(now)), Some(Some(w))) = (t.gets.first(), t.gets.get(1))
+            && w.value == nonce.as_bytes()
+            && w.mod_revision == now.mod_revision
+        {
+            return Ok(new); // our own earlier attempt committed
         }
         if let Some(fe) = fence {
             let still = super::lock::holder(client, &fe.lock)?.is_some_and(|h| h.token == fe.token);
@@ -91,8 +111,6 @@ pub fn update(
                 return Err(fe.stale(client));
             }
         }
-        // The value changed under us. A retry after a lost answer whose put did commit also lands
-        // here: it re-reads and applies `f` to the new value, which is the documented CAS
-        // behaviour (use a fence or an idempotent `f` where a double apply matters).
+        // Someone else changed the value: read it again and re-apply `f`.
     }
 }

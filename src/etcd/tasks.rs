@@ -286,13 +286,15 @@ impl Store for EtcdStore {
         let key = self.holder_key(task);
         let t = self.client.txn(
             &[Compare::CreateRevision(key.clone(), r.kv.create_revision)],
-            &[Op::Delete(key)],
-            &[],
+            &[Op::Delete(key.clone())],
+            &[Op::Get(key)],
         )?;
         if r.kv.lease != 0 {
             let _ = self.client.revoke(r.kv.lease);
         }
-        Ok(t.succeeded.then(|| r.lease(task, 0)))
+        // Failed compare with the key gone: a retry of our own committed delete (or its expiry).
+        let gone = !t.succeeded && t.gets.first().is_some_and(Option::is_none);
+        Ok((t.succeeded || gone).then(|| r.lease(task, 0)))
     }
 
     fn complete(&self, task: &str, session: &SessionId) -> Result<Completion> {
@@ -314,11 +316,19 @@ impl Store for EtcdStore {
             ops.push(Op::Put(self.done_key(task), body, 0));
         }
         let t = self.client.txn(
-            &[Compare::CreateRevision(key, r.kv.create_revision)],
+            &[Compare::CreateRevision(key.clone(), r.kv.create_revision)],
             &ops,
-            &[],
+            &[Op::Get(key), Op::Get(self.done_key(task))],
         )?;
-        if !t.succeeded {
+        // A retry of our own committed transaction: the key is gone, and a build-once task's
+        // completion carries our token.
+        let ours = !t.succeeded
+            && t.gets.first().is_some_and(Option::is_none)
+            && match t.gets.get(1).cloned().flatten() {
+                Some(d) => completion(&d).is_some_and(|d| d.token == c.token),
+                None => r.v.get("once").and_then(Value::as_bool) != Some(true),
+            };
+        if !t.succeeded && !ours {
             return Err(Error::Conflict(format!(
                 "lease on {task} was lost before it could be completed"
             )));

@@ -20,7 +20,9 @@ use serde_json::json;
 use crate::etcd_util::{Cluster, available};
 use crate::util::{Barrier, TestEnv, assert_code, retry};
 
-const TTL: Duration = Duration::from_secs(3);
+/// The clients' lease TTL: long enough that a heavily loaded machine (keepalives delayed by
+/// seconds) does not make holders give up, short enough for the killed-holder test.
+const TTL: Duration = Duration::from_secs(10);
 
 // ---------------------------------------------------------------- the child process
 
@@ -812,4 +814,43 @@ fn verbs_lease_of_a_killed_session_is_reclaimed_at_once_on_both_backends() {
             assert!(out_token(&second) > out_token(&first), "{be:?}");
         },
     );
+}
+
+#[test]
+fn verbs_slot_never_runs_more_than_max_on_both_backends() {
+    on_both_backends("verbs_slot_never_runs_more_than_max", |t, be| {
+        let log = t.path("slot.log");
+        let script = format!("echo A $$ >> {0}; echo R $$ >> {0}", log.display());
+        let mut b = Barrier::new();
+        for _ in 0..8 {
+            b.spawn(&verb(t, be, ["slot", "sl", "--max", "2", "-c", &script]));
+        }
+        for o in b.run_all() {
+            assert_code(&o, 0);
+        }
+        let text = std::fs::read_to_string(&log).unwrap();
+        let mut running = 0;
+        for line in text.lines() {
+            running += if line.starts_with('A') { 1 } else { -1 };
+            assert!(
+                (0..=2).contains(&running),
+                "{be:?}: over 2 at once:\n{text}"
+            );
+        }
+        assert_eq!((text.lines().count(), running), (16, 0), "{be:?}");
+        let mismatch = verb(t, be, ["slot", "sl", "--max", "3", "true"])
+            .output()
+            .unwrap();
+        assert_code(&mismatch, 4);
+        let st = verb(t, be, ["--json", "slot", "status", "sl"])
+            .output()
+            .unwrap();
+        assert_code(&st, 0);
+        let v: serde_json::Value = serde_json::from_slice(&st.stdout).unwrap();
+        assert_eq!(
+            (v["max"].as_u64(), v["held"].as_u64()),
+            (Some(2), Some(0)),
+            "{be:?}: {v}"
+        );
+    });
 }

@@ -13,6 +13,7 @@ use std::time::Duration;
 use super::Target;
 use crate::error::{Error, Result};
 
+mod broker;
 mod hash_ledger;
 mod header_once;
 mod json_counter;
@@ -37,6 +38,7 @@ pub fn all() -> Vec<&'static dyn Target> {
         &task_start::TaskStart,
         &session_pointer::SessionPointer,
         &sqlite::Sqlite,
+        &broker::Broker,
     ]
 }
 

@@ -171,6 +171,8 @@ pub fn parse_secs(s: &str) -> Option<Duration> {
 
 /// Runs `concur lock`.
 pub fn run(args: Args, ctx: &Ctx) -> Result<Exit, CliError> {
+    // Validate the session id before any file is touched.
+    let session = ctx.session()?.map(|s| s.to_string());
     let mut rest = args.operands;
     let mut shell_command = args.command;
     let target = if let Some(name) = &args.name {
@@ -263,7 +265,7 @@ pub fn run(args: Args, ctx: &Ctx) -> Result<Exit, CliError> {
         max_hold,
         pass_fd: args.pass_fd,
         json: ctx.json,
-        session: ctx.session()?.map(|s| s.to_string()),
+        session,
     };
     dispatch(ctx, args.name.as_deref(), &plan)
 }

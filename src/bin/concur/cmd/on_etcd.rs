@@ -1,5 +1,5 @@
 //! The verbs' etcd paths, taken when a backend is set (`--backend`, `CONCUR_BACKEND`, or the
-//! config's `[backend] url`): `lock --name`, `token issue|take`. Same options, output and exit
+//! config's `[backend] url`): `lock --name`, `slot`, `token issue|take`. Same options, output and exit
 //! codes as the local paths where the concept exists; an option that only makes sense for a
 //! local file (shared locks, byte ranges, descriptors) is a usage error naming why.
 
@@ -8,7 +8,7 @@ use std::time::Duration;
 use concur::ErrorKind;
 use concur::child::{command_for, describe, status_code};
 use concur::etcd::hold::{self, Outcome};
-use concur::etcd::{Client, Wait, lock, token};
+use concur::etcd::{Client, Wait, lock, semaphore, token};
 
 use super::lock::{Plan, Target};
 use super::token::Action;
@@ -160,4 +160,123 @@ pub fn token(client: &Client, action: Action, ctx: &Ctx) -> Result<Exit, CliErro
         }
         Action::Take { name: None, .. } => Err(CliError::usage("take needs NAME")),
     }
+}
+
+/// What `concur slot NAME --max N CMD` asks for.
+pub struct SlotRun<'a> {
+    pub name: &'a str,
+    pub max: u32,
+    pub nonblock: bool,
+    pub timeout: Option<Duration>,
+    pub conflict_code: u8,
+    pub quiet: bool,
+    pub max_hold: Option<Duration>,
+    pub argv: &'a [std::ffi::OsString],
+    pub shell_command: Option<&'a std::ffi::OsString>,
+    pub json: bool,
+    pub session: Option<&'a str>,
+}
+
+/// `concur slot NAME --max N CMD` on etcd.
+pub fn slot(client: &Client, r: &SlotRun<'_>) -> Result<Exit, CliError> {
+    if r.max_hold.is_some() {
+        return Err(CliError::usage(
+            "--max-hold is not available for etcd slots (with a backend)",
+        ));
+    }
+    let max = usize::try_from(r.max).unwrap_or(usize::MAX);
+    let wait = match r.timeout {
+        _ if r.nonblock => Wait::No,
+        Some(t) if t.is_zero() => Wait::No,
+        Some(t) => Wait::For(t),
+        None => Wait::Forever,
+    };
+    let name = r.name;
+    let busy = |what: &str| {
+        CliError::new(
+            Exit::Code(r.conflict_code),
+            "conflict",
+            format!("{what} for etcd slot {name} (all {max} held)"),
+        )
+    };
+    let started = std::time::Instant::now();
+    let permit =
+        if let Some(p) = semaphore::acquire(client, name, max, HOLD_TTL, Wait::No, r.session)? {
+            p
+        } else {
+            if wait == Wait::No {
+                return Err(busy("no free slot"));
+            }
+            if !r.quiet {
+                let (held, _) = semaphore::holders(client, name)?;
+                let who: Vec<String> = held.iter().map(lock::Holder::describe).collect();
+                eprintln!(
+                    "concur: slot: waiting for a slot of {name} on etcd ({} of {max} held: {})",
+                    held.len(),
+                    who.join("; ")
+                );
+            }
+            match semaphore::acquire(client, name, max, HOLD_TTL, wait, r.session) {
+                Ok(Some(p)) => p,
+                Ok(None) => return Err(busy("no free slot")),
+                Err(e) if e.kind() == ErrorKind::Conflict => return Err(busy("timed out waiting")),
+                Err(e) => return Err(e.into()),
+            }
+        };
+    let Some(mut cmd) = command_for(r.argv, r.shell_command) else {
+        return Err(CliError::usage(
+            "give a command to run (after --) or -c CMD",
+        ));
+    };
+    let out = hold::run(permit.lease(), &mut cmd)?;
+    let (token, rank) = (permit.token(), permit.rank());
+    let _ = permit.release();
+    match out {
+        Outcome::Exited(st) => {
+            let code = status_code(st);
+            if r.json {
+                print_line(
+                    &serde_json::json!({
+                        "ok": true, "backend": "etcd", "slot": name, "index": rank,
+                        "token": token, "status": code,
+                        "waited_ms": u64::try_from(started.elapsed().as_millis()).unwrap_or(0),
+                    })
+                    .to_string(),
+                );
+            }
+            Ok(Exit::Code(code))
+        }
+        Outcome::LeaseLost(st) => Err(CliError::new(
+            Exit::Code(status_code(st)),
+            "conflict",
+            format!("lost etcd slot {name}: its lease was not renewed in time; command killed"),
+        )),
+    }
+}
+
+/// `concur slot status NAME` on etcd.
+pub fn slot_status(client: &Client, name: &str, ctx: &Ctx) -> Result<Exit, CliError> {
+    let (held, max) = semaphore::holders(client, name)?;
+    if ctx.json {
+        let list: Vec<_> = held
+            .iter()
+            .map(|h| {
+                serde_json::json!({
+                    "token": h.token, "pid": h.info.get("pid"), "session": h.info.get("session"),
+                    "host": h.info.get("host"), "since": h.info.get("since"),
+                })
+            })
+            .collect();
+        ctx.print_json(&serde_json::json!({
+            "slot": name, "backend": "etcd", "max": max, "held": held.len(), "holders": list,
+        }));
+    } else if let Some(max) = max {
+        print_line(&format!("{name}: {} of {max} held (etcd)", held.len()));
+        for h in &held {
+            print_line(&format!("  {}", h.describe()));
+        }
+    } else {
+        print_line(&format!("{name}: unused (etcd)"));
+    }
+    Ok(Exit::Ok)
 }
