@@ -31,7 +31,9 @@ fn sixteen_racers_over_200_rounds_have_one_winner_each_and_growing_tokens() {
     assert_code(&t.run(["home"]), 0);
     // 16 long-lived workers, one session each. Round r starts when the test writes `r` to every
     // worker's stdin, and ends when every worker has answered: an honest per-round barrier.
-    let script = r#"while read -r r; do out=$("$BIN" lease acquire "task-$r" 2>/dev/null); echo "$r $? $out"; done"#;
+    // A worker whose acquire exits with neither 0 nor 1 appends its stderr to the line, so the
+    // assertion below names the cause.
+    let script = r#"e=$(mktemp); while read -r r; do out=$("$BIN" lease acquire "task-$r" 2>"$e"); rc=$?; [ $rc -gt 1 ] && out="$out $(cat "$e")"; echo "$r $rc $out"; done; rm -f "$e""#;
     let mut workers: Vec<_> = (0..16)
         .map(|i| {
             Command::new("sh")
