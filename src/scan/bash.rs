@@ -18,8 +18,9 @@
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
-use tree_sitter::{Language, Node, Parser, Query, QueryCursor, StreamingIterator};
+use tree_sitter::{Language, Node, Query};
 
+use super::common::{self, Scope};
 use super::findings::{Facts, Pattern};
 use super::resolve::{self, Env};
 use super::{Lang, Site, Unit, snippet};
@@ -36,9 +37,7 @@ fn query() -> &'static Query {
 }
 
 fn parse(src: &str) -> Option<tree_sitter::Tree> {
-    let mut parser = Parser::new();
-    parser.set_language(&language()).ok()?;
-    parser.parse(src, None)
+    common::parse(&language(), src)
 }
 
 /// How a command writes a path (see [`written_paths`]).
@@ -112,14 +111,10 @@ fn unquote(s: &str) -> String {
 
 /// Analyses one bash text into `unit`.
 pub(crate) fn analyze(unit: &mut Unit, src: &str, base: usize, locked: bool) {
-    let Some(tree) = parse(src) else { return };
-    let root = tree.root_node();
-    unit.note_errors(root, base);
-    let mut cursor = QueryCursor::new();
-    let mut matches = cursor.matches(query(), root, src.as_bytes());
-    if matches.next().is_none() {
+    let Some(tree) = common::candidates(unit, &language(), query(), src, base) else {
         return;
-    }
+    };
+    let root = tree.root_node();
     let mut w = Walker {
         u: unit,
         src,
@@ -129,8 +124,7 @@ pub(crate) fn analyze(unit: &mut Unit, src: &str, base: usize, locked: bool) {
         locks: Vec::new(),
         inherited: locked,
         noclobber: false,
-        reads: Vec::new(),
-        guards: Vec::new(),
+        scope: Scope::default(),
         lock_ctx: false,
         loops: Vec::new(),
         fallthrough: None,
@@ -150,10 +144,8 @@ struct Walker<'u, 'a, 's> {
     /// A lock held by the enclosing code (re-parsed `flock -c` strings).
     inherited: bool,
     noclobber: bool,
-    /// Earlier reads in this scope: template, line.
-    reads: Vec<(String, usize)>,
-    /// Paths checked for existence by an enclosing condition.
-    guards: Vec<String>,
+    /// Earlier reads and existence checks.
+    scope: Scope,
     /// Inside a condition (`if mkdir`, `mkdir X &&`): mkdir is a lock attempt.
     lock_ctx: bool,
     /// Enclosing loops: whether a mkdir lock in it falls through.
@@ -202,15 +194,10 @@ impl Walker<'_, '_, '_> {
     fn visit(&mut self, n: Node) {
         match n.kind() {
             "function_definition" => {
-                let (locks, reads, guards) = (
-                    self.locks.len(),
-                    std::mem::take(&mut self.reads),
-                    self.guards.len(),
-                );
+                let (locks, outer) = (self.locks.len(), self.scope.enter_function());
                 self.visit_children(n);
                 self.locks.truncate(locks);
-                self.reads = reads;
-                self.guards.truncate(guards);
+                self.scope.leave_function(outer);
             }
             "subshell" => {
                 let (locks, nc) = (self.locks.len(), self.noclobber);
@@ -414,7 +401,7 @@ impl Walker<'_, '_, '_> {
         let line = self.lines(stmt).0;
         let pattern = match op.as_str() {
             "<" => {
-                self.reads.push((resolve::normalize(&template), line));
+                self.scope.reads.push((resolve::normalize(&template), line));
                 return;
             }
             ">>" | "&>>" => Pattern::Append,
@@ -448,7 +435,6 @@ impl Walker<'_, '_, '_> {
     /// Follow-up findings of a write: check-then-act under a guard, read-modify-write after a
     /// read of the same path.
     fn after_write(&mut self, site: &Site, pattern: Pattern, locked: bool, action: &'static str) {
-        let t = resolve::normalize(site.template);
         if let Some(lock) = &self.fallthrough {
             let f = Facts {
                 detail: format!("after {lock}"),
@@ -456,24 +442,8 @@ impl Walker<'_, '_, '_> {
             };
             self.u.emit(site, Pattern::MkdirLockFallthrough, &f);
         }
-        if self.guards.contains(&t) && super::findings::is_act(pattern) {
-            let f = Facts {
-                locked,
-                action,
-                ..Default::default()
-            };
-            self.u.emit(site, Pattern::CheckThenAct, &f);
-        }
-        if matches!(pattern, Pattern::Overwrite | Pattern::AtomicRename)
-            && let Some((_, line)) = self.reads.iter().rev().find(|(r, _)| *r == t)
-        {
-            let f = Facts {
-                locked,
-                detail: format!("read at line {line}"),
-                ..Default::default()
-            };
-            self.u.emit(site, Pattern::ReadModifyWrite, &f);
-        }
+        self.scope
+            .after_write(self.u, site, pattern, locked, action);
     }
 
     fn heredoc(&mut self, r: Node, writer: Option<Node>) {
@@ -512,7 +482,7 @@ impl Walker<'_, '_, '_> {
             .enumerate()
             .map(|(i, k)| (n.field_name_for_child(u32::try_from(i).unwrap_or(0)), k))
             .collect();
-        let guards = self.guards.len();
+        let guards = self.scope.guards.len();
         for (field, k) in kids {
             if !k.is_named() {
                 continue;
@@ -522,18 +492,18 @@ impl Walker<'_, '_, '_> {
                 let ctx = std::mem::replace(&mut self.lock_ctx, true);
                 self.visit(k);
                 self.lock_ctx = ctx;
-                self.guards.extend(g);
+                self.scope.guards.extend(g);
             } else {
                 self.visit(k);
             }
         }
-        self.guards.truncate(guards);
+        self.scope.guards.truncate(guards);
     }
 
     fn list(&mut self, n: Node) {
         let mut c = n.walk();
         let kids: Vec<Node> = n.named_children(&mut c).collect();
-        let guards = self.guards.len();
+        let guards = self.scope.guards.len();
         let last = kids.len().saturating_sub(1);
         for (i, k) in kids.into_iter().enumerate() {
             if i < last {
@@ -541,7 +511,7 @@ impl Walker<'_, '_, '_> {
                 let ctx = std::mem::replace(&mut self.lock_ctx, true);
                 self.visit(k);
                 self.lock_ctx = ctx;
-                self.guards.extend(g);
+                self.scope.guards.extend(g);
             } else {
                 self.visit(k);
             }
@@ -553,7 +523,7 @@ impl Walker<'_, '_, '_> {
                 l.kind() == "command" && matches!(self.cmd_name(l), "exit" | "return")
             });
         if !early_exit {
-            self.guards.truncate(guards);
+            self.scope.guards.truncate(guards);
         }
     }
 
@@ -783,7 +753,7 @@ impl Walker<'_, '_, '_> {
                         self.fallthrough = None;
                         continue;
                     }
-                    if self.guards.contains(&t) {
+                    if self.scope.guards.contains(&t) {
                         let path = snippet(&texts[i]);
                         let site = Site {
                             lines: self.lines(n),
@@ -822,7 +792,7 @@ impl Walker<'_, '_, '_> {
                         } else {
                             self.locks.push(resolve::normalize(&t));
                         }
-                    } else if self.guards.contains(&resolve::normalize(&t)) {
+                    } else if self.scope.guards.contains(&resolve::normalize(&t)) {
                         let f = Facts {
                             locked,
                             action: "mkdir",
@@ -912,7 +882,7 @@ impl Walker<'_, '_, '_> {
                 for &i in &plain {
                     let t = resolve::normalize(&self.tpl(args[i]));
                     if t.contains('/') || t.contains('.') || t.starts_with('$') {
-                        self.reads.push((t, line));
+                        self.scope.reads.push((t, line));
                     }
                 }
             }

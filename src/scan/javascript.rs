@@ -12,8 +12,9 @@
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
-use tree_sitter::{Language, Node, Parser, Query, QueryCursor, StreamingIterator};
+use tree_sitter::{Language, Node, Query};
 
+use super::common::{self, Scope};
 use super::findings::{Facts, Pattern};
 use super::resolve::{self, Env};
 use super::{Lang, Site, Unit, snippet};
@@ -45,20 +46,10 @@ fn query(lang: Lang) -> &'static Query {
 
 /// Analyses one JavaScript/TypeScript text into `unit`.
 pub(crate) fn analyze(unit: &mut Unit, lang: Lang, src: &str, base: usize, locked: bool) {
-    let mut parser = Parser::new();
-    if parser.set_language(&language(lang)).is_err() {
-        return;
-    }
-    let Some(tree) = parser.parse(src, None) else {
+    let Some(tree) = common::candidates(unit, &language(lang), query(lang), src, base) else {
         return;
     };
     let root = tree.root_node();
-    unit.note_errors(root, base);
-    let mut cursor = QueryCursor::new();
-    let mut matches = cursor.matches(query(lang), root, src.as_bytes());
-    if matches.next().is_none() {
-        return;
-    }
     let mut w = Walker {
         u: unit,
         src,
@@ -66,8 +57,7 @@ pub(crate) fn analyze(unit: &mut Unit, lang: Lang, src: &str, base: usize, locke
         env: Env::default(),
         locks: 0,
         inherited: locked,
-        reads: Vec::new(),
-        guards: Vec::new(),
+        scope: Scope::default(),
         loops: Vec::new(),
         in_try: 0,
         dbs: HashMap::new(),
@@ -98,8 +88,7 @@ struct Walker<'u, 'a, 's> {
     env: Env,
     locks: usize,
     inherited: bool,
-    reads: Vec<(String, usize)>,
-    guards: Vec<String>,
+    scope: Scope,
     loops: Vec<bool>,
     in_try: usize,
     dbs: HashMap<String, DbSite>,
@@ -133,15 +122,10 @@ impl Walker<'_, '_, '_> {
     fn visit(&mut self, n: Node) {
         let kind = n.kind();
         if FUNCTIONS.contains(&kind) {
-            let (locks, reads, guards) = (
-                self.locks,
-                std::mem::take(&mut self.reads),
-                self.guards.len(),
-            );
+            let (locks, outer) = (self.locks, self.scope.enter_function());
             self.visit_children(n);
             self.locks = locks;
-            self.reads = reads;
-            self.guards.truncate(guards);
+            self.scope.leave_function(outer);
             return;
         }
         match kind {
@@ -172,11 +156,11 @@ impl Walker<'_, '_, '_> {
                 }
             }
             "if_statement" => {
-                let guards = self.guards.len();
+                let guards = self.scope.guards.len();
                 if let Some(c) = n.child_by_field_name("condition") {
                     self.visit(c);
                     let g = self.exists_checks(c);
-                    self.guards.extend(g);
+                    self.scope.guards.extend(g);
                 }
                 for f in ["consequence", "alternative"] {
                     if let Some(b) = n.child_by_field_name(f) {
@@ -196,7 +180,7 @@ impl Walker<'_, '_, '_> {
                         })
                     });
                 if !early_exit {
-                    self.guards.truncate(guards);
+                    self.scope.guards.truncate(guards);
                 }
             }
             "for_statement" | "while_statement" | "do_statement" | "for_in_statement" => {
@@ -578,7 +562,7 @@ impl Walker<'_, '_, '_> {
                     if !falls {
                         self.locks += 1;
                     }
-                } else if self.guards.contains(&t) && !recursive {
+                } else if self.scope.guards.contains(&t) && !recursive {
                     let f = Facts {
                         locked,
                         action: "mkdir",
@@ -589,7 +573,7 @@ impl Walker<'_, '_, '_> {
             }
             "unlink" | "unlinkSync" | "rm" | "rmSync" | "rmdir" | "rmdirSync" => {
                 let t = resolve::normalize(&first.map(|f| self.tpl(f)).unwrap_or_default());
-                if self.guards.contains(&t) {
+                if self.scope.guards.contains(&t) {
                     let f = Facts {
                         locked,
                         action: "rm",
@@ -717,8 +701,7 @@ impl Walker<'_, '_, '_> {
 
     fn read(&mut self, arg: Option<Node>, line: usize) {
         if let Some(a) = arg {
-            let t = resolve::normalize(&self.tpl(a));
-            self.reads.push((t, line));
+            self.scope.read(&self.tpl(a), line);
         }
     }
 
@@ -753,24 +736,7 @@ impl Walker<'_, '_, '_> {
             path: &path,
             template: &t,
         };
-        if self.guards.contains(&t) && super::findings::is_act(p) {
-            let f = Facts {
-                locked,
-                action,
-                ..Default::default()
-            };
-            self.u.emit(&site, Pattern::CheckThenAct, &f);
-        }
-        if matches!(p, Pattern::Overwrite | Pattern::AtomicRename)
-            && let Some((_, line)) = self.reads.iter().rev().find(|(r, _)| *r == t)
-        {
-            let f = Facts {
-                locked,
-                detail: format!("read at line {line}"),
-                ..Default::default()
-            };
-            self.u.emit(&site, Pattern::ReadModifyWrite, &f);
-        }
+        self.scope.after_write(self.u, &site, p, locked, action);
     }
 }
 

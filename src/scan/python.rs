@@ -13,8 +13,9 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::OnceLock;
 
-use tree_sitter::{Language, Node, Parser, Query, QueryCursor, StreamingIterator};
+use tree_sitter::{Language, Node, Query};
 
+use super::common::{self, Scope};
 use super::findings::{Facts, Pattern};
 use super::resolve::{self, Env};
 use super::{Lang, Site, Unit, snippet};
@@ -32,20 +33,10 @@ fn query() -> &'static Query {
 
 /// Analyses one Python text into `unit`.
 pub(crate) fn analyze(unit: &mut Unit, src: &str, base: usize, locked: bool) {
-    let mut parser = Parser::new();
-    if parser.set_language(&language()).is_err() {
-        return;
-    }
-    let Some(tree) = parser.parse(src, None) else {
+    let Some(tree) = common::candidates(unit, &language(), query(), src, base) else {
         return;
     };
     let root = tree.root_node();
-    unit.note_errors(root, base);
-    let mut cursor = QueryCursor::new();
-    let mut matches = cursor.matches(query(), root, src.as_bytes());
-    if matches.next().is_none() {
-        return;
-    }
     let mut w = Walker {
         u: unit,
         src,
@@ -55,8 +46,7 @@ pub(crate) fn analyze(unit: &mut Unit, src: &str, base: usize, locked: bool) {
         handles: HashMap::new(),
         locks: 0,
         inherited: locked,
-        reads: Vec::new(),
-        guards: Vec::new(),
+        scope: Scope::default(),
         loops: Vec::new(),
         in_try: 0,
         dbs: Vec::new(),
@@ -91,8 +81,7 @@ struct Walker<'u, 'a, 's> {
     handles: HashMap<String, String>,
     locks: usize,
     inherited: bool,
-    reads: Vec<(String, usize)>,
-    guards: Vec<String>,
+    scope: Scope,
     loops: Vec<bool>,
     in_try: usize,
     dbs: Vec<((usize, usize), String, String, bool)>,
@@ -119,15 +108,10 @@ impl Walker<'_, '_, '_> {
     fn visit(&mut self, n: Node) {
         match n.kind() {
             "function_definition" => {
-                let (locks, reads, guards) = (
-                    self.locks,
-                    std::mem::take(&mut self.reads),
-                    self.guards.len(),
-                );
+                let (locks, outer) = (self.locks, self.scope.enter_function());
                 self.visit_children(n);
                 self.locks = locks;
-                self.reads = reads;
-                self.guards.truncate(guards);
+                self.scope.leave_function(outer);
             }
             "assignment" => {
                 self.visit_children(n);
@@ -135,11 +119,11 @@ impl Walker<'_, '_, '_> {
             }
             "with_statement" => self.with(n),
             "if_statement" | "elif_clause" => {
-                let guards = self.guards.len();
+                let guards = self.scope.guards.len();
                 if let Some(c) = n.child_by_field_name("condition") {
                     self.visit(c);
                     let g = self.exists_checks(c);
-                    self.guards.extend(g);
+                    self.scope.guards.extend(g);
                 }
                 let mut c = n.walk();
                 let kids: Vec<Node> = n.named_children(&mut c).collect();
@@ -157,7 +141,7 @@ impl Walker<'_, '_, '_> {
                             })
                     });
                 if !early_exit {
-                    self.guards.truncate(guards);
+                    self.scope.guards.truncate(guards);
                 }
             }
             "for_statement" | "while_statement" => {
@@ -692,7 +676,7 @@ impl Walker<'_, '_, '_> {
                     if !falls {
                         self.locks += 1;
                     }
-                } else if self.guards.contains(&t) && !parents {
+                } else if self.scope.guards.contains(&t) && !parents {
                     let fx = Facts {
                         locked,
                         action: "mkdir",
@@ -708,7 +692,7 @@ impl Walker<'_, '_, '_> {
                     args.first().copied()
                 };
                 let t = resolve::normalize(&target.map(|x| self.tpl(x)).unwrap_or_default());
-                if self.guards.contains(&t) {
+                if self.scope.guards.contains(&t) {
                     let fx = Facts {
                         locked,
                         action: "rm",
@@ -813,8 +797,7 @@ impl Walker<'_, '_, '_> {
 
     fn read(&mut self, arg: Option<Node>, line: usize) {
         if let Some(a) = arg {
-            let t = resolve::normalize(&self.tpl(a));
-            self.reads.push((t, line));
+            self.scope.read(&self.tpl(a), line);
         }
     }
 
@@ -849,24 +832,7 @@ impl Walker<'_, '_, '_> {
             path: &path,
             template: &t,
         };
-        if self.guards.contains(&t) && super::findings::is_act(p) {
-            let f = Facts {
-                locked,
-                action,
-                ..Default::default()
-            };
-            self.u.emit(&site, Pattern::CheckThenAct, &f);
-        }
-        if matches!(p, Pattern::Overwrite | Pattern::AtomicRename)
-            && let Some((_, line)) = self.reads.iter().rev().find(|(r, _)| *r == t)
-        {
-            let f = Facts {
-                locked,
-                detail: format!("read at line {line}"),
-                ..Default::default()
-            };
-            self.u.emit(&site, Pattern::ReadModifyWrite, &f);
-        }
+        self.scope.after_write(self.u, &site, p, locked, action);
     }
 }
 

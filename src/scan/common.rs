@@ -1,0 +1,104 @@
+//! What the three front ends share: parsing with a candidate check, and the per-scope memory
+//! of earlier reads and existence checks that turns a write into a read-modify-write or a
+//! check-then-act finding.
+//!
+//! Each language keeps its own walk (what a lock, a read or a guard looks like differs); only
+//! the judgement of a write against what came before it in the same scope lives here, so the
+//! three languages cannot drift apart on it.
+
+use tree_sitter::{Language, Parser, Query, QueryCursor, StreamingIterator, Tree};
+
+use super::findings::{self, Facts, Pattern};
+use super::{Site, Unit, resolve};
+
+/// Parses `src` as `language`.
+pub(crate) fn parse(language: &Language, src: &str) -> Option<Tree> {
+    let mut parser = Parser::new();
+    parser.set_language(language).ok()?;
+    parser.parse(src, None)
+}
+
+/// Parses `src`, records its parse errors in `unit`, and returns the tree only when `query`
+/// finds a candidate site in it (most files have none and need no walk).
+pub(crate) fn candidates(
+    unit: &mut Unit,
+    language: &Language,
+    query: &Query,
+    src: &str,
+    base: usize,
+) -> Option<Tree> {
+    let tree = parse(language, src)?;
+    unit.note_errors(tree.root_node(), base);
+    let mut cursor = QueryCursor::new();
+    let mut matches = cursor.matches(query, tree.root_node(), src.as_bytes());
+    matches.next()?;
+    drop(matches);
+    Some(tree)
+}
+
+/// Earlier reads and enclosing existence checks within one scope (a function body).
+#[derive(Default)]
+pub(crate) struct Scope {
+    /// Earlier reads in this scope: template, line.
+    pub(crate) reads: Vec<(String, usize)>,
+    /// Paths checked for existence by an enclosing condition.
+    pub(crate) guards: Vec<String>,
+}
+
+/// A [`Scope`] set aside while a function body is walked; see [`Scope::enter_function`].
+pub(crate) struct Outer {
+    reads: Vec<(String, usize)>,
+    guards: usize,
+}
+
+impl Scope {
+    /// Starts a function body: it sees no earlier reads; the guards it adds end with it.
+    pub(crate) fn enter_function(&mut self) -> Outer {
+        Outer {
+            reads: std::mem::take(&mut self.reads),
+            guards: self.guards.len(),
+        }
+    }
+
+    /// Ends a function body begun with [`Scope::enter_function`].
+    pub(crate) fn leave_function(&mut self, outer: Outer) {
+        self.reads = outer.reads;
+        self.guards.truncate(outer.guards);
+    }
+
+    /// Records a read of `template` (normalised) at `line`.
+    pub(crate) fn read(&mut self, template: &str, line: usize) {
+        self.reads.push((resolve::normalize(template), line));
+    }
+
+    /// Follow-up findings of a write at `site`: check-then-act under a guard, read-modify-write
+    /// after a read of the same path.
+    pub(crate) fn after_write(
+        &self,
+        unit: &mut Unit,
+        site: &Site,
+        pattern: Pattern,
+        locked: bool,
+        action: &'static str,
+    ) {
+        let t = resolve::normalize(site.template);
+        if self.guards.contains(&t) && findings::is_act(pattern) {
+            let f = Facts {
+                locked,
+                action,
+                ..Default::default()
+            };
+            unit.emit(site, Pattern::CheckThenAct, &f);
+        }
+        if matches!(pattern, Pattern::Overwrite | Pattern::AtomicRename)
+            && let Some((_, line)) = self.reads.iter().rev().find(|(r, _)| *r == t)
+        {
+            let f = Facts {
+                locked,
+                detail: format!("read at line {line}"),
+                ..Default::default()
+            };
+            unit.emit(site, Pattern::ReadModifyWrite, &f);
+        }
+    }
+}
