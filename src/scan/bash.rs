@@ -20,7 +20,7 @@ use std::sync::OnceLock;
 
 use tree_sitter::{Language, Node, Query};
 
-use super::common::{self, Scope};
+use super::common::{self, Scope, Walk};
 use super::findings::{Facts, Pattern};
 use super::resolve::{self, Env};
 use super::{Lang, Site, Unit, snippet};
@@ -175,20 +175,13 @@ const READERS: &[&str] = &[
     "yq",
 ];
 
-impl Walker<'_, '_, '_> {
-    fn text(&self, n: Node) -> &str {
-        &self.src[n.byte_range()]
+impl Walk for Walker<'_, '_, '_> {
+    fn src(&self) -> &str {
+        self.src
     }
 
-    fn lines(&self, n: Node) -> (usize, usize) {
-        (
-            self.base + n.start_position().row,
-            self.base + n.end_position().row,
-        )
-    }
-
-    fn locked(&self) -> bool {
-        self.inherited || !self.locks.is_empty()
+    fn base(&self) -> usize {
+        self.base
     }
 
     fn visit(&mut self, n: Node) {
@@ -215,13 +208,11 @@ impl Walker<'_, '_, '_> {
             _ => self.visit_children(n),
         }
     }
+}
 
-    fn visit_children(&mut self, n: Node) {
-        let mut c = n.walk();
-        let kids: Vec<Node> = n.named_children(&mut c).collect();
-        for k in kids {
-            self.visit(k);
-        }
+impl Walker<'_, '_, '_> {
+    fn locked(&self) -> bool {
+        self.inherited || !self.locks.is_empty()
     }
 
     fn assign(&mut self, n: Node) {

@@ -6,10 +6,10 @@
 //! the judgement of a write against what came before it in the same scope lives here, so the
 //! three languages cannot drift apart on it.
 
-use tree_sitter::{Language, Parser, Query, QueryCursor, StreamingIterator, Tree};
+use tree_sitter::{Language, Node, Parser, Query, QueryCursor, StreamingIterator, Tree};
 
 use super::findings::{self, Facts, Pattern};
-use super::{Site, Unit, resolve};
+use super::{Site, Unit, resolve, snippet};
 
 /// Parses `src` as `language`.
 pub(crate) fn parse(language: &Language, src: &str) -> Option<Tree> {
@@ -100,5 +100,96 @@ impl Scope {
             };
             unit.emit(site, Pattern::ReadModifyWrite, &f);
         }
+    }
+}
+
+/// A front end's walk over one parsed text: where its nodes stand in the file, and the visit
+/// that gives them meaning.
+pub(crate) trait Walk {
+    /// The text being walked.
+    fn src(&self) -> &str;
+
+    /// The file line of the text's first line.
+    fn base(&self) -> usize;
+
+    /// Visits one node (the language's own part).
+    fn visit(&mut self, n: Node);
+
+    /// The source text of a node.
+    fn text(&self, n: Node) -> &str {
+        &self.src()[n.byte_range()]
+    }
+
+    /// The file lines a node spans (first, last).
+    fn lines(&self, n: Node) -> (usize, usize) {
+        (
+            self.base() + n.start_position().row,
+            self.base() + n.end_position().row,
+        )
+    }
+
+    /// Visits a node's named children in order.
+    fn visit_children(&mut self, n: Node) {
+        let mut c = n.walk();
+        let kids: Vec<Node> = n.named_children(&mut c).collect();
+        for k in kids {
+            self.visit(k);
+        }
+    }
+}
+
+/// The write sites of a front end whose calls name their path in one argument (JavaScript,
+/// Python): the finding at the call, then its follow-ups, reported with the normalised template
+/// as their path.
+pub(crate) trait CallWrites<'a>: Walk {
+    /// The path template of an expression (the language's own part).
+    fn tpl(&self, n: Node) -> String;
+
+    /// The unit findings go to and the scope's reads and guards.
+    fn parts(&mut self) -> (&mut Unit<'a>, &mut Scope);
+
+    /// Records a read of `arg`'s path at `line`.
+    fn read(&mut self, arg: Option<Node>, line: usize) {
+        if let Some(a) = arg {
+            let t = self.tpl(a);
+            self.parts().1.read(&t, line);
+        }
+    }
+
+    /// Emits one finding for the path `arg` at the call `call`.
+    fn emit_at(&mut self, call: Node, arg: Option<Node>, p: Pattern, facts: &Facts) {
+        let Some(a) = arg else { return };
+        let t = self.tpl(a);
+        let path = snippet(self.text(a));
+        let site = Site {
+            lines: self.lines(call),
+            path: &path,
+            template: &t,
+        };
+        self.parts().0.emit(&site, p, facts);
+    }
+
+    /// A write of `arg`'s path by `call`, and its follow-ups.
+    fn write(&mut self, call: Node, arg: Option<Node>, p: Pattern, locked: bool) {
+        let Some(a) = arg else { return };
+        let facts = Facts {
+            locked,
+            ..Default::default()
+        };
+        self.emit_at(call, Some(a), p, &facts);
+        let t = self.tpl(a);
+        self.after_write(call, &t, p, locked, "write");
+    }
+
+    /// The follow-ups of a write of template `t` by `call` (see [`Scope::after_write`]).
+    fn after_write(&mut self, call: Node, t: &str, p: Pattern, locked: bool, action: &'static str) {
+        let t = resolve::normalize(t);
+        let site = Site {
+            lines: self.lines(call),
+            path: &t,
+            template: &t,
+        };
+        let (unit, scope) = self.parts();
+        scope.after_write(unit, &site, p, locked, action);
     }
 }

@@ -14,7 +14,7 @@ use std::sync::OnceLock;
 
 use tree_sitter::{Language, Node, Query};
 
-use super::common::{self, Scope};
+use super::common::{self, CallWrites, Scope, Walk};
 use super::findings::{Facts, Pattern};
 use super::resolve::{self, Env};
 use super::{Lang, Site, Unit, snippet};
@@ -103,20 +103,13 @@ const FUNCTIONS: &[&str] = &[
     "generator_function_declaration",
 ];
 
-impl Walker<'_, '_, '_> {
-    fn text(&self, n: Node) -> &str {
-        &self.src[n.byte_range()]
+impl Walk for Walker<'_, '_, '_> {
+    fn src(&self) -> &str {
+        self.src
     }
 
-    fn lines(&self, n: Node) -> (usize, usize) {
-        (
-            self.base + n.start_position().row,
-            self.base + n.end_position().row,
-        )
-    }
-
-    fn locked(&self) -> bool {
-        self.inherited || self.locks > 0
+    fn base(&self) -> usize {
+        self.base
     }
 
     fn visit(&mut self, n: Node) {
@@ -212,17 +205,9 @@ impl Walker<'_, '_, '_> {
             _ => self.visit_children(n),
         }
     }
+}
 
-    fn visit_children(&mut self, n: Node) {
-        let mut c = n.walk();
-        let kids: Vec<Node> = n.named_children(&mut c).collect();
-        for k in kids {
-            self.visit(k);
-        }
-    }
-
-    // ---- templates ------------------------------------------------------------------------
-
+impl<'a> CallWrites<'a> for Walker<'_, 'a, '_> {
     fn tpl(&self, n: Node) -> String {
         match n.kind() {
             "string" => {
@@ -300,6 +285,18 @@ impl Walker<'_, '_, '_> {
             _ => "<expr>".into(),
         }
     }
+
+    fn parts(&mut self) -> (&mut Unit<'a>, &mut Scope) {
+        (self.u, &mut self.scope)
+    }
+}
+
+impl Walker<'_, '_, '_> {
+    fn locked(&self) -> bool {
+        self.inherited || self.locks > 0
+    }
+
+    // ---- templates ------------------------------------------------------------------------
 
     fn call_tpl(&self, n: Node) -> String {
         let f = n
@@ -697,46 +694,6 @@ impl Walker<'_, '_, '_> {
             }
         }
         s
-    }
-
-    fn read(&mut self, arg: Option<Node>, line: usize) {
-        if let Some(a) = arg {
-            self.scope.read(&self.tpl(a), line);
-        }
-    }
-
-    fn emit_at(&mut self, call: Node, arg: Option<Node>, p: Pattern, facts: &Facts) {
-        let Some(a) = arg else { return };
-        let t = self.tpl(a);
-        let path = snippet(self.text(a));
-        let site = Site {
-            lines: self.lines(call),
-            path: &path,
-            template: &t,
-        };
-        self.u.emit(&site, p, facts);
-    }
-
-    fn write(&mut self, call: Node, arg: Option<Node>, p: Pattern, locked: bool) {
-        let Some(a) = arg else { return };
-        let facts = Facts {
-            locked,
-            ..Default::default()
-        };
-        self.emit_at(call, Some(a), p, &facts);
-        let t = self.tpl(a);
-        self.after_write(call, &t, p, locked, "write");
-    }
-
-    fn after_write(&mut self, call: Node, t: &str, p: Pattern, locked: bool, action: &'static str) {
-        let t = resolve::normalize(t);
-        let path = t.clone();
-        let site = Site {
-            lines: self.lines(call),
-            path: &path,
-            template: &t,
-        };
-        self.scope.after_write(self.u, &site, p, locked, action);
     }
 }
 

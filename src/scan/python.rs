@@ -15,7 +15,7 @@ use std::sync::OnceLock;
 
 use tree_sitter::{Language, Node, Query};
 
-use super::common::{self, Scope};
+use super::common::{self, CallWrites, Scope, Walk};
 use super::findings::{Facts, Pattern};
 use super::resolve::{self, Env};
 use super::{Lang, Site, Unit, snippet};
@@ -89,20 +89,13 @@ struct Walker<'u, 'a, 's> {
     busy: bool,
 }
 
-impl Walker<'_, '_, '_> {
-    fn text(&self, n: Node) -> &str {
-        &self.src[n.byte_range()]
+impl Walk for Walker<'_, '_, '_> {
+    fn src(&self) -> &str {
+        self.src
     }
 
-    fn lines(&self, n: Node) -> (usize, usize) {
-        (
-            self.base + n.start_position().row,
-            self.base + n.end_position().row,
-        )
-    }
-
-    fn locked(&self) -> bool {
-        self.inherited || self.locks > 0
+    fn base(&self) -> usize {
+        self.base
     }
 
     fn visit(&mut self, n: Node) {
@@ -172,13 +165,82 @@ impl Walker<'_, '_, '_> {
             _ => self.visit_children(n),
         }
     }
+}
 
-    fn visit_children(&mut self, n: Node) {
-        let mut c = n.walk();
-        let kids: Vec<Node> = n.named_children(&mut c).collect();
-        for k in kids {
-            self.visit(k);
+impl<'a> CallWrites<'a> for Walker<'_, 'a, '_> {
+    #[allow(clippy::too_many_lines)]
+    fn tpl(&self, n: Node) -> String {
+        match n.kind() {
+            "string" => self.string_value(n),
+            "concatenated_string" => {
+                let mut s = String::new();
+                let mut c = n.walk();
+                for k in n.named_children(&mut c) {
+                    s.push_str(&self.tpl(k));
+                }
+                s
+            }
+            "identifier" => {
+                let name = self.text(n);
+                self.env
+                    .get(name)
+                    .map_or_else(|| format!("<{name}>"), |v| v.template.clone())
+            }
+            "parenthesized_expression" => n
+                .named_child(0)
+                .map_or_else(|| "<expr>".into(), |e| self.tpl(e)),
+            "integer" => self.text(n).to_string(),
+            "binary_operator" => {
+                let op = n
+                    .child_by_field_name("operator")
+                    .map_or("", |o| self.text(o));
+                let (Some(l), Some(r)) = (
+                    n.child_by_field_name("left"),
+                    n.child_by_field_name("right"),
+                ) else {
+                    return "<expr>".into();
+                };
+                match op {
+                    "/" => resolve::join(&[self.tpl(l), self.tpl(r)]),
+                    "+" => format!("{}{}", self.tpl(l), self.tpl(r)),
+                    _ => "<expr>".into(),
+                }
+            }
+            "subscript" => {
+                let t = self.text(n);
+                if t.starts_with("os.environ[") {
+                    let key = n
+                        .child_by_field_name("subscript")
+                        .map(|s| self.tpl(s))
+                        .unwrap_or_default();
+                    env_var(&key)
+                } else {
+                    "<expr>".into()
+                }
+            }
+            "attribute" => {
+                let t = self.text(n);
+                if let Some(obj) = t.strip_suffix(".name") {
+                    return self
+                        .env
+                        .get(obj)
+                        .map_or_else(|| format!("<{t}>"), |v| v.template.clone());
+                }
+                format!("<{t}>")
+            }
+            "call" => self.call_tpl(n),
+            _ => "<expr>".into(),
         }
+    }
+
+    fn parts(&mut self) -> (&mut Unit<'a>, &mut Scope) {
+        (self.u, &mut self.scope)
+    }
+}
+
+impl Walker<'_, '_, '_> {
+    fn locked(&self) -> bool {
+        self.inherited || self.locks > 0
     }
 
     fn assign(&mut self, n: Node) {
@@ -350,71 +412,6 @@ impl Walker<'_, '_, '_> {
             }
         }
         s
-    }
-
-    #[allow(clippy::too_many_lines)]
-    fn tpl(&self, n: Node) -> String {
-        match n.kind() {
-            "string" => self.string_value(n),
-            "concatenated_string" => {
-                let mut s = String::new();
-                let mut c = n.walk();
-                for k in n.named_children(&mut c) {
-                    s.push_str(&self.tpl(k));
-                }
-                s
-            }
-            "identifier" => {
-                let name = self.text(n);
-                self.env
-                    .get(name)
-                    .map_or_else(|| format!("<{name}>"), |v| v.template.clone())
-            }
-            "parenthesized_expression" => n
-                .named_child(0)
-                .map_or_else(|| "<expr>".into(), |e| self.tpl(e)),
-            "integer" => self.text(n).to_string(),
-            "binary_operator" => {
-                let op = n
-                    .child_by_field_name("operator")
-                    .map_or("", |o| self.text(o));
-                let (Some(l), Some(r)) = (
-                    n.child_by_field_name("left"),
-                    n.child_by_field_name("right"),
-                ) else {
-                    return "<expr>".into();
-                };
-                match op {
-                    "/" => resolve::join(&[self.tpl(l), self.tpl(r)]),
-                    "+" => format!("{}{}", self.tpl(l), self.tpl(r)),
-                    _ => "<expr>".into(),
-                }
-            }
-            "subscript" => {
-                let t = self.text(n);
-                if t.starts_with("os.environ[") {
-                    let key = n
-                        .child_by_field_name("subscript")
-                        .map(|s| self.tpl(s))
-                        .unwrap_or_default();
-                    env_var(&key)
-                } else {
-                    "<expr>".into()
-                }
-            }
-            "attribute" => {
-                let t = self.text(n);
-                if let Some(obj) = t.strip_suffix(".name") {
-                    return self
-                        .env
-                        .get(obj)
-                        .map_or_else(|| format!("<{t}>"), |v| v.template.clone());
-                }
-                format!("<{t}>")
-            }
-            "call" => self.call_tpl(n),
-            _ => "<expr>".into(),
-        }
     }
 
     fn call_tpl(&self, n: Node) -> String {
@@ -793,46 +790,6 @@ impl Walker<'_, '_, '_> {
         let base = self.base + a.start_position().row;
         let locked = self.locked();
         self.u.analyze(Lang::Bash, &text, base, locked);
-    }
-
-    fn read(&mut self, arg: Option<Node>, line: usize) {
-        if let Some(a) = arg {
-            self.scope.read(&self.tpl(a), line);
-        }
-    }
-
-    fn emit_at(&mut self, call: Node, arg: Option<Node>, p: Pattern, facts: &Facts) {
-        let Some(a) = arg else { return };
-        let t = self.tpl(a);
-        let path = snippet(self.text(a));
-        let site = Site {
-            lines: self.lines(call),
-            path: &path,
-            template: &t,
-        };
-        self.u.emit(&site, p, facts);
-    }
-
-    fn write(&mut self, call: Node, arg: Option<Node>, p: Pattern, locked: bool) {
-        let Some(a) = arg else { return };
-        let facts = Facts {
-            locked,
-            ..Default::default()
-        };
-        self.emit_at(call, Some(a), p, &facts);
-        let t = self.tpl(a);
-        self.after_write(call, &t, p, locked, "write");
-    }
-
-    fn after_write(&mut self, call: Node, t: &str, p: Pattern, locked: bool, action: &'static str) {
-        let t = resolve::normalize(t);
-        let path = t.clone();
-        let site = Site {
-            lines: self.lines(call),
-            path: &path,
-            template: &t,
-        };
-        self.scope.after_write(self.u, &site, p, locked, action);
     }
 }
 
