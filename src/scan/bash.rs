@@ -702,14 +702,10 @@ impl Walker<'_, '_, '_> {
                     return;
                 }
                 let dt = self.tpl(dst);
-                let lc = |s: &str| s.to_ascii_lowercase();
                 let facts = Facts {
                     locked,
                     unique_source: resolve::is_unique(&st),
-                    consume: ["consumed", "claimed", "taken"]
-                        .iter()
-                        .any(|w| lc(&dt).contains(w))
-                        || lc(&st).contains("token"),
+                    consume: common::consumes(&st, &dt),
                     ..Default::default()
                 };
                 let path = snippet(self.text(dst));

@@ -36,6 +36,16 @@ pub(crate) fn candidates(
     Some(tree)
 }
 
+/// Whether a rename from template `source` to `dest` consumes a one-shot token: the destination
+/// says so (`consumed`, `claimed`, `taken`) or the source is a token.
+pub(crate) fn consumes(source: &str, dest: &str) -> bool {
+    let dest = dest.to_ascii_lowercase();
+    ["consumed", "claimed", "taken"]
+        .iter()
+        .any(|w| dest.contains(w))
+        || source.to_ascii_lowercase().contains("token")
+}
+
 /// Earlier reads and enclosing existence checks within one scope (a function body).
 #[derive(Default)]
 pub(crate) struct Scope {
@@ -167,6 +177,20 @@ pub(crate) trait CallWrites<'a>: Walk {
             template: &t,
         };
         self.parts().0.emit(&site, p, facts);
+    }
+
+    /// A `mkdir`/`rm` of `arg`'s path by `call`: a check-then-act when an enclosing existence
+    /// check guards that path.
+    fn guarded_act(&mut self, call: Node, arg: Option<Node>, action: &'static str, locked: bool) {
+        let t = resolve::normalize(&arg.map(|a| self.tpl(a)).unwrap_or_default());
+        if self.parts().1.guards.contains(&t) {
+            let f = Facts {
+                locked,
+                action,
+                ..Default::default()
+            };
+            self.emit_at(call, arg, Pattern::CheckThenAct, &f);
+        }
     }
 
     /// A write of `arg`'s path by `call`, and its follow-ups.

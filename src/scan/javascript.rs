@@ -528,16 +528,12 @@ impl Walker<'_, '_, '_> {
             "rename" | "renameSync" if args.len() >= 2 => {
                 let st = self.tpl(args[0]);
                 let dt = self.tpl(args[1]);
-                let lc = dt.to_ascii_lowercase();
                 let facts = Facts {
                     locked,
                     unique_source: resolve::is_unique(&st)
                         || st.contains("<pid>")
                         || st.contains("<time>"),
-                    consume: ["consumed", "claimed", "taken"]
-                        .iter()
-                        .any(|w| lc.contains(w))
-                        || st.to_ascii_lowercase().contains("token"),
+                    consume: common::consumes(&st, &dt),
                     ..Default::default()
                 };
                 self.emit_at(n, Some(args[1]), Pattern::AtomicRename, &facts);
@@ -547,7 +543,6 @@ impl Walker<'_, '_, '_> {
                 let recursive = args
                     .get(1)
                     .is_some_and(|a| self.text(*a).contains("recursive"));
-                let t = resolve::normalize(&first.map(|f| self.tpl(f)).unwrap_or_default());
                 if !recursive && (self.in_try > 0 || !self.loops.is_empty()) {
                     let falls = self.loops.last().copied().unwrap_or(false);
                     let p = if falls {
@@ -559,25 +554,12 @@ impl Walker<'_, '_, '_> {
                     if !falls {
                         self.locks += 1;
                     }
-                } else if self.scope.guards.contains(&t) && !recursive {
-                    let f = Facts {
-                        locked,
-                        action: "mkdir",
-                        ..Default::default()
-                    };
-                    self.emit_at(n, first, Pattern::CheckThenAct, &f);
+                } else if !recursive {
+                    self.guarded_act(n, first, "mkdir", locked);
                 }
             }
             "unlink" | "unlinkSync" | "rm" | "rmSync" | "rmdir" | "rmdirSync" => {
-                let t = resolve::normalize(&first.map(|f| self.tpl(f)).unwrap_or_default());
-                if self.scope.guards.contains(&t) {
-                    let f = Facts {
-                        locked,
-                        action: "rm",
-                        ..Default::default()
-                    };
-                    self.emit_at(n, first, Pattern::CheckThenAct, &f);
-                }
+                self.guarded_act(n, first, "rm", locked);
             }
             "readFileSync" | "readFile" | "createReadStream" => self.read(first, line),
             "lock" | "lockSync"

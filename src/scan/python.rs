@@ -640,14 +640,10 @@ impl Walker<'_, '_, '_> {
                 };
                 let st = self.tpl(src);
                 let dt = self.tpl(dst);
-                let lc = dt.to_ascii_lowercase();
                 let facts = Facts {
                     locked,
                     unique_source: resolve::is_unique(&st) || st.contains("<pid>"),
-                    consume: ["consumed", "claimed", "taken"]
-                        .iter()
-                        .any(|w| lc.contains(w))
-                        || st.to_ascii_lowercase().contains("token"),
+                    consume: common::consumes(&st, &dt),
                     ..Default::default()
                 };
                 self.emit_at(n, Some(dst), Pattern::AtomicRename, &facts);
@@ -661,7 +657,6 @@ impl Walker<'_, '_, '_> {
                 };
                 let parents =
                     self.kwarg(n, "parents").is_some() || self.kwarg(n, "exist_ok").is_some();
-                let t = resolve::normalize(&target.map(|x| self.tpl(x)).unwrap_or_default());
                 if !parents && (self.in_try > 0 || !self.loops.is_empty()) {
                     let falls = self.loops.last().copied().unwrap_or(false);
                     let p = if falls {
@@ -673,13 +668,8 @@ impl Walker<'_, '_, '_> {
                     if !falls {
                         self.locks += 1;
                     }
-                } else if self.scope.guards.contains(&t) && !parents {
-                    let fx = Facts {
-                        locked,
-                        action: "mkdir",
-                        ..Default::default()
-                    };
-                    self.emit_at(n, target, Pattern::CheckThenAct, &fx);
+                } else if !parents {
+                    self.guarded_act(n, target, "mkdir", locked);
                 }
             }
             "remove" | "unlink" | "rmdir" if f.starts_with("os.") || obj_is_path => {
@@ -688,15 +678,7 @@ impl Walker<'_, '_, '_> {
                 } else {
                     args.first().copied()
                 };
-                let t = resolve::normalize(&target.map(|x| self.tpl(x)).unwrap_or_default());
-                if self.scope.guards.contains(&t) {
-                    let fx = Facts {
-                        locked,
-                        action: "rm",
-                        ..Default::default()
-                    };
-                    self.emit_at(n, target, Pattern::CheckThenAct, &fx);
-                }
+                self.guarded_act(n, target, "rm", locked);
             }
             "flock" | "lockf" if f.starts_with("fcntl") => {
                 let how = args.get(1).map_or("", |a| self.text(*a));
