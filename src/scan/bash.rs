@@ -392,7 +392,7 @@ impl Walker<'_, '_, '_> {
         let line = self.lines(stmt).0;
         let pattern = match op.as_str() {
             "<" => {
-                self.scope.reads.push((resolve::normalize(&template), line));
+                self.scope.read(&template, line);
                 return;
             }
             ">>" | "&>>" => Pattern::Append,
@@ -400,25 +400,24 @@ impl Walker<'_, '_, '_> {
             ">" | "&>" | ">|" => Pattern::Overwrite,
             _ => return, // `>&2`, `<&0`, ...
         };
-        let path = snippet(self.text(dest));
         let locked = self.locked() || (wrapper && pattern == Pattern::Append);
-        let site = Site {
-            lines: self.lines(stmt),
-            path: &path,
-            template: &template,
-        };
         let facts = Facts {
             locked,
             ..Default::default()
         };
-        self.u.emit(&site, pattern, &facts);
-        self.after_write(&site, pattern, locked, "write");
+        self.write_with(stmt, dest, pattern, &facts, "write");
         // pid-file daemons: `echo $$ > x.pid`
         if std::path::Path::new(&template)
             .extension()
             .is_some_and(|e| e.eq_ignore_ascii_case("pid"))
             && writer.is_some_and(|w| self.text(w).contains("$$"))
         {
+            let path = snippet(self.text(dest));
+            let site = Site {
+                lines: self.lines(stmt),
+                path: &path,
+                template: &template,
+            };
             self.u.emit(&site, Pattern::Socket, &facts);
         }
     }
@@ -708,14 +707,7 @@ impl Walker<'_, '_, '_> {
                     consume: common::consumes(&st, &dt),
                     ..Default::default()
                 };
-                let path = snippet(self.text(dst));
-                let site = Site {
-                    lines: self.lines(n),
-                    path: &path,
-                    template: &dt,
-                };
-                self.u.emit(&site, Pattern::AtomicRename, &facts);
-                self.after_write(&site, Pattern::AtomicRename, locked, "mv");
+                self.write_with(n, dst, Pattern::AtomicRename, &facts, "mv");
             }
             "touch" => {
                 for &i in &plain {
@@ -878,6 +870,22 @@ impl Walker<'_, '_, '_> {
     }
 
     fn write(&mut self, cmd: Node, arg: Node, p: Pattern, locked: bool, action: &'static str) {
+        let f = Facts {
+            locked,
+            ..Default::default()
+        };
+        self.write_with(cmd, arg, p, &f, action);
+    }
+
+    /// A write of `arg`'s path by `cmd` judged with `facts`, and its follow-ups.
+    fn write_with(
+        &mut self,
+        cmd: Node,
+        arg: Node,
+        p: Pattern,
+        facts: &Facts,
+        action: &'static str,
+    ) {
         let t = self.tpl(arg);
         let path = snippet(self.text(arg));
         let site = Site {
@@ -885,12 +893,8 @@ impl Walker<'_, '_, '_> {
             path: &path,
             template: &t,
         };
-        let f = Facts {
-            locked,
-            ..Default::default()
-        };
-        self.u.emit(&site, p, &f);
-        self.after_write(&site, p, locked, action);
+        self.u.emit(&site, p, facts);
+        self.after_write(&site, p, facts.locked, action);
     }
 
     /// `flock [opts] FILE|FD [-c CMD | CMD ARGS]` and `lockf [opts] FILE CMD`.
