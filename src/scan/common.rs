@@ -113,6 +113,36 @@ impl Scope {
     }
 }
 
+/// The locks over the code being walked (JavaScript, Python), and what makes a `mkdir` there a
+/// lock attempt.
+pub(crate) struct Held {
+    /// Locks taken by the walked code and still held.
+    pub(crate) locks: usize,
+    /// A lock held by the enclosing code (re-parsed strings).
+    pub(crate) inherited: bool,
+    /// Enclosing loops: whether a mkdir lock in it falls through.
+    pub(crate) loops: Vec<bool>,
+    /// Depth of enclosing `try` blocks.
+    pub(crate) in_try: usize,
+}
+
+impl Held {
+    /// Nothing held yet; `inherited` when the enclosing code holds a lock.
+    pub(crate) fn new(inherited: bool) -> Held {
+        Held {
+            locks: 0,
+            inherited,
+            loops: Vec::new(),
+            in_try: 0,
+        }
+    }
+
+    /// Whether a lock covers the code here.
+    pub(crate) fn locked(&self) -> bool {
+        self.inherited || self.locks > 0
+    }
+}
+
 /// A front end's walk over one parsed text: where its nodes stand in the file, and the visit
 /// that gives them meaning.
 pub(crate) trait Walk {
@@ -157,6 +187,33 @@ pub(crate) trait CallWrites<'a>: Walk {
 
     /// The unit findings go to and the scope's reads and guards.
     fn parts(&mut self) -> (&mut Unit<'a>, &mut Scope);
+
+    /// The locks held here.
+    fn held(&mut self) -> &mut Held;
+
+    /// A `mkdir` of `arg`'s path by `call`: in a `try` or a loop a lock attempt (that falls
+    /// through when the loop can end without it), else a check-then-act when guarded. `exist_ok`
+    /// (`recursive`, `parents`, `exist_ok`) makes it neither.
+    fn mkdir(&mut self, call: Node, arg: Option<Node>, exist_ok: bool, locked: bool) {
+        if exist_ok {
+            return;
+        }
+        let held = self.held();
+        if held.in_try > 0 || !held.loops.is_empty() {
+            let falls = held.loops.last().copied().unwrap_or(false);
+            if !falls {
+                held.locks += 1;
+            }
+            let p = if falls {
+                Pattern::MkdirLockFallthrough
+            } else {
+                Pattern::MkdirLock
+            };
+            self.emit_at(call, arg, p, &Facts::default());
+        } else {
+            self.guarded_act(call, arg, "mkdir", locked);
+        }
+    }
 
     /// Records a read of `arg`'s path at `line`.
     fn read(&mut self, arg: Option<Node>, line: usize) {

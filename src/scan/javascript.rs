@@ -14,7 +14,7 @@ use std::sync::OnceLock;
 
 use tree_sitter::{Language, Node, Query};
 
-use super::common::{self, CallWrites, Scope, Walk};
+use super::common::{self, CallWrites, Held, Scope, Walk};
 use super::findings::{Facts, Pattern};
 use super::resolve::{self, Env};
 use super::{Lang, Site, Unit, snippet};
@@ -55,11 +55,8 @@ pub(crate) fn analyze(unit: &mut Unit, lang: Lang, src: &str, base: usize, locke
         src,
         base,
         env: Env::default(),
-        locks: 0,
-        inherited: locked,
+        held: Held::new(locked),
         scope: Scope::default(),
-        loops: Vec::new(),
-        in_try: 0,
         dbs: HashMap::new(),
     };
     w.visit(root);
@@ -86,11 +83,8 @@ struct Walker<'u, 'a, 's> {
     src: &'s str,
     base: usize,
     env: Env,
-    locks: usize,
-    inherited: bool,
+    held: Held,
     scope: Scope,
-    loops: Vec<bool>,
-    in_try: usize,
     dbs: HashMap<String, DbSite>,
 }
 
@@ -115,9 +109,9 @@ impl Walk for Walker<'_, '_, '_> {
     fn visit(&mut self, n: Node) {
         let kind = n.kind();
         if FUNCTIONS.contains(&kind) {
-            let (locks, outer) = (self.locks, self.scope.enter_function());
+            let (locks, outer) = (self.held.locks, self.scope.enter_function());
             self.visit_children(n);
-            self.locks = locks;
+            self.held.locks = locks;
             self.scope.leave_function(outer);
             return;
         }
@@ -178,15 +172,15 @@ impl Walk for Walker<'_, '_, '_> {
             }
             "for_statement" | "while_statement" | "do_statement" | "for_in_statement" => {
                 let f = self.mkdir_loop_falls_through(n);
-                self.loops.push(f);
+                self.held.loops.push(f);
                 self.visit_children(n);
-                self.loops.pop();
+                self.held.loops.pop();
             }
             "try_statement" => {
                 if let Some(b) = n.child_by_field_name("body") {
-                    self.in_try += 1;
+                    self.held.in_try += 1;
                     self.visit(b);
-                    self.in_try -= 1;
+                    self.held.in_try -= 1;
                 }
                 for f in ["handler", "finalizer"] {
                     if let Some(b) = n.child_by_field_name(f) {
@@ -289,13 +283,13 @@ impl<'a> CallWrites<'a> for Walker<'_, 'a, '_> {
     fn parts(&mut self) -> (&mut Unit<'a>, &mut Scope) {
         (self.u, &mut self.scope)
     }
+
+    fn held(&mut self) -> &mut Held {
+        &mut self.held
+    }
 }
 
 impl Walker<'_, '_, '_> {
-    fn locked(&self) -> bool {
-        self.inherited || self.locks > 0
-    }
-
     // ---- templates ------------------------------------------------------------------------
 
     fn call_tpl(&self, n: Node) -> String {
@@ -470,7 +464,7 @@ impl Walker<'_, '_, '_> {
         let method = ftext.rsplit('.').next().unwrap_or("").to_string();
         let object = ftext.rsplit_once('.').map(|(o, _)| o.to_string());
         let args = self.call_args(n);
-        let locked = self.locked();
+        let locked = self.held.locked();
         let line = self.lines(n).0;
         let first = args.first().copied();
         match method.as_str() {
@@ -543,20 +537,7 @@ impl Walker<'_, '_, '_> {
                 let recursive = args
                     .get(1)
                     .is_some_and(|a| self.text(*a).contains("recursive"));
-                if !recursive && (self.in_try > 0 || !self.loops.is_empty()) {
-                    let falls = self.loops.last().copied().unwrap_or(false);
-                    let p = if falls {
-                        Pattern::MkdirLockFallthrough
-                    } else {
-                        Pattern::MkdirLock
-                    };
-                    self.emit_at(n, first, p, &Facts::default());
-                    if !falls {
-                        self.locks += 1;
-                    }
-                } else if !recursive {
-                    self.guarded_act(n, first, "mkdir", locked);
-                }
+                self.mkdir(n, first, recursive, locked);
             }
             "unlink" | "unlinkSync" | "rm" | "rmSync" | "rmdir" | "rmdirSync" => {
                 self.guarded_act(n, first, "rm", locked);
@@ -567,7 +548,7 @@ impl Walker<'_, '_, '_> {
                     && first.is_some() =>
             {
                 self.emit_at(n, first, Pattern::Flock, &Facts::default());
-                self.locks += 1;
+                self.held.locks += 1;
             }
             "pragma" | "exec" if object.as_ref().is_some_and(|o| self.dbs.contains_key(o)) => {
                 let sql = first
@@ -619,7 +600,7 @@ impl Walker<'_, '_, '_> {
 
     fn subprocess(&mut self, method: &str, args: &[Node]) {
         let Some(first) = args.first() else { return };
-        let locked = self.locked();
+        let locked = self.held.locked();
         let base = self.base + first.start_position().row;
         let shell_string = |w: &Self, n: Node| -> Option<String> {
             matches!(n.kind(), "string" | "template_string").then(|| w.shell_text(n))

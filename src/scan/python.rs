@@ -15,7 +15,7 @@ use std::sync::OnceLock;
 
 use tree_sitter::{Language, Node, Query};
 
-use super::common::{self, CallWrites, Scope, Walk};
+use super::common::{self, CallWrites, Held, Scope, Walk};
 use super::findings::{Facts, Pattern};
 use super::resolve::{self, Env};
 use super::{Lang, Site, Unit, snippet};
@@ -44,11 +44,8 @@ pub(crate) fn analyze(unit: &mut Unit, src: &str, base: usize, locked: bool) {
         env: Env::default(),
         paths: HashSet::new(),
         handles: HashMap::new(),
-        locks: 0,
-        inherited: locked,
+        held: Held::new(locked),
         scope: Scope::default(),
-        loops: Vec::new(),
-        in_try: 0,
         dbs: Vec::new(),
         wal: false,
         busy: false,
@@ -79,11 +76,8 @@ struct Walker<'u, 'a, 's> {
     paths: HashSet<String>,
     /// File handles: variable → template of the opened path.
     handles: HashMap<String, String>,
-    locks: usize,
-    inherited: bool,
+    held: Held,
     scope: Scope,
-    loops: Vec<bool>,
-    in_try: usize,
     dbs: Vec<((usize, usize), String, String, bool)>,
     wal: bool,
     busy: bool,
@@ -101,9 +95,9 @@ impl Walk for Walker<'_, '_, '_> {
     fn visit(&mut self, n: Node) {
         match n.kind() {
             "function_definition" => {
-                let (locks, outer) = (self.locks, self.scope.enter_function());
+                let (locks, outer) = (self.held.locks, self.scope.enter_function());
                 self.visit_children(n);
-                self.locks = locks;
+                self.held.locks = locks;
                 self.scope.leave_function(outer);
             }
             "assignment" => {
@@ -139,15 +133,15 @@ impl Walk for Walker<'_, '_, '_> {
             }
             "for_statement" | "while_statement" => {
                 let f = self.mkdir_loop_falls_through(n);
-                self.loops.push(f);
+                self.held.loops.push(f);
                 self.visit_children(n);
-                self.loops.pop();
+                self.held.loops.pop();
             }
             "try_statement" => {
                 if let Some(b) = n.child_by_field_name("body") {
-                    self.in_try += 1;
+                    self.held.in_try += 1;
                     self.visit(b);
-                    self.in_try -= 1;
+                    self.held.in_try -= 1;
                 }
                 let mut c = n.walk();
                 let kids: Vec<Node> = n.named_children(&mut c).collect();
@@ -236,13 +230,13 @@ impl<'a> CallWrites<'a> for Walker<'_, 'a, '_> {
     fn parts(&mut self) -> (&mut Unit<'a>, &mut Scope) {
         (self.u, &mut self.scope)
     }
+
+    fn held(&mut self) -> &mut Held {
+        &mut self.held
+    }
 }
 
 impl Walker<'_, '_, '_> {
-    fn locked(&self) -> bool {
-        self.inherited || self.locks > 0
-    }
-
     fn assign(&mut self, n: Node) {
         let (Some(l), Some(r)) = (
             n.child_by_field_name("left"),
@@ -293,7 +287,7 @@ impl Walker<'_, '_, '_> {
     fn with(&mut self, n: Node) {
         let body = n.child_by_field_name("body");
         let body_text = body.map_or("", |b| self.text(b)).to_string();
-        let (locks, handles) = (self.locks, self.handles.clone());
+        let (locks, handles) = (self.held.locks, self.handles.clone());
         let mut c = n.walk();
         let clause = n.named_children(&mut c).find(|k| k.kind() == "with_clause");
         let mut locked_body = false;
@@ -350,12 +344,12 @@ impl Walker<'_, '_, '_> {
             }
         }
         if locked_body {
-            self.locks += 1;
+            self.held.locks += 1;
         }
         if let Some(b) = body {
             self.visit(b);
         }
-        self.locks = locks;
+        self.held.locks = locks;
         self.handles = handles;
     }
 
@@ -568,7 +562,7 @@ impl Walker<'_, '_, '_> {
         let f = self.func_text(n);
         let method = f.rsplit('.').next().unwrap_or("").to_string();
         let args = self.call_args(n);
-        let locked = self.locked();
+        let locked = self.held.locked();
         let line = self.lines(n).0;
         let obj = self.object(n);
         let obj_is_path = obj.is_some_and(|o| self.is_path(o));
@@ -657,20 +651,7 @@ impl Walker<'_, '_, '_> {
                 };
                 let parents =
                     self.kwarg(n, "parents").is_some() || self.kwarg(n, "exist_ok").is_some();
-                if !parents && (self.in_try > 0 || !self.loops.is_empty()) {
-                    let falls = self.loops.last().copied().unwrap_or(false);
-                    let p = if falls {
-                        Pattern::MkdirLockFallthrough
-                    } else {
-                        Pattern::MkdirLock
-                    };
-                    self.emit_at(n, target, p, &Facts::default());
-                    if !falls {
-                        self.locks += 1;
-                    }
-                } else if !parents {
-                    self.guarded_act(n, target, "mkdir", locked);
-                }
+                self.mkdir(n, target, parents, locked);
             }
             "remove" | "unlink" | "rmdir" if f.starts_with("os.") || obj_is_path => {
                 let target = if obj_is_path {
@@ -683,7 +664,7 @@ impl Walker<'_, '_, '_> {
             "flock" | "lockf" if f.starts_with("fcntl") => {
                 let how = args.get(1).map_or("", |a| self.text(*a));
                 if how.contains("LOCK_UN") {
-                    self.locks = self.locks.saturating_sub(1);
+                    self.held.locks = self.held.locks.saturating_sub(1);
                     return;
                 }
                 let handle = args.first().map_or("", |a| self.text(*a)).to_string();
@@ -699,7 +680,7 @@ impl Walker<'_, '_, '_> {
                     template: &template,
                 };
                 self.u.emit(&site, Pattern::Flock, &Facts::default());
-                self.locks += 1;
+                self.held.locks += 1;
             }
             "connect" if f.contains("sqlite3") => {
                 if let Some(a) = args.first() {
@@ -770,7 +751,7 @@ impl Walker<'_, '_, '_> {
         };
         let text = self.tpl(a);
         let base = self.base + a.start_position().row;
-        let locked = self.locked();
+        let locked = self.held.locked();
         self.u.analyze(Lang::Bash, &text, base, locked);
     }
 }
