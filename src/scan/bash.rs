@@ -732,20 +732,13 @@ impl Walker<'_, '_, '_> {
                         self.fallthrough = None;
                         continue;
                     }
-                    if self.scope.guards.contains(&t) {
-                        let path = snippet(&texts[i]);
-                        let site = Site {
-                            lines: self.lines(n),
-                            path: &path,
-                            template: &t,
-                        };
-                        let f = Facts {
-                            locked,
-                            action: "rm",
-                            ..Default::default()
-                        };
-                        self.u.emit(&site, Pattern::CheckThenAct, &f);
-                    }
+                    let path = snippet(&texts[i]);
+                    let site = Site {
+                        lines: self.lines(n),
+                        path: &path,
+                        template: &t,
+                    };
+                    self.scope.check_then_act(self.u, &site, &t, "rm", locked);
                 }
             }
             "mkdir" => {
@@ -771,13 +764,10 @@ impl Walker<'_, '_, '_> {
                         } else {
                             self.locks.push(resolve::normalize(&t));
                         }
-                    } else if self.scope.guards.contains(&resolve::normalize(&t)) {
-                        let f = Facts {
-                            locked,
-                            action: "mkdir",
-                            ..Default::default()
-                        };
-                        self.u.emit(&site, Pattern::CheckThenAct, &f);
+                    } else {
+                        let key = resolve::normalize(&t);
+                        self.scope
+                            .check_then_act(self.u, &site, &key, "mkdir", locked);
                     }
                 }
             }

@@ -81,6 +81,26 @@ impl Scope {
         self.reads.push((resolve::normalize(template), line));
     }
 
+    /// A check-then-act finding at `site` when an enclosing existence check guards `key` (the
+    /// normalised template of the path acted on).
+    pub(crate) fn check_then_act(
+        &self,
+        unit: &mut Unit,
+        site: &Site,
+        key: &str,
+        action: &'static str,
+        locked: bool,
+    ) {
+        if self.guards.iter().any(|g| g == key) {
+            let f = Facts {
+                locked,
+                action,
+                ..Default::default()
+            };
+            unit.emit(site, Pattern::CheckThenAct, &f);
+        }
+    }
+
     /// Follow-up findings of a write at `site`: check-then-act under a guard, read-modify-write
     /// after a read of the same path.
     pub(crate) fn after_write(
@@ -92,13 +112,8 @@ impl Scope {
         action: &'static str,
     ) {
         let t = resolve::normalize(site.template);
-        if self.guards.contains(&t) && findings::is_act(pattern) {
-            let f = Facts {
-                locked,
-                action,
-                ..Default::default()
-            };
-            unit.emit(site, Pattern::CheckThenAct, &f);
+        if findings::is_act(pattern) {
+            self.check_then_act(unit, site, &t, action, locked);
         }
         if matches!(pattern, Pattern::Overwrite | Pattern::AtomicRename)
             && let Some((_, line)) = self.reads.iter().rev().find(|(r, _)| *r == t)
