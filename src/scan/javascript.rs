@@ -116,32 +116,8 @@ impl Walk for Walker<'_, '_, '_> {
             return;
         }
         match kind {
-            "variable_declarator" => {
-                self.visit_children(n);
-                if let (Some(name), Some(value)) = (
-                    n.child_by_field_name("name"),
-                    n.child_by_field_name("value"),
-                ) && name.kind() == "identifier"
-                {
-                    let t = self.tpl(value);
-                    let name = self.text(name).to_string();
-                    self.env.set(&name, t);
-                    self.db_binding(&name, value);
-                }
-            }
-            "assignment_expression" => {
-                self.visit_children(n);
-                if let (Some(l), Some(r)) = (
-                    n.child_by_field_name("left"),
-                    n.child_by_field_name("right"),
-                ) && l.kind() == "identifier"
-                {
-                    let t = self.tpl(r);
-                    let name = self.text(l).to_string();
-                    self.env.set(&name, t);
-                    self.db_binding(&name, r);
-                }
-            }
+            "variable_declarator" => self.bind(n, "name", "value"),
+            "assignment_expression" => self.bind(n, "left", "right"),
             "if_statement" => {
                 let guards = self.scope.guards.len();
                 if let Some(c) = n.child_by_field_name("condition") {
@@ -290,6 +266,22 @@ impl<'a> CallWrites<'a> for Walker<'_, 'a, '_> {
 }
 
 impl Walker<'_, '_, '_> {
+    /// `const name = value` / `name = value` (fields `name_field`, `value_field` of `n`): a
+    /// plain identifier takes the value's template, and its `SQLite` handle if it opens one.
+    fn bind(&mut self, n: Node, name_field: &str, value_field: &str) {
+        self.visit_children(n);
+        if let (Some(name), Some(value)) = (
+            n.child_by_field_name(name_field),
+            n.child_by_field_name(value_field),
+        ) && name.kind() == "identifier"
+        {
+            let t = self.tpl(value);
+            let name = self.text(name).to_string();
+            self.env.set(&name, t);
+            self.db_binding(&name, value);
+        }
+    }
+
     // ---- templates ------------------------------------------------------------------------
 
     fn call_tpl(&self, n: Node) -> String {
