@@ -478,16 +478,22 @@ impl Walker<'_, '_, '_> {
                 continue;
             }
             if field == Some("condition") {
-                let g = self.tests(k);
-                let ctx = std::mem::replace(&mut self.lock_ctx, true);
-                self.visit(k);
-                self.lock_ctx = ctx;
-                self.scope.guards.extend(g);
+                self.condition(k);
             } else {
                 self.visit(k);
             }
         }
         self.scope.guards.truncate(guards);
+    }
+
+    /// A condition (`if C`, `C && ...`): a mkdir in it is a lock attempt, and the paths it
+    /// tests guard what follows.
+    fn condition(&mut self, k: Node) {
+        let g = self.tests(k);
+        let ctx = std::mem::replace(&mut self.lock_ctx, true);
+        self.visit(k);
+        self.lock_ctx = ctx;
+        self.scope.guards.extend(g);
     }
 
     fn list(&mut self, n: Node) {
@@ -497,11 +503,7 @@ impl Walker<'_, '_, '_> {
         let last = kids.len().saturating_sub(1);
         for (i, k) in kids.into_iter().enumerate() {
             if i < last {
-                let g = self.tests(k);
-                let ctx = std::mem::replace(&mut self.lock_ctx, true);
-                self.visit(k);
-                self.lock_ctx = ctx;
-                self.scope.guards.extend(g);
+                self.condition(k);
             } else {
                 self.visit(k);
             }
