@@ -466,12 +466,7 @@ impl Walker<'_, '_, '_> {
     }
 
     fn conditional(&mut self, n: Node) {
-        let mut c = n.walk();
-        let kids: Vec<(Option<&str>, Node)> = n
-            .children(&mut c)
-            .enumerate()
-            .map(|(i, k)| (n.field_name_for_child(u32::try_from(i).unwrap_or(0)), k))
-            .collect();
+        let kids = fielded_children(n);
         let guards = self.scope.guards.len();
         for (field, k) in kids {
             if !k.is_named() {
@@ -549,12 +544,7 @@ impl Walker<'_, '_, '_> {
     fn looped(&mut self, n: Node) {
         let fallthrough = self.mkdir_loop_falls_through(n);
         self.loops.push(fallthrough);
-        let mut c = n.walk();
-        let kids: Vec<(Option<&str>, Node)> = n
-            .children(&mut c)
-            .enumerate()
-            .map(|(i, k)| (n.field_name_for_child(u32::try_from(i).unwrap_or(0)), k))
-            .collect();
+        let kids = fielded_children(n);
         for (field, k) in kids {
             if !k.is_named() {
                 continue;
@@ -1076,6 +1066,15 @@ fn operator(r: Node, src: &str) -> String {
         .find(|k| !k.is_named())
         .map(|k| src[k.byte_range()].to_string())
         .unwrap_or_default()
+}
+
+/// A node's children with the field name each stands in.
+fn fielded_children(n: Node) -> Vec<(Option<&'static str>, Node)> {
+    let mut c = n.walk();
+    n.children(&mut c)
+        .enumerate()
+        .map(|(i, k)| (n.field_name_for_child(u32::try_from(i).unwrap_or(0)), k))
+        .collect()
 }
 
 fn last_command(n: Node) -> Option<Node> {
