@@ -18,8 +18,9 @@
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
-use tree_sitter::{Language, Node, Parser, Query, QueryCursor, StreamingIterator};
+use tree_sitter::{Language, Node, Query};
 
+use super::common::{self, Scope, Walk};
 use super::findings::{Facts, Pattern};
 use super::resolve::{self, Env};
 use super::{Lang, Site, Unit, snippet};
@@ -36,9 +37,7 @@ fn query() -> &'static Query {
 }
 
 fn parse(src: &str) -> Option<tree_sitter::Tree> {
-    let mut parser = Parser::new();
-    parser.set_language(&language()).ok()?;
-    parser.parse(src, None)
+    common::parse(&language(), src)
 }
 
 /// How a command writes a path (see [`written_paths`]).
@@ -112,14 +111,10 @@ fn unquote(s: &str) -> String {
 
 /// Analyses one bash text into `unit`.
 pub(crate) fn analyze(unit: &mut Unit, src: &str, base: usize, locked: bool) {
-    let Some(tree) = parse(src) else { return };
-    let root = tree.root_node();
-    unit.note_errors(root, base);
-    let mut cursor = QueryCursor::new();
-    let mut matches = cursor.matches(query(), root, src.as_bytes());
-    if matches.next().is_none() {
+    let Some(tree) = common::candidates(unit, &language(), query(), src, base) else {
         return;
-    }
+    };
+    let root = tree.root_node();
     let mut w = Walker {
         u: unit,
         src,
@@ -129,8 +124,7 @@ pub(crate) fn analyze(unit: &mut Unit, src: &str, base: usize, locked: bool) {
         locks: Vec::new(),
         inherited: locked,
         noclobber: false,
-        reads: Vec::new(),
-        guards: Vec::new(),
+        scope: Scope::default(),
         lock_ctx: false,
         loops: Vec::new(),
         fallthrough: None,
@@ -150,10 +144,8 @@ struct Walker<'u, 'a, 's> {
     /// A lock held by the enclosing code (re-parsed `flock -c` strings).
     inherited: bool,
     noclobber: bool,
-    /// Earlier reads in this scope: template, line.
-    reads: Vec<(String, usize)>,
-    /// Paths checked for existence by an enclosing condition.
-    guards: Vec<String>,
+    /// Earlier reads and existence checks.
+    scope: Scope,
     /// Inside a condition (`if mkdir`, `mkdir X &&`): mkdir is a lock attempt.
     lock_ctx: bool,
     /// Enclosing loops: whether a mkdir lock in it falls through.
@@ -183,34 +175,22 @@ const READERS: &[&str] = &[
     "yq",
 ];
 
-impl Walker<'_, '_, '_> {
-    fn text(&self, n: Node) -> &str {
-        &self.src[n.byte_range()]
+impl Walk for Walker<'_, '_, '_> {
+    fn src(&self) -> &str {
+        self.src
     }
 
-    fn lines(&self, n: Node) -> (usize, usize) {
-        (
-            self.base + n.start_position().row,
-            self.base + n.end_position().row,
-        )
-    }
-
-    fn locked(&self) -> bool {
-        self.inherited || !self.locks.is_empty()
+    fn base(&self) -> usize {
+        self.base
     }
 
     fn visit(&mut self, n: Node) {
         match n.kind() {
             "function_definition" => {
-                let (locks, reads, guards) = (
-                    self.locks.len(),
-                    std::mem::take(&mut self.reads),
-                    self.guards.len(),
-                );
+                let (locks, outer) = (self.locks.len(), self.scope.enter_function());
                 self.visit_children(n);
                 self.locks.truncate(locks);
-                self.reads = reads;
-                self.guards.truncate(guards);
+                self.scope.leave_function(outer);
             }
             "subshell" => {
                 let (locks, nc) = (self.locks.len(), self.noclobber);
@@ -228,13 +208,11 @@ impl Walker<'_, '_, '_> {
             _ => self.visit_children(n),
         }
     }
+}
 
-    fn visit_children(&mut self, n: Node) {
-        let mut c = n.walk();
-        let kids: Vec<Node> = n.named_children(&mut c).collect();
-        for k in kids {
-            self.visit(k);
-        }
+impl Walker<'_, '_, '_> {
+    fn locked(&self) -> bool {
+        self.inherited || !self.locks.is_empty()
     }
 
     fn assign(&mut self, n: Node) {
@@ -414,7 +392,7 @@ impl Walker<'_, '_, '_> {
         let line = self.lines(stmt).0;
         let pattern = match op.as_str() {
             "<" => {
-                self.reads.push((resolve::normalize(&template), line));
+                self.scope.read(&template, line);
                 return;
             }
             ">>" | "&>>" => Pattern::Append,
@@ -422,25 +400,24 @@ impl Walker<'_, '_, '_> {
             ">" | "&>" | ">|" => Pattern::Overwrite,
             _ => return, // `>&2`, `<&0`, ...
         };
-        let path = snippet(self.text(dest));
         let locked = self.locked() || (wrapper && pattern == Pattern::Append);
-        let site = Site {
-            lines: self.lines(stmt),
-            path: &path,
-            template: &template,
-        };
         let facts = Facts {
             locked,
             ..Default::default()
         };
-        self.u.emit(&site, pattern, &facts);
-        self.after_write(&site, pattern, locked, "write");
+        self.write_with(stmt, dest, pattern, &facts, "write");
         // pid-file daemons: `echo $$ > x.pid`
         if std::path::Path::new(&template)
             .extension()
             .is_some_and(|e| e.eq_ignore_ascii_case("pid"))
             && writer.is_some_and(|w| self.text(w).contains("$$"))
         {
+            let path = snippet(self.text(dest));
+            let site = Site {
+                lines: self.lines(stmt),
+                path: &path,
+                template: &template,
+            };
             self.u.emit(&site, Pattern::Socket, &facts);
         }
     }
@@ -448,7 +425,6 @@ impl Walker<'_, '_, '_> {
     /// Follow-up findings of a write: check-then-act under a guard, read-modify-write after a
     /// read of the same path.
     fn after_write(&mut self, site: &Site, pattern: Pattern, locked: bool, action: &'static str) {
-        let t = resolve::normalize(site.template);
         if let Some(lock) = &self.fallthrough {
             let f = Facts {
                 detail: format!("after {lock}"),
@@ -456,24 +432,8 @@ impl Walker<'_, '_, '_> {
             };
             self.u.emit(site, Pattern::MkdirLockFallthrough, &f);
         }
-        if self.guards.contains(&t) && super::findings::is_act(pattern) {
-            let f = Facts {
-                locked,
-                action,
-                ..Default::default()
-            };
-            self.u.emit(site, Pattern::CheckThenAct, &f);
-        }
-        if matches!(pattern, Pattern::Overwrite | Pattern::AtomicRename)
-            && let Some((_, line)) = self.reads.iter().rev().find(|(r, _)| *r == t)
-        {
-            let f = Facts {
-                locked,
-                detail: format!("read at line {line}"),
-                ..Default::default()
-            };
-            self.u.emit(site, Pattern::ReadModifyWrite, &f);
-        }
+        self.scope
+            .after_write(self.u, site, pattern, locked, action);
     }
 
     fn heredoc(&mut self, r: Node, writer: Option<Node>) {
@@ -506,42 +466,39 @@ impl Walker<'_, '_, '_> {
     }
 
     fn conditional(&mut self, n: Node) {
-        let mut c = n.walk();
-        let kids: Vec<(Option<&str>, Node)> = n
-            .children(&mut c)
-            .enumerate()
-            .map(|(i, k)| (n.field_name_for_child(u32::try_from(i).unwrap_or(0)), k))
-            .collect();
-        let guards = self.guards.len();
+        let kids = fielded_children(n);
+        let guards = self.scope.guards.len();
         for (field, k) in kids {
             if !k.is_named() {
                 continue;
             }
             if field == Some("condition") {
-                let g = self.tests(k);
-                let ctx = std::mem::replace(&mut self.lock_ctx, true);
-                self.visit(k);
-                self.lock_ctx = ctx;
-                self.guards.extend(g);
+                self.condition(k);
             } else {
                 self.visit(k);
             }
         }
-        self.guards.truncate(guards);
+        self.scope.guards.truncate(guards);
+    }
+
+    /// A condition (`if C`, `C && ...`): a mkdir in it is a lock attempt, and the paths it
+    /// tests guard what follows.
+    fn condition(&mut self, k: Node) {
+        let g = self.tests(k);
+        let ctx = std::mem::replace(&mut self.lock_ctx, true);
+        self.visit(k);
+        self.lock_ctx = ctx;
+        self.scope.guards.extend(g);
     }
 
     fn list(&mut self, n: Node) {
         let mut c = n.walk();
         let kids: Vec<Node> = n.named_children(&mut c).collect();
-        let guards = self.guards.len();
+        let guards = self.scope.guards.len();
         let last = kids.len().saturating_sub(1);
         for (i, k) in kids.into_iter().enumerate() {
             if i < last {
-                let g = self.tests(k);
-                let ctx = std::mem::replace(&mut self.lock_ctx, true);
-                self.visit(k);
-                self.lock_ctx = ctx;
-                self.guards.extend(g);
+                self.condition(k);
             } else {
                 self.visit(k);
             }
@@ -553,7 +510,7 @@ impl Walker<'_, '_, '_> {
                 l.kind() == "command" && matches!(self.cmd_name(l), "exit" | "return")
             });
         if !early_exit {
-            self.guards.truncate(guards);
+            self.scope.guards.truncate(guards);
         }
     }
 
@@ -587,12 +544,7 @@ impl Walker<'_, '_, '_> {
     fn looped(&mut self, n: Node) {
         let fallthrough = self.mkdir_loop_falls_through(n);
         self.loops.push(fallthrough);
-        let mut c = n.walk();
-        let kids: Vec<(Option<&str>, Node)> = n
-            .children(&mut c)
-            .enumerate()
-            .map(|(i, k)| (n.field_name_for_child(u32::try_from(i).unwrap_or(0)), k))
-            .collect();
+        let kids = fielded_children(n);
         for (field, k) in kids {
             if !k.is_named() {
                 continue;
@@ -741,24 +693,13 @@ impl Walker<'_, '_, '_> {
                     return;
                 }
                 let dt = self.tpl(dst);
-                let lc = |s: &str| s.to_ascii_lowercase();
                 let facts = Facts {
                     locked,
                     unique_source: resolve::is_unique(&st),
-                    consume: ["consumed", "claimed", "taken"]
-                        .iter()
-                        .any(|w| lc(&dt).contains(w))
-                        || lc(&st).contains("token"),
+                    consume: common::consumes(&st, &dt),
                     ..Default::default()
                 };
-                let path = snippet(self.text(dst));
-                let site = Site {
-                    lines: self.lines(n),
-                    path: &path,
-                    template: &dt,
-                };
-                self.u.emit(&site, Pattern::AtomicRename, &facts);
-                self.after_write(&site, Pattern::AtomicRename, locked, "mv");
+                self.write_with(n, dst, Pattern::AtomicRename, &facts, "mv");
             }
             "touch" => {
                 for &i in &plain {
@@ -783,20 +724,13 @@ impl Walker<'_, '_, '_> {
                         self.fallthrough = None;
                         continue;
                     }
-                    if self.guards.contains(&t) {
-                        let path = snippet(&texts[i]);
-                        let site = Site {
-                            lines: self.lines(n),
-                            path: &path,
-                            template: &t,
-                        };
-                        let f = Facts {
-                            locked,
-                            action: "rm",
-                            ..Default::default()
-                        };
-                        self.u.emit(&site, Pattern::CheckThenAct, &f);
-                    }
+                    let path = snippet(&texts[i]);
+                    let site = Site {
+                        lines: self.lines(n),
+                        path: &path,
+                        template: &t,
+                    };
+                    self.scope.check_then_act(self.u, &site, &t, "rm", locked);
                 }
             }
             "mkdir" => {
@@ -822,13 +756,10 @@ impl Walker<'_, '_, '_> {
                         } else {
                             self.locks.push(resolve::normalize(&t));
                         }
-                    } else if self.guards.contains(&resolve::normalize(&t)) {
-                        let f = Facts {
-                            locked,
-                            action: "mkdir",
-                            ..Default::default()
-                        };
-                        self.u.emit(&site, Pattern::CheckThenAct, &f);
+                    } else {
+                        let key = resolve::normalize(&t);
+                        self.scope
+                            .check_then_act(self.u, &site, &key, "mkdir", locked);
                     }
                 }
             }
@@ -912,7 +843,7 @@ impl Walker<'_, '_, '_> {
                 for &i in &plain {
                     let t = resolve::normalize(&self.tpl(args[i]));
                     if t.contains('/') || t.contains('.') || t.starts_with('$') {
-                        self.reads.push((t, line));
+                        self.scope.reads.push((t, line));
                     }
                 }
             }
@@ -921,6 +852,22 @@ impl Walker<'_, '_, '_> {
     }
 
     fn write(&mut self, cmd: Node, arg: Node, p: Pattern, locked: bool, action: &'static str) {
+        let f = Facts {
+            locked,
+            ..Default::default()
+        };
+        self.write_with(cmd, arg, p, &f, action);
+    }
+
+    /// A write of `arg`'s path by `cmd` judged with `facts`, and its follow-ups.
+    fn write_with(
+        &mut self,
+        cmd: Node,
+        arg: Node,
+        p: Pattern,
+        facts: &Facts,
+        action: &'static str,
+    ) {
         let t = self.tpl(arg);
         let path = snippet(self.text(arg));
         let site = Site {
@@ -928,12 +875,8 @@ impl Walker<'_, '_, '_> {
             path: &path,
             template: &t,
         };
-        let f = Facts {
-            locked,
-            ..Default::default()
-        };
-        self.u.emit(&site, p, &f);
-        self.after_write(&site, p, locked, action);
+        self.u.emit(&site, p, facts);
+        self.after_write(&site, p, facts.locked, action);
     }
 
     /// `flock [opts] FILE|FD [-c CMD | CMD ARGS]` and `lockf [opts] FILE CMD`.
@@ -1123,6 +1066,15 @@ fn operator(r: Node, src: &str) -> String {
         .find(|k| !k.is_named())
         .map(|k| src[k.byte_range()].to_string())
         .unwrap_or_default()
+}
+
+/// A node's children with the field name each stands in.
+fn fielded_children(n: Node) -> Vec<(Option<&'static str>, Node)> {
+    let mut c = n.walk();
+    n.children(&mut c)
+        .enumerate()
+        .map(|(i, k)| (n.field_name_for_child(u32::try_from(i).unwrap_or(0)), k))
+        .collect()
 }
 
 fn last_command(n: Node) -> Option<Node> {

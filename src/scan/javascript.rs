@@ -12,8 +12,9 @@
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
-use tree_sitter::{Language, Node, Parser, Query, QueryCursor, StreamingIterator};
+use tree_sitter::{Language, Node, Query};
 
+use super::common::{self, CallWrites, Held, Scope, Walk};
 use super::findings::{Facts, Pattern};
 use super::resolve::{self, Env};
 use super::{Lang, Site, Unit, snippet};
@@ -45,31 +46,17 @@ fn query(lang: Lang) -> &'static Query {
 
 /// Analyses one JavaScript/TypeScript text into `unit`.
 pub(crate) fn analyze(unit: &mut Unit, lang: Lang, src: &str, base: usize, locked: bool) {
-    let mut parser = Parser::new();
-    if parser.set_language(&language(lang)).is_err() {
-        return;
-    }
-    let Some(tree) = parser.parse(src, None) else {
+    let Some(tree) = common::candidates(unit, &language(lang), query(lang), src, base) else {
         return;
     };
     let root = tree.root_node();
-    unit.note_errors(root, base);
-    let mut cursor = QueryCursor::new();
-    let mut matches = cursor.matches(query(lang), root, src.as_bytes());
-    if matches.next().is_none() {
-        return;
-    }
     let mut w = Walker {
         u: unit,
         src,
         base,
         env: Env::default(),
-        locks: 0,
-        inherited: locked,
-        reads: Vec::new(),
-        guards: Vec::new(),
-        loops: Vec::new(),
-        in_try: 0,
+        held: Held::new(locked),
+        scope: Scope::default(),
         dbs: HashMap::new(),
     };
     w.visit(root);
@@ -96,12 +83,8 @@ struct Walker<'u, 'a, 's> {
     src: &'s str,
     base: usize,
     env: Env,
-    locks: usize,
-    inherited: bool,
-    reads: Vec<(String, usize)>,
-    guards: Vec<String>,
-    loops: Vec<bool>,
-    in_try: usize,
+    held: Held,
+    scope: Scope,
     dbs: HashMap<String, DbSite>,
 }
 
@@ -114,69 +97,33 @@ const FUNCTIONS: &[&str] = &[
     "generator_function_declaration",
 ];
 
-impl Walker<'_, '_, '_> {
-    fn text(&self, n: Node) -> &str {
-        &self.src[n.byte_range()]
+impl Walk for Walker<'_, '_, '_> {
+    fn src(&self) -> &str {
+        self.src
     }
 
-    fn lines(&self, n: Node) -> (usize, usize) {
-        (
-            self.base + n.start_position().row,
-            self.base + n.end_position().row,
-        )
-    }
-
-    fn locked(&self) -> bool {
-        self.inherited || self.locks > 0
+    fn base(&self) -> usize {
+        self.base
     }
 
     fn visit(&mut self, n: Node) {
         let kind = n.kind();
         if FUNCTIONS.contains(&kind) {
-            let (locks, reads, guards) = (
-                self.locks,
-                std::mem::take(&mut self.reads),
-                self.guards.len(),
-            );
+            let (locks, outer) = (self.held.locks, self.scope.enter_function());
             self.visit_children(n);
-            self.locks = locks;
-            self.reads = reads;
-            self.guards.truncate(guards);
+            self.held.locks = locks;
+            self.scope.leave_function(outer);
             return;
         }
         match kind {
-            "variable_declarator" => {
-                self.visit_children(n);
-                if let (Some(name), Some(value)) = (
-                    n.child_by_field_name("name"),
-                    n.child_by_field_name("value"),
-                ) && name.kind() == "identifier"
-                {
-                    let t = self.tpl(value);
-                    let name = self.text(name).to_string();
-                    self.env.set(&name, t);
-                    self.db_binding(&name, value);
-                }
-            }
-            "assignment_expression" => {
-                self.visit_children(n);
-                if let (Some(l), Some(r)) = (
-                    n.child_by_field_name("left"),
-                    n.child_by_field_name("right"),
-                ) && l.kind() == "identifier"
-                {
-                    let t = self.tpl(r);
-                    let name = self.text(l).to_string();
-                    self.env.set(&name, t);
-                    self.db_binding(&name, r);
-                }
-            }
+            "variable_declarator" => self.bind(n, "name", "value"),
+            "assignment_expression" => self.bind(n, "left", "right"),
             "if_statement" => {
-                let guards = self.guards.len();
+                let guards = self.scope.guards.len();
                 if let Some(c) = n.child_by_field_name("condition") {
                     self.visit(c);
                     let g = self.exists_checks(c);
-                    self.guards.extend(g);
+                    self.scope.guards.extend(g);
                 }
                 for f in ["consequence", "alternative"] {
                     if let Some(b) = n.child_by_field_name(f) {
@@ -196,20 +143,20 @@ impl Walker<'_, '_, '_> {
                         })
                     });
                 if !early_exit {
-                    self.guards.truncate(guards);
+                    self.scope.guards.truncate(guards);
                 }
             }
             "for_statement" | "while_statement" | "do_statement" | "for_in_statement" => {
                 let f = self.mkdir_loop_falls_through(n);
-                self.loops.push(f);
+                self.held.loops.push(f);
                 self.visit_children(n);
-                self.loops.pop();
+                self.held.loops.pop();
             }
             "try_statement" => {
                 if let Some(b) = n.child_by_field_name("body") {
-                    self.in_try += 1;
+                    self.held.in_try += 1;
                     self.visit(b);
-                    self.in_try -= 1;
+                    self.held.in_try -= 1;
                 }
                 for f in ["handler", "finalizer"] {
                     if let Some(b) = n.child_by_field_name(f) {
@@ -228,17 +175,9 @@ impl Walker<'_, '_, '_> {
             _ => self.visit_children(n),
         }
     }
+}
 
-    fn visit_children(&mut self, n: Node) {
-        let mut c = n.walk();
-        let kids: Vec<Node> = n.named_children(&mut c).collect();
-        for k in kids {
-            self.visit(k);
-        }
-    }
-
-    // ---- templates ------------------------------------------------------------------------
-
+impl<'a> CallWrites<'a> for Walker<'_, 'a, '_> {
     fn tpl(&self, n: Node) -> String {
         match n.kind() {
             "string" => {
@@ -316,6 +255,34 @@ impl Walker<'_, '_, '_> {
             _ => "<expr>".into(),
         }
     }
+
+    fn parts(&mut self) -> (&mut Unit<'a>, &mut Scope) {
+        (self.u, &mut self.scope)
+    }
+
+    fn held(&mut self) -> &mut Held {
+        &mut self.held
+    }
+}
+
+impl Walker<'_, '_, '_> {
+    /// `const name = value` / `name = value` (fields `name_field`, `value_field` of `n`): a
+    /// plain identifier takes the value's template, and its `SQLite` handle if it opens one.
+    fn bind(&mut self, n: Node, name_field: &str, value_field: &str) {
+        self.visit_children(n);
+        if let (Some(name), Some(value)) = (
+            n.child_by_field_name(name_field),
+            n.child_by_field_name(value_field),
+        ) && name.kind() == "identifier"
+        {
+            let t = self.tpl(value);
+            let name = self.text(name).to_string();
+            self.env.set(&name, t);
+            self.db_binding(&name, value);
+        }
+    }
+
+    // ---- templates ------------------------------------------------------------------------
 
     fn call_tpl(&self, n: Node) -> String {
         let f = n
@@ -489,7 +456,7 @@ impl Walker<'_, '_, '_> {
         let method = ftext.rsplit('.').next().unwrap_or("").to_string();
         let object = ftext.rsplit_once('.').map(|(o, _)| o.to_string());
         let args = self.call_args(n);
-        let locked = self.locked();
+        let locked = self.held.locked();
         let line = self.lines(n).0;
         let first = args.first().copied();
         match method.as_str() {
@@ -547,16 +514,12 @@ impl Walker<'_, '_, '_> {
             "rename" | "renameSync" if args.len() >= 2 => {
                 let st = self.tpl(args[0]);
                 let dt = self.tpl(args[1]);
-                let lc = dt.to_ascii_lowercase();
                 let facts = Facts {
                     locked,
                     unique_source: resolve::is_unique(&st)
                         || st.contains("<pid>")
                         || st.contains("<time>"),
-                    consume: ["consumed", "claimed", "taken"]
-                        .iter()
-                        .any(|w| lc.contains(w))
-                        || st.to_ascii_lowercase().contains("token"),
+                    consume: common::consumes(&st, &dt),
                     ..Default::default()
                 };
                 self.emit_at(n, Some(args[1]), Pattern::AtomicRename, &facts);
@@ -566,37 +529,10 @@ impl Walker<'_, '_, '_> {
                 let recursive = args
                     .get(1)
                     .is_some_and(|a| self.text(*a).contains("recursive"));
-                let t = resolve::normalize(&first.map(|f| self.tpl(f)).unwrap_or_default());
-                if !recursive && (self.in_try > 0 || !self.loops.is_empty()) {
-                    let falls = self.loops.last().copied().unwrap_or(false);
-                    let p = if falls {
-                        Pattern::MkdirLockFallthrough
-                    } else {
-                        Pattern::MkdirLock
-                    };
-                    self.emit_at(n, first, p, &Facts::default());
-                    if !falls {
-                        self.locks += 1;
-                    }
-                } else if self.guards.contains(&t) && !recursive {
-                    let f = Facts {
-                        locked,
-                        action: "mkdir",
-                        ..Default::default()
-                    };
-                    self.emit_at(n, first, Pattern::CheckThenAct, &f);
-                }
+                self.mkdir(n, first, recursive, locked);
             }
             "unlink" | "unlinkSync" | "rm" | "rmSync" | "rmdir" | "rmdirSync" => {
-                let t = resolve::normalize(&first.map(|f| self.tpl(f)).unwrap_or_default());
-                if self.guards.contains(&t) {
-                    let f = Facts {
-                        locked,
-                        action: "rm",
-                        ..Default::default()
-                    };
-                    self.emit_at(n, first, Pattern::CheckThenAct, &f);
-                }
+                self.guarded_act(n, first, "rm", locked);
             }
             "readFileSync" | "readFile" | "createReadStream" => self.read(first, line),
             "lock" | "lockSync"
@@ -604,7 +540,7 @@ impl Walker<'_, '_, '_> {
                     && first.is_some() =>
             {
                 self.emit_at(n, first, Pattern::Flock, &Facts::default());
-                self.locks += 1;
+                self.held.locks += 1;
             }
             "pragma" | "exec" if object.as_ref().is_some_and(|o| self.dbs.contains_key(o)) => {
                 let sql = first
@@ -656,7 +592,7 @@ impl Walker<'_, '_, '_> {
 
     fn subprocess(&mut self, method: &str, args: &[Node]) {
         let Some(first) = args.first() else { return };
-        let locked = self.locked();
+        let locked = self.held.locked();
         let base = self.base + first.start_position().row;
         let shell_string = |w: &Self, n: Node| -> Option<String> {
             matches!(n.kind(), "string" | "template_string").then(|| w.shell_text(n))
@@ -713,64 +649,6 @@ impl Walker<'_, '_, '_> {
             }
         }
         s
-    }
-
-    fn read(&mut self, arg: Option<Node>, line: usize) {
-        if let Some(a) = arg {
-            let t = resolve::normalize(&self.tpl(a));
-            self.reads.push((t, line));
-        }
-    }
-
-    fn emit_at(&mut self, call: Node, arg: Option<Node>, p: Pattern, facts: &Facts) {
-        let Some(a) = arg else { return };
-        let t = self.tpl(a);
-        let path = snippet(self.text(a));
-        let site = Site {
-            lines: self.lines(call),
-            path: &path,
-            template: &t,
-        };
-        self.u.emit(&site, p, facts);
-    }
-
-    fn write(&mut self, call: Node, arg: Option<Node>, p: Pattern, locked: bool) {
-        let Some(a) = arg else { return };
-        let facts = Facts {
-            locked,
-            ..Default::default()
-        };
-        self.emit_at(call, Some(a), p, &facts);
-        let t = self.tpl(a);
-        self.after_write(call, &t, p, locked, "write");
-    }
-
-    fn after_write(&mut self, call: Node, t: &str, p: Pattern, locked: bool, action: &'static str) {
-        let t = resolve::normalize(t);
-        let path = t.clone();
-        let site = Site {
-            lines: self.lines(call),
-            path: &path,
-            template: &t,
-        };
-        if self.guards.contains(&t) && super::findings::is_act(p) {
-            let f = Facts {
-                locked,
-                action,
-                ..Default::default()
-            };
-            self.u.emit(&site, Pattern::CheckThenAct, &f);
-        }
-        if matches!(p, Pattern::Overwrite | Pattern::AtomicRename)
-            && let Some((_, line)) = self.reads.iter().rev().find(|(r, _)| *r == t)
-        {
-            let f = Facts {
-                locked,
-                detail: format!("read at line {line}"),
-                ..Default::default()
-            };
-            self.u.emit(&site, Pattern::ReadModifyWrite, &f);
-        }
     }
 }
 

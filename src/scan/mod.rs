@@ -18,6 +18,7 @@
 //! means the pattern is right, not that every other writer of the file follows it.
 
 pub mod bash;
+mod common;
 pub mod findings;
 pub mod hooks;
 pub mod inventory;

@@ -13,8 +13,9 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::OnceLock;
 
-use tree_sitter::{Language, Node, Parser, Query, QueryCursor, StreamingIterator};
+use tree_sitter::{Language, Node, Query};
 
+use super::common::{self, CallWrites, Held, Scope, Walk};
 use super::findings::{Facts, Pattern};
 use super::resolve::{self, Env};
 use super::{Lang, Site, Unit, snippet};
@@ -32,20 +33,10 @@ fn query() -> &'static Query {
 
 /// Analyses one Python text into `unit`.
 pub(crate) fn analyze(unit: &mut Unit, src: &str, base: usize, locked: bool) {
-    let mut parser = Parser::new();
-    if parser.set_language(&language()).is_err() {
-        return;
-    }
-    let Some(tree) = parser.parse(src, None) else {
+    let Some(tree) = common::candidates(unit, &language(), query(), src, base) else {
         return;
     };
     let root = tree.root_node();
-    unit.note_errors(root, base);
-    let mut cursor = QueryCursor::new();
-    let mut matches = cursor.matches(query(), root, src.as_bytes());
-    if matches.next().is_none() {
-        return;
-    }
     let mut w = Walker {
         u: unit,
         src,
@@ -53,12 +44,8 @@ pub(crate) fn analyze(unit: &mut Unit, src: &str, base: usize, locked: bool) {
         env: Env::default(),
         paths: HashSet::new(),
         handles: HashMap::new(),
-        locks: 0,
-        inherited: locked,
-        reads: Vec::new(),
-        guards: Vec::new(),
-        loops: Vec::new(),
-        in_try: 0,
+        held: Held::new(locked),
+        scope: Scope::default(),
         dbs: Vec::new(),
         wal: false,
         busy: false,
@@ -89,45 +76,29 @@ struct Walker<'u, 'a, 's> {
     paths: HashSet<String>,
     /// File handles: variable → template of the opened path.
     handles: HashMap<String, String>,
-    locks: usize,
-    inherited: bool,
-    reads: Vec<(String, usize)>,
-    guards: Vec<String>,
-    loops: Vec<bool>,
-    in_try: usize,
+    held: Held,
+    scope: Scope,
     dbs: Vec<((usize, usize), String, String, bool)>,
     wal: bool,
     busy: bool,
 }
 
-impl Walker<'_, '_, '_> {
-    fn text(&self, n: Node) -> &str {
-        &self.src[n.byte_range()]
+impl Walk for Walker<'_, '_, '_> {
+    fn src(&self) -> &str {
+        self.src
     }
 
-    fn lines(&self, n: Node) -> (usize, usize) {
-        (
-            self.base + n.start_position().row,
-            self.base + n.end_position().row,
-        )
-    }
-
-    fn locked(&self) -> bool {
-        self.inherited || self.locks > 0
+    fn base(&self) -> usize {
+        self.base
     }
 
     fn visit(&mut self, n: Node) {
         match n.kind() {
             "function_definition" => {
-                let (locks, reads, guards) = (
-                    self.locks,
-                    std::mem::take(&mut self.reads),
-                    self.guards.len(),
-                );
+                let (locks, outer) = (self.held.locks, self.scope.enter_function());
                 self.visit_children(n);
-                self.locks = locks;
-                self.reads = reads;
-                self.guards.truncate(guards);
+                self.held.locks = locks;
+                self.scope.leave_function(outer);
             }
             "assignment" => {
                 self.visit_children(n);
@@ -135,11 +106,11 @@ impl Walker<'_, '_, '_> {
             }
             "with_statement" => self.with(n),
             "if_statement" | "elif_clause" => {
-                let guards = self.guards.len();
+                let guards = self.scope.guards.len();
                 if let Some(c) = n.child_by_field_name("condition") {
                     self.visit(c);
                     let g = self.exists_checks(c);
-                    self.guards.extend(g);
+                    self.scope.guards.extend(g);
                 }
                 let mut c = n.walk();
                 let kids: Vec<Node> = n.named_children(&mut c).collect();
@@ -157,20 +128,20 @@ impl Walker<'_, '_, '_> {
                             })
                     });
                 if !early_exit {
-                    self.guards.truncate(guards);
+                    self.scope.guards.truncate(guards);
                 }
             }
             "for_statement" | "while_statement" => {
                 let f = self.mkdir_loop_falls_through(n);
-                self.loops.push(f);
+                self.held.loops.push(f);
                 self.visit_children(n);
-                self.loops.pop();
+                self.held.loops.pop();
             }
             "try_statement" => {
                 if let Some(b) = n.child_by_field_name("body") {
-                    self.in_try += 1;
+                    self.held.in_try += 1;
                     self.visit(b);
-                    self.in_try -= 1;
+                    self.held.in_try -= 1;
                 }
                 let mut c = n.walk();
                 let kids: Vec<Node> = n.named_children(&mut c).collect();
@@ -188,186 +159,9 @@ impl Walker<'_, '_, '_> {
             _ => self.visit_children(n),
         }
     }
+}
 
-    fn visit_children(&mut self, n: Node) {
-        let mut c = n.walk();
-        let kids: Vec<Node> = n.named_children(&mut c).collect();
-        for k in kids {
-            self.visit(k);
-        }
-    }
-
-    fn assign(&mut self, n: Node) {
-        let (Some(l), Some(r)) = (
-            n.child_by_field_name("left"),
-            n.child_by_field_name("right"),
-        ) else {
-            return;
-        };
-        let t = self.tpl(r);
-        match l.kind() {
-            "identifier" => {
-                let name = self.text(l).to_string();
-                if self.is_path(r) {
-                    self.paths.insert(name.clone());
-                }
-                if r.kind() == "call" {
-                    let f = self.func_text(r);
-                    if f.ends_with("open") && !f.ends_with("os.open") {
-                        self.handles.insert(name.clone(), self.first_arg_tpl(r));
-                    }
-                    if f.ends_with("connect") && f.contains("sqlite") {
-                        // recorded by call()
-                    }
-                }
-                self.env.set(&name, t);
-            }
-            "pattern_list" | "tuple_pattern" => {
-                // fd, tmp = tempfile.mkstemp(...)
-                let unique = resolve::is_unique(&t);
-                let mut c = l.walk();
-                for k in l.named_children(&mut c) {
-                    if k.kind() == "identifier" {
-                        let name = self.text(k).to_string();
-                        self.env.set(
-                            &name,
-                            if unique {
-                                t.clone()
-                            } else {
-                                format!("<{name}>")
-                            },
-                        );
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-
-    fn with(&mut self, n: Node) {
-        let body = n.child_by_field_name("body");
-        let body_text = body.map_or("", |b| self.text(b)).to_string();
-        let (locks, handles) = (self.locks, self.handles.clone());
-        let mut c = n.walk();
-        let clause = n.named_children(&mut c).find(|k| k.kind() == "with_clause");
-        let mut locked_body = false;
-        if let Some(clause) = clause {
-            let mut c2 = clause.walk();
-            let items: Vec<Node> = clause.named_children(&mut c2).collect();
-            for item in items {
-                let Some(v) = item.child_by_field_name("value") else {
-                    continue;
-                };
-                let (call, alias) = if v.kind() == "as_pattern" {
-                    let alias = v
-                        .child_by_field_name("alias")
-                        .map(|a| self.text(a).to_string());
-                    (v.named_child(0), alias)
-                } else {
-                    (Some(v), None)
-                };
-                let Some(call) = call.filter(|c| c.kind() == "call") else {
-                    if let Some(c) = call {
-                        self.visit(c);
-                    }
-                    continue;
-                };
-                self.visit_children(call);
-                let f = self.func_text(call);
-                let flocks_alias = alias.as_ref().is_some_and(|a| {
-                    body_text.contains(&format!("flock({a}"))
-                        || body_text.contains(&format!("lockf({a}"))
-                });
-                if f.ends_with("FileLock") || f.ends_with("SoftFileLock") || f.ends_with(".Lock") {
-                    let first = self.call_args(call).first().copied();
-                    self.emit_at(call, first, Pattern::Flock, &Facts::default());
-                    locked_body = true;
-                } else if flocks_alias && is_open(&f) {
-                    // a lock file: the open is part of taking the lock
-                    let arg = self.path_arg(call, &f);
-                    self.emit_at(call, arg, Pattern::Flock, &Facts::default());
-                    if let Some(a) = &alias {
-                        let t = arg.map(|x| self.tpl(x)).unwrap_or_default();
-                        self.handles.insert(a.clone(), t);
-                    }
-                    locked_body = true;
-                } else {
-                    if let Some(a) = &alias
-                        && is_open(&f)
-                    {
-                        let arg = self.path_arg(call, &f);
-                        let t = arg.map(|x| self.tpl(x)).unwrap_or_default();
-                        self.handles.insert(a.clone(), t);
-                    }
-                    self.call(call, None);
-                }
-            }
-        }
-        if locked_body {
-            self.locks += 1;
-        }
-        if let Some(b) = body {
-            self.visit(b);
-        }
-        self.locks = locks;
-        self.handles = handles;
-    }
-
-    // ---- templates ------------------------------------------------------------------------
-
-    fn func_text(&self, call: Node) -> String {
-        call.child_by_field_name("function")
-            .map_or_else(String::new, |f| self.text(f).to_string())
-    }
-
-    #[allow(clippy::unused_self)] // read like the other accessors
-    fn call_args<'t>(&self, call: Node<'t>) -> Vec<Node<'t>> {
-        let Some(a) = call.child_by_field_name("arguments") else {
-            return Vec::new();
-        };
-        let mut c = a.walk();
-        a.named_children(&mut c)
-            .filter(|k| k.kind() != "keyword_argument" && k.kind() != "comment")
-            .collect()
-    }
-
-    fn kwarg<'t>(&self, call: Node<'t>, name: &str) -> Option<Node<'t>> {
-        let a = call.child_by_field_name("arguments")?;
-        let mut c = a.walk();
-        a.named_children(&mut c)
-            .filter(|k| k.kind() == "keyword_argument")
-            .find(|k| {
-                k.child_by_field_name("name")
-                    .is_some_and(|n| self.text(n) == name)
-            })
-            .and_then(|k| k.child_by_field_name("value"))
-    }
-
-    fn first_arg_tpl(&self, call: Node) -> String {
-        self.call_args(call)
-            .first()
-            .map(|a| self.tpl(*a))
-            .unwrap_or_default()
-    }
-
-    fn string_value(&self, n: Node) -> String {
-        let mut s = String::new();
-        let mut c = n.walk();
-        for k in n.named_children(&mut c) {
-            match k.kind() {
-                "string_content" | "escape_sequence" => s.push_str(self.text(k)),
-                "interpolation" => {
-                    let e = k
-                        .child_by_field_name("expression")
-                        .or_else(|| k.named_child(0));
-                    s.push_str(&e.map_or_else(|| "<expr>".into(), |e| self.tpl(e)));
-                }
-                _ => {}
-            }
-        }
-        s
-    }
-
+impl<'a> CallWrites<'a> for Walker<'_, 'a, '_> {
     #[allow(clippy::too_many_lines)]
     fn tpl(&self, n: Node) -> String {
         match n.kind() {
@@ -431,6 +225,187 @@ impl Walker<'_, '_, '_> {
             "call" => self.call_tpl(n),
             _ => "<expr>".into(),
         }
+    }
+
+    fn parts(&mut self) -> (&mut Unit<'a>, &mut Scope) {
+        (self.u, &mut self.scope)
+    }
+
+    fn held(&mut self) -> &mut Held {
+        &mut self.held
+    }
+}
+
+impl Walker<'_, '_, '_> {
+    fn assign(&mut self, n: Node) {
+        let (Some(l), Some(r)) = (
+            n.child_by_field_name("left"),
+            n.child_by_field_name("right"),
+        ) else {
+            return;
+        };
+        let t = self.tpl(r);
+        match l.kind() {
+            "identifier" => {
+                let name = self.text(l).to_string();
+                if self.is_path(r) {
+                    self.paths.insert(name.clone());
+                }
+                if r.kind() == "call" {
+                    let f = self.func_text(r);
+                    if f.ends_with("open") && !f.ends_with("os.open") {
+                        self.handles.insert(name.clone(), self.first_arg_tpl(r));
+                    }
+                    if f.ends_with("connect") && f.contains("sqlite") {
+                        // recorded by call()
+                    }
+                }
+                self.env.set(&name, t);
+            }
+            "pattern_list" | "tuple_pattern" => {
+                // fd, tmp = tempfile.mkstemp(...)
+                let unique = resolve::is_unique(&t);
+                let mut c = l.walk();
+                for k in l.named_children(&mut c) {
+                    if k.kind() == "identifier" {
+                        let name = self.text(k).to_string();
+                        self.env.set(
+                            &name,
+                            if unique {
+                                t.clone()
+                            } else {
+                                format!("<{name}>")
+                            },
+                        );
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn with(&mut self, n: Node) {
+        let body = n.child_by_field_name("body");
+        let body_text = body.map_or("", |b| self.text(b)).to_string();
+        let (locks, handles) = (self.held.locks, self.handles.clone());
+        let mut c = n.walk();
+        let clause = n.named_children(&mut c).find(|k| k.kind() == "with_clause");
+        let mut locked_body = false;
+        if let Some(clause) = clause {
+            let mut c2 = clause.walk();
+            let items: Vec<Node> = clause.named_children(&mut c2).collect();
+            for item in items {
+                let Some(v) = item.child_by_field_name("value") else {
+                    continue;
+                };
+                let (call, alias) = if v.kind() == "as_pattern" {
+                    let alias = v
+                        .child_by_field_name("alias")
+                        .map(|a| self.text(a).to_string());
+                    (v.named_child(0), alias)
+                } else {
+                    (Some(v), None)
+                };
+                let Some(call) = call.filter(|c| c.kind() == "call") else {
+                    if let Some(c) = call {
+                        self.visit(c);
+                    }
+                    continue;
+                };
+                self.visit_children(call);
+                let f = self.func_text(call);
+                let flocks_alias = alias.as_ref().is_some_and(|a| {
+                    body_text.contains(&format!("flock({a}"))
+                        || body_text.contains(&format!("lockf({a}"))
+                });
+                if f.ends_with("FileLock") || f.ends_with("SoftFileLock") || f.ends_with(".Lock") {
+                    let first = self.call_args(call).first().copied();
+                    self.emit_at(call, first, Pattern::Flock, &Facts::default());
+                    locked_body = true;
+                } else if flocks_alias && is_open(&f) {
+                    // a lock file: the open is part of taking the lock
+                    let arg = self.path_arg(call, &f);
+                    self.emit_at(call, arg, Pattern::Flock, &Facts::default());
+                    if let Some(a) = &alias {
+                        let t = arg.map(|x| self.tpl(x)).unwrap_or_default();
+                        self.handles.insert(a.clone(), t);
+                    }
+                    locked_body = true;
+                } else {
+                    if let Some(a) = &alias
+                        && is_open(&f)
+                    {
+                        let arg = self.path_arg(call, &f);
+                        let t = arg.map(|x| self.tpl(x)).unwrap_or_default();
+                        self.handles.insert(a.clone(), t);
+                    }
+                    self.call(call, None);
+                }
+            }
+        }
+        if locked_body {
+            self.held.locks += 1;
+        }
+        if let Some(b) = body {
+            self.visit(b);
+        }
+        self.held.locks = locks;
+        self.handles = handles;
+    }
+
+    // ---- templates ------------------------------------------------------------------------
+
+    fn func_text(&self, call: Node) -> String {
+        call.child_by_field_name("function")
+            .map_or_else(String::new, |f| self.text(f).to_string())
+    }
+
+    #[allow(clippy::unused_self)] // read like the other accessors
+    fn call_args<'t>(&self, call: Node<'t>) -> Vec<Node<'t>> {
+        let Some(a) = call.child_by_field_name("arguments") else {
+            return Vec::new();
+        };
+        let mut c = a.walk();
+        a.named_children(&mut c)
+            .filter(|k| k.kind() != "keyword_argument" && k.kind() != "comment")
+            .collect()
+    }
+
+    fn kwarg<'t>(&self, call: Node<'t>, name: &str) -> Option<Node<'t>> {
+        let a = call.child_by_field_name("arguments")?;
+        let mut c = a.walk();
+        a.named_children(&mut c)
+            .filter(|k| k.kind() == "keyword_argument")
+            .find(|k| {
+                k.child_by_field_name("name")
+                    .is_some_and(|n| self.text(n) == name)
+            })
+            .and_then(|k| k.child_by_field_name("value"))
+    }
+
+    fn first_arg_tpl(&self, call: Node) -> String {
+        self.call_args(call)
+            .first()
+            .map(|a| self.tpl(*a))
+            .unwrap_or_default()
+    }
+
+    fn string_value(&self, n: Node) -> String {
+        let mut s = String::new();
+        let mut c = n.walk();
+        for k in n.named_children(&mut c) {
+            match k.kind() {
+                "string_content" | "escape_sequence" => s.push_str(self.text(k)),
+                "interpolation" => {
+                    let e = k
+                        .child_by_field_name("expression")
+                        .or_else(|| k.named_child(0));
+                    s.push_str(&e.map_or_else(|| "<expr>".into(), |e| self.tpl(e)));
+                }
+                _ => {}
+            }
+        }
+        s
     }
 
     fn call_tpl(&self, n: Node) -> String {
@@ -587,7 +562,7 @@ impl Walker<'_, '_, '_> {
         let f = self.func_text(n);
         let method = f.rsplit('.').next().unwrap_or("").to_string();
         let args = self.call_args(n);
-        let locked = self.locked();
+        let locked = self.held.locked();
         let line = self.lines(n).0;
         let obj = self.object(n);
         let obj_is_path = obj.is_some_and(|o| self.is_path(o));
@@ -659,14 +634,10 @@ impl Walker<'_, '_, '_> {
                 };
                 let st = self.tpl(src);
                 let dt = self.tpl(dst);
-                let lc = dt.to_ascii_lowercase();
                 let facts = Facts {
                     locked,
                     unique_source: resolve::is_unique(&st) || st.contains("<pid>"),
-                    consume: ["consumed", "claimed", "taken"]
-                        .iter()
-                        .any(|w| lc.contains(w))
-                        || st.to_ascii_lowercase().contains("token"),
+                    consume: common::consumes(&st, &dt),
                     ..Default::default()
                 };
                 self.emit_at(n, Some(dst), Pattern::AtomicRename, &facts);
@@ -680,26 +651,7 @@ impl Walker<'_, '_, '_> {
                 };
                 let parents =
                     self.kwarg(n, "parents").is_some() || self.kwarg(n, "exist_ok").is_some();
-                let t = resolve::normalize(&target.map(|x| self.tpl(x)).unwrap_or_default());
-                if !parents && (self.in_try > 0 || !self.loops.is_empty()) {
-                    let falls = self.loops.last().copied().unwrap_or(false);
-                    let p = if falls {
-                        Pattern::MkdirLockFallthrough
-                    } else {
-                        Pattern::MkdirLock
-                    };
-                    self.emit_at(n, target, p, &Facts::default());
-                    if !falls {
-                        self.locks += 1;
-                    }
-                } else if self.guards.contains(&t) && !parents {
-                    let fx = Facts {
-                        locked,
-                        action: "mkdir",
-                        ..Default::default()
-                    };
-                    self.emit_at(n, target, Pattern::CheckThenAct, &fx);
-                }
+                self.mkdir(n, target, parents, locked);
             }
             "remove" | "unlink" | "rmdir" if f.starts_with("os.") || obj_is_path => {
                 let target = if obj_is_path {
@@ -707,20 +659,12 @@ impl Walker<'_, '_, '_> {
                 } else {
                     args.first().copied()
                 };
-                let t = resolve::normalize(&target.map(|x| self.tpl(x)).unwrap_or_default());
-                if self.guards.contains(&t) {
-                    let fx = Facts {
-                        locked,
-                        action: "rm",
-                        ..Default::default()
-                    };
-                    self.emit_at(n, target, Pattern::CheckThenAct, &fx);
-                }
+                self.guarded_act(n, target, "rm", locked);
             }
             "flock" | "lockf" if f.starts_with("fcntl") => {
                 let how = args.get(1).map_or("", |a| self.text(*a));
                 if how.contains("LOCK_UN") {
-                    self.locks = self.locks.saturating_sub(1);
+                    self.held.locks = self.held.locks.saturating_sub(1);
                     return;
                 }
                 let handle = args.first().map_or("", |a| self.text(*a)).to_string();
@@ -736,7 +680,7 @@ impl Walker<'_, '_, '_> {
                     template: &template,
                 };
                 self.u.emit(&site, Pattern::Flock, &Facts::default());
-                self.locks += 1;
+                self.held.locks += 1;
             }
             "connect" if f.contains("sqlite3") => {
                 if let Some(a) = args.first() {
@@ -807,66 +751,8 @@ impl Walker<'_, '_, '_> {
         };
         let text = self.tpl(a);
         let base = self.base + a.start_position().row;
-        let locked = self.locked();
+        let locked = self.held.locked();
         self.u.analyze(Lang::Bash, &text, base, locked);
-    }
-
-    fn read(&mut self, arg: Option<Node>, line: usize) {
-        if let Some(a) = arg {
-            let t = resolve::normalize(&self.tpl(a));
-            self.reads.push((t, line));
-        }
-    }
-
-    fn emit_at(&mut self, call: Node, arg: Option<Node>, p: Pattern, facts: &Facts) {
-        let Some(a) = arg else { return };
-        let t = self.tpl(a);
-        let path = snippet(self.text(a));
-        let site = Site {
-            lines: self.lines(call),
-            path: &path,
-            template: &t,
-        };
-        self.u.emit(&site, p, facts);
-    }
-
-    fn write(&mut self, call: Node, arg: Option<Node>, p: Pattern, locked: bool) {
-        let Some(a) = arg else { return };
-        let facts = Facts {
-            locked,
-            ..Default::default()
-        };
-        self.emit_at(call, Some(a), p, &facts);
-        let t = self.tpl(a);
-        self.after_write(call, &t, p, locked, "write");
-    }
-
-    fn after_write(&mut self, call: Node, t: &str, p: Pattern, locked: bool, action: &'static str) {
-        let t = resolve::normalize(t);
-        let path = t.clone();
-        let site = Site {
-            lines: self.lines(call),
-            path: &path,
-            template: &t,
-        };
-        if self.guards.contains(&t) && super::findings::is_act(p) {
-            let f = Facts {
-                locked,
-                action,
-                ..Default::default()
-            };
-            self.u.emit(&site, Pattern::CheckThenAct, &f);
-        }
-        if matches!(p, Pattern::Overwrite | Pattern::AtomicRename)
-            && let Some((_, line)) = self.reads.iter().rev().find(|(r, _)| *r == t)
-        {
-            let f = Facts {
-                locked,
-                detail: format!("read at line {line}"),
-                ..Default::default()
-            };
-            self.u.emit(&site, Pattern::ReadModifyWrite, &f);
-        }
     }
 }
 
