@@ -16,6 +16,7 @@
 //! | marker / pointer | one session never reads another's value unless it names it | per-session files, atomic replace, [`marker`] |
 //! | ledger | every line chains to the one before; a lock timeout never writes unprotected | SHA-256 chain, sidecar lock, [`ledger`] |
 //! | lease | one live holder per task; fencing tokens only grow; build-once | `SQLite` `BEGIN IMMEDIATE`, [`lease`] |
+//! | reserve | overlapping paths/globs never held exclusively by two live sessions; a claim is all or nothing; a dead session's claims free at once | `SQLite` `BEGIN IMMEDIATE`, glob overlap, [`reserve`] |
 //!
 //! ## Non-guarantees
 //!
@@ -35,6 +36,7 @@
 //! - [`marker`] — session-scoped markers and pointers, legacy fallback
 //! - [`ledger`] — hash-chained JSONL
 //! - [`lease`] — task leases (the `Store` trait, the `SQLite` store)
+//! - [`reserve`] — edit reservations: paths and globs a session claims, and "may S write P?"
 //! - [`diagnose`] — the collision harness: real concurrent writers, invariants, verdicts
 //! - [`sys`] — the only place raw system calls are made
 //! - [`error`] — the error type and its kinds
@@ -53,6 +55,7 @@ pub mod ledger;
 pub mod lock;
 pub mod marker;
 pub mod replace;
+pub mod reserve;
 pub mod session;
 pub mod sidecar;
 pub mod sys;

@@ -17,6 +17,9 @@ pub mod lockf;
 pub mod marker;
 pub mod pointer;
 pub mod read;
+pub mod release;
+pub mod reservations;
+pub mod reserve;
 pub mod session;
 pub mod token;
 pub mod value;
@@ -45,6 +48,9 @@ pub enum Command {
     Ledger(ledger::Args),
     /// Task leases: one live holder, growing fencing tokens, build-once
     Lease(lease::Args),
+    Reserve(reserve::Args),
+    Release(release::Args),
+    Reservations(reservations::Args),
     /// Prove collisions: N real processes hammer shared state; invariants give verdicts
     Diagnose(diagnose::Args),
     /// (internal) one writer process of `concur diagnose`
@@ -68,6 +74,9 @@ impl Command {
             Command::Pointer(_) => "pointer",
             Command::Ledger(_) => "ledger",
             Command::Lease(_) => "lease",
+            Command::Reserve(_) => "reserve",
+            Command::Release(_) => "release",
+            Command::Reservations(_) => "reservations",
             Command::Diagnose(_) => "diagnose",
             Command::DiagnoseWriter(_) => "diagnose-writer",
         }
@@ -88,6 +97,9 @@ impl Command {
             Command::Pointer(a) => pointer::run(a, ctx),
             Command::Ledger(a) => ledger::run(a, ctx),
             Command::Lease(a) => lease::run(a, ctx),
+            Command::Reserve(a) => reserve::run(a, ctx),
+            Command::Release(a) => release::run(&a, ctx),
+            Command::Reservations(a) => reservations::run(&a, ctx),
             Command::Diagnose(a) => diagnose::run(&a, ctx),
             Command::DiagnoseWriter(a) => diagnose::run_writer(&a, ctx),
         }
