@@ -26,6 +26,7 @@
 //! that never calls concur). The edit-time hook and the git pre-commit hook are the places that
 //! ask. Liveness is local to this machine.
 
+pub mod git;
 mod glob;
 mod path;
 

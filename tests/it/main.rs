@@ -7,4 +7,5 @@ mod home;
 mod lease;
 mod ledger;
 mod marker;
+mod reserve;
 mod session;

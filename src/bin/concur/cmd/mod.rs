@@ -8,6 +8,7 @@ use crate::exit::{CliError, Exit};
 pub mod append;
 pub mod diagnose;
 pub mod flock;
+pub mod git_hook;
 pub mod home;
 pub mod json;
 pub mod lease;
@@ -51,6 +52,7 @@ pub enum Command {
     Reserve(reserve::Args),
     Release(release::Args),
     Reservations(reservations::Args),
+    GitHook(git_hook::Args),
     /// Prove collisions: N real processes hammer shared state; invariants give verdicts
     Diagnose(diagnose::Args),
     /// (internal) one writer process of `concur diagnose`
@@ -77,6 +79,7 @@ impl Command {
             Command::Reserve(_) => "reserve",
             Command::Release(_) => "release",
             Command::Reservations(_) => "reservations",
+            Command::GitHook(_) => "git-hook",
             Command::Diagnose(_) => "diagnose",
             Command::DiagnoseWriter(_) => "diagnose-writer",
         }
@@ -100,6 +103,7 @@ impl Command {
             Command::Reserve(a) => reserve::run(a, ctx),
             Command::Release(a) => release::run(&a, ctx),
             Command::Reservations(a) => reservations::run(&a, ctx),
+            Command::GitHook(a) => git_hook::run(&a, ctx),
             Command::Diagnose(a) => diagnose::run(&a, ctx),
             Command::DiagnoseWriter(a) => diagnose::run_writer(&a, ctx),
         }
