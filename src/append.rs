@@ -153,6 +153,19 @@ pub fn contains_entry(log: &[u8], field: &str, value: &serde_json::Value) -> boo
         .any(|v| v.get(field) == Some(value))
 }
 
+/// Maps an open error: a FIFO, directory or device where a regular file belongs (planted to hang
+/// or misdirect writers) is refused as an unsafe path; anything else is an I/O error.
+pub(crate) fn open_error(action: &'static str, path: &Path, e: std::io::Error) -> Error {
+    if e.kind() == std::io::ErrorKind::InvalidInput && e.raw_os_error().is_none() {
+        Error::unsafe_path("refusing", path, e.to_string())
+    } else if e.raw_os_error() == Some(libc::ENXIO) {
+        // A non-blocking write-open of a FIFO without a reader (or of a missing device).
+        Error::unsafe_path("refusing", path, "is a FIFO or device, not a regular file")
+    } else {
+        Error::io(action, path, e)
+    }
+}
+
 fn memmem(hay: &[u8], needle: &[u8]) -> bool {
     needle.is_empty() || hay.windows(needle.len()).any(|w| w == needle)
 }
@@ -345,12 +358,12 @@ impl AppendOptions {
                 match sys::fs::open(path, how) {
                     Ok(file) => return self.write_line(path, &file, line, guard, false),
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(Error::io("cannot open", path, e)),
+                    Err(e) => return Err(open_error("cannot open", path, e)),
                 }
             } else {
                 let existed = std::fs::symlink_metadata(path).is_ok();
                 let file = sys::fs::open(path, sys::fs::Open::append(self.mode))
-                    .map_err(Error::with("cannot open", path))?;
+                    .map_err(|e| open_error("cannot open", path, e))?;
                 return self.write_line(path, &file, line, guard, !existed);
             }
         }
@@ -453,7 +466,7 @@ fn read_existing(path: &Path) -> Result<Option<Vec<u8>>> {
             Ok(Some(buf))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(Error::io("cannot open", path, e)),
+        Err(e) => Err(open_error("cannot open", path, e)),
     }
 }
 

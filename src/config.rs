@@ -44,6 +44,10 @@ pub struct Config {
     /// Edit reservations.
     #[serde(default)]
     pub reserve: Reserve,
+    /// `[sweep]`: the declared inventory for `concur sweep` (read by [`crate::sweep`]; kept
+    /// here only so one file can hold both).
+    #[serde(default)]
+    pub sweep: Option<toml::Table>,
 }
 
 /// `[guard]`: paths protected from agents' direct file-tool writes.

@@ -81,7 +81,7 @@ pub fn read(path: &Path) -> Result<Option<Snapshot>> {
             Ok(Some(Snapshot { content, etag }))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(Error::io("cannot open", path, e)),
+        Err(e) => Err(crate::append::open_error("cannot open", path, e)),
     }
 }
 
@@ -253,10 +253,11 @@ fn existing_mode(path: &Path) -> Result<Option<u32>> {
         ));
     }
     if !ft.is_file() {
-        return Err(Error::Invalid(format!(
-            "refusing to replace {}: not a regular file",
-            path.display()
-        )));
+        return Err(Error::unsafe_path(
+            "refusing to replace",
+            path,
+            "is not a regular file",
+        ));
     }
     if !sys::fileio::writable(path).map_err(Error::with("cannot check access to", path))? {
         return Err(Error::unsafe_path(

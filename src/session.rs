@@ -46,7 +46,7 @@ pub struct Session {
 impl Session {
     /// True while the registered process runs: same pid, same start time, same boot.
     pub fn is_alive(&self) -> bool {
-        let same_boot = sys::proc::boot_id().is_ok_and(|b| b == self.boot_id);
+        let same_boot = boot_id().is_ok_and(|b| b == self.boot_id);
         same_boot && sys::proc::is_alive(self.pid, self.start_time)
     }
 }
@@ -89,6 +89,19 @@ pub struct StartOptions {
 pub struct Registry {
     home: Home,
     dir: PathBuf,
+}
+
+/// This boot's id, read once per process (it cannot change while the process runs).
+pub(crate) fn boot_id() -> Result<&'static str> {
+    static BOOT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    if let Some(b) = BOOT.get() {
+        return Ok(b);
+    }
+    let b = sys::proc::boot_id().map_err(Error::with(
+        "cannot read boot id",
+        Path::new("/proc/sys/kernel/random/boot_id"),
+    ))?;
+    Ok(BOOT.get_or_init(|| b))
 }
 
 /// Milliseconds since the Unix epoch (wall clock: for display only, never for expiry).
@@ -147,10 +160,7 @@ impl Registry {
         };
         let start_time = sys::proc::start_time(pid)
             .map_err(|e| Error::Invalid(format!("no process with pid {pid}: {e}")))?;
-        let boot_id = sys::proc::boot_id().map_err(Error::with(
-            "cannot read boot id",
-            Path::new("/proc/sys/kernel/random/boot_id"),
-        ))?;
+        let boot_id = boot_id()?.to_owned();
         let cwd = match &opts.cwd {
             Some(c) => c.clone(),
             None => std::env::current_dir().unwrap_or_default(),

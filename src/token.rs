@@ -220,10 +220,11 @@ fn take_to(from: &Path, to: &Path) -> Result<Taken> {
             return Err(Error::unsafe_path("refusing token", from, "is a symlink"));
         }
         Ok(md) if !md.is_file() => {
-            return Err(Error::Invalid(format!(
-                "refusing token {}: not a regular file",
-                from.display()
-            )));
+            return Err(Error::unsafe_path(
+                "refusing token",
+                from,
+                "is not a regular file",
+            ));
         }
         _ => {}
     }

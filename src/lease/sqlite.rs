@@ -164,10 +164,7 @@ impl Clock {
     fn now() -> Result<Clock> {
         Ok(Clock {
             now_ms: sys::proc::boot_clock_ms(),
-            boot_id: sys::proc::boot_id().map_err(Error::with(
-                "cannot read boot id",
-                Path::new("/proc/sys/kernel/random/boot_id"),
-            ))?,
+            boot_id: crate::session::boot_id()?.to_owned(),
         })
     }
 }
@@ -270,13 +267,9 @@ impl SqliteStore {
     }
 
     fn row(&self, conn: &Connection, task: &str) -> Result<Option<Row_>> {
-        conn.query_row(
-            &format!("SELECT {COLUMNS} FROM leases WHERE task = ?1"),
-            [task],
-            Row_::from_row,
-        )
-        .optional()
-        .map_err(|e| db_err("cannot read", &self.path, &e))
+        conn.prepare_cached(&format!("SELECT {COLUMNS} FROM leases WHERE task = ?1"))
+            .and_then(|mut st| st.query_row([task], Row_::from_row).optional())
+            .map_err(|e| db_err("cannot read", &self.path, &e))
     }
 
     fn holder_liveness(&self, session: &str) -> Liveness {
@@ -315,6 +308,11 @@ impl SqliteStore {
     }
 }
 
+/// Executes a cached prepared statement.
+fn exec(c: &Connection, sql: &str, p: impl rusqlite::Params) -> rusqlite::Result<usize> {
+    c.prepare_cached(sql)?.execute(p)
+}
+
 pub(crate) fn db_err(action: &'static str, path: &Path, e: &rusqlite::Error) -> Error {
     Error::io(
         action,
@@ -349,7 +347,8 @@ impl Store for SqliteStore {
                 }
                 once |= r.once;
                 if r.session.as_deref() == Some(me) {
-                    c.execute(
+                    exec(
+                        c,
                         "UPDATE leases SET renewed_at = ?2, ttl_ms = ?3, expires_ms = ?4, \
                          boot_id = ?5, once = ?6, pid = ?7, cwd = ?8 WHERE task = ?1",
                         params![
@@ -372,13 +371,11 @@ impl Store for SqliteStore {
                 }
             }
             let token: i64 = c
-                .query_row(
-                    "UPDATE counter SET fence = fence + 1 WHERE id = 1 RETURNING fence",
-                    [],
-                    |r| r.get(0),
-                )
+                .prepare_cached("UPDATE counter SET fence = fence + 1 WHERE id = 1 RETURNING fence")
+                .and_then(|mut st| st.query_row([], |r| r.get(0)))
                 .map_err(|e| db_err("cannot write", &self.path, &e))?;
-            c.execute(
+            exec(
+                c,
                 &format!(
                     "INSERT OR REPLACE INTO leases ({COLUMNS}) \
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9, ?10, NULL, NULL)"
@@ -408,20 +405,20 @@ impl Store for SqliteStore {
         let clock = Clock::now()?;
         let now = now_unix_ms();
         self.immediate(|c| {
-            let n = c
-                .execute(
-                    "UPDATE leases SET renewed_at = ?3, ttl_ms = ?4, expires_ms = ?5, boot_id = ?6 \
+            let n = exec(
+                c,
+                "UPDATE leases SET renewed_at = ?3, ttl_ms = ?4, expires_ms = ?5, boot_id = ?6 \
                      WHERE task = ?1 AND session = ?2",
-                    params![
-                        task,
-                        session.as_str(),
-                        i(now),
-                        i(ttl_ms),
-                        i(clock.now_ms.saturating_add(ttl_ms)),
-                        clock.boot_id
-                    ],
-                )
-                .map_err(|e| db_err("cannot write", &self.path, &e))?;
+                params![
+                    task,
+                    session.as_str(),
+                    i(now),
+                    i(ttl_ms),
+                    i(clock.now_ms.saturating_add(ttl_ms)),
+                    clock.boot_id
+                ],
+            )
+            .map_err(|e| db_err("cannot write", &self.path, &e))?;
             if n == 0 {
                 return Err(not_holder(task, session, self.row(c, task)?.as_ref()));
             }
@@ -440,7 +437,8 @@ impl Store for SqliteStore {
             if r.session.as_deref() != Some(session.as_str()) {
                 return Ok(None);
             }
-            c.execute(
+            exec(
+                c,
                 "DELETE FROM leases WHERE task = ?1 AND session = ?2",
                 params![task, session.as_str()],
             )
@@ -458,7 +456,8 @@ impl Store for SqliteStore {
                 Some(r) if r.session.as_deref() == Some(session.as_str()) => {}
                 other => return Err(not_holder(task, session, other.as_ref())),
             }
-            c.execute(
+            exec(
+                c,
                 "UPDATE leases SET session = NULL, completed_by = ?2, completed_at = ?3 \
                  WHERE task = ?1",
                 params![task, session.as_str(), i(now)],

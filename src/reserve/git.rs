@@ -18,7 +18,7 @@ use crate::id::SessionId;
 use crate::sys;
 
 /// The line that marks a pre-commit hook as concur's.
-pub const MARKER: &str = "# installed by: concur git-hook install";
+pub const MARKER: &str = "# installed by: concur hook install";
 
 /// The name an existing hook is kept under when concur's is installed in front of it.
 pub const CHAINED: &str = "pre-commit.concur-chained";
@@ -122,7 +122,7 @@ pub fn install_pre_commit(dir: &Path, concur: &str) -> Result<Installed> {
          # A hook that was here before runs first: {CHAINED}\n\
          chained=\"$(dirname \"$0\")/{CHAINED}\"\n\
          if [ -x \"$chained\" ]; then \"$chained\" \"$@\" || exit $?; fi\n\
-         exec {concur} git-hook pre-commit\n"
+         exec {concur} hook git-pre-commit\n"
     );
     let mut tmp = sys::fs::TempFile::new_in(&hooks, "pre-commit", 0o755)
         .map_err(Error::with("cannot create temp file in", &hooks))?;

@@ -28,6 +28,7 @@
 
 pub mod git;
 mod glob;
+pub mod hook;
 mod path;
 
 use std::collections::HashMap;

@@ -13,6 +13,7 @@ pub mod lock;
 pub mod ofd;
 pub mod proc;
 pub mod signal;
+pub mod sock;
 pub mod supervise;
 
 /// Retries a system call while it fails with EINTR.

@@ -46,6 +46,31 @@ pub fn is_alive(pid: u32, start: u64) -> bool {
     parse_start_time(&stat) == Some(start)
 }
 
+/// The live (not zombie) processes whose process group is `pgid`, from `/proc/*/stat`.
+pub fn group_members(pgid: u32) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for e in dir.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let Some(i) = stat.rfind(')') else { continue };
+        let mut f = stat[i + 1..].split_whitespace();
+        // After ")": state, ppid, pgrp.
+        let state = f.next();
+        let pgrp = f.nth(1).and_then(|g| g.parse::<u32>().ok());
+        if pgrp == Some(pgid) && !matches!(state, Some("Z" | "X")) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
 /// This boot's id (`/proc/sys/kernel/random/boot_id`), trimmed.
 pub fn boot_id() -> io::Result<String> {
     Ok(std::fs::read_to_string("/proc/sys/kernel/random/boot_id")?

@@ -1,8 +1,14 @@
-//! Sending signals: `kill(2)` to one process or to a whole process group.
+//! Signals: `kill(2)` to one process or a whole process group, and the sigwait-style handling
+//! the broker and `isolate` use.
 //!
 //! Used by the diagnose harness to stop a writer that hangs past its timeout (and everything it
 //! started) and to kill a lock holder with SIGKILL on purpose. Not guaranteed: a process that
 //! moved itself into another process group escapes a group kill.
+//!
+//! Signals are handled the sigwait way: the signals of interest are blocked in every thread
+//! (block them before spawning any) and one thread waits for them synchronously. No handler
+//! runs at an arbitrary point, so nothing here needs to be async-signal-safe beyond the
+//! `pre_exec` helpers, which call only `sigprocmask`, `signal`, `setsid` and `dup2`.
 
 use std::io;
 
@@ -24,5 +30,199 @@ fn send(target: i32, sig: libc::c_int) -> io::Result<()> {
     match cvt(unsafe { libc::kill(target, sig) }) {
         Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(()),
         other => other.map(drop),
+    }
+}
+
+fn sigset(signals: &[i32]) -> libc::sigset_t {
+    // SAFETY: an all-zero sigset_t is a valid value to pass to sigemptyset.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: set is a valid sigset_t; the signal numbers are plain ints.
+    unsafe {
+        libc::sigemptyset(&raw mut set);
+        for &s in signals {
+            libc::sigaddset(&raw mut set, s);
+        }
+    }
+    set
+}
+
+/// Blocks `signals` in the calling thread; threads spawned afterwards inherit the mask.
+pub fn block(signals: &[i32]) -> io::Result<()> {
+    let set = sigset(signals);
+    // SAFETY: set is a valid sigset_t; a null old-set pointer is allowed.
+    let r = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &raw const set, std::ptr::null_mut()) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::from_raw_os_error(r))
+    }
+}
+
+/// Waits until one of `signals` (which must be blocked) is pending, and returns it.
+pub fn wait(signals: &[i32]) -> io::Result<i32> {
+    let set = sigset(signals);
+    let mut sig: libc::c_int = 0;
+    // SAFETY: set and sig are valid for the call.
+    let r = unsafe { libc::sigwait(&raw const set, &raw mut sig) };
+    if r == 0 {
+        Ok(sig)
+    } else {
+        Err(io::Error::from_raw_os_error(r))
+    }
+}
+
+/// Sends `sig` to process `pid`.
+pub fn signal_pid(pid: u32, sig: i32) -> io::Result<()> {
+    let pid = libc::pid_t::try_from(pid)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "pid out of range"))?;
+    // SAFETY: kill takes plain integers.
+    cvt(unsafe { libc::kill(pid, sig) }).map(drop)
+}
+
+/// Sends `sig` to every process in process group `pgid`. A group that is already gone is fine.
+pub fn signal_group(pgid: u32, sig: i32) -> io::Result<()> {
+    let pgid = libc::pid_t::try_from(pgid)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "pgid out of range"))?;
+    if pgid <= 1 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "refusing to signal process group 0 or 1",
+        ));
+    }
+    // SAFETY: killpg takes plain integers.
+    match cvt(unsafe { libc::killpg(pgid, sig) }) {
+        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(()),
+        other => other.map(drop),
+    }
+}
+
+/// Asks the kernel to send `sig` to this process when its parent dies (`PR_SET_PDEATHSIG`).
+///
+/// Returns `Ok(false)` when the parent had already died (we were reparented) before the call;
+/// the caller should then act as if the signal had arrived.
+pub fn set_parent_death_signal(sig: i32, expected_parent: u32) -> io::Result<bool> {
+    // SAFETY: prctl(PR_SET_PDEATHSIG) takes a signal number; the unused arguments are zero.
+    cvt(unsafe {
+        libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::c_ulong::try_from(sig).unwrap_or(0),
+            0,
+            0,
+            0,
+        )
+    })?;
+    // SAFETY: getppid has no preconditions.
+    let ppid = unsafe { libc::getppid() };
+    Ok(u32::try_from(ppid).ok() == Some(expected_parent))
+}
+
+/// For `pre_exec`: unblocks every signal and restores SIGPIPE's default action, so a child
+/// inherits neither the parent's sigwait mask nor an ignored SIGPIPE.
+///
+/// # Safety
+/// Call only between `fork` and `exec` (it is async-signal-safe).
+pub unsafe fn child_reset_signals() -> io::Result<()> {
+    // SAFETY: an all-zero sigset_t is a valid empty set; sigprocmask and signal are
+    // async-signal-safe.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&raw mut set);
+        cvt(libc::sigprocmask(
+            libc::SIG_SETMASK,
+            &raw const set,
+            std::ptr::null_mut(),
+        ))?;
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+    Ok(())
+}
+
+/// Ignores SIGPIPE in this process: a write to a closed pipe then fails with EPIPE instead of
+/// killing the writer.
+pub fn ignore_sigpipe() {
+    // SAFETY: setting a signal's disposition to SIG_IGN has no memory-safety preconditions.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+    }
+}
+
+/// For `pre_exec`: starts a new session (detaches from the controlling terminal and group).
+///
+/// # Safety
+/// Call only between `fork` and `exec` (it is async-signal-safe).
+pub unsafe fn child_setsid() -> io::Result<()> {
+    // SAFETY: setsid is async-signal-safe and takes no arguments.
+    cvt(unsafe { libc::setsid() }).map(drop)
+}
+
+/// For `pre_exec`: makes `fd` the child's descriptor `target` (without close-on-exec).
+///
+/// # Safety
+/// Call only between `fork` and `exec` (it is async-signal-safe).
+pub unsafe fn child_dup2(fd: i32, target: i32) -> io::Result<()> {
+    // SAFETY: dup2 is async-signal-safe; fd is open in the child (inherited).
+    cvt(unsafe { libc::dup2(fd, target) }).map(drop)
+}
+
+/// A pipe with both ends close-on-exec: `(read, write)`.
+pub fn pipe() -> io::Result<(std::fs::File, std::fs::File)> {
+    use std::os::unix::io::FromRawFd;
+    let mut fds = [0; 2];
+    // SAFETY: fds is a valid array of two ints for pipe2 to fill.
+    cvt(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) })?;
+    // SAFETY: both descriptors were just created and are owned by nobody else.
+    Ok(unsafe {
+        (
+            std::fs::File::from_raw_fd(fds[0]),
+            std::fs::File::from_raw_fd(fds[1]),
+        )
+    })
+}
+
+/// Takes ownership of an inherited descriptor named by the environment variable `var`
+/// (set by a parent that handed it over with [`child_dup2`]); `None` when unset or invalid.
+///
+/// # Safety
+/// Call at most once per process for a given variable: the returned `File` owns the
+/// descriptor, and a second call would make a second owner.
+pub unsafe fn inherited_fd(var: &str) -> Option<std::fs::File> {
+    use std::os::unix::io::FromRawFd;
+    let fd: i32 = std::env::var(var).ok()?.parse().ok()?;
+    if fd < 3 {
+        return None;
+    }
+    // SAFETY: F_GETFD only queries the descriptor; it fails with EBADF if it is not open.
+    if unsafe { libc::fcntl(fd, libc::F_GETFD) } == -1 {
+        return None;
+    }
+    // SAFETY: the parent handed this open descriptor to this process alone, and the caller
+    // promises to take it only once.
+    Some(unsafe { std::fs::File::from_raw_fd(fd) })
+}
+
+/// Waits until child `pid` has exited but leaves it unreaped (`waitid(WEXITED | WNOWAIT)`), so
+/// its pid — and the process group it leads — cannot be reused while the caller cleans up the
+/// group. Reap it afterwards with `Child::wait`.
+pub fn wait_exited_unreaped(pid: u32) -> io::Result<()> {
+    let id = libc::id_t::from(pid);
+    loop {
+        // SAFETY: an all-zero siginfo_t is a valid out-parameter for waitid.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: info is valid and writable; P_PID with the child's pid.
+        let r = unsafe {
+            libc::waitid(
+                libc::P_PID,
+                id,
+                &raw mut info,
+                libc::WEXITED | libc::WNOWAIT,
+            )
+        };
+        if r == 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
     }
 }

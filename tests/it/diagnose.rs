@@ -421,11 +421,11 @@ fn html_report_has_a_lane_per_writer_and_marks_where_it_broke() {
     let o = t.run([
         "diagnose",
         "--targets",
-        "json-counter",
+        "json-counter,semaphore",
         "--writers",
         "3",
         "--ops",
-        "10",
+        "8",
         "--report",
         report.to_str().unwrap(),
     ]);
@@ -433,18 +433,29 @@ fn html_report_has_a_lane_per_writer_and_marks_where_it_broke() {
     let html = std::fs::read_to_string(&report).unwrap();
     assert!(html.starts_with("<!DOCTYPE html>"));
     assert!(html.trim_end().ends_with("</html>"));
-    assert_eq!(html.matches("<section class=\"result\"").count(), 2);
-    assert_eq!(html.matches("<svg").count(), 2);
+    assert_eq!(html.matches("<section class=\"result\"").count(), 4);
+    assert_eq!(html.matches("<svg").count(), 4);
     for w in 0..3 {
         assert!(html.contains(&format!(">writer {w}</text>")), "lane {w}");
     }
     assert!(!html.contains(">writer 3</text>"));
-    // the naive section shows where updates were lost, the concur one shows lock holds
-    let (naive, concur) = html.split_at(html.find("json-counter — concur").unwrap());
+    let section = |name: &str| {
+        let start = html.find(&format!("<h2>{name} — ")).unwrap();
+        let rest = &html[start..];
+        rest[..rest.find("</section>").unwrap()].to_owned()
+    };
+    // the naive counter shows where updates were lost; the concur one has no mark
+    let naive = section("json-counter — naive");
     assert!(naive.contains("class=\"mark\""), "naive run must be marked");
     assert!(naive.contains("again (over writer"));
+    let concur = section("json-counter — concur");
+    assert!(concur.contains("class=\"op\""));
     assert!(!concur.contains("class=\"mark\""));
-    assert!(concur.contains("class=\"hold\""));
+    // slot holds are drawn; the naive semaphore's breaks are marked with their round
+    assert!(section("semaphore — concur").contains("class=\"hold\""));
+    let sem = section("semaphore — naive");
+    assert!(sem.contains("<li>round 0, +"), "{sem}");
+    assert!(sem.contains("<li>round 1, +"), "{sem}");
     // self-contained: nothing fetched
     for bad in ["<script", "<link", "src=", "url("] {
         assert!(!html.contains(bad), "{bad}");

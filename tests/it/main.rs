@@ -2,10 +2,23 @@
 
 mod util;
 
+mod append;
+mod broker;
 mod diagnose;
 mod home;
+mod hook;
+mod hostile;
+mod isolate;
+mod json;
 mod lease;
 mod ledger;
+mod lock;
 mod marker;
+mod replace;
 mod reserve;
+mod scan;
 mod session;
+mod shell;
+mod slot;
+mod sweep;
+mod token;

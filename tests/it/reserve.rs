@@ -282,9 +282,9 @@ fn pre_commit_hook_blocks_reserved_files_and_chains_an_existing_hook() {
         std::os::unix::fs::PermissionsExt::from_mode(0o755),
     )
     .unwrap();
-    assert_code(&run_as(&t, "me", &repo, &["git-hook", "install"]), 0);
+    assert_code(&run_as(&t, "me", &repo, &["hook", "install", "--git"]), 0);
     // Idempotent: a second install changes nothing.
-    let o = run_as(&t, "me", &repo, &["git-hook", "install"]);
+    let o = run_as(&t, "me", &repo, &["hook", "install", "--git"]);
     assert_code(&o, 0);
     assert!(stdout(&o).contains("already installed"), "{}", stdout(&o));
     assert!(hooks.join("pre-commit.concur-chained").exists());
@@ -335,4 +335,263 @@ fn pre_commit_hook_blocks_reserved_files_and_chains_an_existing_hook() {
     put(repo.join("mine.txt"), "changed");
     assert_code(&git(&repo, &["add", "mine.txt"]), 0);
     assert_ne!(code(&commit("blocked by chained")), 0);
+}
+
+// ---- edit-time enforcement through `concur hook AGENT` ----
+
+use serde_json::{Value, json};
+
+/// A payload of `agent`'s dialect: session `who` writes `file` with its file tool.
+fn file_payload(agent: &str, who: &str, cwd: &Path, file: &Path) -> Value {
+    match agent {
+        "gemini" => json!({"session_id": who, "transcript_path": "/t", "cwd": cwd,
+            "hook_event_name": "BeforeTool", "timestamp": "2026-01-01T00:00:00Z",
+            "tool_name": "write_file", "tool_input": {"file_path": file, "content": "x"}}),
+        "cursor" => json!({"conversation_id": who, "generation_id": "g", "workspace_roots": [cwd],
+            "hook_event_name": "preToolUse", "tool_name": "Write",
+            "tool_input": {"file_path": file, "content": "x"}}),
+        "codex" => json!({"session_id": who, "transcript_path": "/t", "cwd": cwd,
+            "hook_event_name": "PreToolUse", "turn_id": "1", "model": "m", "tool_name": "apply_patch",
+            "tool_input": {"command": format!("*** Begin Patch\n*** Update File: {}\n@@\n-a\n+b\n*** End Patch", file.display())}}),
+        _ => json!({"session_id": who, "transcript_path": "/t", "cwd": cwd,
+            "permission_mode": "default", "hook_event_name": "PreToolUse", "tool_name": "Edit",
+            "tool_input": {"file_path": file, "old_string": "a", "new_string": "b"},
+            "tool_use_id": "toolu_01"}),
+    }
+}
+
+fn bash_payload(who: &str, cwd: &Path, command: &str) -> Value {
+    json!({"session_id": who, "transcript_path": "/t", "cwd": cwd, "permission_mode": "default",
+        "hook_event_name": "PreToolUse", "tool_name": "Bash",
+        "tool_input": {"command": command}, "tool_use_id": "toolu_02"})
+}
+
+fn hook(t: &TestEnv, agent: &str, payload: &Value) -> Output {
+    t.run_stdin(["hook", agent], payload.to_string().as_bytes())
+}
+
+/// The deny reason of a hook answer, or `None` when it allowed.
+fn denied(agent: &str, o: &Output) -> Option<String> {
+    if code(o) == 2 {
+        return Some(stderr(o));
+    }
+    assert_code(o, 0);
+    let out = stdout(o);
+    if out.trim().is_empty() {
+        return None;
+    }
+    let v: Value = serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"));
+    let reason = match agent {
+        "claude" | "codex" => {
+            let h = &v["hookSpecificOutput"];
+            assert_eq!(h["permissionDecision"], "deny", "{out}");
+            h["permissionDecisionReason"].as_str()
+        }
+        "gemini" => {
+            assert_eq!(v["decision"], "deny", "{out}");
+            v["reason"].as_str()
+        }
+        _ => {
+            assert_eq!(v["decision"], "deny", "{out}");
+            v["agent_message"].as_str()
+        }
+    };
+    Some(reason.expect("a reason").to_owned())
+}
+
+#[test]
+fn every_dialect_denies_another_sessions_reserved_file_and_allows_the_rest() {
+    let (t, repo) = repo_env();
+    assert_code(
+        &run_as(
+            &t,
+            "holder",
+            &repo,
+            &["reserve", "src/**", "--reason", "api rewrite"],
+        ),
+        0,
+    );
+    let reserved = repo.join("src/api/x.rs");
+    let free = repo.join("README.md");
+    for agent in ["claude", "codex", "gemini", "cursor"] {
+        let reason = denied(
+            agent,
+            &hook(&t, agent, &file_payload(agent, "editor", &repo, &reserved)),
+        )
+        .unwrap_or_else(|| panic!("{agent}: reserved file allowed"));
+        assert!(
+            reason.contains("session holder") && reason.contains("api rewrite"),
+            "{agent}: {reason}"
+        );
+        assert!(reason.contains("concur token issue override-"), "{reason}");
+        assert_eq!(
+            denied(
+                agent,
+                &hook(&t, agent, &file_payload(agent, "editor", &repo, &free))
+            ),
+            None,
+            "{agent}: free file denied"
+        );
+        assert_eq!(
+            denied(
+                agent,
+                &hook(&t, agent, &file_payload(agent, "holder", &repo, &reserved))
+            ),
+            None,
+            "{agent}: the holder was denied its own file"
+        );
+    }
+}
+
+#[test]
+fn bash_writes_to_reserved_files_are_denied_and_reads_are_not() {
+    let (t, repo) = repo_env();
+    assert_code(&run_as(&t, "holder", &repo, &["reserve", "f"]), 0);
+    for (cmd, deny) in [
+        ("echo x > f", true),
+        ("cat a | tee -a f", true),
+        ("sed -i s/a/b/ f", true),
+        ("mv tmp f", true),
+        ("cp a f", true),
+        ("rm -f f", true),
+        ("ls f", false),
+        ("grep x f", false),
+        ("cat f > other", false),
+        ("echo x > f2", false),
+        ("if then fi ((", false),
+    ] {
+        let got = denied(
+            "claude",
+            &hook(&t, "claude", &bash_payload("editor", &repo, cmd)),
+        );
+        assert_eq!(got.is_some(), deny, "{cmd}: {got:?}");
+    }
+    // The holder may write its own file from the shell.
+    assert_eq!(
+        denied(
+            "claude",
+            &hook(&t, "claude", &bash_payload("holder", &repo, "echo x > f"))
+        ),
+        None
+    );
+}
+
+#[test]
+fn an_override_token_lets_exactly_one_edit_through_and_is_audited() {
+    let (t, repo) = repo_env();
+    assert_code(&run_as(&t, "holder", &repo, &["reserve", "x.rs"]), 0);
+    let p = file_payload("claude", "editor", &repo, &repo.join("x.rs"));
+    let reason = denied("claude", &hook(&t, "claude", &p)).expect("denied");
+    let name = reason
+        .split("concur token issue ")
+        .nth(1)
+        .and_then(|s| s.split('`').next())
+        .expect("override command in the reason")
+        .to_owned();
+    assert_code(&t.run(["token", "issue", &name]), 0);
+    // Several edits race for the one token: exactly one gets through.
+    let mut b = Barrier::new();
+    for _ in 0..4 {
+        let mut sh = Command::new("sh");
+        sh.arg("-c")
+            .arg("printf '%s' \"$P\" | \"$BIN\" hook claude")
+            .env("P", p.to_string())
+            .env("BIN", bin())
+            .env("CONCUR_HOME", &t.home);
+        b.spawn(&sh);
+    }
+    let outs = b.run_all();
+    let allowed = outs
+        .iter()
+        .filter(|o| denied("claude", o).is_none())
+        .count();
+    assert_eq!(allowed, 1, "{outs:?}");
+    assert!(denied("claude", &hook(&t, "claude", &p)).is_some());
+    let audit = String::from_utf8(std::fs::read(t.home.join("audit.jsonl")).unwrap()).unwrap();
+    assert!(
+        audit.contains(&name) && audit.contains("\"override\""),
+        "{audit}"
+    );
+}
+
+#[test]
+fn auto_reserve_claims_on_first_edit_and_denies_the_second_session() {
+    let (t, repo) = repo_env();
+    put(t.home.join("concur.toml"), "[reserve]\nauto = true\n");
+    let file = repo.join("src/lib.rs");
+    assert_eq!(
+        denied(
+            "claude",
+            &hook(&t, "claude", &file_payload("claude", "first", &repo, &file))
+        ),
+        None
+    );
+    assert_eq!(
+        held(&t),
+        [("first".into(), "src/lib.rs".into(), "exclusive".into())]
+    );
+    assert!(
+        denied(
+            "claude",
+            &hook(
+                &t,
+                "claude",
+                &file_payload("claude", "second", &repo, &file)
+            )
+        )
+        .is_some()
+    );
+    // The first session keeps editing (renewed).
+    assert_eq!(
+        denied(
+            "claude",
+            &hook(&t, "claude", &file_payload("claude", "first", &repo, &file))
+        ),
+        None
+    );
+}
+
+#[test]
+fn an_unusable_home_denies_file_edits() {
+    let (t, repo) = repo_env();
+    let loose = t.path("loose-home");
+    std::fs::create_dir(&loose).unwrap();
+    std::fs::set_permissions(&loose, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    let p = file_payload("claude", "editor", &repo, &repo.join("a.rs"));
+    let mut c = t.cmd(["hook", "claude"]);
+    c.env("CONCUR_HOME", &loose)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), p.to_string().as_bytes()).unwrap();
+    let o = child.wait_with_output().unwrap();
+    let reason = denied("claude", &o).expect("fail closed");
+    assert!(reason.contains("refused"), "{reason}");
+}
+
+#[test]
+fn session_start_context_lists_other_sessions_reservations() {
+    let (t, repo) = repo_env();
+    assert_code(
+        &run_as(
+            &t,
+            "holder",
+            &repo,
+            &["reserve", "docs/**", "--reason", "docs pass"],
+        ),
+        0,
+    );
+    let p = json!({"session_id": "newcomer", "transcript_path": "/t", "cwd": repo,
+        "hook_event_name": "SessionStart", "source": "startup"});
+    let o = hook(&t, "claude", &p);
+    assert_code(&o, 0);
+    let v: Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    let ctx = v["hookSpecificOutput"]["additionalContext"]
+        .as_str()
+        .unwrap();
+    assert!(
+        ctx.contains("docs/**") && ctx.contains("session holder") && ctx.contains("docs pass"),
+        "{ctx}"
+    );
 }

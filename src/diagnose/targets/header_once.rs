@@ -3,7 +3,8 @@
 //! Naive (the seed's user-message-logger, P2-4): `[ -f "$LOG" ] || printf '# header\n' >>
 //! "$LOG"`, then `echo entry >> "$LOG"` — every writer that checked before the first header
 //! landed writes its own → `DUPLICATE_HEADER`. Concur: a missing file is created with header and
-//! entry in one step (temp file + `link(2)`, which only one writer can win); the losers append.
+//! entry in one step (`concur::append --header`: temp file + `link(2)`, which only one writer can
+//! win); the losers append.
 
 use std::io::Write;
 use std::path::Path;
@@ -11,6 +12,7 @@ use std::path::Path;
 use serde_json::json;
 
 use super::{read_text, work};
+use crate::append::AppendOptions;
 use crate::diagnose::{
     Events, Mark, Mode, RoundCheck, Sizes, Target, WriterRun, WriterSpec, now_us,
 };
@@ -28,23 +30,6 @@ fn append(path: &Path, text: &str) -> Result<()> {
         .map_err(Error::with("cannot open", path))?;
     sfs::write_once(&f, text.as_bytes()).map_err(Error::with("cannot append", path))?;
     Ok(())
-}
-
-/// Interim: switches to `concur::append` with a header once that module is on main.
-fn append_with_header(path: &Path, entry: &str) -> Result<()> {
-    if !path.exists() {
-        let dir = sfs::parent_dir(path);
-        let mut tmp = sfs::TempFile::new_in(dir, "diagnose", sfs::DEFAULT_MODE)
-            .map_err(Error::with("cannot create temp file in", dir))?;
-        tmp.write_durable(format!("{HEADER}\n{entry}").as_bytes(), true)
-            .map_err(Error::with("cannot write", tmp.path()))?;
-        match sfs::link(tmp.path(), path) {
-            Ok(()) => return sfs::sync_dir(dir).map_err(Error::with("cannot sync directory", dir)),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(Error::io("cannot link", path, e)),
-        }
-    }
-    append(path, entry)
 }
 
 impl Target for HeaderOnce {
@@ -79,10 +64,12 @@ impl Target for HeaderOnce {
             let entry = format!("- entry {} {i}\n", spec.writer);
             let mut wrote_header = false;
             if spec.mode == Mode::Protected {
-                append_with_header(&path, &entry)?;
+                AppendOptions::new()
+                    .header(HEADER)
+                    .append(&path, entry.as_bytes())?;
             } else {
                 if !path.exists() {
-                    work(2000); // build the header: date, session banner
+                    work(5000); // build the header: date, session banner
                     let mut f = std::fs::OpenOptions::new()
                         .append(true)
                         .create(true)

@@ -3,7 +3,8 @@
 //! Naive (the seed's `update_health` `fire_count`): read the file, work, write the whole file back
 //! with a truncating open — two writers that read the same value both write value+1, and a
 //! reader that meets the file mid-truncate starts again from 0 → `LAST_WRITER_WINS`.
-//! Concur: the read-modify-write under the file's sidecar lock, written by atomic replace.
+//! Concur: `concur::json` — the read-modify-write under the file's sidecar lock, written by
+//! atomic replace.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -12,12 +13,12 @@ use std::path::Path;
 
 use serde_json::json;
 
-use super::{MAX_MARKS, put, read_text, replace_atomic, work};
+use super::{MAX_MARKS, put, read_text, work};
 use crate::diagnose::{
     Events, Mark, Mode, RoundCheck, Sizes, Target, WriterRun, WriterSpec, now_us,
 };
 use crate::error::{Error, Result};
-use crate::sidecar;
+use crate::json::JsonUpdate;
 
 const FILE: &str = "counter.json";
 
@@ -59,16 +60,18 @@ impl Target for JsonCounter {
 
     fn write(&self, spec: &WriterSpec, ev: &mut Events) -> Result<()> {
         let path = spec.dir.join(FILE);
+        let update = JsonUpdate::new(".count += 1").init(r#"{"count":0}"#)?;
         for _ in 0..spec.ops {
             let t = now_us();
             if spec.mode == Mode::Protected {
                 {
-                    let _g = sidecar::lock(&sidecar::path_for(&path), None)?;
-                    let h = now_us();
-                    let v = read_count(&path)?;
-                    replace_atomic(&path, json!({ "count": v + 1 }).to_string().as_bytes())?;
-                    ev.hold(h, json!({}));
-                    ev.op(t, json!({ "read": v, "wrote": v + 1 }));
+                    let out = update.apply(&path)?;
+                    let v: serde_json::Value = serde_json::from_str(&out.value).unwrap_or_default();
+                    let wrote = v["count"].as_u64().unwrap_or(0);
+                    ev.op(
+                        t,
+                        json!({ "read": wrote.saturating_sub(1), "wrote": wrote }),
+                    );
                 }
             } else {
                 {

@@ -3,7 +3,7 @@
 //! Naive: the file opened for append (`>>`) and each line emitted in two writes, as a split
 //! `printf` or a buffered writer flushing mid-line does — another writer's bytes land between
 //! the halves → `TORN_LINES` (and lines lost to the tearing). Concur: one line, one `write(2)` on
-//! `O_APPEND`, which the kernel never interleaves.
+//! `O_APPEND`, which the kernel never interleaves (`concur::append`).
 
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
@@ -12,11 +12,11 @@ use std::path::Path;
 use serde_json::json;
 
 use super::{MAX_MARKS, read_text, work};
+use crate::append::AppendOptions;
 use crate::diagnose::{
     Events, Mark, Mode, RoundCheck, Sizes, Target, WriterRun, WriterSpec, now_us,
 };
 use crate::error::{Error, Result};
-use crate::sys::fs as sfs;
 
 const FILE: &str = "events.jsonl";
 
@@ -58,17 +58,7 @@ impl Target for JsonlAppend {
             let t = now_us();
             let l = line(spec.writer, i);
             if spec.mode == Mode::Protected {
-                // Interim: switches to `concur::append` once that module is on main.
-                let f = sfs::open(&path, sfs::Open::append(sfs::DEFAULT_MODE))
-                    .map_err(Error::with("cannot open", &path))?;
-                let n = sfs::write_once(&f, l.as_bytes())
-                    .map_err(Error::with("cannot append", &path))?;
-                if n != l.len() {
-                    return Err(Error::Invalid(format!(
-                        "short append to {}",
-                        path.display()
-                    )));
-                }
+                AppendOptions::new().append(&path, l.as_bytes())?;
             } else {
                 let mut f = std::fs::OpenOptions::new()
                     .append(true)

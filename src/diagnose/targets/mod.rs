@@ -62,17 +62,3 @@ pub(crate) fn read_text(path: &Path) -> Result<Option<String>> {
 
 /// At most this many marks per round, so a badly broken run keeps a readable picture.
 pub(crate) const MAX_MARKS: usize = 12;
-
-/// Atomic replace: temp file in the same directory, fsync, rename, fsync the directory.
-// Interim: switches to `concur::replace` once that module is on main.
-pub(crate) fn replace_atomic(path: &Path, content: &[u8]) -> Result<()> {
-    use crate::sys::fs as sfs;
-    let dir = sfs::parent_dir(path);
-    let mut tmp = sfs::TempFile::new_in(dir, "diagnose", sfs::DEFAULT_MODE)
-        .map_err(Error::with("cannot create temp file in", dir))?;
-    tmp.write_durable(content, true)
-        .map_err(Error::with("cannot write", tmp.path()))?;
-    sfs::rename(tmp.path(), path).map_err(Error::with("cannot rename onto", path))?;
-    tmp.keep();
-    sfs::sync_dir(dir).map_err(Error::with("cannot sync directory", dir))
-}

@@ -2,7 +2,7 @@
 //!
 //! Naive (the seed's `fs.writeFileSync`, P2-5): truncate the file in place, then write the new
 //! content (in two chunks, as a large write or a buffered writer does) — a reader between the
-//! truncate and the last chunk sees an empty or half file → `TORN_READ`. Concur: atomic replace
+//! truncate and the last chunk sees an empty or half file → `TORN_READ`. Concur: `concur::replace`
 //! (temp file, fsync, `rename(2)`): a reader sees the old file or the new one, whole.
 //!
 //! Half the writers (at least one) write; the rest (at least one) read until every writer has
@@ -14,11 +14,12 @@ use std::path::Path;
 
 use serde_json::json;
 
-use super::{MAX_MARKS, put, replace_atomic, work};
+use super::{MAX_MARKS, put, work};
 use crate::diagnose::{
     Events, Mark, Mode, Round, RoundCheck, Sizes, Target, WriterRun, WriterSpec, now_us,
 };
 use crate::error::{Error, Result};
+use crate::replace::ReplaceOptions;
 
 const FILE: &str = "state.txt";
 
@@ -103,7 +104,7 @@ impl Target for Replace {
             let t = now_us();
             let c = content(spec.writer, i + 1);
             if spec.mode == Mode::Protected {
-                replace_atomic(&path, c.as_bytes())?;
+                ReplaceOptions::new().replace(&path, c.as_bytes())?;
             } else {
                 let mut f =
                     File::create(&path).map_err(Error::with("cannot open for writing", &path))?;

@@ -2,7 +2,7 @@
 //!
 //! Naive (the seed's TOCTOU block before P1-8): `[ -f token ] && tok=$(cat token)`, validate
 //! it, then `rm -f token` — every writer that checked before the first `rm` uses the token →
-//! `MULTIPLE_WINNERS`. Concur: take = `rename(2)` to a unique consumed name; exactly one rename of
+//! `MULTIPLE_WINNERS`. Concur: `concur::token` — take = `rename(2)` to a unique consumed name; exactly one rename of
 //! the name succeeds.
 
 use std::path::Path;
@@ -14,7 +14,7 @@ use crate::diagnose::{
     Events, Mark, Mode, RoundCheck, Sizes, Target, WriterRun, WriterSpec, now_us,
 };
 use crate::error::Result;
-use crate::sys::fs as sfs;
+use crate::token;
 
 const FILE: &str = "override-token";
 
@@ -51,11 +51,7 @@ impl Target for Token {
         for _ in 0..spec.ops {
             let t = now_us();
             let won = if spec.mode == Mode::Protected {
-                // Interim: switches to `concur::token` once that module is on main.
-                let to = spec
-                    .dir
-                    .join(format!("{FILE}.consumed.{}", std::process::id()));
-                sfs::rename(&path, &to).is_ok()
+                matches!(token::take_path(&path)?, token::Taken::Won { .. })
             } else if path.exists() {
                 let tok = std::fs::read_to_string(&path).ok();
                 work(3000); // validate the token, log the override

@@ -54,6 +54,18 @@ pub struct Args {
     /// Wait at most this long for the sidecar lock (e.g. 10, 500ms, 1m); exit 1 on timeout
     #[arg(short = 'w', long = "wait", value_name = "SECS", value_parser = super::value::duration)]
     pub wait: Option<std::time::Duration>,
+    /// Send the line through the home's broker (group commit; see `concur broker --help`)
+    #[arg(long, conflicts_with_all = ["header", "dedup_key", "lock_file", "no_fsync", "mode"])]
+    pub broker: bool,
+    /// With --broker: retry id (a line sent again with the same id is written once)
+    #[arg(long, value_name = "ID", requires = "broker")]
+    pub id: Option<String>,
+    /// With --broker: start the broker when none runs
+    #[arg(long, requires = "broker")]
+    pub autostart: bool,
+    /// With --broker: `direct` appends directly (sidecar lock) when no broker can be reached
+    #[arg(long, value_name = "MODE", value_parser = ["direct"], requires = "broker")]
+    pub fallback: Option<String>,
 }
 
 /// Runs `concur append`.
@@ -67,6 +79,9 @@ pub fn run(args: Args, ctx: &Ctx) -> Result<Exit, CliError> {
     } else {
         append::encode_json(&input)?
     };
+    if args.broker {
+        return super::broker::append(&via_broker(args, line)?, ctx);
+    }
     let mut opts = AppendOptions::new()
         .fsync(!args.no_fsync)
         .max_line(args.max_line)
@@ -100,6 +115,21 @@ pub fn run(args: Args, ctx: &Ctx) -> Result<Exit, CliError> {
         print_line("duplicate");
     }
     Ok(Exit::Ok)
+}
+
+/// The `concur broker append` arguments for `concur append --broker`.
+fn via_broker(args: Args, mut line: Vec<u8>) -> Result<super::broker::AppendArgs, CliError> {
+    line.pop(); // the newline the encoder added
+    let line = String::from_utf8(line).map_err(|_| CliError::invalid("entry is not UTF-8"))?;
+    Ok(super::broker::AppendArgs {
+        file: args.file,
+        line,
+        raw: args.raw,
+        id: args.id,
+        autostart: args.autostart,
+        fallback: args.fallback,
+        one_line: true,
+    })
 }
 
 /// Reads the entry from stdin, refusing more than `max` bytes (plus a trailing newline) without

@@ -21,20 +21,22 @@ use concur::{Error, ErrorKind};
 use crate::ctx::{Ctx, print_line};
 use crate::exit::{CliError, Exit};
 
+const AFTER_HELP: &str = "\
+Examples:
+  concur lock ~/.agent/health.json.lock -- ./update-health.sh
+  concur lock -n -E 75 --name nightly -c 'make release'     # busy -> exit 75
+  exec 9>>state.lock; concur lock -w 10 9 && critical-work; concur lock -u 9
+
+The lock file is created 0600 if missing; nothing is ever written into it (holder records
+live in the runtime home). The command does not inherit the lock descriptor unless asked
+with --fd N. If concur itself is killed, the command is killed too: it never runs unprotected.
+Exit: the command's status (128+N if signal N killed it), 1 (or -E) when busy or timed out,
+64-77 (sysexits, as flock(1)) when the lock file cannot be opened or locked.
+Invoked through a link named flock (or lockf) the binary behaves exactly as that program.";
+
 /// Run a command while holding a lock (util-linux flock(1) compatible).
-///
-/// Examples:
-///   concur lock ~/.agent/health.json.lock -- ./update-health.sh
-///   concur lock -n -E 75 --name nightly -c 'make release'   # busy -> exit 75
-///   exec 9>>state.lock; concur lock -w 10 9 && critical-section; concur lock -u 9
-///
-/// The lock file is created 0600 if missing; nothing is ever written into it (holder records
-/// live in the runtime home). The lock descriptor is not inherited by the command unless
-/// asked with --fd N. If concur itself is killed the command is killed too, so it never runs
-/// unprotected. Exit: the command's status (128+N if signal N killed it), 1 (or -E) when busy
-/// or timed out, 64-77 (sysexits) when the lock file cannot be opened or locked.
 #[derive(Debug, clap::Args)]
-#[command(verbatim_doc_comment)]
+#[command(after_help = AFTER_HELP)]
 pub struct Args {
     /// Take a shared lock
     #[arg(short = 's', long, conflicts_with_all = ["exclusive", "unlock"])]

@@ -6,10 +6,13 @@ use crate::ctx::Ctx;
 use crate::exit::{CliError, Exit};
 
 pub mod append;
+pub mod broker;
 pub mod diagnose;
 pub mod flock;
 pub mod git_hook;
 pub mod home;
+pub mod hook;
+pub mod isolate;
 pub mod json;
 pub mod lease;
 pub mod ledger;
@@ -21,7 +24,11 @@ pub mod read;
 pub mod release;
 pub mod reservations;
 pub mod reserve;
+pub mod reserve_hook;
+pub mod scan;
 pub mod session;
+pub mod slot;
+pub mod sweep;
 pub mod token;
 pub mod value;
 pub mod write;
@@ -31,6 +38,12 @@ pub mod write;
 pub enum Command {
     /// Print the runtime home (created 0700 and checked on first use)
     Home(home::Args),
+    /// The append broker daemon: serve, status, stop, append (group commit, acked = durable)
+    Broker(broker::Args),
+    /// Run a per-session instance of a would-be singleton (transparent stdio, no orphans)
+    Isolate(isolate::Args),
+    /// Agent hooks (claude, codex, gemini, cursor): write guard, session export; hook install
+    Hook(hook::Args),
     // The verb's help (summary, details, examples) is the doc comment on its `Args`.
     Append(append::Args),
     Write(write::Args),
@@ -52,12 +65,17 @@ pub enum Command {
     Reserve(reserve::Args),
     Release(release::Args),
     Reservations(reservations::Args),
-    GitHook(git_hook::Args),
     /// Prove collisions: N real processes hammer shared state; invariants give verdicts
     Diagnose(diagnose::Args),
     /// (internal) one writer process of `concur diagnose`
     #[command(name = "diagnose-writer", hide = true)]
     DiagnoseWriter(diagnose::WriterArgs),
+    /// Run a command in one of N slots (a counting semaphore across processes)
+    Slot(slot::Args),
+    /// Find every shared-state writer in scripts: pattern, lock, risk, inventory
+    Scan(scan::Args),
+    /// Seed-style P1/P2 sweep table: declared inventory + scan (+ diagnose)
+    Sweep(sweep::Args),
 }
 
 impl Command {
@@ -65,6 +83,9 @@ impl Command {
     pub fn verb(&self) -> &'static str {
         match self {
             Command::Home(_) => "home",
+            Command::Broker(_) => "broker",
+            Command::Isolate(_) => "isolate",
+            Command::Hook(_) => "hook",
             Command::Append(_) => "append",
             Command::Write(_) => "write",
             Command::Read(_) => "read",
@@ -79,9 +100,11 @@ impl Command {
             Command::Reserve(_) => "reserve",
             Command::Release(_) => "release",
             Command::Reservations(_) => "reservations",
-            Command::GitHook(_) => "git-hook",
             Command::Diagnose(_) => "diagnose",
             Command::DiagnoseWriter(_) => "diagnose-writer",
+            Command::Slot(_) => "slot",
+            Command::Scan(_) => "scan",
+            Command::Sweep(_) => "sweep",
         }
     }
 
@@ -89,6 +112,9 @@ impl Command {
     pub fn run(self, ctx: &Ctx) -> Result<Exit, CliError> {
         match self {
             Command::Home(a) => home::run(a, ctx),
+            Command::Broker(a) => broker::run(a, ctx),
+            Command::Isolate(a) => isolate::run(a, ctx),
+            Command::Hook(a) => hook::run(a, ctx),
             Command::Append(a) => append::run(a, ctx),
             Command::Write(a) => write::run(a, ctx),
             Command::Read(a) => read::run(&a, ctx),
@@ -103,9 +129,11 @@ impl Command {
             Command::Reserve(a) => reserve::run(a, ctx),
             Command::Release(a) => release::run(&a, ctx),
             Command::Reservations(a) => reservations::run(&a, ctx),
-            Command::GitHook(a) => git_hook::run(&a, ctx),
             Command::Diagnose(a) => diagnose::run(&a, ctx),
             Command::DiagnoseWriter(a) => diagnose::run_writer(&a, ctx),
+            Command::Slot(a) => slot::run(a, ctx),
+            Command::Scan(a) => scan::run(a, ctx),
+            Command::Sweep(a) => sweep::run(a, ctx),
         }
     }
 }

@@ -1,0 +1,299 @@
+//! `concur broker serve|status|stop|append`: the append broker daemon and its client.
+
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use concur::broker::{self, Client, Line, Roots, Server, Shutdown};
+
+use crate::ctx::{Ctx, print_line};
+use crate::exit::{CliError, Exit};
+
+/// The append broker: one daemon per home that group-commits appends (one write + one
+/// fdatasync per batch) to files under `[broker] roots`, acking each line once it is durable.
+///
+/// Example (with `roots = ["~/.agent"]` under `[broker]` in $(concur home)/concur.toml):
+///   concur broker serve --detach
+///   concur broker append ~/.agent/log.jsonl '{"event":"start"}' --id evt-1
+///   concur broker status --json
+///   concur broker stop
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    action: Action,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Action {
+    /// Run the broker (foreground; SIGTERM/SIGINT drain the queues and stop it)
+    ///
+    /// Exits 1 if a broker already runs for this home.
+    Serve {
+        /// Start it in the background and return once it listens
+        #[arg(long)]
+        detach: bool,
+    },
+    /// Is a broker running? Prints its pid and counters (exit 3 when none runs)
+    Status,
+    /// Stop the running broker (SIGTERM; it drains first) and wait until it is gone
+    Stop {
+        /// Seconds to wait for it to stop
+        #[arg(long, default_value_t = 30.0, value_name = "SECS")]
+        wait: f64,
+    },
+    /// Append a line through the broker; acked means durable
+    ///
+    /// Example: concur broker append ~/.agent/log.jsonl '{"n":1}' --id run-7 --autostart
+    /// With `-`, every stdin line is one append (ids ID-1, ID-2, ... when --id is given).
+    Append(AppendArgs),
+}
+
+/// Options of `concur broker append` (also the `--broker` mode of `concur append`).
+#[derive(Debug, clap::Args)]
+pub struct AppendArgs {
+    /// The file to append to (absolute, under a configured [broker] root)
+    pub file: PathBuf,
+    /// The line: JSON (written compact, key order kept), raw text with --raw, or `-` for
+    /// stdin lines
+    pub line: String,
+    /// Write the line as raw text (UTF-8; newline and NUL refused)
+    #[arg(long)]
+    pub raw: bool,
+    /// Retry id: a line sent again with the same id is written once (default: a unique id,
+    /// so the client's own reconnect-retries are idempotent)
+    #[arg(long, value_name = "ID")]
+    pub id: Option<String>,
+    /// Start the broker when none runs (two racing clients end with one broker)
+    #[arg(long)]
+    pub autostart: bool,
+    /// When no broker can be reached: `direct` appends under the sidecar lock instead
+    #[arg(long, value_name = "MODE", value_parser = ["direct"])]
+    pub fallback: Option<String>,
+    /// `line` is the line itself even if it is `-` (set by `concur append --broker`)
+    #[arg(skip)]
+    pub one_line: bool,
+}
+
+/// Runs `concur broker ...`.
+pub fn run(args: Args, ctx: &Ctx) -> Result<Exit, CliError> {
+    match args.action {
+        Action::Serve { detach: true } => detach(ctx),
+        Action::Serve { detach: false } => serve(ctx),
+        Action::Status => status(ctx),
+        Action::Stop { wait } => stop(ctx, wait),
+        Action::Append(a) => append(&a, ctx),
+    }
+}
+
+fn exe() -> Result<PathBuf, CliError> {
+    std::env::current_exe()
+        .map_err(|e| CliError::new(Exit::Io, "io", format!("cannot find own executable: {e}")))
+}
+
+fn detach(ctx: &Ctx) -> Result<Exit, CliError> {
+    let home = ctx.home()?;
+    let pid = broker::spawn_daemon(home, &exe()?, ctx.config_flag.as_deref())?;
+    if ctx.json {
+        ctx.print_json(&serde_json::json!({ "pid": pid, "socket": broker::socket_path(home) }));
+    } else {
+        print_line(&format!("broker started (pid {pid})"));
+    }
+    Ok(Exit::Ok)
+}
+
+fn serve(ctx: &Ctx) -> Result<Exit, CliError> {
+    // Block the stop signals before any thread exists, so every thread inherits the mask.
+    let shutdown = Shutdown::on_signals()?;
+    let bound = (|| -> Result<Server, concur::Error> {
+        let home = concur::Home::resolve()?;
+        let config = match &ctx.config_flag {
+            Some(p) => concur::config::Config::load(Some(p), None)?,
+            None => concur::config::Config::load(None, Some(home.path()))?,
+        };
+        Server::bind(&home, Roots::from_config(&config))
+    })();
+    let server = match bound {
+        Ok(s) => {
+            broker::report_ready(Ok(()));
+            s
+        }
+        Err(e) => {
+            broker::report_ready(Err(&e));
+            return Err(e.into());
+        }
+    };
+    let stats = server.run(&shutdown)?;
+    if ctx.json {
+        ctx.print_json(&stats);
+    }
+    Ok(Exit::Ok)
+}
+
+fn status(ctx: &Ctx) -> Result<Exit, CliError> {
+    let home = ctx.home()?;
+    let Some(pid) = broker::running(home)? else {
+        if ctx.json {
+            ctx.print_json(&serde_json::json!({ "running": false }));
+        } else {
+            print_line("no broker running");
+        }
+        return Ok(Exit::Precondition);
+    };
+    let mut info = serde_json::Map::new();
+    info.insert("running".into(), true.into());
+    info.insert("pid".into(), pid.into());
+    if let Ok(m) = Client::connect(home).and_then(|mut c| c.status()) {
+        info.extend(m);
+    }
+    if ctx.json {
+        ctx.print_json(&serde_json::Value::Object(info));
+    } else {
+        let get = |k: &str| info.get(k).cloned().unwrap_or(serde_json::Value::Null);
+        print_line(&format!(
+            "broker running (pid {pid}): {} connections, {} files, {} appends in {} batches, {} fsyncs",
+            get("connections"),
+            get("files"),
+            get("appends"),
+            get("batches"),
+            get("fsyncs")
+        ));
+    }
+    Ok(Exit::Ok)
+}
+
+fn stop(ctx: &Ctx, wait: f64) -> Result<Exit, CliError> {
+    let home = ctx.home()?;
+    let wait = Duration::try_from_secs_f64(wait)
+        .map_err(|_| CliError::usage("--wait must be a non-negative number of seconds"))?;
+    let stopped = broker::stop(home, wait)?;
+    if ctx.json {
+        ctx.print_json(&serde_json::json!({ "stopped": stopped }));
+    } else {
+        match stopped {
+            Some(pid) => print_line(&format!("broker stopped (pid {pid})")),
+            None => print_line("no broker running"),
+        }
+    }
+    Ok(Exit::Ok)
+}
+
+/// How many times an append is retried (same id) after the connection broke.
+const RETRIES: u32 = 100;
+
+/// Runs an append through the broker; shared with `concur append --broker`.
+pub fn append(a: &AppendArgs, ctx: &Ctx) -> Result<Exit, CliError> {
+    let home = ctx.home()?;
+    let lines: Vec<(Line, Option<String>)> = if a.line == "-" && !a.one_line {
+        let mut v = Vec::new();
+        for (n, l) in std::io::stdin().lock().lines().enumerate() {
+            let l =
+                l.map_err(|e| CliError::new(Exit::Io, "io", format!("cannot read stdin: {e}")))?;
+            let id = a.id.as_ref().map(|id| format!("{id}-{}", n + 1));
+            v.push((parse_line(&l, a.raw)?, id));
+        }
+        v
+    } else {
+        vec![(parse_line(&a.line, a.raw)?, a.id.clone())]
+    };
+    // Check every line before anything is sent: bad input writes nothing.
+    for (l, id) in &lines {
+        l.encode()?;
+        if let Some(id) = id {
+            broker::protocol::check_id(id)?;
+        }
+    }
+    let auto = auto_id_prefix();
+    let mut client = match connect(home, a, ctx) {
+        Ok(c) => Some(c),
+        Err(e) if a.fallback.is_some() => {
+            eprintln!(
+                "concur: broker: {}; appending directly (--fallback direct)",
+                e.message
+            );
+            None
+        }
+        Err(e) => return Err(e),
+    };
+    for (n, (line, id)) in lines.iter().enumerate() {
+        let id = id.clone().unwrap_or_else(|| format!("{auto}.{}", n + 1));
+        let ack = if let Some(c) = &mut client {
+            send(c, home, a, ctx, &a.file, line, &id)?
+        } else {
+            direct(ctx, &a.file, line)?;
+            broker::Ack { duplicate: false }
+        };
+        if ctx.json {
+            ctx.print_json(&serde_json::json!({
+                "id": id, "duplicate": ack.duplicate, "broker": client.is_some(),
+            }));
+        } else if ack.duplicate {
+            print_line(&format!("duplicate {id}"));
+        }
+    }
+    Ok(Exit::Ok)
+}
+
+fn parse_line(s: &str, raw: bool) -> Result<Line, CliError> {
+    if raw {
+        return Ok(Line::Text(s.to_owned()));
+    }
+    let line = Line::JsonText(s.to_owned());
+    line.encode()?;
+    Ok(line)
+}
+
+fn auto_id_prefix() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("auto.{}.{nanos}", std::process::id())
+}
+
+fn connect(home: &concur::Home, a: &AppendArgs, ctx: &Ctx) -> Result<Client, CliError> {
+    if a.autostart {
+        Ok(Client::connect_or_start(
+            home,
+            &exe()?,
+            ctx.config_flag.as_deref(),
+            Duration::from_secs(10),
+        )?)
+    } else {
+        Ok(Client::connect(home)?)
+    }
+}
+
+fn send(
+    c: &mut Client,
+    home: &concur::Home,
+    a: &AppendArgs,
+    ctx: &Ctx,
+    file: &Path,
+    line: &Line,
+    id: &str,
+) -> Result<broker::Ack, CliError> {
+    let mut tries = 0;
+    loop {
+        match c.try_append(file, line, Some(id)) {
+            Ok(Ok(ack)) => return Ok(ack),
+            Ok(Err(f)) => return Err(f.into_error(file).into()),
+            Err(e) if tries >= RETRIES || !a.autostart => return Err(e.into()),
+            Err(_) => {
+                // The broker went away mid-request: reconnect (starting a new one) and send
+                // the same id again; the dedup index makes the retry write at most once.
+                tries += 1;
+                if let Ok(n) = connect(home, a, ctx) {
+                    *c = n;
+                }
+            }
+        }
+    }
+}
+
+fn direct(ctx: &Ctx, file: &Path, line: &Line) -> Result<(), CliError> {
+    let config = ctx.config()?;
+    let target = Roots::from_config(&config).check(file)?;
+    let mut bytes = line.encode()?;
+    bytes.push(b'\n');
+    concur::append::AppendOptions::new().append(&target, &bytes)?;
+    Ok(())
+}

@@ -1,0 +1,228 @@
+//! `concur hook claude|codex|gemini|cursor` (an agent's hook, payload on stdin) and
+//! `concur hook install`.
+
+use std::io::Read;
+use std::path::PathBuf;
+
+use concur::hook::{self, Agent, Answer, Event};
+
+use crate::ctx::{Ctx, print_line};
+use crate::exit::{CliError, Exit};
+
+/// Agent hooks: deny file-tool writes to `[guard] protect` paths (fail closed), export the
+/// session id at SessionStart. Reads the agent's hook payload on stdin.
+///
+/// Example (.claude/settings.json, or let `concur hook install` write it):
+///   {"hooks": {"PreToolUse": [{"matcher": "Write|Edit|MultiEdit|NotebookEdit",
+///     "hooks": [{"type": "command", "command": "concur hook claude"}]}]}}
+///   concur hook install --agent claude --settings .claude/settings.json --dry-run
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    action: Action,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Action {
+    /// Claude Code hook (PreToolUse, SessionStart, SessionEnd)
+    Claude,
+    /// Codex CLI hook (PreToolUse incl. apply_patch, SessionStart)
+    Codex,
+    /// Gemini CLI hook (BeforeTool write_file/replace, SessionStart, SessionEnd)
+    Gemini,
+    /// Cursor hook (preToolUse Write/StrReplace/Edit, conversation_id)
+    Cursor,
+    /// Git pre-commit hook: refuse a commit staging files another live session reserved
+    ///
+    /// Installed by `concur hook install --git`; exit 1 names the blocked files and holders.
+    GitPreCommit,
+    /// Merge concur's hook entries into an agent's settings file (idempotent, locked, atomic,
+    /// backup kept as FILE.bak)
+    ///
+    /// Example: concur hook install --agent claude --settings ~/.claude/settings.json
+    Install {
+        /// The agent: claude, codex, gemini or cursor
+        #[arg(long, value_parser = ["claude", "codex", "gemini", "cursor"], required_unless_present = "git")]
+        agent: Option<String>,
+        /// The settings file to merge into (created if missing)
+        #[arg(long, value_name = "PATH", required_unless_present = "git")]
+        settings: Option<PathBuf>,
+        /// Install the git pre-commit hook of this repository instead (edit reservations;
+        /// an existing pre-commit hook is kept and runs first)
+        #[arg(long, conflicts_with_all = ["agent", "settings", "dry_run", "command"])]
+        git: bool,
+        /// Print the diff and change nothing
+        #[arg(long)]
+        dry_run: bool,
+        /// The hook command to install (default: "concur hook AGENT")
+        #[arg(long, value_name = "CMD")]
+        command: Option<String>,
+    },
+}
+
+fn agent_of(name: &str) -> Agent {
+    match name {
+        "codex" => Agent::Codex,
+        "gemini" => Agent::Gemini,
+        "cursor" => Agent::Cursor,
+        _ => Agent::Claude,
+    }
+}
+
+/// Runs `concur hook ...`.
+pub fn run(args: Args, ctx: &Ctx) -> Result<Exit, CliError> {
+    let agent = match args.action {
+        Action::Claude => Agent::Claude,
+        Action::Codex => Agent::Codex,
+        Action::Gemini => Agent::Gemini,
+        Action::Cursor => Agent::Cursor,
+        Action::GitPreCommit => return super::git_hook::pre_commit(ctx),
+        Action::Install { git: true, .. } => return super::git_hook::install(ctx),
+        Action::Install {
+            agent: Some(agent),
+            settings: Some(settings),
+            dry_run,
+            command,
+            ..
+        } => return install(ctx, &agent, &settings, dry_run, command),
+        Action::Install { .. } => {
+            return Err(CliError::usage(
+                "hook install needs --agent and --settings, or --git",
+            ));
+        }
+    };
+    let answer = respond(agent, ctx);
+    if let Some(s) = &answer.stdout {
+        print_line(s);
+    }
+    if let Some(s) = &answer.stderr {
+        eprintln!("{s}");
+    }
+    Ok(Exit::Code(answer.code))
+}
+
+/// The largest payload read (16 MiB: a Write of a big file carries its content).
+const MAX_PAYLOAD: u64 = 16 << 20;
+
+fn respond(agent: Agent, ctx: &Ctx) -> Answer {
+    let mut input = Vec::new();
+    if let Err(e) = std::io::stdin()
+        .lock()
+        .take(MAX_PAYLOAD)
+        .read_to_end(&mut input)
+    {
+        return Answer::deny_exit2(&format!("concur guard: cannot read the hook payload: {e}"));
+    }
+    let event = match hook::parse(agent, &input) {
+        Ok(ev) => ev,
+        Err(why) => return Answer::deny_exit2(&format!("concur guard: {why}; refusing")),
+    };
+    match &event {
+        Event::Write { .. } | Event::Malformed(_) => {
+            let a = hook::decide(agent, &event, || {
+                ctx.config().map_err(|e| concur::Error::Invalid(e.message))
+            });
+            match &event {
+                Event::Write { paths, cwd, .. } if !a.is_deny() => {
+                    super::reserve_hook::write(agent, ctx, &input, paths, cwd)
+                }
+                _ => a,
+            }
+        }
+        Event::SessionStart { session, cwd } => session_start(agent, ctx, session.as_deref(), cwd),
+        Event::SessionEnd { session } => {
+            if let Some(id) = session_id(ctx, session.as_deref())
+                && let Err(e) = ctx
+                    .home()
+                    .map_err(|e| e.message)
+                    .and_then(|h| hook::session::end(h, &id).map_err(|e| e.to_string()))
+            {
+                eprintln!("concur: hook: {e}");
+            }
+            Answer::allow()
+        }
+        _ => super::reserve_hook::other(agent, ctx, &input),
+    }
+}
+
+/// The session id: the payload's, else `--session`/the environment.
+fn session_id(ctx: &Ctx, payload: Option<&str>) -> Option<concur::SessionId> {
+    match payload {
+        Some(id) => concur::SessionId::new(id).ok(),
+        None => ctx.session().ok().flatten(),
+    }
+}
+
+/// Registers the agent (this hook's parent) as the session, exports the id, and answers with
+/// the other live sessions in the same directory.
+fn session_start(agent: Agent, ctx: &Ctx, session: Option<&str>, cwd: &std::path::Path) -> Answer {
+    let Some(id) = session_id(ctx, session) else {
+        eprintln!("concur: hook: SessionStart without a valid session id");
+        return Answer::allow();
+    };
+    export_session(&id);
+    let agent_pid = concur::sys::proc::parent_pid(std::process::id()).unwrap_or(0);
+    let context = ctx.home().map_err(|e| e.message).and_then(|h| {
+        hook::session::start(h, &id, agent.name(), agent_pid, cwd).map_err(|e| e.to_string())
+    });
+    let reserved = super::reserve_hook::context(ctx, Some(&id), cwd);
+    let context = context.map(|t| match (t.is_empty(), reserved.is_empty()) {
+        (_, true) => t,
+        (true, false) => reserved,
+        (false, false) => format!("{t}\n{reserved}"),
+    });
+    match context {
+        Ok(text) if !text.is_empty() => Answer {
+            stdout: hook::claude::session_context(agent, &text).map(|v| v.to_string()),
+            ..Answer::allow()
+        },
+        Ok(_) => Answer::allow(),
+        Err(e) => {
+            eprintln!("concur: hook: {e}");
+            Answer::allow()
+        }
+    }
+}
+
+/// Exports the session id for the agent's later Bash calls (`$CLAUDE_ENV_FILE`).
+fn export_session(id: &concur::SessionId) {
+    let Some(file) = std::env::var_os("CLAUDE_ENV_FILE") else {
+        return;
+    };
+    let line = format!("export CONCUR_SESSION={id}\n");
+    let opts = concur::append::AppendOptions::new().fsync(false);
+    if let Err(e) = opts.append(&PathBuf::from(file), line.as_bytes()) {
+        eprintln!("concur: hook: {e}");
+    }
+}
+
+fn install(
+    ctx: &Ctx,
+    agent: &str,
+    settings: &std::path::Path,
+    dry_run: bool,
+    command: Option<String>,
+) -> Result<Exit, CliError> {
+    let command = command.unwrap_or_else(|| format!("concur hook {agent}"));
+    let done = hook::install::install(settings, agent_of(agent), &command, dry_run)?;
+    if ctx.json {
+        ctx.print_json(&serde_json::json!({
+            "settings": done.settings, "changed": done.changed, "backup": done.backup,
+            "dry_run": dry_run, "diff": done.diff,
+        }));
+    } else if dry_run {
+        if done.changed {
+            print!("{}", done.diff);
+        } else {
+            print_line("already installed: nothing to change");
+        }
+    } else if done.changed {
+        print_line(&format!(
+            "installed {command} hooks in {}",
+            settings.display()
+        ));
+    } else {
+        print_line("already installed: nothing to change");
+    }
+    Ok(Exit::Ok)
+}

@@ -1,0 +1,64 @@
+//! `concur isolate`: run a per-session instance of a would-be singleton as a transparent stdio
+//! wrapper; `concur isolate gc` removes dead sessions' directories.
+
+use concur::isolate;
+
+use crate::ctx::{Ctx, print_line};
+use crate::exit::{CliError, Exit};
+
+/// Run one instance per session of a server that would otherwise be shared (a browser MCP
+/// server, a dev server): placeholders {session}, {session_dir} and {port} are substituted,
+/// stdio passes through untouched, and the command's whole process group is killed when stdin
+/// closes, on SIGINT/SIGTERM/SIGHUP, or when concur's parent dies. Exits with the command's
+/// status.
+///
+/// Example (.mcp.json "command": "concur", "args": [...]):
+///   concur isolate -- npx @playwright/mcp --user-data-dir {session_dir}/browser --port {port}
+///   concur isolate --exclusive browser -- npx @playwright/mcp
+///   concur isolate gc
+#[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct Args {
+    #[command(subcommand)]
+    action: Option<Action>,
+    /// Share one instance called NAME instead: held by one session at a time, others fail at
+    /// once naming the holder
+    #[arg(long, value_name = "NAME")]
+    exclusive: Option<String>,
+    /// The command and its arguments, after `--`
+    #[arg(last = true, value_name = "CMD")]
+    cmd: Vec<String>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Action {
+    /// Remove the per-session directories of sessions whose agent process is gone
+    Gc,
+}
+
+/// Runs `concur isolate`.
+#[allow(clippy::needless_pass_by_value)] // every verb's run takes its Args by value
+pub fn run(args: Args, ctx: &Ctx) -> Result<Exit, CliError> {
+    let home = ctx.home()?;
+    if let Some(Action::Gc) = &args.action {
+        let removed = isolate::gc(home)?;
+        if ctx.json {
+            ctx.print_json(&serde_json::json!({ "removed": removed }));
+        } else {
+            for r in removed {
+                print_line(&format!("removed {}", r.display()));
+            }
+        }
+        return Ok(Exit::Ok);
+    }
+    if args.cmd.is_empty() {
+        return Err(CliError::usage(
+            "no command: concur isolate [--exclusive NAME] -- CMD ARGS...",
+        ));
+    }
+    let session = ctx.require_session()?;
+    let prepared = isolate::prepare(home, &session, args.exclusive.as_deref(), &args.cmd)?;
+    // Nothing is printed on stdout: it belongs to the command (an MCP server's JSON-RPC).
+    let status = isolate::run(&prepared)?;
+    Ok(Exit::from_status(status))
+}

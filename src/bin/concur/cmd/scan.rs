@@ -1,0 +1,235 @@
+//! `concur scan`: static inventory of shared-state writers.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use concur::scan::{self, Report, Risk, ScanOptions};
+
+use crate::ctx::{Ctx, print_line};
+use crate::exit::{CliError, Exit};
+
+/// Find every shared-state writer in bash/sh, JavaScript, TypeScript and Python code: each
+/// write site's pattern, lock coverage, risk and reason, then an inventory of every path
+/// written, grouped across files and languages, with the concur verb that fixes it.
+///
+/// Scripts named in .claude/settings.json, .codex/hooks.json or .mcp.json under a scanned
+/// directory are marked as hooks (they run concurrently across sessions). Exit 0 even when
+/// risky writers are found; parse errors are reported on stderr and lower confidence, never
+/// fatal.
+///
+/// Example: `concur scan ~/.claude/hooks --min-risk medium --format md`
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Files or directories to scan
+    #[arg(required = true, value_name = "PATH")]
+    paths: Vec<PathBuf>,
+    /// Output format (--json is the same as --format json)
+    #[arg(long, value_enum, default_value = "table")]
+    format: Format,
+    /// Only findings at or above this risk
+    #[arg(long, value_enum, value_name = "RISK")]
+    min_risk: Option<MinRisk>,
+}
+
+/// Output formats.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum Format {
+    /// Aligned text for a terminal
+    Table,
+    /// {"findings":[...],"inventory":[...]}
+    Json,
+    /// Markdown tables
+    Md,
+}
+
+/// Risk thresholds.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum MinRisk {
+    /// low, medium and high
+    Low,
+    /// medium and high
+    Medium,
+    /// high only
+    High,
+}
+
+/// Runs `concur scan`.
+pub fn run(args: Args, ctx: &Ctx) -> Result<Exit, CliError> {
+    let Args {
+        paths,
+        format,
+        min_risk,
+    } = args;
+    let opts = ScanOptions {
+        min_risk: min_risk.map(|m| match m {
+            MinRisk::Low => Risk::Low,
+            MinRisk::Medium => Risk::Medium,
+            MinRisk::High => Risk::High,
+        }),
+    };
+    let report = scan::scan(&paths, &opts)?;
+    for e in &report.parse_errors {
+        eprintln!(
+            "concur: scan: parse error at {}:{} (confidence of nearby findings lowered)",
+            e.file, e.line
+        );
+    }
+    let format = if ctx.json { Format::Json } else { format };
+    let out = match format {
+        Format::Json => json(&report),
+        Format::Table => table(&report),
+        Format::Md => markdown(&report),
+    };
+    print_line(out.trim_end());
+    Ok(Exit::Ok)
+}
+
+/// `{"findings":[...],"inventory":[...]}`.
+pub fn json(r: &Report) -> String {
+    serde_json::json!({ "findings": r.findings, "inventory": r.inventory }).to_string()
+}
+
+fn lines(a: usize, b: usize) -> String {
+    if a == b {
+        a.to_string()
+    } else {
+        format!("{a}-{b}")
+    }
+}
+
+/// Aligned plain-text tables.
+pub fn table(r: &Report) -> String {
+    let mut rows: Vec<[String; 6]> = vec![[
+        "RISK".into(),
+        "PATTERN".into(),
+        "SITE".into(),
+        "TEMPLATE".into(),
+        "LOCKED".into(),
+        "REASON".into(),
+    ]];
+    for f in &r.findings {
+        rows.push([
+            f.risk.name().into(),
+            f.pattern.name().into(),
+            format!("{}:{}", f.file, lines(f.line_start, f.line_end)),
+            f.template.clone(),
+            if f.locked { "yes" } else { "no" }.into(),
+            format!(
+                "{}{}",
+                f.reason,
+                match f.confidence {
+                    scan::Confidence::High => "",
+                    scan::Confidence::Medium => " [confidence: medium]",
+                    scan::Confidence::Low => " [confidence: low]",
+                }
+            ),
+        ]);
+    }
+    let mut out = aligned(&rows);
+    out.push('\n');
+    let mut inv: Vec<[String; 6]> = vec![[
+        "RISK".into(),
+        "RESOURCE".into(),
+        "WRITERS".into(),
+        "FIX".into(),
+        String::new(),
+        String::new(),
+    ]];
+    for res in &r.inventory {
+        inv.push([
+            res.risk.name().into(),
+            res.template.clone(),
+            writers(res),
+            res.fix.clone(),
+            String::new(),
+            String::new(),
+        ]);
+    }
+    out.push_str(&aligned(&inv));
+    let _ = writeln!(
+        out,
+        "\n{} findings, {} resources, {} files",
+        r.findings.len(),
+        r.inventory.len(),
+        r.files
+    );
+    out
+}
+
+fn writers(res: &scan::Resource) -> String {
+    let mut v: Vec<String> = res
+        .writers
+        .iter()
+        .map(|w| format!("{}:{}", w.file, lines(w.line_start, w.line_end)))
+        .collect();
+    v.dedup();
+    if v.len() > 3 {
+        let more = v.len() - 3;
+        v.truncate(3);
+        v.push(format!("+{more} more"));
+    }
+    v.join(", ")
+}
+
+fn aligned(rows: &[[String; 6]]) -> String {
+    let mut widths = [0usize; 6];
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            widths[i] = widths[i].max(c.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for r in rows {
+        let mut line = String::new();
+        for (i, c) in r.iter().enumerate() {
+            if i == 5 || r[i + 1..].iter().all(String::is_empty) {
+                line.push_str(c);
+                break;
+            }
+            let _ = write!(line, "{c:w$}  ", w = widths[i]);
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+fn md_escape(s: &str) -> String {
+    s.replace('|', "\\|")
+}
+
+/// Markdown tables: findings, then the inventory.
+pub fn markdown(r: &Report) -> String {
+    let mut out = String::from(
+        "## Findings\n\n| risk | pattern | site | template | locked | reason |\n|---|---|---|---|---|---|\n",
+    );
+    for f in &r.findings {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {}:{} | `{}` | {} | {} |",
+            f.risk.name(),
+            f.pattern.name(),
+            f.file,
+            lines(f.line_start, f.line_end),
+            md_escape(&f.template),
+            if f.locked { "yes" } else { "no" },
+            md_escape(&f.reason)
+        );
+    }
+    out.push_str("\n## Inventory\n\n| risk | resource | writers | fix |\n|---|---|---|---|\n");
+    for res in &r.inventory {
+        let _ = writeln!(
+            out,
+            "| {} | `{}` | {} | {} |",
+            res.risk.name(),
+            md_escape(&res.template),
+            writers(res),
+            if res.fix == "-" {
+                "-".to_string()
+            } else {
+                format!("`{}`", res.fix)
+            }
+        );
+    }
+    out
+}

@@ -1,0 +1,253 @@
+//! The write guard: is a path one of the `[guard] protect` paths agents may not write with
+//! their file tools?
+//!
+//! Patterns are globs: `*` and `?` stay within one path component, `**` spans any number of
+//! components (`a/**/b` also matches `a/b`), `[abc]`/`[a-z]`/`[!a]` are classes; a leading `~/`
+//! is the home directory. A candidate path is made absolute (against the payload's `cwd`),
+//! `.`/`..` are removed, and then it is checked twice: as written and with symlinks resolved
+//! (the longest existing ancestor is canonicalised), against each pattern as written and with
+//! its literal directory prefix resolved. So a write through a symlink or a `../` detour to a
+//! protected file is caught, and so is a protected path that itself lies under a symlinked
+//! directory.
+//!
+//! This is the hot path of every agent tool call: no database, no directory scan — a few
+//! `canonicalize` calls, only for file-writing tools, only when patterns exist.
+//!
+//! Not guaranteed: a hard link to a protected file under another name is not recognised (it is
+//! a different path to the same inode); a guard sees only the agent's file tools, not shell
+//! redirections.
+
+use std::path::{Component, Path, PathBuf};
+
+use crate::config::{Config, expand_tilde};
+
+/// The default reason shown to an agent whose write was denied.
+pub const DEFAULT_REASON: &str = "this file is shared by concurrent sessions and protected by \
+concur; append to it with `concur append --broker FILE JSON` (or the command your project \
+documents) instead of editing it";
+
+/// The compiled `[guard]` section.
+#[derive(Debug, Clone, Default)]
+pub struct Guard {
+    patterns: Vec<String>,
+    reason: String,
+}
+
+impl Guard {
+    /// The guard of a configuration.
+    pub fn from_config(config: &Config) -> Guard {
+        Guard::new(
+            config.guard.protect.iter().map(String::as_str),
+            config.guard.reason.as_deref(),
+        )
+    }
+
+    /// A guard from patterns and an optional reason.
+    pub fn new<'a>(patterns: impl IntoIterator<Item = &'a str>, reason: Option<&str>) -> Guard {
+        let mut out = Vec::new();
+        for p in patterns {
+            let expanded = expand_tilde(p);
+            let lexical = normalize(&expanded);
+            let s = lexical.to_string_lossy().into_owned();
+            if let Some(resolved) = resolve_literal_prefix(&s)
+                && resolved != s
+            {
+                out.push(resolved);
+            }
+            out.push(s);
+        }
+        Guard {
+            patterns: out,
+            reason: reason.unwrap_or(DEFAULT_REASON).to_owned(),
+        }
+    }
+
+    /// Whether there is anything to protect.
+    pub fn is_empty(&self) -> bool {
+        self.patterns.is_empty()
+    }
+
+    /// The reason shown to a denied agent.
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
+
+    /// The pattern protecting `path` (relative paths are taken against `cwd`), if any.
+    pub fn protects(&self, path: &Path, cwd: &Path) -> Option<&str> {
+        if self.patterns.is_empty() {
+            return None;
+        }
+        let abs = if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            cwd.join(path)
+        };
+        let lexical = normalize(&abs);
+        let resolved = resolve_existing_prefix(&lexical);
+        let candidates = [lexical.to_string_lossy(), resolved.to_string_lossy()];
+        self.patterns
+            .iter()
+            .find(|p| {
+                candidates
+                    .iter()
+                    .any(|c| glob_match(p.as_bytes(), c.as_bytes()))
+            })
+            .map(String::as_str)
+    }
+}
+
+/// Removes `.` and resolves `..` lexically (an absolute path stays absolute).
+pub fn normalize(p: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other.as_os_str()),
+        }
+    }
+    out
+}
+
+/// Canonicalises the longest existing ancestor of `p` and appends the rest.
+fn resolve_existing_prefix(p: &Path) -> PathBuf {
+    let mut rest = Vec::new();
+    let mut cur = p;
+    loop {
+        if let Ok(real) = std::fs::canonicalize(cur) {
+            let mut out = real;
+            for r in rest.iter().rev() {
+                out.push(r);
+            }
+            return out;
+        }
+        match (cur.parent(), cur.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_owned());
+                cur = parent;
+            }
+            _ => return p.to_path_buf(),
+        }
+    }
+}
+
+/// The pattern with its glob-free leading directories resolved through symlinks.
+fn resolve_literal_prefix(pattern: &str) -> Option<String> {
+    let first_glob = pattern.find(['*', '?', '['])?;
+    let dir_end = pattern[..first_glob].rfind('/')?;
+    let (dir, rest) = pattern.split_at(dir_end);
+    let real = std::fs::canonicalize(if dir.is_empty() { "/" } else { dir }).ok()?;
+    Some(format!(
+        "{}{rest}",
+        real.to_string_lossy().trim_end_matches('/')
+    ))
+}
+
+/// Glob matching on bytes: `*`, `?` (not across `/`), `**` (across), `[...]` classes.
+pub fn glob_match(p: &[u8], s: &[u8]) -> bool {
+    match p.first() {
+        None => s.is_empty(),
+        Some(b'*') if p.get(1) == Some(&b'*') => {
+            let rest = &p[2..];
+            // `a/**/b` also matches `a/b`: the `**/` may stand for no directory at all.
+            if let Some(after) = rest.strip_prefix(b"/")
+                && glob_match(after, s)
+            {
+                return true;
+            }
+            (0..=s.len()).any(|i| glob_match(rest, &s[i..]))
+        }
+        Some(b'*') => {
+            let rest = &p[1..];
+            for i in 0..=s.len() {
+                if glob_match(rest, &s[i..]) {
+                    return true;
+                }
+                if s.get(i) == Some(&b'/') {
+                    break;
+                }
+            }
+            false
+        }
+        Some(b'?') => s.first().is_some_and(|&c| c != b'/') && glob_match(&p[1..], &s[1..]),
+        Some(b'[') => match (class_end(p), s.first()) {
+            (Some(end), Some(&c)) if c != b'/' => {
+                class_matches(&p[1..end], c) && glob_match(&p[end + 1..], &s[1..])
+            }
+            (Some(_), _) => false,
+            (None, _) => s.first() == Some(&b'[') && glob_match(&p[1..], &s[1..]),
+        },
+        Some(&c) => s.first() == Some(&c) && glob_match(&p[1..], &s[1..]),
+    }
+}
+
+fn class_end(p: &[u8]) -> Option<usize> {
+    // A `]` right after `[` or `[!` is a literal member.
+    let start = if p.get(1) == Some(&b'!') { 2 } else { 1 };
+    p.iter()
+        .enumerate()
+        .skip(start + 1)
+        .find(|(_, c)| **c == b']')
+        .map(|(i, _)| i)
+}
+
+fn class_matches(class: &[u8], c: u8) -> bool {
+    let (negate, class) = match class.split_first() {
+        Some((b'!' | b'^', rest)) => (true, rest),
+        _ => (false, class),
+    };
+    let mut i = 0;
+    let mut hit = false;
+    while i < class.len() {
+        if i + 2 < class.len() && class[i + 1] == b'-' {
+            hit |= class[i] <= c && c <= class[i + 2];
+            i += 3;
+        } else {
+            hit |= class[i] == c;
+            i += 1;
+        }
+    }
+    hit != negate
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs_match_like_a_shell_plus_double_star() {
+        let m = |p: &str, s: &str| glob_match(p.as_bytes(), s.as_bytes());
+        assert!(m("/a/*/memory/MEMORY.md", "/a/proj/memory/MEMORY.md"));
+        assert!(!m("/a/*/memory/MEMORY.md", "/a/x/y/memory/MEMORY.md"));
+        assert!(m("/a/**/MEMORY.md", "/a/x/y/MEMORY.md"));
+        assert!(m("/a/**/MEMORY.md", "/a/MEMORY.md"));
+        assert!(m("/v/*.jsonl", "/v/verdicts.jsonl"));
+        assert!(!m("/v/*.jsonl", "/v/verdicts.json"));
+        assert!(m("/v/file[0-9].txt", "/v/file7.txt"));
+        assert!(!m("/v/file[!0-9].txt", "/v/file7.txt"));
+        assert!(m("/v/?.md", "/v/a.md"));
+    }
+
+    #[test]
+    fn symlinks_and_dotdot_detours_are_caught() {
+        let d = tempfile::tempdir().unwrap();
+        let real = std::fs::canonicalize(d.path()).unwrap();
+        std::fs::create_dir(real.join("mem")).unwrap();
+        std::os::unix::fs::symlink(real.join("mem"), real.join("alias")).unwrap();
+        let pat = format!("{}/mem/*.md", real.display());
+        let g = Guard::new([pat.as_str()], None);
+        assert!(g.protects(&real.join("mem/MEMORY.md"), &real).is_some());
+        assert!(g.protects(&real.join("alias/MEMORY.md"), &real).is_some());
+        assert!(
+            g.protects(&real.join("other/../mem/MEMORY.md"), &real)
+                .is_some()
+        );
+        assert!(g.protects(Path::new("mem/./MEMORY.md"), &real).is_some());
+        assert!(g.protects(&real.join("mem/notes.txt"), &real).is_none());
+        // A pattern written through the symlink protects the real path too.
+        let g = Guard::new([format!("{}/alias/*.md", real.display()).as_str()], None);
+        assert!(g.protects(&real.join("mem/MEMORY.md"), &real).is_some());
+    }
+}

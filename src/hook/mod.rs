@@ -1,0 +1,204 @@
+//! Agent hook adapters: `concur hook claude|codex|gemini|cursor` reads the agent's hook payload
+//! on stdin and answers in that agent's dialect.
+//!
+//! - **`PreToolUse`** (Gemini `BeforeTool`, Cursor `preToolUse`) for a file-writing tool whose
+//!   path is protected by `[guard]` → deny, with a reason naming the concur command to use
+//!   instead ([`guard`]). Anything else → allow: exit 0, no output.
+//! - **`SessionStart`** → the agent process (the hook's parent: pid + start time) is registered
+//!   as the session, `export CONCUR_SESSION=<id>` is appended to `$CLAUDE_ENV_FILE` when set,
+//!   and `additionalContext` names the other live sessions in the same directory and the leases
+//!   they hold (nothing is printed when there are none) — [`session`].
+//! - **`SessionEnd`** → the session ends and its leases are released.
+//!
+//! ## Fail closed
+//! Agents let a tool call through when a hook crashes, times out or exits with an unexpected
+//! code. So every failure on a guarded event is turned into a deny by this module: a payload
+//! that is not a JSON object, a file tool without a path, an unreadable or malformed config.
+//! A payload that is not JSON at all cannot be attributed to an event and is denied with exit 2
+//! and the reason on stderr, which every supported agent treats as a deny.
+//!
+//! ## Not guaranteed
+//! - The guard sees file tools only; shell redirections (`echo >> F`) bypass it.
+
+pub mod claude;
+pub mod guard;
+pub mod install;
+pub mod session;
+
+use std::path::PathBuf;
+
+use crate::config::Config;
+use crate::error::Result;
+
+pub use guard::Guard;
+
+/// The agent whose dialect a payload is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Agent {
+    /// Claude Code.
+    Claude,
+    /// `OpenAI` Codex CLI (Claude's wire format, plus `apply_patch`).
+    Codex,
+    /// Gemini CLI.
+    Gemini,
+    /// Cursor.
+    Cursor,
+}
+
+impl Agent {
+    /// The agent's name as used on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Agent::Claude => "claude",
+            Agent::Codex => "codex",
+            Agent::Gemini => "gemini",
+            Agent::Cursor => "cursor",
+        }
+    }
+}
+
+/// What a payload asks about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// A file-writing tool is about to write these paths.
+    Write {
+        /// The tool's name.
+        tool: String,
+        /// The paths it writes (relative ones are against `cwd`).
+        paths: Vec<PathBuf>,
+        /// The session's working directory.
+        cwd: PathBuf,
+    },
+    /// A guarded event whose payload cannot be understood.
+    Malformed(String),
+    /// A session starts.
+    SessionStart {
+        /// The agent's session id, if the payload has one.
+        session: Option<String>,
+        /// Its working directory.
+        cwd: PathBuf,
+    },
+    /// A session ends.
+    SessionEnd {
+        /// The agent's session id, if the payload has one.
+        session: Option<String>,
+    },
+    /// Anything else: allowed without a word.
+    Other,
+}
+
+/// A hook's answer: what to print and the exit code.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Answer {
+    /// One line for stdout, if any.
+    pub stdout: Option<String>,
+    /// One line for stderr, if any.
+    pub stderr: Option<String>,
+    /// The exit code (0 allow or JSON answer, 2 deny-by-exit-code).
+    pub code: u8,
+}
+
+impl Answer {
+    /// Allow silently.
+    pub fn allow() -> Answer {
+        Answer::default()
+    }
+
+    /// Deny in `agent`'s JSON dialect.
+    pub fn deny(agent: Agent, reason: &str) -> Answer {
+        Answer {
+            stdout: Some(claude::deny_json(agent, reason).to_string()),
+            stderr: None,
+            code: 0,
+        }
+    }
+
+    /// Deny by exit code 2 with the reason on stderr (understood by every agent).
+    pub fn deny_exit2(reason: &str) -> Answer {
+        Answer {
+            stdout: None,
+            stderr: Some(reason.to_owned()),
+            code: 2,
+        }
+    }
+
+    /// Whether this answer denies.
+    pub fn is_deny(&self) -> bool {
+        self.code == 2
+            || self
+                .stdout
+                .as_deref()
+                .is_some_and(|s| s.contains("\"deny\""))
+    }
+}
+
+/// Parses a payload; `Err` carries why it is unusable (not JSON, not an object).
+///
+/// # Errors
+/// A message for a payload that is not a JSON object.
+pub fn parse(agent: Agent, input: &[u8]) -> std::result::Result<Event, String> {
+    let v: serde_json::Value =
+        serde_json::from_slice(input).map_err(|e| format!("hook payload is not JSON ({e})"))?;
+    if !v.is_object() {
+        return Err("hook payload is not a JSON object".into());
+    }
+    Ok(claude::classify(agent, &v))
+}
+
+/// Decides a `PreToolUse`-style event: deny when a path is protected, or when the guard
+/// cannot be consulted (fail closed). `config` is only called for file-writing tools.
+pub fn decide(agent: Agent, event: &Event, config: impl FnOnce() -> Result<Config>) -> Answer {
+    match event {
+        Event::Malformed(why) => Answer::deny(
+            agent,
+            &format!("concur guard: refusing a malformed file-tool call: {why}"),
+        ),
+        Event::Write { tool, paths, cwd } => {
+            let guard = match config() {
+                Ok(c) => Guard::from_config(&c),
+                Err(e) => {
+                    return Answer::deny(
+                        agent,
+                        &format!(
+                            "concur guard: cannot read the guard configuration, so {tool} is refused: {e}"
+                        ),
+                    );
+                }
+            };
+            for p in paths {
+                if let Some(pattern) = guard.protects(p, cwd) {
+                    let reason = format!(
+                        "concur guard: {} is protected (matches {pattern}): {}",
+                        p.display(),
+                        guard.reason()
+                    );
+                    return Answer::deny(agent, &reason);
+                }
+            }
+            Answer::allow()
+        }
+        _ => Answer::allow(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_config_error_on_a_file_tool_denies() {
+        let e = Event::Write {
+            tool: "Write".into(),
+            paths: vec!["/x".into()],
+            cwd: "/".into(),
+        };
+        let a = decide(Agent::Claude, &e, || {
+            Err(crate::Error::Invalid("bad".into()))
+        });
+        assert!(a.is_deny());
+        let a = decide(Agent::Claude, &Event::Other, || unreachable!());
+        assert_eq!(a, Answer::allow());
+    }
+}

@@ -1,0 +1,91 @@
+//! The session side of the hooks: `SessionStart` registers the agent process in the session
+//! registry and tells the model who else works in the same directory; `SessionEnd` ends the
+//! session and releases its leases.
+//!
+//! The agent process is the hook's parent (agents run a hook command directly or through a
+//! shell that `exec`s it). `SessionEnd` is fast — one registry record and one `SQLite`
+//! transaction — well inside Claude Code's 1.5 s budget; it never runs after a crash, which is
+//! why leases are also reclaimed by liveness (pid + start time) in [`crate::lease`].
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use crate::error::Result;
+use crate::home::Home;
+use crate::id::SessionId;
+use crate::lease::Store;
+use crate::lease::sqlite::SqliteStore;
+use crate::session::{Registry, StartOptions};
+
+/// Registers `session` as embodied by process `agent_pid` in `cwd`, and returns the context
+/// for the model: the other live sessions in the same directory and the leases they hold
+/// (empty when there are none).
+///
+/// # Errors
+/// As [`Registry::start`] and the lease store.
+pub fn start(
+    home: &Home,
+    session: &SessionId,
+    agent: &str,
+    agent_pid: u32,
+    cwd: &Path,
+) -> Result<String> {
+    let reg = Registry::open(home)?;
+    reg.start(
+        session,
+        &StartOptions {
+            pid: Some(agent_pid),
+            agent: Some(agent.to_owned()),
+            cwd: Some(cwd.to_path_buf()),
+        },
+    )?;
+    let others: Vec<_> = reg
+        .list()?
+        .into_iter()
+        .filter(|(s, alive)| *alive && s.id != session.as_str() && s.cwd == cwd)
+        .map(|(s, _)| s)
+        .collect();
+    if others.is_empty() {
+        return Ok(String::new());
+    }
+    let leases = SqliteStore::open(home)?.list()?;
+    let mut text = format!(
+        "concur: {} other live session(s) work in {}:",
+        others.len(),
+        cwd.display()
+    );
+    for s in &others {
+        let held: Vec<&str> = leases
+            .iter()
+            .filter_map(|t| t.lease.as_ref())
+            .filter(|l| l.session == s.id)
+            .map(|l| l.task.as_str())
+            .collect();
+        let _ = write!(
+            text,
+            "\n- session {} ({}, pid {})",
+            s.id,
+            s.agent.as_deref().unwrap_or("agent"),
+            s.pid
+        );
+        if held.is_empty() {
+            text.push_str(", no leases");
+        } else {
+            let _ = write!(text, ", holding leases: {}", held.join(", "));
+        }
+    }
+    text.push_str(
+        "\nCoordinate before touching what they hold (`concur lease list`, `concur lease acquire TASK`).",
+    );
+    Ok(text)
+}
+
+/// Ends `session`: releases its leases, removes its markers, pointers and record.
+///
+/// # Errors
+/// As [`Registry::end`].
+pub fn end(home: &Home, session: &SessionId) -> Result<Vec<String>> {
+    let reg = Registry::open(home)?;
+    let store = SqliteStore::open(home)?;
+    Ok(reg.end(session, &store)?.leases)
+}

@@ -1,0 +1,1202 @@
+//! The bash/sh front end: write sites, locks and path templates in shell scripts.
+//!
+//! The query (`queries/bash.scm`) says whether a file has any candidate site at all (most
+//! files have none and are skipped after the parse); the walk below then visits statements in
+//! order, keeping the variable environment, open lock file descriptors (`exec 9>f; flock 9`,
+//! `( flock 9; ... ) 9>f`), held locks, existence checks (`[ -f X ]`) and earlier reads, so each
+//! site is judged in context.
+//!
+//! Traps handled: tree-sitter-bash binds a redirect after a pipeline to the whole pipeline,
+//! but only the pipeline's last command writes; only the first word after `>` is the target
+//! (`echo a > f b` writes `f`); heredocs fed to an interpreter, `bash -c`, `trap`, `eval` and
+//! `flock -c` strings are parsed again; `flock F cmd > out` truncates `out` before the lock is
+//! taken, so a `>` there is not covered (a `>>` is).
+//!
+//! [`written_paths`] answers "which paths does this command write" for the edit-reservation
+//! hook.
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+use tree_sitter::{Language, Node, Parser, Query, QueryCursor, StreamingIterator};
+
+use super::findings::{Facts, Pattern};
+use super::resolve::{self, Env};
+use super::{Lang, Site, Unit, snippet};
+
+fn language() -> Language {
+    tree_sitter_bash::LANGUAGE.into()
+}
+
+fn query() -> &'static Query {
+    static Q: OnceLock<Query> = OnceLock::new();
+    Q.get_or_init(|| {
+        Query::new(&language(), include_str!("queries/bash.scm")).expect("bash.scm is valid")
+    })
+}
+
+fn parse(src: &str) -> Option<tree_sitter::Tree> {
+    let mut parser = Parser::new();
+    parser.set_language(&language()).ok()?;
+    parser.parse(src, None)
+}
+
+/// How a command writes a path (see [`written_paths`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Write {
+    /// The path as written (quotes removed, variables as given).
+    pub path: String,
+    /// The pattern of the write (`append`, `overwrite`, `atomic-rename`, ...).
+    pub pattern: Pattern,
+}
+
+/// The paths a shell command line writes: redirect targets (`>`, `>>`, `&>`), `tee` files,
+/// `sed -i` files, `mv`/`cp` destinations, `rm`/`touch`/`mkdir` arguments, and the same inside
+/// `bash -c`/`flock -c` strings. Device targets (`/dev/null`, `>&2`) are not writes.
+///
+/// Returns `None` when the command does not parse cleanly: the caller decides (the edit
+/// reservation hook allows and logs it, never falsely denies).
+///
+/// # Examples
+///
+/// ```
+/// use concur::scan::bash::written_paths;
+/// let w = written_paths("cat a | tee -a log.txt > /dev/null").unwrap();
+/// assert_eq!(w.len(), 1);
+/// assert_eq!(w[0].path, "log.txt");
+/// assert!(written_paths("grep x f").unwrap().is_empty());
+/// assert_eq!(written_paths("mv tmp f").unwrap()[0].path, "f");
+/// ```
+pub fn written_paths(cmd: &str) -> Option<Vec<Write>> {
+    let tree = parse(cmd)?;
+    if tree.root_node().has_error() {
+        return None;
+    }
+    let mut unit = Unit {
+        file: "",
+        hook: false,
+        out: Vec::new(),
+        error_lines: Vec::new(),
+        depth: 0,
+    };
+    unit.analyze(Lang::Bash, cmd, 1, false);
+    let mut out: Vec<Write> = Vec::new();
+    for f in unit.out {
+        if matches!(
+            f.pattern,
+            Pattern::PredictableTmp | Pattern::Flock | Pattern::Sqlite | Pattern::Socket
+        ) {
+            continue;
+        }
+        let path = unquote(&f.path);
+        if !out.iter().any(|w| w.path == path) {
+            out.push(Write {
+                path,
+                pattern: f.pattern,
+            });
+        }
+    }
+    Some(out)
+}
+
+fn unquote(s: &str) -> String {
+    let s = s.trim();
+    if s.len() >= 2
+        && ((s.starts_with('"') && s.ends_with('"')) || (s.starts_with('\'') && s.ends_with('\'')))
+    {
+        s[1..s.len() - 1].to_string()
+    } else {
+        s.to_string()
+    }
+}
+
+/// Analyses one bash text into `unit`.
+pub(crate) fn analyze(unit: &mut Unit, src: &str, base: usize, locked: bool) {
+    let Some(tree) = parse(src) else { return };
+    let root = tree.root_node();
+    unit.note_errors(root, base);
+    let mut cursor = QueryCursor::new();
+    let mut matches = cursor.matches(query(), root, src.as_bytes());
+    if matches.next().is_none() {
+        return;
+    }
+    let mut w = Walker {
+        u: unit,
+        src,
+        base,
+        env: Env::default(),
+        fds: HashMap::new(),
+        locks: Vec::new(),
+        inherited: locked,
+        noclobber: false,
+        reads: Vec::new(),
+        guards: Vec::new(),
+        lock_ctx: false,
+        loops: Vec::new(),
+        fallthrough: None,
+    };
+    w.visit(root);
+}
+
+struct Walker<'u, 'a, 's> {
+    u: &'u mut Unit<'a>,
+    src: &'s str,
+    base: usize,
+    env: Env,
+    /// Open file descriptors (`exec 9>f`): fd → template.
+    fds: HashMap<String, String>,
+    /// Locks held now (templates).
+    locks: Vec<String>,
+    /// A lock held by the enclosing code (re-parsed `flock -c` strings).
+    inherited: bool,
+    noclobber: bool,
+    /// Earlier reads in this scope: template, line.
+    reads: Vec<(String, usize)>,
+    /// Paths checked for existence by an enclosing condition.
+    guards: Vec<String>,
+    /// Inside a condition (`if mkdir`, `mkdir X &&`): mkdir is a lock attempt.
+    lock_ctx: bool,
+    /// Enclosing loops: whether a mkdir lock in it falls through.
+    loops: Vec<bool>,
+    /// A mkdir lock that can fall through was attempted: later writes may run unlocked.
+    fallthrough: Option<String>,
+}
+
+const READERS: &[&str] = &[
+    "cat",
+    "jq",
+    "head",
+    "tail",
+    "grep",
+    "awk",
+    "wc",
+    "cut",
+    "sort",
+    "source",
+    ".",
+    "read",
+    "sed",
+    "diff",
+    "cmp",
+    "md5sum",
+    "sha256sum",
+    "yq",
+];
+
+impl Walker<'_, '_, '_> {
+    fn text(&self, n: Node) -> &str {
+        &self.src[n.byte_range()]
+    }
+
+    fn lines(&self, n: Node) -> (usize, usize) {
+        (
+            self.base + n.start_position().row,
+            self.base + n.end_position().row,
+        )
+    }
+
+    fn locked(&self) -> bool {
+        self.inherited || !self.locks.is_empty()
+    }
+
+    fn visit(&mut self, n: Node) {
+        match n.kind() {
+            "function_definition" => {
+                let (locks, reads, guards) = (
+                    self.locks.len(),
+                    std::mem::take(&mut self.reads),
+                    self.guards.len(),
+                );
+                self.visit_children(n);
+                self.locks.truncate(locks);
+                self.reads = reads;
+                self.guards.truncate(guards);
+            }
+            "subshell" => {
+                let (locks, nc) = (self.locks.len(), self.noclobber);
+                self.visit_children(n);
+                self.locks.truncate(locks);
+                self.noclobber = nc;
+            }
+            "variable_assignment" => self.assign(n),
+            "redirected_statement" => self.redirected(n),
+            "command" => self.command(n, false),
+            "if_statement" | "elif_clause" => self.conditional(n),
+            "list" => self.list(n),
+            "while_statement" | "for_statement" | "c_style_for_statement" => self.looped(n),
+            "heredoc_body" | "comment" => {}
+            _ => self.visit_children(n),
+        }
+    }
+
+    fn visit_children(&mut self, n: Node) {
+        let mut c = n.walk();
+        let kids: Vec<Node> = n.named_children(&mut c).collect();
+        for k in kids {
+            self.visit(k);
+        }
+    }
+
+    fn assign(&mut self, n: Node) {
+        let Some(name) = n.child_by_field_name("name") else {
+            return;
+        };
+        let name = self.text(name).to_string();
+        if let Some(v) = n.child_by_field_name("value") {
+            self.visit_children(n);
+            let t = self.tpl(v);
+            self.env.set(&name, t);
+        } else {
+            self.env.set(&name, String::new());
+        }
+    }
+
+    // ---- templates ------------------------------------------------------------------------
+
+    fn tpl(&self, n: Node) -> String {
+        match n.kind() {
+            "raw_string" => self.text(n).trim_matches('\'').to_string(),
+            "string" | "concatenation" => {
+                let mut s = String::new();
+                let mut c = n.walk();
+                for k in n.named_children(&mut c) {
+                    s.push_str(&self.tpl(k));
+                }
+                if n.kind() == "concatenation" && n.named_child_count() == 0 {
+                    s = self.text(n).to_string();
+                }
+                s
+            }
+            "simple_expansion" => {
+                let t = self.text(n);
+                self.var(t.strip_prefix('$').unwrap_or(t))
+            }
+            "expansion" => self.expansion(n),
+            "command_substitution" => self.cmdsub(n),
+            "arithmetic_expansion" => "<n>".into(),
+            _ => self.text(n).to_string(),
+        }
+    }
+
+    fn var(&self, name: &str) -> String {
+        match name {
+            "$" | "BASHPID" => "<pid>".into(),
+            "RANDOM" | "SRANDOM" => "<random>".into(),
+            "HOME" => "$HOME".into(),
+            _ => match self.env.get(name) {
+                Some(v) if !v.template.is_empty() => v.template.clone(),
+                _ => format!("${name}"),
+            },
+        }
+    }
+
+    fn expansion(&self, n: Node) -> String {
+        let mut c = n.walk();
+        let kids: Vec<Node> = n.children(&mut c).collect();
+        let name = kids
+            .iter()
+            .find(|k| matches!(k.kind(), "variable_name" | "special_variable_name"))
+            .map(|k| self.text(*k).to_string());
+        let Some(name) = name else {
+            return "<expr>".into();
+        };
+        let op = n.child_by_field_name("operator").map(|o| self.text(o));
+        if let Some(v) = self.env.get(&name).filter(|v| !v.template.is_empty()) {
+            return match op {
+                None | Some(":-" | "-" | ":=" | "=") => v.template.clone(),
+                _ => "<expr>".into(),
+            };
+        }
+        match op {
+            None => self.var(&name),
+            Some(":-" | "-" | ":=" | "=") => {
+                let mut s = String::new();
+                let mut after = false;
+                for k in &kids {
+                    if after && k.is_named() {
+                        s.push_str(&self.tpl(*k));
+                    }
+                    if Some(*k) == n.child_by_field_name("operator") {
+                        after = true;
+                    }
+                }
+                if name == "HOME" { "$HOME".into() } else { s }
+            }
+            _ => "<expr>".into(),
+        }
+    }
+
+    fn cmdsub(&self, n: Node) -> String {
+        let Some(cmd) = first_command(n) else {
+            return "<cmd>".into();
+        };
+        let name = cmd.child_by_field_name("name").map_or("", |x| self.text(x));
+        match name {
+            "date" => "<date>".into(),
+            "mktemp" => "<mktemp>".into(),
+            "pwd" => "$PWD".into(),
+            "id" | "whoami" => "<user>".into(),
+            "hostname" => "<host>".into(),
+            _ => "<cmd>".into(),
+        }
+    }
+
+    // ---- statements -----------------------------------------------------------------------
+
+    fn redirected(&mut self, n: Node) {
+        let body = n.child_by_field_name("body");
+        let mut redirects = Vec::new();
+        let mut c = n.walk();
+        for (i, k) in n.children(&mut c).enumerate() {
+            if n.field_name_for_child(u32::try_from(i).unwrap_or(u32::MAX)) == Some("redirect") {
+                redirects.push(k);
+            }
+        }
+        // `( flock 9; ... ) 9>f` / `{ flock 9; ...; } 9>f`: the body runs with fd 9 open on f.
+        let mut pushed = Vec::new();
+        for r in &redirects {
+            if r.kind() == "file_redirect"
+                && let (Some(fd), Some(dest)) = (descriptor(*r, self.src), destination(*r))
+                && fd != "0"
+                && fd != "1"
+                && fd != "2"
+            {
+                let t = self.tpl(dest);
+                pushed.push((fd.clone(), self.fds.insert(fd, t)));
+            }
+        }
+        let is_exec = body.is_some_and(|b| b.kind() == "command" && self.cmd_name(b) == "exec");
+        if let Some(b) = body {
+            if is_exec {
+                // `exec 9>f`: the fds stay open for the rest of the scope.
+                pushed.clear();
+            } else {
+                let locks = self.locks.len();
+                self.visit(b);
+                if matches!(b.kind(), "subshell" | "compound_statement") {
+                    self.locks.truncate(locks);
+                }
+            }
+        }
+        for (fd, old) in pushed {
+            match old {
+                Some(t) => self.fds.insert(fd, t),
+                None => self.fds.remove(&fd),
+            };
+        }
+        // The writing command: only the last command of a pipeline writes.
+        let writer = body.map(|b| last_command(b).unwrap_or(b));
+        let wrapper = writer.is_some_and(|w| {
+            w.kind() == "command" && matches!(self.cmd_name(w), "flock" | "lockf")
+                || (self.cmd_name(w) == "concur"
+                    && self
+                        .args(w)
+                        .first()
+                        .is_some_and(|a| self.text(*a) == "lock"))
+        });
+        for r in redirects {
+            match r.kind() {
+                "file_redirect" => self.file_redirect(n, r, writer, wrapper),
+                "heredoc_redirect" => self.heredoc(r, writer),
+                _ => {} // here-strings feed stdin; they write nothing
+            }
+        }
+    }
+
+    fn file_redirect(&mut self, stmt: Node, r: Node, writer: Option<Node>, wrapper: bool) {
+        let Some(dest) = destination(r) else { return };
+        let op = operator(r, self.src);
+        let fd = descriptor(r, self.src);
+        if fd.as_deref().is_some_and(|d| !matches!(d, "0" | "1" | "2")) {
+            return; // an fd opened for a lock or a later `>&N`
+        }
+        let template = self.tpl(dest);
+        let line = self.lines(stmt).0;
+        let pattern = match op.as_str() {
+            "<" => {
+                self.reads.push((resolve::normalize(&template), line));
+                return;
+            }
+            ">>" | "&>>" => Pattern::Append,
+            ">" | "&>" if self.noclobber => Pattern::ExclusiveCreate,
+            ">" | "&>" | ">|" => Pattern::Overwrite,
+            _ => return, // `>&2`, `<&0`, ...
+        };
+        let path = snippet(self.text(dest));
+        let locked = self.locked() || (wrapper && pattern == Pattern::Append);
+        let site = Site {
+            lines: self.lines(stmt),
+            path: &path,
+            template: &template,
+        };
+        let facts = Facts {
+            locked,
+            ..Default::default()
+        };
+        self.u.emit(&site, pattern, &facts);
+        self.after_write(&site, pattern, locked, "write");
+        // pid-file daemons: `echo $$ > x.pid`
+        if std::path::Path::new(&template)
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("pid"))
+            && writer.is_some_and(|w| self.text(w).contains("$$"))
+        {
+            self.u.emit(&site, Pattern::Socket, &facts);
+        }
+    }
+
+    /// Follow-up findings of a write: check-then-act under a guard, read-modify-write after a
+    /// read of the same path.
+    fn after_write(&mut self, site: &Site, pattern: Pattern, locked: bool, action: &'static str) {
+        let t = resolve::normalize(site.template);
+        if let Some(lock) = &self.fallthrough {
+            let f = Facts {
+                detail: format!("after {lock}"),
+                ..Default::default()
+            };
+            self.u.emit(site, Pattern::MkdirLockFallthrough, &f);
+        }
+        if self.guards.contains(&t) && super::findings::is_act(pattern) {
+            let f = Facts {
+                locked,
+                action,
+                ..Default::default()
+            };
+            self.u.emit(site, Pattern::CheckThenAct, &f);
+        }
+        if matches!(pattern, Pattern::Overwrite | Pattern::AtomicRename)
+            && let Some((_, line)) = self.reads.iter().rev().find(|(r, _)| *r == t)
+        {
+            let f = Facts {
+                locked,
+                detail: format!("read at line {line}"),
+                ..Default::default()
+            };
+            self.u.emit(site, Pattern::ReadModifyWrite, &f);
+        }
+    }
+
+    fn heredoc(&mut self, r: Node, writer: Option<Node>) {
+        let Some(w) = writer.filter(|w| w.kind() == "command") else {
+            return;
+        };
+        let name = self.cmd_name(w).to_string();
+        let args: Vec<String> = self
+            .args(w)
+            .iter()
+            .map(|a| self.text(*a).to_string())
+            .collect();
+        let lang = match name.rsplit('/').next().unwrap_or("") {
+            p if p.starts_with("python") => Lang::Python,
+            "node" => Lang::JavaScript,
+            "bash" | "sh" | "dash" | "zsh" => Lang::Bash,
+            _ => return,
+        };
+        if args.iter().any(|a| a != "-" && !a.starts_with('-')) {
+            return; // a script file is run; the heredoc is its stdin data
+        }
+        let mut c = r.walk();
+        let Some(body) = r.children(&mut c).find(|k| k.kind() == "heredoc_body") else {
+            return;
+        };
+        let text = self.text(body).to_string();
+        let base = self.base + body.start_position().row;
+        let locked = self.locked();
+        self.u.analyze(lang, &text, base, locked);
+    }
+
+    fn conditional(&mut self, n: Node) {
+        let mut c = n.walk();
+        let kids: Vec<(Option<&str>, Node)> = n
+            .children(&mut c)
+            .enumerate()
+            .map(|(i, k)| (n.field_name_for_child(u32::try_from(i).unwrap_or(0)), k))
+            .collect();
+        let guards = self.guards.len();
+        for (field, k) in kids {
+            if !k.is_named() {
+                continue;
+            }
+            if field == Some("condition") {
+                let g = self.tests(k);
+                let ctx = std::mem::replace(&mut self.lock_ctx, true);
+                self.visit(k);
+                self.lock_ctx = ctx;
+                self.guards.extend(g);
+            } else {
+                self.visit(k);
+            }
+        }
+        self.guards.truncate(guards);
+    }
+
+    fn list(&mut self, n: Node) {
+        let mut c = n.walk();
+        let kids: Vec<Node> = n.named_children(&mut c).collect();
+        let guards = self.guards.len();
+        let last = kids.len().saturating_sub(1);
+        for (i, k) in kids.into_iter().enumerate() {
+            if i < last {
+                let g = self.tests(k);
+                let ctx = std::mem::replace(&mut self.lock_ctx, true);
+                self.visit(k);
+                self.lock_ctx = ctx;
+                self.guards.extend(g);
+            } else {
+                self.visit(k);
+            }
+        }
+        // `[ -f X ] && exit 0` guards the rest of the scope
+        let early_exit = n
+            .named_child(n.named_child_count().saturating_sub(1))
+            .is_some_and(|l| {
+                l.kind() == "command" && matches!(self.cmd_name(l), "exit" | "return")
+            });
+        if !early_exit {
+            self.guards.truncate(guards);
+        }
+    }
+
+    /// Paths checked for existence in a condition: `[ -f X ]`, `test -e X`, `[[ ! -d X ]]`.
+    fn tests(&self, n: Node) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut stack = vec![n];
+        while let Some(k) = stack.pop() {
+            if k.kind() == "unary_expression" {
+                let op = k.child_by_field_name("operator").map(|o| self.text(o));
+                if matches!(op, Some("-f" | "-e" | "-d" | "-s" | "-L" | "-h" | "-p"))
+                    && let Some(arg) = k.named_child(k.named_child_count().saturating_sub(1))
+                {
+                    out.push(resolve::normalize(&self.tpl(arg)));
+                }
+            }
+            if k.kind() == "command" && self.cmd_name(k) == "test" {
+                let args = self.args(k);
+                for w in args.windows(2) {
+                    if matches!(self.text(w[0]), "-f" | "-e" | "-d" | "-s") {
+                        out.push(resolve::normalize(&self.tpl(w[1])));
+                    }
+                }
+            }
+            let mut c = k.walk();
+            stack.extend(k.named_children(&mut c));
+        }
+        out
+    }
+
+    fn looped(&mut self, n: Node) {
+        let fallthrough = self.mkdir_loop_falls_through(n);
+        self.loops.push(fallthrough);
+        let mut c = n.walk();
+        let kids: Vec<(Option<&str>, Node)> = n
+            .children(&mut c)
+            .enumerate()
+            .map(|(i, k)| (n.field_name_for_child(u32::try_from(i).unwrap_or(0)), k))
+            .collect();
+        for (field, k) in kids {
+            if !k.is_named() {
+                continue;
+            }
+            if field == Some("condition") {
+                let ctx = std::mem::replace(&mut self.lock_ctx, true);
+                self.visit(k);
+                self.lock_ctx = ctx;
+            } else {
+                self.visit(k);
+            }
+        }
+        self.loops.pop();
+    }
+
+    /// A mkdir-lock retry loop falls through when it is bounded (a `for`, a counter test, or a
+    /// `break` outside the mkdir-succeeded branch) and the statement after it does not exit or
+    /// return when the lock was not taken.
+    fn mkdir_loop_falls_through(&self, n: Node) -> bool {
+        let bounded = matches!(n.kind(), "for_statement" | "c_style_for_statement")
+            || n.child_by_field_name("condition").is_some_and(|c| {
+                let t = self.text(c);
+                ["-lt", "-le", "-gt", "-ge", "((", "<", ">"]
+                    .iter()
+                    .any(|o| t.contains(o))
+                    && !t.contains("mkdir")
+            });
+        let mut failure_break = false;
+        let mut stack = vec![n];
+        while let Some(k) = stack.pop() {
+            if k.kind() == "command" && self.cmd_name(k) == "break" {
+                let mut p = k.parent();
+                let mut on_success = false;
+                while let Some(a) = p {
+                    if a.id() == n.id() {
+                        break;
+                    }
+                    if matches!(a.kind(), "if_statement" | "list")
+                        && a.named_child(0)
+                            .is_some_and(|c| self.text(c).contains("mkdir"))
+                    {
+                        on_success = true;
+                    }
+                    p = a.parent();
+                }
+                if !on_success {
+                    failure_break = true;
+                }
+            }
+            let mut c = k.walk();
+            stack.extend(k.named_children(&mut c));
+        }
+        let mut next = n.next_named_sibling();
+        while let Some(s) = next.filter(|s| s.kind() == "comment") {
+            next = s.next_named_sibling();
+        }
+        let checked = next.is_some_and(|s| {
+            let t = self.text(s);
+            (t.contains("exit") || t.contains("return")) && !t.contains("mkdir")
+        });
+        (bounded || failure_break) && !checked
+    }
+
+    // ---- commands -------------------------------------------------------------------------
+
+    fn cmd_name<'n>(&'n self, cmd: Node) -> &'n str {
+        cmd.child_by_field_name("name")
+            .map_or("", |x| self.text(x))
+            .rsplit('/')
+            .next()
+            .unwrap_or("")
+    }
+
+    #[allow(clippy::unused_self)] // read like the other accessors: self.args(n)
+    fn args<'t>(&self, cmd: Node<'t>) -> Vec<Node<'t>> {
+        let mut c = cmd.walk();
+        cmd.children(&mut c)
+            .enumerate()
+            .filter(|(i, _)| {
+                cmd.field_name_for_child(u32::try_from(*i).unwrap_or(0)) == Some("argument")
+            })
+            .map(|(_, k)| k)
+            .collect()
+    }
+
+    fn string_value(&self, n: Node) -> String {
+        match n.kind() {
+            "raw_string" => self.text(n).trim_matches('\'').to_string(),
+            "string" => {
+                let t = self.text(n);
+                t.get(1..t.len().saturating_sub(1))
+                    .unwrap_or("")
+                    .to_string()
+            }
+            _ => self.text(n).to_string(),
+        }
+    }
+
+    fn reparse(&mut self, lang: Lang, n: Node, locked: bool) {
+        let text = self.string_value(n);
+        let base = self.base + n.start_position().row;
+        let locked = locked || self.locked();
+        self.u.analyze(lang, &text, base, locked);
+    }
+
+    #[allow(clippy::too_many_lines)]
+    fn command(&mut self, n: Node, _in_pipe: bool) {
+        // visit substitutions and assignments inside first (reads, env)
+        self.visit_children(n);
+        let name = self.cmd_name(n).to_string();
+        let args = self.args(n);
+        let texts: Vec<String> = args.iter().map(|a| self.text(*a).to_string()).collect();
+        let plain: Vec<usize> = (0..args.len())
+            .filter(|&i| !texts[i].starts_with('-'))
+            .collect();
+        let line = self.lines(n).0;
+        let locked = self.locked();
+        match name.as_str() {
+            "flock" | "lockf" => self.flock(n, &args, &texts),
+            "concur" => self.concur(n, &args, &texts),
+            "tee" => {
+                let append = texts.iter().any(|t| t == "-a" || t == "--append");
+                let p = if append {
+                    Pattern::Append
+                } else {
+                    Pattern::Overwrite
+                };
+                for &i in &plain {
+                    self.write(n, args[i], p, locked, "write");
+                }
+            }
+            "sed"
+                if texts
+                    .iter()
+                    .any(|t| t.starts_with("-i") || t == "--in-place") =>
+            {
+                if let Some(&i) = plain.last() {
+                    self.write(n, args[i], Pattern::ReadModifyWrite, locked, "write");
+                }
+            }
+            "mv" | "cp" if plain.len() >= 2 => {
+                let (src, dst) = (args[plain[0]], args[plain[plain.len() - 1]]);
+                let st = self.tpl(src);
+                if name == "cp" {
+                    self.write(n, dst, Pattern::Overwrite, locked, "cp");
+                    return;
+                }
+                let dt = self.tpl(dst);
+                let lc = |s: &str| s.to_ascii_lowercase();
+                let facts = Facts {
+                    locked,
+                    unique_source: resolve::is_unique(&st),
+                    consume: ["consumed", "claimed", "taken"]
+                        .iter()
+                        .any(|w| lc(&dt).contains(w))
+                        || lc(&st).contains("token"),
+                    ..Default::default()
+                };
+                let path = snippet(self.text(dst));
+                let site = Site {
+                    lines: self.lines(n),
+                    path: &path,
+                    template: &dt,
+                };
+                self.u.emit(&site, Pattern::AtomicRename, &facts);
+                self.after_write(&site, Pattern::AtomicRename, locked, "mv");
+            }
+            "touch" => {
+                for &i in &plain {
+                    self.write(n, args[i], Pattern::Overwrite, locked, "touch");
+                }
+            }
+            "ln" if !texts.iter().any(|t| t.starts_with('-') && t.contains('f')) => {
+                if let Some(&i) = plain.last()
+                    && plain.len() >= 2
+                {
+                    self.write(n, args[i], Pattern::ExclusiveCreate, locked, "ln");
+                }
+            }
+            "rm" | "rmdir" => {
+                for &i in &plain {
+                    let t = resolve::normalize(&self.tpl(args[i]));
+                    if let Some(pos) = self.locks.iter().rposition(|l| *l == t) {
+                        self.locks.remove(pos);
+                        continue;
+                    }
+                    if self.fallthrough.as_ref() == Some(&t) {
+                        self.fallthrough = None;
+                        continue;
+                    }
+                    if self.guards.contains(&t) {
+                        let path = snippet(&texts[i]);
+                        let site = Site {
+                            lines: self.lines(n),
+                            path: &path,
+                            template: &t,
+                        };
+                        let f = Facts {
+                            locked,
+                            action: "rm",
+                            ..Default::default()
+                        };
+                        self.u.emit(&site, Pattern::CheckThenAct, &f);
+                    }
+                }
+            }
+            "mkdir" => {
+                let parents = texts.iter().any(|t| t.starts_with('-') && t.contains('p'));
+                for &i in &plain {
+                    let t = self.tpl(args[i]);
+                    let path = snippet(&texts[i]);
+                    let site = Site {
+                        lines: self.lines(n),
+                        path: &path,
+                        template: &t,
+                    };
+                    if self.lock_ctx && !parents {
+                        let falls = self.loops.last().copied().unwrap_or(false);
+                        let p = if falls {
+                            Pattern::MkdirLockFallthrough
+                        } else {
+                            Pattern::MkdirLock
+                        };
+                        self.u.emit(&site, p, &Facts::default());
+                        if falls {
+                            self.fallthrough = Some(resolve::normalize(&t));
+                        } else {
+                            self.locks.push(resolve::normalize(&t));
+                        }
+                    } else if self.guards.contains(&resolve::normalize(&t)) {
+                        let f = Facts {
+                            locked,
+                            action: "mkdir",
+                            ..Default::default()
+                        };
+                        self.u.emit(&site, Pattern::CheckThenAct, &f);
+                    }
+                }
+            }
+            "set" => {
+                for (i, t) in texts.iter().enumerate() {
+                    let on = t.starts_with('-');
+                    if (t.len() > 1 && t[1..].contains('C'))
+                        || (t.ends_with('o') && texts.get(i + 1).is_some_and(|x| x == "noclobber"))
+                    {
+                        self.noclobber = on;
+                    }
+                }
+            }
+            "bash" | "sh" | "dash" | "zsh" => {
+                if let Some(i) = texts.iter().position(|t| t == "-c")
+                    && let Some(a) = args.get(i + 1)
+                {
+                    self.reparse(Lang::Bash, *a, false);
+                }
+            }
+            "trap" | "eval" => {
+                if let Some(a) = args.first() {
+                    self.reparse(Lang::Bash, *a, false);
+                }
+            }
+            n2 if n2.starts_with("python") => {
+                if let Some(i) = texts.iter().position(|t| t == "-c")
+                    && let Some(a) = args.get(i + 1)
+                {
+                    self.reparse(Lang::Python, *a, false);
+                }
+            }
+            "node" => {
+                if let Some(i) = texts.iter().position(|t| t == "-e" || t == "--eval")
+                    && let Some(a) = args.get(i + 1)
+                {
+                    self.reparse(Lang::JavaScript, *a, false);
+                }
+            }
+            "sqlite3" => {
+                if let Some(&i) = plain.first() {
+                    let sql = texts.join(" ").to_ascii_lowercase().replace(' ', "");
+                    let facts = Facts {
+                        wal: sql.contains("journal_mode=wal"),
+                        busy_timeout: sql.contains("busy_timeout") || sql.contains(".timeout"),
+                        ..Default::default()
+                    };
+                    let t = self.tpl(args[i]);
+                    let path = snippet(&texts[i]);
+                    let site = Site {
+                        lines: self.lines(n),
+                        path: &path,
+                        template: &t,
+                    };
+                    self.u.emit(&site, Pattern::Sqlite, &facts);
+                }
+            }
+            "nc" | "socat" => {
+                let listen = texts.iter().any(|t| t.starts_with('-') && t.contains('l'));
+                for (i, t) in texts.iter().enumerate() {
+                    let sock = if let Some(rest) = t.strip_prefix("UNIX-LISTEN:") {
+                        Some(rest.split(',').next().unwrap_or("").to_string())
+                    } else if name == "nc" && listen && t.contains('U') && t.starts_with('-') {
+                        plain.last().map(|&j| self.tpl(args[j]))
+                    } else {
+                        None
+                    };
+                    if let Some(s) = sock {
+                        let path = snippet(&texts[i]);
+                        let site = Site {
+                            lines: self.lines(n),
+                            path: &path,
+                            template: &s,
+                        };
+                        self.u.emit(&site, Pattern::Socket, &Facts::default());
+                        break;
+                    }
+                }
+            }
+            r if READERS.contains(&r) => {
+                for &i in &plain {
+                    let t = resolve::normalize(&self.tpl(args[i]));
+                    if t.contains('/') || t.contains('.') || t.starts_with('$') {
+                        self.reads.push((t, line));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn write(&mut self, cmd: Node, arg: Node, p: Pattern, locked: bool, action: &'static str) {
+        let t = self.tpl(arg);
+        let path = snippet(self.text(arg));
+        let site = Site {
+            lines: self.lines(cmd),
+            path: &path,
+            template: &t,
+        };
+        let f = Facts {
+            locked,
+            ..Default::default()
+        };
+        self.u.emit(&site, p, &f);
+        self.after_write(&site, p, locked, action);
+    }
+
+    /// `flock [opts] FILE|FD [-c CMD | CMD ARGS]` and `lockf [opts] FILE CMD`.
+    fn flock(&mut self, n: Node, args: &[Node], texts: &[String]) {
+        let mut i = 0;
+        let mut unlock = false;
+        let mut command_str = None;
+        let mut target = None;
+        while i < args.len() {
+            let t = texts[i].as_str();
+            match t {
+                "-w" | "--wait" | "--timeout" | "-E" | "--conflict-exit-code" | "-t" => i += 1,
+                "-u" | "--unlock" => unlock = true,
+                "-c" | "--command" => command_str = args.get(i + 1).copied(),
+                _ if t.starts_with('-') => {}
+                _ => {
+                    target = Some(i);
+                    break;
+                }
+            }
+            i += 1;
+        }
+        let Some(ti) = target else { return };
+        let t = texts[ti].as_str();
+        let (template, path) = if t.chars().all(|c| c.is_ascii_digit()) {
+            match self.fds.get(t) {
+                Some(f) => (f.clone(), format!("fd {t}")),
+                None => (format!("<fd {t}>"), format!("fd {t}")),
+            }
+        } else {
+            (self.tpl(args[ti]), snippet(t))
+        };
+        if unlock {
+            let norm = resolve::normalize(&template);
+            if let Some(pos) = self.locks.iter().rposition(|l| *l == norm) {
+                self.locks.remove(pos);
+            }
+            return;
+        }
+        let site = Site {
+            lines: self.lines(n),
+            path: &path,
+            template: &template,
+        };
+        self.u.emit(&site, Pattern::Flock, &Facts::default());
+        if t.chars().all(|c| c.is_ascii_digit()) {
+            self.locks.push(resolve::normalize(&template));
+            return;
+        }
+        if command_str.is_none()
+            && let Some(pos) = texts[ti + 1..].iter().position(|x| x == "-c")
+        {
+            command_str = args.get(ti + 1 + pos + 1).copied();
+        }
+        if let Some(c) = command_str {
+            self.reparse(Lang::Bash, c, true);
+        } else if let Some(first) = args.get(ti + 1) {
+            let text = self.src[first.start_byte()..n.end_byte()].to_string();
+            let base = self.base + first.start_position().row;
+            self.u.analyze(Lang::Bash, &text, base, true);
+        }
+    }
+
+    /// `concur VERB ...`: the primitives are safe by construction; `concur lock`/`slot` wrap a
+    /// command that then runs locked.
+    #[allow(clippy::too_many_lines)] // one table of verbs
+    fn concur(&mut self, n: Node, args: &[Node], texts: &[String]) {
+        let Some(verb) = texts.first().map(String::as_str) else {
+            return;
+        };
+        let sub = texts.get(1).map_or("", String::as_str);
+        let operand = |from: usize| -> Option<usize> {
+            let mut j = from;
+            while j < texts.len() {
+                let t = texts[j].as_str();
+                if t == "--" {
+                    return None;
+                }
+                if matches!(
+                    t,
+                    "--header"
+                        | "--dedup-key"
+                        | "-w"
+                        | "-E"
+                        | "--max"
+                        | "--ttl"
+                        | "--data"
+                        | "--lock-file"
+                        | "--if-match"
+                        | "--arg"
+                        | "--init"
+                        | "--mode"
+                        | "--name"
+                        | "--path"
+                        | "--session"
+                ) {
+                    if t == "--name" || t == "--path" {
+                        return Some(j + 1);
+                    }
+                    j += if t == "--arg" { 3 } else { 2 };
+                    continue;
+                }
+                if !t.starts_with('-') {
+                    return Some(j);
+                }
+                j += 1;
+            }
+            None
+        };
+        let (pattern, label, idx, consume) = match (verb, sub) {
+            ("append", _) => (Pattern::Append, "concur append", operand(1), false),
+            ("write", _) => (Pattern::AtomicRename, "concur write", operand(1), false),
+            ("json", _) => (Pattern::ReadModifyWrite, "concur json", operand(1), false),
+            ("ledger", "append") => (Pattern::Append, "concur ledger append", operand(2), false),
+            ("token", "take") => (Pattern::AtomicRename, "concur token take", operand(2), true),
+            ("token", "issue") => (
+                Pattern::ExclusiveCreate,
+                "concur token issue",
+                operand(2),
+                false,
+            ),
+            ("marker", "set" | "clear") => {
+                (Pattern::ExclusiveCreate, "concur marker", operand(2), false)
+            }
+            ("pointer", "set") => (Pattern::AtomicRename, "concur pointer", operand(2), false),
+            ("lease", "acquire" | "complete") => {
+                (Pattern::ExclusiveCreate, "concur lease", operand(2), false)
+            }
+            ("lock", _) => (Pattern::Flock, "concur lock", operand(1), false),
+            ("slot", _) => (Pattern::Flock, "concur slot", operand(1), false),
+            _ => return,
+        };
+        let (template, path) = match idx.and_then(|i| args.get(i).map(|a| (i, a))) {
+            Some((i, a)) => {
+                let t = self.tpl(*a);
+                let named = texts.get(i.wrapping_sub(1)).is_some_and(|x| x == "--name")
+                    || matches!(verb, "token" | "marker" | "pointer" | "lease" | "slot")
+                        && texts.get(i.wrapping_sub(1)).is_none_or(|x| x != "--path");
+                if named {
+                    (format!("concur:{verb}/{t}"), snippet(&texts[i]))
+                } else {
+                    (t, snippet(&texts[i]))
+                }
+            }
+            None => (format!("concur:{verb}"), verb.to_string()),
+        };
+        let site = Site {
+            lines: self.lines(n),
+            path: &path,
+            template: &template,
+        };
+        let facts = Facts {
+            concur: Some(label),
+            consume,
+            ..Default::default()
+        };
+        self.u.emit(&site, pattern, &facts);
+        if matches!(verb, "lock" | "slot") {
+            if let Some(i) = texts.iter().position(|t| t == "-c") {
+                if let Some(a) = args.get(i + 1) {
+                    self.reparse(Lang::Bash, *a, true);
+                }
+            } else if let Some(i) = texts.iter().position(|t| t == "--")
+                && let Some(first) = args.get(i + 1)
+            {
+                let text = self.src[first.start_byte()..n.end_byte()].to_string();
+                let base = self.base + first.start_position().row;
+                self.u.analyze(Lang::Bash, &text, base, true);
+            }
+        }
+    }
+}
+
+fn descriptor(r: Node, src: &str) -> Option<String> {
+    r.child_by_field_name("descriptor")
+        .map(|d| src[d.byte_range()].to_string())
+}
+
+/// The first destination word: `echo a > f b` writes `f` (`b` is an argument of echo).
+fn destination(r: Node) -> Option<Node> {
+    r.child_by_field_name("destination")
+}
+
+fn operator(r: Node, src: &str) -> String {
+    let mut c = r.walk();
+    r.children(&mut c)
+        .find(|k| !k.is_named())
+        .map(|k| src[k.byte_range()].to_string())
+        .unwrap_or_default()
+}
+
+fn last_command(n: Node) -> Option<Node> {
+    match n.kind() {
+        "command" => Some(n),
+        "pipeline" => {
+            let c = n.named_child(n.named_child_count().checked_sub(1)?)?;
+            last_command(c)
+        }
+        "redirected_statement" => n.child_by_field_name("body").and_then(last_command),
+        _ => None,
+    }
+}
+
+fn first_command(n: Node) -> Option<Node> {
+    let mut stack = vec![n];
+    while let Some(k) = stack.pop() {
+        if k.kind() == "command" {
+            return Some(k);
+        }
+        let mut c = k.walk();
+        let kids: Vec<Node> = k.named_children(&mut c).collect();
+        stack.extend(kids.into_iter().rev());
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn paths(cmd: &str) -> Vec<(String, Pattern)> {
+        written_paths(cmd)
+            .unwrap()
+            .into_iter()
+            .map(|w| (w.path, w.pattern))
+            .collect()
+    }
+
+    #[test]
+    fn written_paths_classifies_the_reservation_hook_commands() {
+        assert_eq!(paths("echo x > f"), vec![("f".into(), Pattern::Overwrite)]);
+        assert_eq!(
+            paths("cat a | tee -a f"),
+            vec![("f".into(), Pattern::Append)]
+        );
+        assert_eq!(
+            paths("sed -i s/a/b/ f"),
+            vec![("f".into(), Pattern::ReadModifyWrite)]
+        );
+        assert_eq!(paths("mv tmp f"), vec![("f".into(), Pattern::AtomicRename)]);
+        assert!(paths("ls f").is_empty());
+        assert!(paths("grep x f").is_empty());
+        assert!(paths("echo x >&2; cat f 2>/dev/null").is_empty());
+    }
+
+    #[test]
+    fn only_the_first_word_after_a_redirect_is_the_target() {
+        assert_eq!(
+            paths("echo a > f b"),
+            vec![("f".into(), Pattern::Overwrite)]
+        );
+    }
+
+    #[test]
+    fn bash_c_strings_are_parsed_again() {
+        assert_eq!(
+            paths("bash -c 'echo x >> \"$LOG\"'"),
+            vec![("$LOG".into(), Pattern::Append)]
+        );
+    }
+
+    #[test]
+    fn unparsable_commands_are_none() {
+        assert!(written_paths("echo 'unterminated").is_none());
+    }
+}

@@ -1,0 +1,787 @@
+//! The JavaScript/TypeScript front end: `fs` writes, renames, locks, `SQLite` and sockets.
+//!
+//! Calls are matched by method name (`fs.writeFileSync`, a destructured `writeFileSync`,
+//! `fsp.writeFile`, `fs.promises.appendFile` alike). The options object or flags string
+//! carries the mode: `{flag:'a'}` is an append, `{flag:'wx'}` / `'wx'` / `O_EXCL` an exclusive
+//! create. `execSync`/`execFileSync`/`spawnSync` command strings are parsed again as bash.
+//! proper-lockfile's `lock`/`lockSync` locks the rest of the enclosing function.
+//!
+//! Not guaranteed: receivers are not type-checked (any `.rename(a, b)` with two arguments is
+//! taken as a rename); paths built by functions the scanner does not know become `<expr>`.
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+use tree_sitter::{Language, Node, Parser, Query, QueryCursor, StreamingIterator};
+
+use super::findings::{Facts, Pattern};
+use super::resolve::{self, Env};
+use super::{Lang, Site, Unit, snippet};
+
+fn language(lang: Lang) -> Language {
+    match lang {
+        #[cfg(feature = "typescript")]
+        Lang::TypeScript => tree_sitter_typescript::LANGUAGE_TYPESCRIPT.into(),
+        #[cfg(feature = "typescript")]
+        Lang::Tsx => tree_sitter_typescript::LANGUAGE_TSX.into(),
+        _ => tree_sitter_javascript::LANGUAGE.into(),
+    }
+}
+
+fn query(lang: Lang) -> &'static Query {
+    static JS: OnceLock<Query> = OnceLock::new();
+    static TS: OnceLock<Query> = OnceLock::new();
+    static TSX: OnceLock<Query> = OnceLock::new();
+    let cell = match lang {
+        Lang::TypeScript => &TS,
+        Lang::Tsx => &TSX,
+        _ => &JS,
+    };
+    cell.get_or_init(|| {
+        Query::new(&language(lang), include_str!("queries/javascript.scm"))
+            .expect("javascript.scm is valid")
+    })
+}
+
+/// Analyses one JavaScript/TypeScript text into `unit`.
+pub(crate) fn analyze(unit: &mut Unit, lang: Lang, src: &str, base: usize, locked: bool) {
+    let mut parser = Parser::new();
+    if parser.set_language(&language(lang)).is_err() {
+        return;
+    }
+    let Some(tree) = parser.parse(src, None) else {
+        return;
+    };
+    let root = tree.root_node();
+    unit.note_errors(root, base);
+    let mut cursor = QueryCursor::new();
+    let mut matches = cursor.matches(query(lang), root, src.as_bytes());
+    if matches.next().is_none() {
+        return;
+    }
+    let mut w = Walker {
+        u: unit,
+        src,
+        base,
+        env: Env::default(),
+        locks: 0,
+        inherited: locked,
+        reads: Vec::new(),
+        guards: Vec::new(),
+        loops: Vec::new(),
+        in_try: 0,
+        dbs: HashMap::new(),
+    };
+    w.visit(root);
+    let dbs: Vec<DbSite> = w.dbs.into_values().collect();
+    for db in dbs {
+        let site = Site {
+            lines: db.lines,
+            path: &db.path,
+            template: &db.template,
+        };
+        unit.emit(&site, Pattern::Sqlite, &db.facts);
+    }
+}
+
+struct DbSite {
+    lines: (usize, usize),
+    path: String,
+    template: String,
+    facts: Facts,
+}
+
+struct Walker<'u, 'a, 's> {
+    u: &'u mut Unit<'a>,
+    src: &'s str,
+    base: usize,
+    env: Env,
+    locks: usize,
+    inherited: bool,
+    reads: Vec<(String, usize)>,
+    guards: Vec<String>,
+    loops: Vec<bool>,
+    in_try: usize,
+    dbs: HashMap<String, DbSite>,
+}
+
+const FUNCTIONS: &[&str] = &[
+    "function_declaration",
+    "function_expression",
+    "function",
+    "arrow_function",
+    "method_definition",
+    "generator_function_declaration",
+];
+
+impl Walker<'_, '_, '_> {
+    fn text(&self, n: Node) -> &str {
+        &self.src[n.byte_range()]
+    }
+
+    fn lines(&self, n: Node) -> (usize, usize) {
+        (
+            self.base + n.start_position().row,
+            self.base + n.end_position().row,
+        )
+    }
+
+    fn locked(&self) -> bool {
+        self.inherited || self.locks > 0
+    }
+
+    fn visit(&mut self, n: Node) {
+        let kind = n.kind();
+        if FUNCTIONS.contains(&kind) {
+            let (locks, reads, guards) = (
+                self.locks,
+                std::mem::take(&mut self.reads),
+                self.guards.len(),
+            );
+            self.visit_children(n);
+            self.locks = locks;
+            self.reads = reads;
+            self.guards.truncate(guards);
+            return;
+        }
+        match kind {
+            "variable_declarator" => {
+                self.visit_children(n);
+                if let (Some(name), Some(value)) = (
+                    n.child_by_field_name("name"),
+                    n.child_by_field_name("value"),
+                ) && name.kind() == "identifier"
+                {
+                    let t = self.tpl(value);
+                    let name = self.text(name).to_string();
+                    self.env.set(&name, t);
+                    self.db_binding(&name, value);
+                }
+            }
+            "assignment_expression" => {
+                self.visit_children(n);
+                if let (Some(l), Some(r)) = (
+                    n.child_by_field_name("left"),
+                    n.child_by_field_name("right"),
+                ) && l.kind() == "identifier"
+                {
+                    let t = self.tpl(r);
+                    let name = self.text(l).to_string();
+                    self.env.set(&name, t);
+                    self.db_binding(&name, r);
+                }
+            }
+            "if_statement" => {
+                let guards = self.guards.len();
+                if let Some(c) = n.child_by_field_name("condition") {
+                    self.visit(c);
+                    let g = self.exists_checks(c);
+                    self.guards.extend(g);
+                }
+                for f in ["consequence", "alternative"] {
+                    if let Some(b) = n.child_by_field_name(f) {
+                        self.visit(b);
+                    }
+                }
+                // `if (exists(p)) return;` guards the rest of the block
+                let early_exit = n.child_by_field_name("alternative").is_none()
+                    && n.child_by_field_name("consequence").is_some_and(|c| {
+                        let last = if c.kind() == "statement_block" {
+                            c.named_child(c.named_child_count().saturating_sub(1))
+                        } else {
+                            Some(c)
+                        };
+                        last.is_some_and(|l| {
+                            matches!(l.kind(), "return_statement" | "throw_statement")
+                        })
+                    });
+                if !early_exit {
+                    self.guards.truncate(guards);
+                }
+            }
+            "for_statement" | "while_statement" | "do_statement" | "for_in_statement" => {
+                let f = self.mkdir_loop_falls_through(n);
+                self.loops.push(f);
+                self.visit_children(n);
+                self.loops.pop();
+            }
+            "try_statement" => {
+                if let Some(b) = n.child_by_field_name("body") {
+                    self.in_try += 1;
+                    self.visit(b);
+                    self.in_try -= 1;
+                }
+                for f in ["handler", "finalizer"] {
+                    if let Some(b) = n.child_by_field_name(f) {
+                        self.visit(b);
+                    }
+                }
+            }
+            "call_expression" => {
+                self.visit_children(n);
+                self.call(n);
+            }
+            "new_expression" => {
+                self.visit_children(n);
+            }
+            "comment" => {}
+            _ => self.visit_children(n),
+        }
+    }
+
+    fn visit_children(&mut self, n: Node) {
+        let mut c = n.walk();
+        let kids: Vec<Node> = n.named_children(&mut c).collect();
+        for k in kids {
+            self.visit(k);
+        }
+    }
+
+    // ---- templates ------------------------------------------------------------------------
+
+    fn tpl(&self, n: Node) -> String {
+        match n.kind() {
+            "string" => {
+                let t = self.text(n);
+                t.get(1..t.len().saturating_sub(1))
+                    .unwrap_or("")
+                    .to_string()
+            }
+            "template_string" => {
+                let mut s = String::new();
+                let mut c = n.walk();
+                for k in n.named_children(&mut c) {
+                    match k.kind() {
+                        "template_substitution" => {
+                            if let Some(e) = k.named_child(0) {
+                                s.push_str(&self.tpl(e));
+                            }
+                        }
+                        _ => s.push_str(self.text(k)),
+                    }
+                }
+                s
+            }
+            "identifier" => {
+                let name = self.text(n);
+                match name {
+                    "__dirname" => "<dir>".into(),
+                    _ => self
+                        .env
+                        .get(name)
+                        .map_or_else(|| format!("<{name}>"), |v| v.template.clone()),
+                }
+            }
+            "parenthesized_expression" | "await_expression" => n
+                .named_child(0)
+                .map_or_else(|| "<expr>".into(), |e| self.tpl(e)),
+            "member_expression" => {
+                let t = self.text(n);
+                if let Some(var) = t.strip_prefix("process.env.") {
+                    if var == "HOME" {
+                        "$HOME".into()
+                    } else {
+                        format!("${var}")
+                    }
+                } else if t == "process.pid" {
+                    "<pid>".into()
+                } else {
+                    format!("<{t}>")
+                }
+            }
+            "binary_expression" => {
+                let op = n
+                    .child_by_field_name("operator")
+                    .map_or("", |o| self.text(o));
+                let (Some(l), Some(r)) = (
+                    n.child_by_field_name("left"),
+                    n.child_by_field_name("right"),
+                ) else {
+                    return "<expr>".into();
+                };
+                match op {
+                    "+" => format!("{}{}", self.tpl(l), self.tpl(r)),
+                    "||" | "??" => {
+                        if self.text(l).starts_with("process.env") {
+                            self.tpl(r)
+                        } else {
+                            self.tpl(l)
+                        }
+                    }
+                    _ => "<expr>".into(),
+                }
+            }
+            "call_expression" => self.call_tpl(n),
+            "number" => self.text(n).to_string(),
+            _ => "<expr>".into(),
+        }
+    }
+
+    fn call_tpl(&self, n: Node) -> String {
+        let f = n
+            .child_by_field_name("function")
+            .map_or("", |f| self.text(f));
+        let args = self.call_args(n);
+        let method = f.rsplit('.').next().unwrap_or(f);
+        match method {
+            "join" | "resolve" if f.starts_with("path") => {
+                let parts: Vec<String> = args.iter().map(|a| self.tpl(*a)).collect();
+                resolve::join(&parts)
+            }
+            "tmpdir" => "/tmp".into(),
+            "homedir" => "$HOME".into(),
+            "now" if f.contains("Date") => "<time>".into(),
+            "toISOString" | "toDateString" | "slice" | "split" | "toLocaleDateString"
+                if f.contains("Date") || self.text(n).contains("Date") =>
+            {
+                "<date>".into()
+            }
+            "randomUUID" | "random" | "randomBytes" | "toString"
+                if self.text(n).contains("random") =>
+            {
+                "<random>".into()
+            }
+            "mkdtempSync" | "mkdtemp" => "<mktemp>".into(),
+            "String" => args
+                .first()
+                .map_or_else(|| "<expr>".into(), |a| self.tpl(*a)),
+            _ => "<expr>".into(),
+        }
+    }
+
+    #[allow(clippy::unused_self)] // read like the other accessors
+    fn call_args<'t>(&self, call: Node<'t>) -> Vec<Node<'t>> {
+        let Some(a) = call.child_by_field_name("arguments") else {
+            return Vec::new();
+        };
+        let mut c = a.walk();
+        a.named_children(&mut c)
+            .filter(|k| k.kind() != "comment")
+            .collect()
+    }
+
+    /// The flag an options argument carries: `'a'`, `{flag:'wx'}`, `{flags:'a'}`, or the text
+    /// of an `fs.constants` expression.
+    fn flags(&self, n: Option<Node>) -> Option<String> {
+        let n = n?;
+        match n.kind() {
+            "string" | "template_string" => {
+                let t = self.tpl(n);
+                // an encoding name is not a flag
+                if t.chars().all(|c| "rwax+s".contains(c)) && !t.is_empty() {
+                    Some(t)
+                } else {
+                    None
+                }
+            }
+            "object" => {
+                let mut c = n.walk();
+                for pair in n.named_children(&mut c) {
+                    if pair.kind() != "pair" {
+                        continue;
+                    }
+                    let key = pair
+                        .child_by_field_name("key")
+                        .map_or("", |k| self.text(k))
+                        .trim_matches(|c| c == '\'' || c == '"');
+                    if key == "flag" || key == "flags" {
+                        return pair.child_by_field_name("value").map(|v| self.tpl(v));
+                    }
+                }
+                None
+            }
+            _ => {
+                let t = self.text(n);
+                t.contains("O_").then(|| t.to_string())
+            }
+        }
+    }
+
+    fn exists_checks(&self, n: Node) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut stack = vec![n];
+        while let Some(k) = stack.pop() {
+            if k.kind() == "call_expression" {
+                let f = k
+                    .child_by_field_name("function")
+                    .map_or("", |f| self.text(f));
+                if (f.ends_with("existsSync")
+                    || f.ends_with("exists")
+                    || f.ends_with("access")
+                    || f.ends_with("accessSync")
+                    || f.ends_with("statSync"))
+                    && let Some(a) = self.call_args(k).first()
+                {
+                    out.push(resolve::normalize(&self.tpl(*a)));
+                }
+            }
+            let mut c = k.walk();
+            stack.extend(k.named_children(&mut c));
+        }
+        out
+    }
+
+    fn mkdir_loop_falls_through(&self, n: Node) -> bool {
+        let body = self.text(n);
+        if !body.contains("mkdir") {
+            return false;
+        }
+        let bounded = n.kind() == "for_statement"
+            || n.child_by_field_name("condition").is_some_and(|c| {
+                let t = self.text(c);
+                t.contains('<') || t.contains('>')
+            });
+        let mut next = n.next_named_sibling();
+        while let Some(s) = next.filter(|s| s.kind() == "comment") {
+            next = s.next_named_sibling();
+        }
+        let checked = next.is_some_and(|s| {
+            let t = self.text(s);
+            t.contains("throw") || t.contains("return") || t.contains("process.exit")
+        });
+        bounded && !checked
+    }
+
+    fn db_binding(&mut self, name: &str, value: Node) {
+        let value = if value.kind() == "await_expression" {
+            value.named_child(0).unwrap_or(value)
+        } else {
+            value
+        };
+        if value.kind() != "new_expression" {
+            return;
+        }
+        let ctor = value
+            .child_by_field_name("constructor")
+            .map_or("", |c| self.text(c));
+        if !(ctor.ends_with("Database") || ctor.ends_with("DatabaseSync")) {
+            return;
+        }
+        let args = self.call_args(value);
+        let Some(first) = args.first() else { return };
+        let template = self.tpl(*first);
+        // better-sqlite3 defaults to a 5 s busy timeout; node:sqlite and sqlite3 do not.
+        let better = !ctor.contains('.') && ctor == "Database";
+        let opts = args.get(1).map_or("", |a| self.text(*a));
+        let facts = Facts {
+            busy_timeout: better || opts.contains("timeout"),
+            ..Default::default()
+        };
+        self.dbs.insert(
+            name.to_string(),
+            DbSite {
+                lines: self.lines(value),
+                path: snippet(self.text(*first)),
+                template,
+                facts,
+            },
+        );
+    }
+
+    // ---- calls ----------------------------------------------------------------------------
+
+    #[allow(clippy::too_many_lines)] // one arm per fs call
+    fn call(&mut self, n: Node) {
+        let Some(func) = n.child_by_field_name("function") else {
+            return;
+        };
+        let ftext = self.text(func).to_string();
+        let method = ftext.rsplit('.').next().unwrap_or("").to_string();
+        let object = ftext.rsplit_once('.').map(|(o, _)| o.to_string());
+        let args = self.call_args(n);
+        let locked = self.locked();
+        let line = self.lines(n).0;
+        let first = args.first().copied();
+        match method.as_str() {
+            "appendFile" | "appendFileSync" => {
+                let p = match self.flags(args.get(2).copied()) {
+                    Some(f) if f.contains('x') => Pattern::ExclusiveCreate,
+                    _ => Pattern::Append,
+                };
+                self.write(n, first, p, locked);
+            }
+            "writeFile" | "writeFileSync" => {
+                let p = mode_pattern(
+                    self.flags(args.get(2).copied()).as_deref(),
+                    Pattern::Overwrite,
+                );
+                self.write(n, first, p, locked);
+                if p == Pattern::Overwrite
+                    && args
+                        .get(1)
+                        .is_some_and(|a| self.text(*a).contains("process.pid"))
+                    && first.is_some_and(|f| {
+                        std::path::Path::new(&self.tpl(f))
+                            .extension()
+                            .is_some_and(|e| e.eq_ignore_ascii_case("pid"))
+                    })
+                {
+                    self.emit_at(n, first, Pattern::Socket, &Facts::default());
+                }
+            }
+            "openSync" | "open" if object.as_deref() != Some("window") && first.is_some() => {
+                let flags = self.flags(args.get(1).copied());
+                match flags.as_deref() {
+                    None | Some("r") => self.read(first, line),
+                    Some(f) => {
+                        let p = mode_pattern(Some(f), Pattern::Overwrite);
+                        self.write(n, first, p, locked);
+                    }
+                }
+            }
+            "createWriteStream" => {
+                let p = mode_pattern(
+                    self.flags(args.get(1).copied()).as_deref(),
+                    Pattern::Overwrite,
+                );
+                self.write(n, first, p, locked);
+            }
+            "copyFile" | "copyFileSync" if args.len() >= 2 => {
+                let p = if args.get(2).is_some_and(|a| self.text(*a).contains("EXCL")) {
+                    Pattern::ExclusiveCreate
+                } else {
+                    Pattern::Overwrite
+                };
+                self.write(n, args.get(1).copied(), p, locked);
+            }
+            "rename" | "renameSync" if args.len() >= 2 => {
+                let st = self.tpl(args[0]);
+                let dt = self.tpl(args[1]);
+                let lc = dt.to_ascii_lowercase();
+                let facts = Facts {
+                    locked,
+                    unique_source: resolve::is_unique(&st)
+                        || st.contains("<pid>")
+                        || st.contains("<time>"),
+                    consume: ["consumed", "claimed", "taken"]
+                        .iter()
+                        .any(|w| lc.contains(w))
+                        || st.to_ascii_lowercase().contains("token"),
+                    ..Default::default()
+                };
+                self.emit_at(n, Some(args[1]), Pattern::AtomicRename, &facts);
+                self.after_write(n, &dt, Pattern::AtomicRename, locked, "rename");
+            }
+            "mkdir" | "mkdirSync" if first.is_some() => {
+                let recursive = args
+                    .get(1)
+                    .is_some_and(|a| self.text(*a).contains("recursive"));
+                let t = resolve::normalize(&first.map(|f| self.tpl(f)).unwrap_or_default());
+                if !recursive && (self.in_try > 0 || !self.loops.is_empty()) {
+                    let falls = self.loops.last().copied().unwrap_or(false);
+                    let p = if falls {
+                        Pattern::MkdirLockFallthrough
+                    } else {
+                        Pattern::MkdirLock
+                    };
+                    self.emit_at(n, first, p, &Facts::default());
+                    if !falls {
+                        self.locks += 1;
+                    }
+                } else if self.guards.contains(&t) && !recursive {
+                    let f = Facts {
+                        locked,
+                        action: "mkdir",
+                        ..Default::default()
+                    };
+                    self.emit_at(n, first, Pattern::CheckThenAct, &f);
+                }
+            }
+            "unlink" | "unlinkSync" | "rm" | "rmSync" | "rmdir" | "rmdirSync" => {
+                let t = resolve::normalize(&first.map(|f| self.tpl(f)).unwrap_or_default());
+                if self.guards.contains(&t) {
+                    let f = Facts {
+                        locked,
+                        action: "rm",
+                        ..Default::default()
+                    };
+                    self.emit_at(n, first, Pattern::CheckThenAct, &f);
+                }
+            }
+            "readFileSync" | "readFile" | "createReadStream" => self.read(first, line),
+            "lock" | "lockSync"
+                if (object.as_deref().is_some_and(|o| o.contains("lock")) || object.is_none())
+                    && first.is_some() =>
+            {
+                self.emit_at(n, first, Pattern::Flock, &Facts::default());
+                self.locks += 1;
+            }
+            "pragma" | "exec" if object.as_ref().is_some_and(|o| self.dbs.contains_key(o)) => {
+                let sql = first
+                    .map(|a| self.tpl(a))
+                    .unwrap_or_default()
+                    .to_ascii_lowercase()
+                    .replace(' ', "");
+                let db = self
+                    .dbs
+                    .get_mut(object.as_deref().unwrap_or(""))
+                    .expect("checked");
+                if sql.contains("journal_mode=wal") {
+                    db.facts.wal = true;
+                }
+                if sql.contains("busy_timeout") {
+                    db.facts.busy_timeout = true;
+                }
+            }
+            "configure"
+                if object.as_ref().is_some_and(|o| self.dbs.contains_key(o))
+                    && first.is_some_and(|a| self.text(a).contains("busyTimeout")) =>
+            {
+                let db = self
+                    .dbs
+                    .get_mut(object.as_deref().unwrap_or(""))
+                    .expect("checked");
+                db.facts.busy_timeout = true;
+            }
+            "listen" => {
+                if let Some(a) = first
+                    .filter(|a| matches!(a.kind(), "string" | "template_string" | "identifier"))
+                {
+                    let t = self.tpl(a);
+                    if t.contains('/')
+                        || std::path::Path::new(&t)
+                            .extension()
+                            .is_some_and(|e| e.eq_ignore_ascii_case("sock"))
+                    {
+                        self.emit_at(n, first, Pattern::Socket, &Facts::default());
+                    }
+                }
+            }
+            "execSync" | "exec" | "execFileSync" | "execFile" | "spawnSync" | "spawn" => {
+                self.subprocess(&method, &args);
+            }
+            _ => {}
+        }
+    }
+
+    fn subprocess(&mut self, method: &str, args: &[Node]) {
+        let Some(first) = args.first() else { return };
+        let locked = self.locked();
+        let base = self.base + first.start_position().row;
+        let shell_string = |w: &Self, n: Node| -> Option<String> {
+            matches!(n.kind(), "string" | "template_string").then(|| w.shell_text(n))
+        };
+        if matches!(method, "execSync" | "exec") {
+            if let Some(s) = shell_string(self, *first) {
+                self.u.analyze(Lang::Bash, &s, base, locked);
+            }
+            return;
+        }
+        // execFileSync('bash', ['-c', '...']) / spawnSync('concur', ['append', f, ...])
+        let Some(prog) = shell_string(self, *first) else {
+            return;
+        };
+        let Some(arr) = args.get(1).filter(|a| a.kind() == "array") else {
+            return;
+        };
+        let mut c = arr.walk();
+        let items: Vec<Node> = arr.named_children(&mut c).collect();
+        let words: Vec<String> = items
+            .iter()
+            .map(|i| super::shell_word(&self.tpl(*i)))
+            .collect();
+        let prog_name = prog.rsplit('/').next().unwrap_or("");
+        if matches!(prog_name, "bash" | "sh") {
+            if let Some(pos) = items.iter().position(|i| self.tpl(*i) == "-c")
+                && let Some(s) = items.get(pos + 1).and_then(|i| shell_string(self, *i))
+            {
+                self.u.analyze(Lang::Bash, &s, base, locked);
+            }
+            return;
+        }
+        let line = format!("{prog} {}", words.join(" "));
+        self.u.analyze(Lang::Bash, &line, base, locked);
+    }
+
+    /// A JS string as shell text: `${expr}` substitutions become `$JS_EXPR` words.
+    fn shell_text(&self, n: Node) -> String {
+        if n.kind() == "string" {
+            return self.tpl(n);
+        }
+        let mut s = String::new();
+        let mut c = n.walk();
+        for k in n.named_children(&mut c) {
+            if k.kind() == "template_substitution" {
+                let t = k.named_child(0).map(|e| self.tpl(e)).unwrap_or_default();
+                if t.starts_with('/') || t.starts_with('$') {
+                    s.push_str(&t);
+                } else {
+                    s.push_str("$JS_EXPR");
+                }
+            } else {
+                s.push_str(self.text(k));
+            }
+        }
+        s
+    }
+
+    fn read(&mut self, arg: Option<Node>, line: usize) {
+        if let Some(a) = arg {
+            let t = resolve::normalize(&self.tpl(a));
+            self.reads.push((t, line));
+        }
+    }
+
+    fn emit_at(&mut self, call: Node, arg: Option<Node>, p: Pattern, facts: &Facts) {
+        let Some(a) = arg else { return };
+        let t = self.tpl(a);
+        let path = snippet(self.text(a));
+        let site = Site {
+            lines: self.lines(call),
+            path: &path,
+            template: &t,
+        };
+        self.u.emit(&site, p, facts);
+    }
+
+    fn write(&mut self, call: Node, arg: Option<Node>, p: Pattern, locked: bool) {
+        let Some(a) = arg else { return };
+        let facts = Facts {
+            locked,
+            ..Default::default()
+        };
+        self.emit_at(call, Some(a), p, &facts);
+        let t = self.tpl(a);
+        self.after_write(call, &t, p, locked, "write");
+    }
+
+    fn after_write(&mut self, call: Node, t: &str, p: Pattern, locked: bool, action: &'static str) {
+        let t = resolve::normalize(t);
+        let path = t.clone();
+        let site = Site {
+            lines: self.lines(call),
+            path: &path,
+            template: &t,
+        };
+        if self.guards.contains(&t) && super::findings::is_act(p) {
+            let f = Facts {
+                locked,
+                action,
+                ..Default::default()
+            };
+            self.u.emit(&site, Pattern::CheckThenAct, &f);
+        }
+        if matches!(p, Pattern::Overwrite | Pattern::AtomicRename)
+            && let Some((_, line)) = self.reads.iter().rev().find(|(r, _)| *r == t)
+        {
+            let f = Facts {
+                locked,
+                detail: format!("read at line {line}"),
+                ..Default::default()
+            };
+            self.u.emit(&site, Pattern::ReadModifyWrite, &f);
+        }
+    }
+}
+
+/// The pattern of an `fs` flags value: `a` append, `x` exclusive create, `w` overwrite.
+fn mode_pattern(flags: Option<&str>, default: Pattern) -> Pattern {
+    match flags {
+        Some(f) if f.contains('x') || f.contains("O_EXCL") => Pattern::ExclusiveCreate,
+        Some(f) if f.starts_with('a') || f.contains("O_APPEND") => Pattern::Append,
+        Some(f) if f.starts_with('w') || f.contains("O_TRUNC") || f.starts_with("r+") => {
+            Pattern::Overwrite
+        }
+        _ => default,
+    }
+}

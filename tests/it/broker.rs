@@ -1,0 +1,301 @@
+//! The broker through the binary: many real client processes, a killed broker, racing starts,
+//! a foreign uid.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use crate::util::*;
+
+/// A test env whose config lets the broker write under `root/`; stops the broker on drop.
+struct BrokerEnv {
+    t: TestEnv,
+    root: PathBuf,
+}
+
+impl BrokerEnv {
+    fn new() -> BrokerEnv {
+        let t = TestEnv::new();
+        assert_code(&t.run(["home"]), 0);
+        let root = t.path("root");
+        std::fs::create_dir(&root).unwrap();
+        write_file(
+            &t.home.join("concur.toml"),
+            &format!("[broker]\nroots = [{:?}]\n", root.to_str().unwrap()),
+        );
+        BrokerEnv { t, root }
+    }
+
+    fn start(&self) {
+        let o = self.t.run(["broker", "serve", "--detach"]);
+        assert_code(&o, 0);
+    }
+
+    fn pid(&self) -> u32 {
+        let o = self.t.run(["broker", "status", "--json"]);
+        assert_code(&o, 0);
+        let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+        u32::try_from(v["pid"].as_u64().unwrap()).unwrap()
+    }
+
+    /// A client command appending every line of `input` (a file) to `target`.
+    fn client(&self, target: &Path, input: &Path, extra: &[&str]) -> Command {
+        let env = self.t.cmd(["unused"]);
+        let mut script = String::from("exec \"$0\" broker append \"$1\" - --json");
+        for e in extra {
+            script.push(' ');
+            script.push_str(e);
+        }
+        script.push_str(" < \"$2\"");
+        let mut sh = Command::new("sh");
+        sh.arg("-c").arg(script).arg(bin()).arg(target).arg(input);
+        for (k, v) in env.get_envs() {
+            match v {
+                Some(v) => sh.env(k, v),
+                None => sh.env_remove(k),
+            };
+        }
+        sh.current_dir(self.t.dir.path());
+        sh
+    }
+}
+
+impl Drop for BrokerEnv {
+    fn drop(&mut self) {
+        let _ = self.t.run(["broker", "stop"]);
+    }
+}
+
+/// Test fixture writing (not a concurrency-safe write; nothing else touches these files).
+fn write_file(p: &Path, text: &str) {
+    use std::io::Write;
+    std::fs::File::create(p)
+        .and_then(|mut f| f.write_all(text.as_bytes()))
+        .unwrap();
+}
+
+/// Writes client `c`'s input: `n` lines `{"c":c,"k":k}`.
+fn client_input(dir: &Path, c: usize, n: usize) -> PathBuf {
+    let p = dir.join(format!("in-{c}.jsonl"));
+    let mut text = String::new();
+    for k in 0..n {
+        writeln!(text, "{{\"c\":{c},\"k\":{k}}}").unwrap();
+    }
+    write_file(&p, &text);
+    p
+}
+
+/// Checks that the file holds exactly `clients × per` lines, each (c, k) once, and every
+/// client's lines in the order it sent them.
+fn assert_each_once_in_order(file: &Path, clients: usize, per: usize) {
+    let text = std::fs::read_to_string(file).unwrap();
+    let mut next: HashMap<u64, u64> = HashMap::new();
+    let mut count = 0;
+    for line in text.lines() {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("torn line {line:?}: {e}"));
+        let (c, k) = (v["c"].as_u64().unwrap(), v["k"].as_u64().unwrap());
+        let want = next.entry(c).or_insert(0);
+        assert_eq!(k, *want, "client {c}: line {k} out of order or duplicated");
+        *want += 1;
+        count += 1;
+    }
+    assert_eq!(count, clients * per, "line count");
+    assert_eq!(next.len(), clients);
+    assert!(next.values().all(|&n| usize::try_from(n).unwrap() == per));
+}
+
+#[test]
+fn thirty_two_clients_two_hundred_appends_each_every_line_once_in_order() {
+    let e = BrokerEnv::new();
+    e.start();
+    let target = e.root.join("memory.jsonl");
+    let mut b = Barrier::new();
+    for c in 0..32 {
+        let input = client_input(e.t.dir.path(), c, 200);
+        b.spawn(&e.client(&target, &input, &["--id", &format!("c{c}")]));
+    }
+    for o in b.run_all() {
+        assert_code(&o, 0);
+        assert_eq!(stdout(&o).lines().count(), 200, "one ack per line");
+    }
+    assert_each_once_in_order(&target, 32, 200);
+    let o = e.t.run(["broker", "status", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(v["appends"], 6400);
+    assert_eq!(v["duplicates"], 0);
+    // Every batch with ids costs one data and one index fdatasync, never more.
+    assert_eq!(
+        v["fsyncs"].as_u64().unwrap(),
+        2 * v["batches"].as_u64().unwrap()
+    );
+}
+
+#[test]
+fn broker_killed_mid_run_loses_and_duplicates_nothing() {
+    let e = BrokerEnv::new();
+    e.start();
+    let first = e.pid();
+    let target = e.root.join("memory.jsonl");
+    let mut b = Barrier::new();
+    for c in 0..8 {
+        let input = client_input(e.t.dir.path(), c, 200);
+        b.spawn(&e.client(&target, &input, &["--id", &format!("k{c}"), "--autostart"]));
+    }
+    b.release();
+    retry("a few hundred acked lines", Duration::from_secs(60), || {
+        let n = std::fs::read_to_string(&target).map_or(0, |t| t.lines().count());
+        (n >= 300).then_some(())
+    });
+    assert_eq!(
+        // SAFETY: kill takes plain integers; the pid is the broker this test started.
+        unsafe { libc::kill(libc::pid_t::try_from(first).unwrap(), libc::SIGKILL) },
+        0
+    );
+    for o in b.run_all() {
+        assert_code(&o, 0);
+    }
+    assert_ne!(e.pid(), first, "a client restarted the broker");
+    assert_each_once_in_order(&target, 8, 200);
+}
+
+#[test]
+fn two_concurrent_serves_end_with_one_broker() {
+    let e = BrokerEnv::new();
+    let mut b = Barrier::new();
+    for _ in 0..4 {
+        b.spawn(&e.t.cmd(["broker", "serve", "--detach"]));
+    }
+    let outs = b.run_all();
+    let won = outs.iter().filter(|o| code(o) == 0).count();
+    assert_eq!(won, 1, "exactly one broker started");
+    for o in outs.iter().filter(|o| code(o) != 0) {
+        assert_code(o, 1);
+        assert!(stderr(o).contains("already running"), "{}", stderr(o));
+    }
+    let pid = e.pid();
+    let o = e.t.run(["broker", "stop", "--json"]);
+    assert_code(&o, 0);
+    assert!(stdout(&o).contains(&pid.to_string()));
+    assert!(
+        !e.t.home.join("broker.sock").exists(),
+        "socket removed on stop"
+    );
+    assert_code(&e.t.run(["broker", "status"]), 3);
+}
+
+#[test]
+fn targets_outside_the_roots_are_refused_and_nothing_is_written() {
+    let e = BrokerEnv::new();
+    e.start();
+    let outside = e.t.path("outside.jsonl");
+    let o =
+        e.t.run(["broker", "append", outside.to_str().unwrap(), "{}"]);
+    assert_code(&o, 77);
+    assert!(
+        stderr(&o).contains("not under any of the [broker] roots"),
+        "{}",
+        stderr(&o)
+    );
+    let dotdot = format!("{}/../outside.jsonl", e.root.display());
+    assert_code(&e.t.run(["broker", "append", &dotdot, "{}"]), 4);
+    std::os::unix::fs::symlink(e.t.dir.path(), e.root.join("escape")).unwrap();
+    let via_link = e.root.join("escape/outside.jsonl");
+    assert_code(
+        &e.t.run(["broker", "append", via_link.to_str().unwrap(), "{}"]),
+        77,
+    );
+    let bad = e.root.join("x.jsonl");
+    assert_code(
+        &e.t.run(["broker", "append", bad.to_str().unwrap(), "{nope"]),
+        4,
+    );
+    assert!(!outside.exists() && !bad.exists());
+}
+
+#[test]
+fn fallback_direct_appends_when_no_broker_runs() {
+    let e = BrokerEnv::new();
+    let target = e.root.join("log.jsonl");
+    let t = target.to_str().unwrap();
+    assert_code(&e.t.run(["broker", "append", t, "{\"a\":1}"]), 74);
+    let o =
+        e.t.run(["broker", "append", t, "{\"a\":2}", "--fallback", "direct"]);
+    assert_code(&o, 0);
+    assert!(stderr(&o).contains("appending directly"), "{}", stderr(&o));
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "{\"a\":2}\n");
+}
+
+#[test]
+fn foreign_uid_is_refused_by_peer_credentials() {
+    // The system python, not a per-user shim that `nobody` may not be able to run.
+    let python = Path::new("/usr/bin/python3");
+    if !is_root() || !python.exists() || Command::new("setpriv").arg("--version").output().is_err()
+    {
+        eprintln!("skipped: needs root, setpriv and /usr/bin/python3 to run a client as nobody");
+        return;
+    }
+    let e = BrokerEnv::new();
+    e.start();
+    // Open the path to the socket for `nobody` (test-only loosening: traverse-only dirs and a
+    // 0666 socket), so that only the broker's SO_PEERCRED check stands in the way.
+    let mode = |p: &Path, m| std::fs::set_permissions(p, std::fs::Permissions::from_mode(m));
+    mode(e.t.dir.path(), 0o711).unwrap();
+    mode(&e.t.home, 0o711).unwrap();
+    let sock = e.t.home.join("broker.sock");
+    mode(&sock, 0o666).unwrap();
+    let target = e.root.join("x.jsonl");
+    let req = format!(
+        "{{\"op\":\"append\",\"file\":{:?},\"json\":{{}}}}\n",
+        target.to_str().unwrap()
+    );
+    // The broker answers a foreign peer at once and hangs up, so the send may meet a closed
+    // socket; the refusal is already waiting to be read either way.
+    let script = "import socket,sys\ns=socket.socket(socket.AF_UNIX)\ns.connect(sys.argv[1])\n\
+                  try:\n    s.sendall(sys.argv[2].encode())\nexcept OSError:\n    pass\n\
+                  print(s.makefile().readline(),end='')\n";
+    let o = Command::new("setpriv")
+        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
+        .arg(python)
+        .arg("-c")
+        .arg(script)
+        .arg(&sock)
+        .arg(&req)
+        .output()
+        .unwrap();
+    mode(&e.t.home, 0o700).unwrap();
+    assert_code(&o, 0);
+    let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(v["ok"], false);
+    assert_eq!(v["error"]["kind"], "permission", "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("peer uid"),
+        "{v}"
+    );
+    assert!(!target.exists(), "nothing written for a foreign uid");
+}
+
+#[test]
+fn append_with_broker_flag_keeps_key_order_and_dedups_by_id() {
+    let e = BrokerEnv::new();
+    let target = e.root.join("log.jsonl");
+    let t = target.to_str().unwrap();
+    let line = "{ \"z\": 1, \"a\": 2.50 }";
+    let run = || {
+        e.t.run(["append", "--broker", "--autostart", "--id", "once", t, line])
+    };
+    assert_code(&run(), 0);
+    let o = run();
+    assert_code(&o, 0);
+    assert_eq!(stdout(&o).trim(), "duplicate once");
+    assert_eq!(
+        std::fs::read_to_string(&target).unwrap(),
+        "{\"z\":1,\"a\":2.50}\n"
+    );
+    let o =
+        e.t.run(["append", "--broker", "--dedup-key", "id", t, "{}"]);
+    assert_code(&o, 2);
+}
