@@ -13,6 +13,7 @@ use std::time::Duration;
 use super::Target;
 use crate::error::{Error, Result};
 
+mod edit_race;
 mod header_once;
 mod json_counter;
 mod jsonl_append;
@@ -31,6 +32,7 @@ pub fn all() -> Vec<&'static dyn Target> {
         &header_once::HeaderOnce,
         &replace::Replace,
         &sqlite::Sqlite,
+        &edit_race::EditRace,
     ]
 }
 
