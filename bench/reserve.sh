@@ -4,12 +4,13 @@
 #   concur hook claude < PreToolUse payload   (the agent waits on this for every edit)
 #   concur reserve check PATH                 (the same question from a script)
 #   /bin/cat payload                          (the floor: one process reading the payload)
-# Usage: bench/reserve.sh            (builds the release binary first)
+# Compare medians; on a loaded machine look at min too.
+# Usage: bench/reserve.sh            (builds the release binary first; CONCUR_BIN=path skips that)
 # Prints hyperfine's table, the medians and the ratios to /bin/cat, all from the same run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --quiet
-bin="$PWD/target/release/concur"
+if [ -z "${CONCUR_BIN:-}" ]; then cargo build --release --quiet; fi
+bin="${CONCUR_BIN:-$PWD/target/release/concur}"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 export CONCUR_HOME="$work/home"
@@ -29,17 +30,23 @@ printf '{"session_id":"editor","transcript_path":"/t","cwd":"%s","permission_mod
 printf '{"session_id":"editor","transcript_path":"/t","cwd":"%s","permission_mode":"default","hook_event_name":"PreToolUse","tool_name":"Edit","tool_input":{"file_path":"%s/src/s7/gen3/x.rs","old_string":"a","new_string":"b"},"tool_use_id":"toolu_1"}' "$repo" "$repo" > "$work/held.json"
 "$bin" hook claude < "$work/free.json" > "$work/out" ; test ! -s "$work/out"
 "$bin" hook claude < "$work/held.json" | grep -q '"deny"'
-# hyperfine runs each command through sh and subtracts the shell's own start-up time, so the
-# `< payload` redirection costs nothing extra in the numbers.
-hyperfine --warmup 30 --runs "${RUNS:-500}" --export-json "$work/r.json" \
-  -n "hook claude (free path)" "$bin hook claude < $work/free.json" \
-  -n "hook claude (reserved path, deny)" "$bin hook claude < $work/held.json" \
-  -n "reserve check" "$bin reserve check --session editor src/free/new.rs" \
-  -n "/bin/cat payload" "/bin/cat < $work/free.json"
+# -N: no shell in the measurement. `reserve check` and `cat FILE` take no stdin; the hook
+# reads its payload from stdin, so it and its floor both run as `sh -c 'exec ... < payload'`
+# (the same shell start-up on both sides of that ratio).
+hyperfine -N --warmup 30 --runs "${RUNS:-500}" --export-json "$work/r.json" \
+  -n "reserve check (free path)" "$bin reserve check --session editor src/free/new.rs" \
+  -n "/bin/cat payload" "/bin/cat $work/free.json" \
+  -n "hook claude (free path)" "sh -c 'exec $bin hook claude < $work/free.json'" \
+  -n "hook claude (reserved path, deny)" "sh -c 'exec $bin hook claude < $work/held.json'" \
+  -n "sh: cat < payload" "sh -c 'exec /bin/cat < $work/free.json'"
 python3 - "$work/r.json" <<'PY'
 import json, sys
 r = {x["command"]: x for x in json.load(open(sys.argv[1]))["results"]}
-cat = r["/bin/cat payload"]["median"]
-for name, x in r.items():
-    print(f"{name:36s} median {x['median']*1e3:6.3f} ms   ratio to cat {x['median']/cat:5.2f}")
+def row(name, floor):
+    x, f = r[name], r[floor]
+    print(f"{name:36s} median {x['median']*1e3:6.3f} ms  min {x['min']*1e3:6.3f} ms  "
+          f"ratio to {floor!r} (medians) {x['median']/f['median']:5.2f}")
+row("reserve check (free path)", "/bin/cat payload")
+row("hook claude (free path)", "sh: cat < payload")
+row("hook claude (reserved path, deny)", "sh: cat < payload")
 PY
