@@ -158,6 +158,8 @@ pub fn contains_entry(log: &[u8], field: &str, value: &serde_json::Value) -> boo
 pub(crate) fn open_error(action: &'static str, path: &Path, e: std::io::Error) -> Error {
     if e.kind() == std::io::ErrorKind::InvalidInput && e.raw_os_error().is_none() {
         Error::unsafe_path("refusing", path, e.to_string())
+    } else if e.raw_os_error() == Some(libc::EISDIR) {
+        Error::unsafe_path("refusing", path, "is a directory, not a regular file")
     } else if e.raw_os_error() == Some(libc::ENXIO) {
         // A non-blocking write-open of a FIFO without a reader (or of a missing device).
         Error::unsafe_path("refusing", path, "is a FIFO or device, not a regular file")

@@ -26,6 +26,7 @@
 //! | write / read | readers never see an empty or half-written file; `if_match` detects lost updates | [`replace`] |
 //! | json | no lost updates; a failing filter changes nothing | [`json`] |
 //! | token | exactly one taker wins; every take audited | [`token`] |
+//! | etcd lock / slot / token | one holder (N for slots) by etcd's account; fencing token = create revision, fenced writes refused once stale | `etcd` (feature `etcd`) |
 //!
 //! ## Non-guarantees
 //!
@@ -58,6 +59,7 @@
 //! - [`json`] — locked jq updates of JSON files
 //! - [`token`] — one-time tokens and their audit ledger
 //! - [`duration`] — `30s`/`5m`/`2h`/`1d` durations
+//! - `etcd` — lock, slot, token, session and fenced writes on an etcd cluster (feature `etcd`)
 //! - [`sys`] — the only place raw system calls are made
 //! - [`error`] — the error type and its kinds
 
@@ -68,6 +70,8 @@ pub mod config;
 pub mod diagnose;
 pub mod duration;
 pub mod error;
+#[cfg(feature = "etcd")]
+pub mod etcd;
 pub mod home;
 pub mod hook;
 pub mod id;

@@ -10,6 +10,7 @@
 pub mod fileio;
 pub mod fs;
 pub mod lock;
+pub mod nowait;
 pub mod ofd;
 pub mod proc;
 pub mod signal;

@@ -174,6 +174,10 @@ fn unsafe_path_rows() -> Vec<(&'static str, Setup)> {
             mkfifo(&t.path("fifo"));
             case("json", &["json", "fifo", "."], 77)
         }),
+        ("directory as append target", |t| {
+            std::fs::create_dir(t.path("d")).unwrap();
+            case("append", &["append", "d", "{}"], 77)
+        }),
     ]
 }
 

@@ -416,6 +416,12 @@ fn named_locks_json_and_bad_names() {
     let o = t.run(["lock", "--name", "../x", "true"]);
     assert_code(&o, 4);
     assert_eq!(stderr(&o).lines().count(), 1);
+    let o = t.run(["lock", "--session", "../evil", "new.lock", "true"]);
+    assert_code(&o, 4);
+    assert!(
+        !t.path("new.lock").exists(),
+        "a file was touched before validation"
+    );
 }
 
 #[test]
@@ -478,4 +484,35 @@ fn the_command_gets_the_lock_fd_only_when_asked() {
         .output()
         .unwrap();
     assert!(!stdout(&o).lines().any(|l| l == target), "{}", stdout(&o));
+}
+
+#[test]
+fn lockf_without_k_still_excludes_while_the_file_comes_and_goes() {
+    // Without -k each holder removes the lock file on release; waiters must never end up
+    // holding locks on two different files of the same name.
+    let t = TestEnv::new();
+    let lockf = link(&t, "lockf");
+    put(&t.path("counter"), b"0\n");
+    let (procs, each) = (8, 15);
+    let inc = "n=$(cat counter); echo $((n+1)) > counter";
+    let script = format!(
+        "i=0; while [ $i -lt {each} ]; do \"$0\" counter.lock sh -c '{inc}' || exit 1; i=$((i+1)); done"
+    );
+    let mut b = Barrier::new();
+    for _ in 0..procs {
+        b.spawn(&sh_env(
+            &t,
+            Command::new("sh").arg("-c").arg(&script).arg(&lockf),
+        ));
+    }
+    for o in b.run_all() {
+        assert_code(&o, 0);
+    }
+    let n: u32 = std::fs::read_to_string(t.path("counter"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(n, procs * each);
+    assert!(!t.path("counter.lock").exists());
 }

@@ -5,6 +5,10 @@ mod util;
 mod append;
 mod broker;
 mod diagnose;
+#[cfg(feature = "etcd")]
+mod etcd;
+#[cfg(feature = "etcd")]
+mod etcd_util;
 mod home;
 mod hook;
 mod hostile;

@@ -7,8 +7,22 @@ use crate::util::*;
 
 #[test]
 fn never_more_than_max_holders_at_once() {
+    admission_run(10, 3);
+}
+
+/// The same invariant at scale: `CONCUR_STRESS=N cargo nextest run --run-ignored only slot_stress`.
+#[test]
+#[ignore = "stress run; scale with CONCUR_STRESS"]
+fn slot_stress_never_over_admits() {
+    let n: usize = std::env::var("CONCUR_STRESS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20);
+    admission_run(16, n);
+}
+
+fn admission_run(procs: usize, rounds: usize) {
     let t = TestEnv::new();
-    let (procs, rounds) = (10, 3);
     // Each hold logs +1 after taking the slot and -1 before giving it back, one O_APPEND
     // write each, so every prefix of the log is an upper bound of the holders at that moment.
     let body = "echo +1 >> log; sleep 0.02; echo -1 >> log";

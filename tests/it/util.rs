@@ -149,10 +149,13 @@ impl Barrier {
             .as_ref()
             .expect("barrier already released")
             .as_raw_fd();
-        // SAFETY: dup2 is async-signal-safe; it only makes the pipe's read end fd 3 in the child.
+        // SAFETY: dup2 and fcntl are async-signal-safe; they only make the pipe's read end fd 3
+        // in the child. When the pipe already is fd 3, dup2 is a no-op that leaves close-on-exec
+        // set, so it is cleared explicitly (else the child's `read <&3` fails and skips the
+        // barrier).
         unsafe {
             wrapped.pre_exec(move || {
-                if libc::dup2(rfd, 3) == -1 {
+                if libc::dup2(rfd, 3) == -1 || libc::fcntl(3, libc::F_SETFD, 0) == -1 {
                     return Err(std::io::Error::last_os_error());
                 }
                 Ok(())

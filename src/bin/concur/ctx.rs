@@ -20,6 +20,8 @@ pub struct Ctx {
     pub session_flag: Option<String>,
     /// `--config`, if given.
     pub config_flag: Option<PathBuf>,
+    /// `--backend`, if given.
+    pub backend_flag: Option<String>,
     home: OnceCell<Home>,
 }
 
@@ -31,6 +33,7 @@ impl Ctx {
             json,
             session_flag,
             config_flag,
+            backend_flag: None,
             home: OnceCell::new(),
         }
     }
@@ -63,6 +66,70 @@ impl Ctx {
             None => Some(self.home()?.path().to_path_buf()),
         };
         Ok(Config::load(self.config_flag.as_deref(), home.as_deref())?)
+    }
+
+    /// The coordination backend URL in effect: `--backend`, else `$CONCUR_BACKEND`, else the
+    /// config's `[backend] url`; `None` means local files.
+    pub fn backend_url(&self) -> Result<Option<String>, CliError> {
+        if let Some(u) = self.explicit_backend() {
+            return Ok(Some(u));
+        }
+        Ok(self.config()?.backend.url.filter(|u| !u.is_empty()))
+    }
+
+    /// `--backend` or `$CONCUR_BACKEND` (not the config file).
+    fn explicit_backend(&self) -> Option<String> {
+        self.backend_flag
+            .clone()
+            .or_else(|| std::env::var("CONCUR_BACKEND").ok())
+            .filter(|u| !u.is_empty())
+    }
+
+    /// The etcd client when the backend in effect is etcd, `None` for local.
+    #[cfg(feature = "etcd")]
+    pub fn etcd(&self) -> Result<Option<concur::etcd::Client>, CliError> {
+        match self.backend_url()? {
+            Some(u) => Ok(Some(concur::etcd::Client::new(&u)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The etcd client when the backend in effect is etcd (this build has no etcd support).
+    #[cfg(not(feature = "etcd"))]
+    pub fn etcd(&self) -> Result<Option<std::convert::Infallible>, CliError> {
+        match self.backend_url()? {
+            Some(u) => Err(CliError::invalid(format!(
+                "backend {u}: this concur was built without the etcd feature"
+            ))),
+            None => Ok(None),
+        }
+    }
+
+    /// The task-lease store: etcd when that backend is set, else `SQLite` in the home.
+    pub fn lease_store(&self) -> Result<Box<dyn concur::lease::Store>, CliError> {
+        #[cfg(feature = "etcd")]
+        if let Some(client) = self.etcd()? {
+            let registry = concur::session::Registry::open(self.home()?).ok();
+            return Ok(Box::new(concur::etcd::tasks::EtcdStore::new(
+                client, registry,
+            )));
+        }
+        #[cfg(not(feature = "etcd"))]
+        self.etcd()?;
+        Ok(Box::new(concur::lease::sqlite::SqliteStore::open(
+            self.home()?,
+        )?))
+    }
+
+    /// For verbs on local files: when a backend was asked for explicitly, says once on stderr
+    /// that this verb stays local.
+    pub fn note_local(&self, verb: &str) {
+        if let Some(u) = self.explicit_backend() {
+            eprintln!(
+                "concur: {verb}: note: {verb} works on local files and stays local; backend {u} \
+                 applies to lock --name, slot, token, lease and session"
+            );
+        }
     }
 
     /// Prints a verb's JSON result (`{"ok":true, ...fields}`) on stdout.

@@ -38,6 +38,11 @@ struct Cli {
     /// Configuration file (default: $CONCUR_HOME/concur.toml)
     #[arg(long, global = true, value_name = "FILE")]
     config: Option<std::path::PathBuf>,
+    /// Coordination backend, e.g. etcd://h1:2379,h2:2379 (default: $CONCUR_BACKEND, the
+    /// config's [backend] url, else local files). Moves lock --name, slot, token, lease and
+    /// session onto etcd; file verbs (append, write, ledger) always stay local
+    #[arg(long, global = true, value_name = "URL")]
+    backend: Option<String>,
     #[command(subcommand)]
     command: cmd::Command,
 }
@@ -48,7 +53,8 @@ fn main() -> ExitCode {
         return code;
     }
     let cli = Cli::parse();
-    let ctx = Ctx::new(cli.json, cli.session, cli.config);
+    let mut ctx = Ctx::new(cli.json, cli.session, cli.config);
+    ctx.backend_flag = cli.backend;
     let verb = cli.command.verb();
     match cli.command.run(&ctx) {
         Ok(exit) => exit.into(),

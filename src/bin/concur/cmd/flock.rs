@@ -5,8 +5,8 @@
 //! status or 128+N). The lock file is created 0666 (before the umask), symlinks are followed,
 //! and the command inherits the lock descriptor unless `-o` — all as flock(1) does.
 //!
-//! One deliberate difference: a FIFO, socket or device at the lock path is refused (exit 66)
-//! instead of hanging in `open(2)`.
+//! One deliberate difference: the lock file is opened non-blocking, so a FIFO at the lock path
+//! is locked like any inode instead of hanging in `open(2)`.
 
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;

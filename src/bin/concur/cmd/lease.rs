@@ -2,9 +2,8 @@
 
 use std::time::Duration;
 
-use concur::lease::sqlite::SqliteStore;
 use concur::lease::{
-    AcquireRequest, Acquired, Completion, Lease, Store, TaskState, acquire_wait, parse_duration,
+    AcquireRequest, Acquired, Completion, Lease, TaskState, acquire_wait, parse_duration,
 };
 use concur::session::now_unix_ms;
 
@@ -88,7 +87,7 @@ fn ttl_of(s: &str) -> Result<Duration, CliError> {
 
 /// Runs `concur lease`.
 pub fn run(args: Args, ctx: &Ctx) -> Result<Exit, CliError> {
-    let store = SqliteStore::open(ctx.home()?)?;
+    let store = ctx.lease_store()?;
     match args.action {
         Action::Acquire {
             task,
@@ -107,7 +106,7 @@ pub fn run(args: Args, ctx: &Ctx) -> Result<Exit, CliError> {
             };
             let wait = Duration::try_from_secs_f64(wait)
                 .map_err(|_| CliError::usage(format!("-w {wait}: not a number of seconds")))?;
-            match acquire_wait(&store, &req, wait)? {
+            match acquire_wait(&*store, &req, wait)? {
                 Acquired::Granted(l) => {
                     if ctx.json {
                         ctx.print_json(&serde_json::json!({ "lease": l }));

@@ -171,6 +171,8 @@ pub fn parse_secs(s: &str) -> Option<Duration> {
 
 /// Runs `concur lock`.
 pub fn run(args: Args, ctx: &Ctx) -> Result<Exit, CliError> {
+    // Validate the session id before any file is touched.
+    let session = ctx.session()?.map(|s| s.to_string());
     let mut rest = args.operands;
     let mut shell_command = args.command;
     let target = if let Some(name) = &args.name {
@@ -263,10 +265,23 @@ pub fn run(args: Args, ctx: &Ctx) -> Result<Exit, CliError> {
         max_hold,
         pass_fd: args.pass_fd,
         json: ctx.json,
-        session: ctx.session()?.map(|s| s.to_string()),
+        session,
     };
+    dispatch(ctx, args.name.as_deref(), &plan)
+}
+
+/// Runs the plan: a named lock on the etcd backend when one is set, else locally.
+fn dispatch(ctx: &Ctx, name: Option<&str>, plan: &Plan) -> Result<Exit, CliError> {
+    #[cfg(feature = "etcd")]
+    if let Some(exit) = super::on_etcd::named_lock(ctx, name, plan)? {
+        return Ok(exit);
+    }
+    #[cfg(not(feature = "etcd"))]
+    if name.is_some() {
+        ctx.etcd()?;
+    }
     let home = ctx.home().ok().cloned();
-    match execute(&plan, home.as_ref()) {
+    match execute(plan, home.as_ref()) {
         Ok(code) => Ok(Exit::Code(code)),
         Err(f) => Err(CliError::new(Exit::Code(f.code), f.kind, f.message)),
     }

@@ -19,6 +19,8 @@ pub mod ledger;
 pub mod lock;
 pub mod lockf;
 pub mod marker;
+#[cfg(feature = "etcd")]
+pub mod on_etcd;
 pub mod pointer;
 pub mod read;
 pub mod release;

@@ -1,6 +1,5 @@
 //! `concur session start|end|list|gc`: the registry of live sessions.
 
-use concur::lease::sqlite::SqliteStore;
 use concur::session::{Cleanup, Registry, StartOptions};
 
 use crate::ctx::{Ctx, print_line};
@@ -64,8 +63,8 @@ pub fn run(args: Args, ctx: &Ctx) -> Result<Exit, CliError> {
         }
         Action::End => {
             let id = ctx.require_session()?;
-            let store = SqliteStore::open(home)?;
-            let c = reg.end(&id, &store)?;
+            let store = ctx.lease_store()?;
+            let c = reg.end(&id, &*store)?;
             if ctx.json {
                 ctx.print_json(&serde_json::json!({ "ended": c }));
             } else {
@@ -100,8 +99,8 @@ pub fn run(args: Args, ctx: &Ctx) -> Result<Exit, CliError> {
             }
         }
         Action::Gc => {
-            let store = SqliteStore::open(home)?;
-            let removed = reg.gc(&store)?;
+            let store = ctx.lease_store()?;
+            let removed = reg.gc(&*store)?;
             if ctx.json {
                 ctx.print_json(&serde_json::json!({ "removed": removed }));
             } else if removed.is_empty() {

@@ -81,6 +81,9 @@ pub fn run(args: Args, ctx: &Ctx) -> Result<Exit, CliError> {
     if let Some(Sub::Status { name }) = &args.sub {
         return status(name, ctx);
     }
+    if let Some(exit) = on_etcd(&args, ctx)? {
+        return Ok(exit);
+    }
     let mut rest = args.operands;
     let name = args.name.unwrap_or_default();
     if rest.first().is_some_and(|a| a == "--") {
@@ -194,6 +197,10 @@ fn holders(slot: &Slot) -> String {
 }
 
 fn status(name: &str, ctx: &Ctx) -> Result<Exit, CliError> {
+    #[cfg(feature = "etcd")]
+    if let Some(client) = ctx.etcd()? {
+        return super::on_etcd::slot_status(&client, name, ctx);
+    }
     let Some(slot) = Slot::existing(ctx.home()?, name)? else {
         if ctx.json {
             ctx.print_json(
@@ -239,4 +246,57 @@ fn status(name: &str, ctx: &Ctx) -> Result<Exit, CliError> {
         }
     }
     Ok(Exit::Ok)
+}
+
+/// With an etcd backend, runs the slot there (same checks as the local path); `None`: local.
+#[cfg(feature = "etcd")]
+fn on_etcd(args: &Args, ctx: &Ctx) -> Result<Option<Exit>, CliError> {
+    let Some(client) = ctx.etcd()? else {
+        return Ok(None);
+    };
+    let rest = match args.operands.split_first() {
+        Some((first, tail)) if first == "--" => tail,
+        _ => &args.operands[..],
+    };
+    let Some(max) = args.max else {
+        return Err(CliError::usage(
+            "--max N is required to run a command in a slot",
+        ));
+    };
+    if rest.is_empty() == args.command.is_none() {
+        return Err(CliError::usage(
+            "give a command to run (after --) or -c CMD, not both",
+        ));
+    }
+    let secs = |v: &Option<String>, what: &str| match v {
+        Some(s) => parse_secs(s)
+            .map(Some)
+            .ok_or_else(|| CliError::usage(format!("invalid {what} value: '{s}'"))),
+        None => Ok(None),
+    };
+    let session = ctx.session()?.map(|s| s.to_string());
+    super::on_etcd::slot(
+        &client,
+        &super::on_etcd::SlotRun {
+            name: args.name.as_deref().unwrap_or_default(),
+            max,
+            nonblock: args.nonblock,
+            timeout: secs(&args.timeout, "timeout")?,
+            conflict_code: args.conflict_exit_code.unwrap_or(1),
+            quiet: args.quiet,
+            max_hold: secs(&args.max_hold, "--max-hold")?,
+            argv: rest,
+            shell_command: args.command.as_ref(),
+            json: ctx.json,
+            session: session.as_deref(),
+        },
+    )
+    .map(Some)
+}
+
+/// This build has no etcd support: refuses a configured backend, else runs locally.
+#[cfg(not(feature = "etcd"))]
+fn on_etcd(_args: &Args, ctx: &Ctx) -> Result<Option<Exit>, CliError> {
+    ctx.etcd()?;
+    Ok(None)
 }

@@ -62,6 +62,15 @@ pub enum Action {
 
 /// Runs `concur token`.
 pub fn run(args: Args, ctx: &Ctx) -> Result<Exit, CliError> {
+    // With a backend, named tokens live there; `take --path` is a local file and stays local.
+    #[cfg(feature = "etcd")]
+    if !matches!(args.action, Action::Take { path: Some(_), .. })
+        && let Some(client) = ctx.etcd()?
+    {
+        return super::on_etcd::token(&client, args.action, ctx);
+    }
+    #[cfg(not(feature = "etcd"))]
+    ctx.etcd()?;
     match args.action {
         Action::Issue {
             name,

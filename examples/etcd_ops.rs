@@ -1,0 +1,54 @@
+//! In-process throughput of the etcd primitives: `etcd_ops URL OP N` runs OP N times in a row
+//! and prints one JSON line (ops/s, mean µs). Used by `bench/etcd.sh`, which starts the servers.
+//!
+//! OPs: `put` (raw put, the floor), `lock` (lock + unlock), `slot` (acquire + release of 1 of 4),
+//! `token` (issue + take), `session` (register + end).
+
+use std::time::{Duration, Instant};
+
+use concur::etcd::{Client, Wait, lock, semaphore, session, token};
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().collect();
+    let [_, url, op, n] = args.as_slice() else {
+        return Err("usage: etcd_ops URL put|lock|slot|token|session N".into());
+    };
+    let n: u32 = n.parse()?;
+    let c = Client::new(url)?;
+    let ttl = Duration::from_secs(10);
+    let sid = concur::SessionId::new("bench")?;
+    let info = serde_json::json!({ "pid": std::process::id() });
+    // One warm-up round opens the connection.
+    c.put(b"concur/bench/warm", b"1", 0)?;
+    let start = Instant::now();
+    for i in 0..n {
+        match op.as_str() {
+            "put" => {
+                c.put(b"concur/bench/k", i.to_string().as_bytes(), 0)?;
+            }
+            "lock" => lock::lock(&c, "bench", ttl, Wait::Forever, None)?
+                .ok_or("busy")?
+                .unlock()?,
+            "slot" => semaphore::acquire(&c, "bench", 4, ttl, Wait::Forever, None)?
+                .ok_or("busy")?
+                .release()?,
+            "token" => {
+                token::issue(&c, "bench", &serde_json::json!(i), None, None, false)?;
+                token::take(&c, "bench", None)?;
+            }
+            "session" => session::register(&c, &sid, &info, ttl)?.end()?,
+            other => return Err(format!("unknown op {other}").into()),
+        }
+    }
+    let el = start.elapsed();
+    println!(
+        "{}",
+        serde_json::json!({
+            "op": op,
+            "n": n,
+            "ops_per_s": (f64::from(n) / el.as_secs_f64()).round(),
+            "mean_us": (el.as_secs_f64() * 1e6 / f64::from(n)).round(),
+        })
+    );
+    Ok(())
+}

@@ -1,0 +1,76 @@
+//! Running a command while an etcd lease is held (`concur lock --name N CMD` and `concur slot`
+//! with an etcd backend).
+//!
+//! Guarantees: if the holder's own validity bound for the lease passes before the command ends
+//! (renewals failed: partition, lost quorum, or the lease was revoked), the command is killed
+//! (SIGKILL) at that moment and the outcome says so — the command never keeps running as if it
+//! still held the lock. The check is a timer set to the bound, re-armed as renewals extend it;
+//! no polling.
+//!
+//! If the caller itself dies (killed, crashed), the command gets SIGKILL from the kernel
+//! (`PR_SET_PDEATHSIG`): it never runs on after its holder stopped renewing the lease.
+//!
+//! Not guaranteed: that the command's own children die with it (kill them from a trap, or run a
+//! command that does not fork off work). Fence writes made under the lock ([`super::fence`])
+//! for protection that does not depend on timing.
+
+use std::os::unix::process::CommandExt;
+use std::process::{Command, ExitStatus};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use super::lease::Lease;
+use crate::error::{Error, Result};
+
+/// How a command run under a lease ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The command exited on its own while the lease was valid.
+    Exited(ExitStatus),
+    /// The lease was lost first; the command was killed and ended with this status.
+    LeaseLost(ExitStatus),
+}
+
+/// Spawns `cmd` and waits for it while `lease` stays valid (see the module docs).
+///
+/// # Errors
+/// [`Error::Io`] when the command cannot be started.
+pub fn run(lease: &Lease, cmd: &mut Command) -> Result<Outcome> {
+    let program = cmd.get_program().to_owned();
+    let parent = crate::sys::supervise::getpid();
+    // SAFETY: the closure only calls prctl and getppid, which are async-signal-safe.
+    unsafe {
+        cmd.pre_exec(move || crate::sys::supervise::die_with_parent(libc::SIGKILL, parent));
+    }
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| Error::io("cannot run command", &program, e))?;
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel();
+    // Waits without reaping: until `child.wait()` below, the pid stays ours to signal.
+    std::thread::spawn(move || {
+        let _ = tx.send(crate::sys::nowait::wait_exited(pid));
+    });
+    let mut lost = false;
+    loop {
+        let wait = lease.remaining().max(Duration::from_millis(1));
+        match rx.recv_timeout(wait) {
+            Ok(_) | Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(mpsc::RecvTimeoutError::Timeout) if lease.is_valid() => {}
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                lost = true;
+                let _ = crate::sys::nowait::signal(pid, libc::SIGKILL);
+                let _ = rx.recv();
+                break;
+            }
+        }
+    }
+    let st = child
+        .wait()
+        .map_err(|e| Error::io("cannot wait for command", &program, e))?;
+    Ok(if lost {
+        Outcome::LeaseLost(st)
+    } else {
+        Outcome::Exited(st)
+    })
+}

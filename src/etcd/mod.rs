@@ -1,0 +1,182 @@
+//! The coordination primitives on etcd, for sessions spread over several machines.
+//!
+//! `--backend etcd://h1:2379,h2:2379,h3:2379[/prefix]` (or `CONCUR_BACKEND`, or `[backend] url`
+//! in `concur.toml`) names the cluster. Everything lives under one key prefix (default
+//! `concur/`):
+//!
+//! | primitive | keys | rule |
+//! |---|---|---|
+//! | [`lock`] | `lock/NAME` on the holder's lease | acquire = one txn: create revision 0 → put, else return the holder; token = create revision |
+//! | [`semaphore`] | `slot/NAME/max`, `slot/NAME/h/LEASE` | N holder keys ranked by create revision; rank < N holds |
+//! | [`token`] | `token/NAME`, `token-issued/NAME`, `token-taken/NAME` | issue = create-if-absent; take = delete with compare on mod revision, exactly one winner |
+//! | [`session`] | `session/ID` on the session's lease | live while its lease is kept alive |
+//! | [`fence`] | any key | a write commits only while the lock key still has the writer's token |
+//! | [`tasks`] | `task/TASK` on the holder's lease, `task-done/TASK` | the lease [`crate::lease::Store`]: acquire = one txn, token = create revision |
+//!
+//! The client speaks etcd's HTTP/JSON gateway (`/v3/...`) with a small built-in HTTP/1.1 client:
+//! no gRPC stack, no `protoc`, no new dependency, and a process that makes one call pays for
+//! one TCP connection. It rotates endpoints itself on failures and sends etcd's require-leader
+//! metadata with every request (see [`client`]).
+//!
+//! Not guaranteed: anything across a cluster that has lost its quorum (calls fail with exit 74
+//! after the call deadline; nothing is written unprotected); clock-based expiry across machines
+//! (none is used: leases are the server's, the holder's bound is its own monotonic clock).
+
+pub mod client;
+pub mod fence;
+pub mod hold;
+mod http;
+pub mod lease;
+pub mod lock;
+pub mod semaphore;
+pub mod session;
+pub mod tasks;
+pub mod token;
+mod wire;
+
+use std::time::{Duration, Instant};
+
+pub use client::{Client, MemberStatus, Timeouts, parse_url};
+pub use lease::Lease;
+pub use lock::{Holder, LockGuard};
+pub use semaphore::Permit;
+pub use wire::{Compare, KeyValue, Op, TxnResponse};
+
+use crate::error::{Error, Result};
+use client::Seen;
+
+/// How long an acquire waits for a busy lock, slot or lease.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wait {
+    /// Do not wait: report busy.
+    No,
+    /// Wait at most this long, then fail with a timeout.
+    For(Duration),
+    /// Wait until acquired.
+    Forever,
+}
+
+impl Wait {
+    pub(crate) fn deadline(self, from: Instant) -> Option<Instant> {
+        match self {
+            Wait::For(d) => Some(from + d),
+            Wait::No => Some(from),
+            Wait::Forever => None,
+        }
+    }
+}
+
+/// The backend URL in effect: the explicit flag, else `$CONCUR_BACKEND`, else the config's
+/// `[backend] url`. `None` means the local backend.
+pub fn backend_url(flag: Option<&str>, config: Option<&crate::config::Config>) -> Option<String> {
+    flag.map(str::to_string)
+        .or_else(|| {
+            std::env::var("CONCUR_BACKEND")
+                .ok()
+                .filter(|s| !s.is_empty())
+        })
+        .or_else(|| config.and_then(|c| c.backend.url.clone()))
+}
+
+/// Names of locks, slots, tokens: the session-id alphabet, so they stay one path segment.
+pub(crate) fn check_name(what: &str, name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 200
+        && name != "."
+        && name != ".."
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Invalid(format!(
+            "invalid {what} name {name:?}: use 1-200 of [A-Za-z0-9._-]"
+        )))
+    }
+}
+
+/// What a holder writes about itself into its key: pid, session, host, since (display only).
+pub(crate) fn owner_value(session: Option<&str>) -> Vec<u8> {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default();
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    serde_json::json!({
+        "pid": std::process::id(),
+        "session": session,
+        "host": host,
+        "since": since,
+    })
+    .to_string()
+    .into_bytes()
+}
+
+/// A random 64-bit nonce (recognises one's own committed-but-timed-out transaction).
+pub(crate) fn nonce() -> String {
+    use std::io::Read;
+    let mut b = [0u8; 8];
+    let read = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut b));
+    if read.is_err() {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        b = ((u64::from(std::process::id()) << 32) | u64::from(t)).to_le_bytes();
+    }
+    format!("{:016x}", u64::from_le_bytes(b))
+}
+
+/// Waits until a key (or a key in `[key, range_end)`) is deleted at or after `from_revision`,
+/// the watch breaks, or a quiet spell passes (then the caller re-checks: a safety net against a
+/// watch on a member that silently fell behind). `Err(())` when `deadline` passed.
+pub(crate) fn wait_for_delete(
+    client: &Client,
+    key: &[u8],
+    range_end: Option<&[u8]>,
+    from_revision: i64,
+    deadline: Option<Instant>,
+) -> std::result::Result<(), ()> {
+    const RECHECK: Duration = Duration::from_secs(5);
+    let left = |d: Option<Instant>| d.map(|d| d.saturating_duration_since(Instant::now()));
+    if left(deadline) == Some(Duration::ZERO) {
+        return Err(());
+    }
+    let Ok(mut w) = client.watch(key, range_end, from_revision) else {
+        // No member accepted a watch: let the caller's next transaction (which retries with
+        // back-off) find a working member.
+        std::thread::sleep(left(deadline).map_or(Duration::from_millis(100), |l| {
+            l.min(Duration::from_millis(100))
+        }));
+        return Ok(());
+    };
+    loop {
+        let wait = left(deadline).map_or(RECHECK, |l| l.min(RECHECK));
+        match w.wait(wait) {
+            Seen::Put => {}
+            Seen::Quiet if left(deadline) == Some(Duration::ZERO) => return Err(()),
+            Seen::Deleted | Seen::Broken | Seen::Quiet => return Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_one_safe_segment() {
+        for ok in ["a", "deploy-1", "x.y_z"] {
+            assert!(check_name("lock", ok).is_ok(), "{ok}");
+        }
+        for bad in ["", ".", "..", "a/b", "a b", "ü"] {
+            assert!(check_name("lock", bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn nonces_differ() {
+        assert_ne!(nonce(), nonce());
+    }
+}
