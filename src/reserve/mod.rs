@@ -570,6 +570,61 @@ impl Reservations {
         Ok(out)
     }
 
+    /// The rows that may overlap `target`: a first pass reads only root and pattern (no
+    /// allocation per row) and drops rows whose literal prefix differs from the target's; the
+    /// survivors are read whole. Both reads are one transaction, so they see one snapshot.
+    fn candidates(&self, target: &Target) -> Result<Vec<Row>> {
+        let path = self.store.path();
+        let c = self.store.conn();
+        let tx = rusqlite::Transaction::new_unchecked(c, rusqlite::TransactionBehavior::Deferred)
+            .map_err(|e| db_err("cannot read", path, &e))?;
+        let tp = glob::literal_prefix(&target.pattern);
+        let full = target.full();
+        let mut ids: Vec<i64> = Vec::new();
+        {
+            let mut stmt = tx
+                .prepare_cached("SELECT rowid, root, pattern FROM reservations")
+                .map_err(|e| db_err("cannot read", path, &e))?;
+            let mut rows = stmt
+                .query([])
+                .map_err(|e| db_err("cannot read", path, &e))?;
+            while let Some(r) = rows.next().map_err(|e| db_err("cannot read", path, &e))? {
+                let root = r
+                    .get_ref(1)
+                    .ok()
+                    .and_then(|v| v.as_str().ok())
+                    .unwrap_or("");
+                let pattern = r
+                    .get_ref(2)
+                    .ok()
+                    .and_then(|v| v.as_str().ok())
+                    .unwrap_or("");
+                let maybe = if root == target.root {
+                    let rp = glob::literal_prefix(pattern);
+                    tp.starts_with(rp) || rp.starts_with(tp)
+                } else {
+                    // Different roots (nested repositories, paths outside one): full test.
+                    let other = Target {
+                        root: root.to_owned(),
+                        pattern: pattern.to_owned(),
+                    }
+                    .full();
+                    let (a, b) = (glob::literal_prefix(&full), glob::literal_prefix(&other));
+                    a.starts_with(b) || b.starts_with(a)
+                };
+                if maybe {
+                    ids.push(r.get(0).map_err(|e| db_err("cannot read", path, &e))?);
+                }
+            }
+        }
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            out.extend(self.rows(&tx, "WHERE rowid = ?1", &[&id])?);
+        }
+        tx.commit().map_err(|e| db_err("cannot read", path, &e))?;
+        Ok(out)
+    }
+
     /// May `session` (or a caller with no session, for `None`) write `target`?
     ///
     /// Denied when another session that still holds has an exclusive reservation overlapping
@@ -585,7 +640,7 @@ impl Reservations {
         let mut own = false;
         let mut exclusive = Vec::new();
         let mut shared = Vec::new();
-        for row in self.rows(self.store.conn(), "", &[])? {
+        for row in self.candidates(target)? {
             if !meets(&full, &row.full) {
                 continue;
             }
