@@ -40,10 +40,7 @@ impl SessionId {
             Some("is longer than 128 bytes")
         } else if id == "." || id == ".." {
             Some("is a path component")
-        } else if !id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-        {
+        } else if !id.bytes().all(is_name_byte) {
             Some("may only hold letters, digits, '.', '_' and '-'")
         } else {
             None
@@ -83,6 +80,37 @@ impl SessionId {
 impl fmt::Display for SessionId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
+    }
+}
+
+fn is_name_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')
+}
+
+/// Checks that `name` can name exactly one file in the home, like a session id:
+/// `[A-Za-z0-9._-]{1,128}` and not `.` or `..`. Lock, slot, token and marker names use it, on
+/// every backend, so a name valid on one is valid on all.
+///
+/// # Errors
+/// [`Error::Invalid`] naming `what`, the name and the rule.
+///
+/// # Examples
+/// ```
+/// assert!(concur::id::check_name("lock", "nightly-build").is_ok());
+/// assert!(concur::id::check_name("lock", "../x").is_err());
+/// ```
+pub fn check_name(what: &str, name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 128
+        && name != "."
+        && name != ".."
+        && name.bytes().all(is_name_byte);
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Invalid(format!(
+            "invalid {what} name {name:?}: use 1 to 128 letters, digits, '.', '_' or '-'"
+        )))
     }
 }
 

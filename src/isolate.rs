@@ -352,8 +352,7 @@ pub fn run(p: &Prepared) -> Result<ExitStatus> {
     if let Some(ex) = &p.exclusive {
         renew_in_background(ex.home.clone(), ex.task.clone(), ex.session.clone());
     }
-    sys::signal::wait_exited_unreaped(pid)
-        .map_err(Error::with("cannot wait for", Path::new(program)))?;
+    sys::nowait::wait_exited(pid).map_err(Error::with("cannot wait for", Path::new(program)))?;
     let _ = exited_tx.send(());
     // The child is a zombie, so its group id stays its own: clean up what it left behind.
     kill_group(pid);

@@ -94,3 +94,8 @@ pub mod token;
 pub use error::{Error, ErrorKind, Result};
 pub use home::Home;
 pub use id::SessionId;
+
+/// README.md's Rust examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -229,20 +229,7 @@ impl LockOptions {
 /// # Errors
 /// [`Error::Invalid`] naming what is wrong.
 pub fn validate_name(what: &str, name: &str) -> Result<()> {
-    let ok = !name.is_empty()
-        && name.len() <= 128
-        && name != "."
-        && name != ".."
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::Invalid(format!(
-            "invalid {what} name {name:?}: use 1 to 128 letters, digits, '.', '_' or '-'"
-        )))
-    }
+    crate::id::check_name(what, name)
 }
 
 /// An open lock file (or a borrowed descriptor), locked or not.

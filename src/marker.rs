@@ -29,25 +29,13 @@ use crate::sys;
 /// The largest marker data or pointer value accepted, in bytes.
 pub const MAX_VALUE: usize = 64 * 1024;
 
-/// Checks a marker or pointer name: `[A-Za-z0-9._:-]{1,128}`, not `.` or `..`.
+/// Checks a marker or pointer name: the home's one name rule ([`crate::id::check_name`]),
+/// `[A-Za-z0-9._-]{1,128}`, not `.` or `..`.
 ///
 /// # Errors
 /// [`Error::Invalid`] naming the name and the rule.
 pub fn check_name(name: &str) -> Result<()> {
-    let ok = !name.is_empty()
-        && name.len() <= 128
-        && name != "."
-        && name != ".."
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b':'));
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::Invalid(format!(
-            "invalid name {name:?}: use 1 to 128 letters, digits, '.', '_', ':' or '-'"
-        )))
-    }
+    crate::id::check_name("marker or pointer", name)
 }
 
 /// Where a marker check found the marker.

@@ -21,7 +21,9 @@
 //!
 //! Status rules (unless overridden): any matched finding at medium or high risk, no writer
 //! found, or a diagnose verdict other than `SAFE` → `AT-RISK`; otherwise `VERIFIED` when a
-//! diagnose run of its target said `SAFE`, else `APPLIED` (clean statically, not proved).
+//! diagnose run of its target said `SAFE`, else `APPLIED` (clean statically, not proved). A
+//! diagnose run that gave no verdict (`UNKNOWN_TARGET`, `DIAGNOSE_FAILED`) is reported in the
+//! evidence and changes nothing.
 //! Counts are computed from the rows, never typed by hand.
 
 use std::collections::BTreeMap;
@@ -258,8 +260,9 @@ pub fn sweep(inv: &Inventory, report: &Report, verdicts: &BTreeMap<String, Strin
         } else {
             match verdict.map(String::as_str) {
                 Some("SAFE") => Status::Verified,
+                // no verdict could be had: not evidence either way
+                None | Some("UNKNOWN_TARGET" | "DIAGNOSE_FAILED") => Status::Applied,
                 Some(_) => Status::AtRisk,
-                None => Status::Applied,
             }
         };
         let status = d.status.unwrap_or(computed);

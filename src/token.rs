@@ -72,19 +72,14 @@ impl Taken {
 /// # Errors
 /// [`Error::Invalid`] naming what is wrong.
 pub fn check_name(name: &str) -> Result<()> {
-    let ok = !name.is_empty()
-        && name.len() <= 128
-        && !name.starts_with('.')
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::Invalid(format!(
-            "invalid token name {name:?}: use 1-128 letters, digits, '.', '_' or '-', not starting with '.'"
-        )))
+    crate::id::check_name("token", name)?;
+    if name.starts_with('.') {
+        // Consumed tokens are renamed to hidden names; a live one must not look like them.
+        return Err(Error::Invalid(format!(
+            "invalid token name {name:?}: must not start with '.'"
+        )));
     }
+    Ok(())
 }
 
 /// The tokens directory of `home` (`HOME/tokens`, created 0700 and checked).

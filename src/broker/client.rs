@@ -188,6 +188,33 @@ impl Client {
             .map_err(|f| f.into_error(file))
     }
 
+    /// Appends `entry` to the hash-chained ledger `file` through the broker; returns the
+    /// answer's fields (`seq`, `prev`, `hash`).
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the connection fails; the broker's refusal as an error of its kind.
+    pub fn ledger_append(
+        &mut self,
+        file: &Path,
+        entry: &serde_json::Value,
+    ) -> Result<serde_json::Map<String, serde_json::Value>> {
+        let r = self.request(&Request::Ledger {
+            file: file.to_path_buf(),
+            json: entry.clone(),
+        })?;
+        if r.ok {
+            Ok(r.extra)
+        } else {
+            Err(r
+                .error
+                .unwrap_or(Failure {
+                    kind: "io".into(),
+                    message: "the broker refused without a reason".into(),
+                })
+                .into_error(file))
+        }
+    }
+
     /// The broker's counters (`pid`, `connections`, `appends`, `batches`, `fsyncs`, ...).
     ///
     /// # Errors

@@ -7,6 +7,8 @@
 //!   number spellings kept); or `"text":"raw line"` for a raw text line (no newline); or
 //!   `"json":VALUE` for a JSON value the broker re-serialises (keys then come out sorted).
 //!   `id` is optional: a request repeated with the same `id` for the same file is written once.
+//! - `{"op":"ledger","file":"/abs/path","json":{...}}` — a hash-chained ledger append
+//!   ([`crate::ledger`]); answered with `seq`, `prev`, `hash`.
 //! - `{"op":"ping"}` — liveness; `{"op":"status"}` — counters.
 //!
 //! Responses: `{"ok":true,"id":...,"duplicate":false}` for an append (sent only after the
@@ -49,6 +51,15 @@ pub enum Request {
         /// Retry id: the same id for the same file is written once.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         id: Option<String>,
+    },
+    /// Append one entry to a hash-chained ledger ([`crate::ledger`]): the broker runs the
+    /// ledger append (under the file's sidecar lock, fdatasync'ed) and answers with `seq`,
+    /// `prev` and `hash`. Not group-committed, not deduplicated by id.
+    Ledger {
+        /// The ledger file: absolute, under one of the broker's roots.
+        file: PathBuf,
+        /// The entry: a JSON object without `seq`/`prev`/`hash`.
+        json: serde_json::Value,
     },
     /// Is the broker alive?
     Ping,

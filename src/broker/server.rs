@@ -191,6 +191,8 @@ impl Server {
     /// # Errors
     /// [`Error::Io`] when the dedup directory cannot be created.
     pub fn run(self, shutdown: &Shutdown) -> Result<serde_json::Value> {
+        // A thread per connection would otherwise give most threads a malloc arena of their own.
+        sys::proc::limit_malloc_arenas(2);
         let dedup_dir = self.home.subdir("broker")?;
         let state = Arc::new(State {
             roots: self.roots.clone(),
@@ -347,7 +349,7 @@ fn serve_conn(stream: UnixStream, state: &State) {
     if state.shutdown.is_triggered() {
         return;
     }
-    let mut reader = BufReader::with_capacity(16 << 10, read_half);
+    let mut reader = BufReader::with_capacity(4 << 10, read_half);
     let (reply_tx, reply_rx) = mpsc::channel();
     let mut line = Vec::new();
     loop {
@@ -410,6 +412,31 @@ fn handle(
                 r.extra = m;
             }
             r
+        }
+        Request::Ledger { file, json } => {
+            let done = state.roots.check(&file).and_then(|target| {
+                crate::ledger::append(
+                    &target,
+                    &json,
+                    crate::ledger::Options {
+                        wait: Some(commit::LOCK_WAIT),
+                        fsync: true,
+                    },
+                )
+            });
+            match done {
+                Ok(a) => {
+                    let mut r = Response {
+                        ok: true,
+                        ..Response::default()
+                    };
+                    r.extra.insert("seq".into(), a.seq.into());
+                    r.extra.insert("prev".into(), a.prev.into());
+                    r.extra.insert("hash".into(), a.hash.into());
+                    r
+                }
+                Err(e) => Response::failed(None, Failure::from_error(&e)),
+            }
         }
         Request::Append {
             file,

@@ -28,7 +28,7 @@
 //!      violation name (or `None`), what was observed, and [`Mark`]s where it broke;
 //!    - optionally override `round` for choreography beyond "all writers at once" (the
 //!      semaphore target kills a holder with SIGKILL there).
-//! 2. Add it to [`targets::all`]. The CLI, the table, `--json`, the HTML report and the
+//! 2. Add it to [`targets::all`] (and to the target list in `concur diagnose --help`). The CLI, the table, `--json`, the HTML report and the
 //!    test that every naive target is caught and every protected one is SAFE pick it up.
 
 pub mod checks;

@@ -1,9 +1,9 @@
 //! The parent side: start writer processes behind a barrier, collect what they report, enforce
 //! the deadline, check each round, and fold the rounds into one [`Outcome`].
 //!
-//! The barrier is a pipe: every writer gets its read end as stdin and reads it to EOF before
-//! doing anything; the parent keeps the only write end and drops it once all writers are
-//! spawned, so all of them wake at once. Writers run in their own process groups, so a writer
+//! The barrier is a pipe: every writer gets its read end as stdin, reports `ready` on stdout and
+//! reads stdin to EOF before doing anything; the parent keeps the only write end and drops it
+//! once every writer has reported `ready`, so all of them, start-up done, wake at once. Writers run in their own process groups, so a writer
 //! that hangs past the deadline is killed together with anything it started.
 
 use std::io::{BufRead, BufReader, PipeWriter, Read};
@@ -152,8 +152,17 @@ impl std::fmt::Debug for Batch {
 }
 
 impl Batch {
-    /// Lets every writer run (closes the barrier pipe's only write end).
+    /// Waits until every writer has reported `ready` (it is blocked on the barrier, its start-up
+    /// done), then lets them all run by closing the barrier pipe's only write end. A writer that
+    /// dies before it is ready does not hold the others back; it is reported when waited for.
     pub fn release(&mut self) {
+        for i in 0..self.kids.len() {
+            while let Some(ev) = self.next_event(i) {
+                if ev.kind == "ready" {
+                    break;
+                }
+            }
+        }
         self.released_at = now_us();
         self.barrier.take();
     }

@@ -1,7 +1,7 @@
 //! The writer side: what `concur diagnose-writer SPEC` does inside each writer process.
 //!
-//! It waits on the barrier (reads stdin to EOF: the parent closes the pipe once every writer is
-//! started), then performs its operations and reports each as a JSON line on stdout. Built-in
+//! It reports `ready`, then waits on the barrier (reads stdin to EOF: the parent closes the pipe
+//! once every writer has reported `ready`), then performs its operations and reports each as a JSON line on stdout. Built-in
 //! targets do their operations in-process; a custom writer runs the user's command once per
 //! operation with `sh -c`, under a per-run timeout.
 
@@ -17,8 +17,11 @@ use crate::error::{Error, Result};
 pub fn serve(spec_json: &str) -> Result<()> {
     let spec: WriterSpec = serde_json::from_str(spec_json)
         .map_err(|e| Error::Invalid(format!("bad writer spec: {e}")))?;
-    wait_for_barrier();
     let mut events = Events::stdout();
+    // Tell the parent we are at the barrier (started, parsed, about to block), then block.
+    let now = super::now_us();
+    events.emit("ready", now, now, serde_json::Value::Null);
+    wait_for_barrier();
     if let Some(run) = &spec.custom {
         return custom::write(&spec, run, &mut events);
     }

@@ -42,7 +42,7 @@ pub use lock::{Holder, LockGuard};
 pub use semaphore::Permit;
 pub use wire::{Compare, KeyValue, Op, TxnResponse};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use client::Seen;
 
 /// How long an acquire waits for a busy lock, slot or lease.
@@ -80,20 +80,7 @@ pub fn backend_url(flag: Option<&str>, config: Option<&crate::config::Config>) -
 
 /// Names of locks, slots, tokens: the session-id alphabet, so they stay one path segment.
 pub(crate) fn check_name(what: &str, name: &str) -> Result<()> {
-    let ok = !name.is_empty()
-        && name.len() <= 200
-        && name != "."
-        && name != ".."
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::Invalid(format!(
-            "invalid {what} name {name:?}: use 1-200 of [A-Za-z0-9._-]"
-        )))
-    }
+    crate::id::check_name(what, name)
 }
 
 /// What a holder writes about itself into its key: pid, session, host, since (display only).

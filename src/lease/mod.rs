@@ -194,57 +194,9 @@ pub fn check_task(task: &str) -> Result<()> {
     Ok(())
 }
 
-/// Parses a duration: a number with an optional unit `ms`, `s`, `m`, `h` or `d` (`90`, `1.5s`,
-/// `10m`). A bare number is seconds.
-///
-/// (A tiny parser local to leases; it moves to a shared module when one lands.)
-///
-/// # Errors
-/// [`Error::Invalid`] for anything else, or a negative or absurd value.
-///
-/// # Examples
-/// ```
-/// use std::time::Duration;
-/// assert_eq!(concur::lease::parse_duration("10m").unwrap(), Duration::from_secs(600));
-/// assert_eq!(concur::lease::parse_duration("250ms").unwrap(), Duration::from_millis(250));
-/// assert!(concur::lease::parse_duration("ten").is_err());
-/// ```
-pub fn parse_duration(s: &str) -> Result<Duration> {
-    let t = s.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let bad = || Error::Invalid(format!("invalid duration {s:?}: use e.g. 30s, 10m, 2h"));
-    let n: f64 = num.parse().map_err(|_| bad())?;
-    let scale = match unit.trim() {
-        "" | "s" => 1.0,
-        "ms" => 0.001,
-        "m" => 60.0,
-        "h" => 3600.0,
-        "d" => 86400.0,
-        _ => return Err(bad()),
-    };
-    let secs = n * scale;
-    if !secs.is_finite() || !(0.0..=1e9).contains(&secs) {
-        return Err(bad());
-    }
-    Ok(Duration::from_secs_f64(secs))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations_parse_with_units() {
-        assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
-        assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
-        assert_eq!(parse_duration("2h").unwrap(), Duration::from_secs(7200));
-        for bad in ["", "s", "-1s", "1y", "1e999"] {
-            assert!(parse_duration(bad).is_err(), "{bad}");
-        }
-    }
 
     #[test]
     fn task_names_are_checked() {

@@ -785,3 +785,39 @@ fn mode_pattern(flags: Option<&str>, default: Pattern) -> Pattern {
         _ => default,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::scan::{Lang, Pattern, Risk, scan_source};
+
+    fn found(src: &str) -> Vec<(usize, Pattern, Risk, String)> {
+        let (f, _) = scan_source("t.js", Lang::JavaScript, src, false);
+        f.into_iter()
+            .map(|f| (f.line_start, f.pattern, f.risk, f.template))
+            .collect()
+    }
+
+    #[test]
+    fn flags_decide_the_pattern() {
+        let f = found(
+            "const fs = require('fs');\n\
+             fs.writeFileSync('/var/a', 'x', {flag: 'a'});\n\
+             fs.writeFileSync('/var/b', 'x', {flag: 'wx'});\n\
+             fs.writeFileSync('/var/c', 'x', 'utf8');\n",
+        );
+        assert!(f.contains(&(2, Pattern::Append, Risk::Low, "/var/a".into())));
+        assert!(f.contains(&(3, Pattern::ExclusiveCreate, Risk::Safe, "/var/b".into())));
+        assert!(f.contains(&(4, Pattern::Overwrite, Risk::Medium, "/var/c".into())));
+    }
+
+    #[test]
+    fn early_return_on_exists_is_a_check_then_act() {
+        let f = found(
+            "function f(id) {\n  const m = `/var/run/x-${id}`;\n  if (fs.existsSync(m)) return;\n  fs.writeFileSync(m, '1');\n}\n",
+        );
+        assert!(
+            f.iter().any(|x| x.1 == Pattern::CheckThenAct && x.0 == 4),
+            "{f:?}"
+        );
+    }
+}

@@ -141,6 +141,19 @@ pub struct ScanOptions {
 /// assert!(report.findings.iter().any(|f| f.template == "/tmp/marker"));
 /// ```
 pub fn scan(paths: &[PathBuf], opts: &ScanOptions) -> Result<Report> {
+    // The tree walks recurse once per syntax level; deeply nested (e.g. minified) code needs
+    // more than a default stack, so the scan runs on a thread with a large one.
+    let (paths, opts) = (paths.to_vec(), opts.clone());
+    std::thread::Builder::new()
+        .name("concur-scan".into())
+        .stack_size(256 << 20)
+        .spawn(move || scan_on_this_thread(&paths, &opts))
+        .map_err(|e| Error::io("spawn scan thread", Path::new("."), e))?
+        .join()
+        .unwrap_or_else(|p| std::panic::resume_unwind(p))
+}
+
+fn scan_on_this_thread(paths: &[PathBuf], opts: &ScanOptions) -> Result<Report> {
     let mut report = Report::default();
     for root in paths {
         let meta = std::fs::metadata(root).map_err(Error::with("scan", root))?;
@@ -323,6 +336,9 @@ impl Unit<'_> {
         let mut facts = facts.clone();
         facts.hook = self.hook;
         facts.private = resolve::is_unique(&template) || template.contains("<pid>");
+        if pattern == Pattern::CheckThenAct && facts.private {
+            return; // a per-process file has no second process to race with
+        }
         let (risk, reason) = findings::judge(pattern, &facts);
         self.out.push(Finding {
             file: self.file.to_string(),

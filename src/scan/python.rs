@@ -884,3 +884,31 @@ fn env_var(key: &str) -> String {
 fn is_open(f: &str) -> bool {
     f.rsplit('.').next() == Some("open")
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::scan::{Lang, Pattern, Risk, scan_source};
+
+    fn found(src: &str) -> Vec<(usize, Pattern, Risk)> {
+        let (f, _) = scan_source("t.py", Lang::Python, src, false);
+        f.into_iter()
+            .map(|f| (f.line_start, f.pattern, f.risk))
+            .collect()
+    }
+
+    #[test]
+    fn str_replace_is_not_a_rename_but_path_replace_is() {
+        let f = found(
+            "s = 'a'\ns.replace('a', 'b')\nfrom pathlib import Path\nPath('/var/x.new').replace('/var/x')\n",
+        );
+        assert_eq!(f, vec![(4, Pattern::AtomicRename, Risk::Medium)]);
+    }
+
+    #[test]
+    fn os_replace_from_mkstemp_is_safe() {
+        let f = found(
+            "import os, tempfile\nfd, tmp = tempfile.mkstemp(dir='/var')\nos.replace(tmp, '/var/state.json')\n",
+        );
+        assert_eq!(f, vec![(3, Pattern::AtomicRename, Risk::Safe)]);
+    }
+}

@@ -90,6 +90,18 @@ pub fn boot_clock_ms() -> u64 {
     ts.tv_sec.cast_unsigned() * 1000 + ts.tv_nsec.cast_unsigned() / 1_000_000
 }
 
+/// Caps glibc's malloc arenas (`M_ARENA_MAX`): a daemon with a thread per connection keeps its
+/// memory bounded instead of growing an arena per thread. No effect on other C libraries.
+pub fn limit_malloc_arenas(n: i32) {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: mallopt takes two integers; M_ARENA_MAX only bounds future arena creation.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, n);
+    }
+    #[cfg(not(target_env = "gnu"))]
+    let _ = n;
+}
+
 /// The effective user id of this process.
 pub fn euid() -> u32 {
     // SAFETY: geteuid has no preconditions and cannot fail.

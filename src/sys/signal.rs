@@ -199,30 +199,3 @@ pub unsafe fn inherited_fd(var: &str) -> Option<std::fs::File> {
     // promises to take it only once.
     Some(unsafe { std::fs::File::from_raw_fd(fd) })
 }
-
-/// Waits until child `pid` has exited but leaves it unreaped (`waitid(WEXITED | WNOWAIT)`), so
-/// its pid — and the process group it leads — cannot be reused while the caller cleans up the
-/// group. Reap it afterwards with `Child::wait`.
-pub fn wait_exited_unreaped(pid: u32) -> io::Result<()> {
-    let id = libc::id_t::from(pid);
-    loop {
-        // SAFETY: an all-zero siginfo_t is a valid out-parameter for waitid.
-        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-        // SAFETY: info is valid and writable; P_PID with the child's pid.
-        let r = unsafe {
-            libc::waitid(
-                libc::P_PID,
-                id,
-                &raw mut info,
-                libc::WEXITED | libc::WNOWAIT,
-            )
-        };
-        if r == 0 {
-            return Ok(());
-        }
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
-        }
-    }
-}

@@ -299,3 +299,85 @@ fn append_with_broker_flag_keeps_key_order_and_dedups_by_id() {
         e.t.run(["append", "--broker", "--dedup-key", "id", t, "{}"]);
     assert_code(&o, 2);
 }
+
+#[test]
+fn diagnose_broker_target_shows_naive_torn_and_broker_safe() {
+    let t = TestEnv::new();
+    let o = t.run(["diagnose", "--targets", "broker", "--mode", "both"]);
+    assert_code(&o, 0);
+    let out = stdout(&o);
+    let naive = out.lines().find(|l| l.contains("naive")).unwrap();
+    let safe = out.lines().find(|l| l.contains("concur")).unwrap();
+    assert!(!naive.contains("SAFE"), "{out}");
+    assert!(safe.contains("SAFE"), "{out}");
+}
+
+#[test]
+fn sigterm_drains_every_acked_line_is_in_the_file() {
+    let e = BrokerEnv::new();
+    e.start();
+    let target = e.root.join("memory.jsonl");
+    let mut b = Barrier::new();
+    for c in 0..6 {
+        let input = client_input(e.t.dir.path(), c, 300);
+        b.spawn(&e.client(&target, &input, &["--id", &format!("t{c}")]));
+    }
+    b.release();
+    retry("some lines acked", Duration::from_secs(60), || {
+        let n = std::fs::read_to_string(&target).map_or(0, |t| t.lines().count());
+        (n >= 100).then_some(())
+    });
+    assert_code(&e.t.run(["broker", "stop"]), 0);
+    assert!(!e.t.home.join("broker.sock").exists(), "socket removed");
+    let text = std::fs::read_to_string(&target).unwrap();
+    let written: std::collections::HashSet<(u64, u64)> = text
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("whole lines only");
+            (v["c"].as_u64().unwrap(), v["k"].as_u64().unwrap())
+        })
+        .collect();
+    assert_eq!(written.len(), text.lines().count(), "no duplicates");
+    let mut acked = 0;
+    for o in b.run_all() {
+        for l in stdout(&o).lines() {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            if v["ok"] == false {
+                continue; // the client's own error once the broker was gone
+            }
+            let id = v["id"].as_str().unwrap(); // tC-N: line N-1 of client C
+            let (c, n) = id[1..].split_once('-').unwrap();
+            let key = (c.parse().unwrap(), n.parse::<u64>().unwrap() - 1);
+            assert!(written.contains(&key), "acked {id} missing after drain");
+            acked += 1;
+        }
+    }
+    assert!(acked >= 100, "{acked} acks");
+}
+
+#[test]
+fn ledger_append_through_the_broker_keeps_the_chain() {
+    let e = BrokerEnv::new();
+    let f = e.root.join("verdicts.jsonl");
+    let fs = f.to_str().unwrap();
+    let mut b = Barrier::new();
+    for i in 0..6 {
+        let entry = format!("{{\"verdict\":\"pass\",\"n\":{i}}}");
+        b.spawn(&e.t.cmd(["ledger", "append", "--broker", "--autostart", fs, &entry]));
+    }
+    for o in b.run_all() {
+        assert_code(&o, 0);
+    }
+    assert_code(&e.t.run(["ledger", "verify", fs]), 0);
+    assert_eq!(std::fs::read_to_string(&f).unwrap().lines().count(), 6);
+    let outside = e.t.path("v.jsonl");
+    let o = e.t.run([
+        "ledger",
+        "append",
+        "--broker",
+        outside.to_str().unwrap(),
+        "{}",
+    ]);
+    assert_code(&o, 77);
+    assert!(!outside.exists());
+}

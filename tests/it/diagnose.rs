@@ -517,3 +517,28 @@ fn html_report_renders_in_headless_chromium_when_available() {
         bytes.len()
     );
 }
+
+#[test]
+fn a_builtin_writer_past_its_timeout_is_killed_and_the_target_is_not_safe() {
+    let t = TestEnv::new();
+    let (c, rs) = diagnose(
+        &t,
+        &[
+            "--targets",
+            "json-counter",
+            "--mode",
+            "concur",
+            "--timeout",
+            "0.001",
+        ],
+    );
+    assert_eq!(c, 3, "{rs:?}");
+    assert_eq!(rs[0]["verdict"], "ERROR", "{rs:?}");
+    assert!(
+        rs[0]["observed"]
+            .as_str()
+            .unwrap()
+            .contains("timed out (killed)"),
+        "{rs:?}"
+    );
+}

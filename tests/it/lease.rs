@@ -31,7 +31,9 @@ fn sixteen_racers_over_200_rounds_have_one_winner_each_and_growing_tokens() {
     assert_code(&t.run(["home"]), 0);
     // 16 long-lived workers, one session each. Round r starts when the test writes `r` to every
     // worker's stdin, and ends when every worker has answered: an honest per-round barrier.
-    let script = r#"while read -r r; do out=$("$BIN" lease acquire "task-$r" 2>/dev/null); echo "$r $? $out"; done"#;
+    // A worker whose acquire exits with neither 0 nor 1 appends its stderr to the line, so the
+    // assertion below names the cause.
+    let script = r#"e=$(mktemp); while read -r r; do out=$("$BIN" lease acquire "task-$r" 2>"$e"); rc=$?; [ $rc -gt 1 ] && out="$out $(cat "$e")"; echo "$r $rc $out"; done; rm -f "$e""#;
     let mut workers: Vec<_> = (0..16)
         .map(|i| {
             Command::new("sh")
@@ -124,6 +126,14 @@ fn killed_holder_loses_the_lease_at_once() {
     let second = t.run(["lease", "acquire", "deploy", "--session", "B"]);
     assert_code(&second, 0);
     assert!(token(&second) > token(&first));
+    // The dead session can still take a free task, but is told its leases are not safe.
+    let stale = t.run(["lease", "acquire", "other", "--session", "A"]);
+    assert_code(&stale, 0);
+    assert!(
+        stderr(&stale).contains("warning: session A is registered with pid"),
+        "{}",
+        stderr(&stale)
+    );
 }
 
 #[test]

@@ -95,3 +95,36 @@ fn concurrent_starts_leave_one_intact_record_each() {
     assert_eq!(s.len(), 3);
     assert!(s.iter().all(|x| x["alive"] == true));
 }
+
+/// `concur diagnose --targets TARGET --json`: the naive writer is caught with `violation`, the
+/// concur writer is SAFE, exit 0.
+fn diagnose_caught_and_safe(target: &str, violation: &str) {
+    let t = TestEnv::new();
+    let o = t.run(["diagnose", "--json", "--targets", target]);
+    let v: serde_json::Value = serde_json::from_str(stdout(&o).trim())
+        .unwrap_or_else(|e| panic!("bad json ({e}): {} / {}", stdout(&o), stderr(&o)));
+    let rs = v["results"].as_array().unwrap();
+    let find = |mode: &str| {
+        rs.iter()
+            .find(|r| r["target"] == target && r["mode"] == mode)
+            .unwrap_or_else(|| panic!("no {target}/{mode} in {rs:?}"))
+    };
+    assert_eq!(find("naive")["verdict"], violation, "{}", find("naive"));
+    assert_eq!(find("concur")["verdict"], "SAFE", "{}", find("concur"));
+    assert_code(&o, 0);
+}
+
+#[test]
+fn diagnose_hash_ledger_naive_breaks_the_chain_and_concur_is_safe() {
+    diagnose_caught_and_safe("hash-ledger", "CHAIN_BROKEN");
+}
+
+#[test]
+fn diagnose_task_start_naive_double_starts_and_concur_is_safe() {
+    diagnose_caught_and_safe("task-start", "DOUBLE_START");
+}
+
+#[test]
+fn diagnose_session_pointer_naive_leaks_and_concur_is_safe() {
+    diagnose_caught_and_safe("session-pointer", "CROSS_SESSION_LEAK");
+}

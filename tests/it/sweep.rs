@@ -127,8 +127,8 @@ fn diagnose_verdicts_join_the_rows() {
     assert_code(&o, 0);
     let v: Value = serde_json::from_str(stdout(&o).trim()).unwrap();
     let row = &v["rows"][0];
-    // a target diagnose cannot prove is never counted as verified
-    assert_eq!(row["status"], "AT-RISK", "{row}");
+    // a target diagnose cannot run is reported, and never counted as verified
+    assert_eq!(row["status"], "APPLIED", "{row}");
     assert!(
         row["evidence"]
             .as_str()
@@ -163,4 +163,39 @@ fn bad_inventories_are_refused_with_the_documented_codes() {
     let o = t.run(["sweep", empty.to_str().unwrap()]);
     assert_code(&o, 2);
     assert!(stderr(&o).contains("concur.toml"), "{}", stderr(&o));
+}
+
+#[test]
+fn a_safe_diagnose_verdict_makes_a_clean_row_verified() {
+    let t = TestEnv::new();
+    let inv = t.path("inv.toml");
+    let mut f = std::fs::File::create(&inv).unwrap();
+    std::io::Write::write_all(
+        &mut f,
+        b"[[sweep.resource]]\nid = \"P1-8\"\nname = \"token\"\n\
+          path = \"/tmp/opus-override-token | concur:token/opus-override\"\n\
+          pattern = \"concur token take\"\nwriters = [\"concur/\"]\ntarget = \"token\"\n",
+    )
+    .unwrap();
+    let o = t.run([
+        "sweep",
+        example().to_str().unwrap(),
+        "--inventory",
+        inv.to_str().unwrap(),
+        "--diagnose",
+        "--format",
+        "json",
+    ]);
+    assert_code(&o, 0);
+    let v: Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    let row = &v["rows"][0];
+    assert_eq!(row["status"], "VERIFIED", "{row}");
+    assert!(
+        row["evidence"]
+            .as_str()
+            .unwrap()
+            .contains("diagnose token: SAFE"),
+        "{row}"
+    );
+    assert_counts_equal_rows(&v);
 }

@@ -92,7 +92,7 @@ impl Target for HeaderOnce {
         let entries = text.lines().filter(|l| l.starts_with("- entry ")).count();
         let first_ok = text.lines().next() == Some(HEADER);
         let n = s.writers * s.ops;
-        let observed = format!("{headers} header lines, {entries} of {n} entries");
+        let observed = format!("header written {headers}x, {entries} of {n} entries");
         if headers == 1 && first_ok && entries == n {
             return Ok(RoundCheck::held(observed));
         }

@@ -13,13 +13,17 @@ use std::time::Duration;
 use super::Target;
 use crate::error::{Error, Result};
 
+mod broker;
 mod edit_race;
+mod hash_ledger;
 mod header_once;
 mod json_counter;
 mod jsonl_append;
 mod replace;
 mod semaphore;
+mod session_pointer;
 mod sqlite;
+mod task_start;
 mod token;
 
 /// Every built-in target, in the order the suite runs them.
@@ -31,7 +35,11 @@ pub fn all() -> Vec<&'static dyn Target> {
         &semaphore::Semaphore,
         &header_once::HeaderOnce,
         &replace::Replace,
+        &hash_ledger::HashLedger,
+        &task_start::TaskStart,
+        &session_pointer::SessionPointer,
         &sqlite::Sqlite,
+        &broker::Broker,
         &edit_race::EditRace,
     ]
 }

@@ -5,13 +5,12 @@
 //! retries, and when they run out the hook carries on without a slot → `OVER_ADMISSION`.
 //! Later rounds (killed holder): one holder takes the only slot and is killed with SIGKILL
 //! while holding it; then a newcomer tries. Naive: the dead holder's slot directory stays →
-//! `STALE_SLOT`. Concur: slots are kernel `flock` locks, released the instant the holder dies.
+//! `STALE_SLOT`. Concur: `concur::slot` — kernel locks, released the instant the holder dies.
 //!
 //! Holders log `+1`/`-1` lines with single `O_APPEND` writes, the `+1` after acquiring and the
 //! `-1` before releasing, so the logged running sum never exceeds the true number of holders:
 //! a logged excess is a real one.
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use serde_json::json;
@@ -21,8 +20,9 @@ use crate::diagnose::{
     Events, Mark, Mode, Round, RoundCheck, Sizes, Target, WriterRun, WriterSpec, now_us,
 };
 use crate::error::{Error, Result};
+use crate::home::Home;
+use crate::slot::{Permit, Slot};
 use crate::sys::fs as sfs;
-use crate::sys::lock::{self as slock, Mode as LockMode};
 
 const LOG: &str = "holders.log";
 const SLOTS: &str = "slots";
@@ -36,7 +36,7 @@ fn max_for(writers: usize, round: usize) -> usize {
 
 enum Held {
     Dir(PathBuf),
-    Lock(File),
+    Permit(Permit),
     Nothing,
 }
 
@@ -44,7 +44,7 @@ impl Held {
     fn slot(&self) -> Option<String> {
         match self {
             Held::Dir(p) => Some(p.file_name()?.to_string_lossy().into_owned()),
-            Held::Lock(_) => Some("lock".into()),
+            Held::Permit(p) => Some(format!("slot-{}", p.index())),
             Held::Nothing => None,
         }
     }
@@ -54,9 +54,7 @@ impl Held {
             Held::Dir(p) => {
                 let _ = std::fs::remove_dir(p);
             }
-            Held::Lock(f) => {
-                let _ = slock::unlock(&f);
-            }
+            Held::Permit(p) => drop(p),
             Held::Nothing => {}
         }
     }
@@ -78,29 +76,21 @@ fn naive_acquire(dir: &Path, max: usize, retries: usize) -> Option<Held> {
     None
 }
 
-fn slot_lock(dir: &Path, i: usize) -> Result<File> {
-    let p = dir.join(SLOTS).join(format!("slot-{i}.lock"));
-    sfs::open(&p, sfs::Open::read_write(sfs::DEFAULT_MODE))
-        .map_err(Error::with("cannot open slot", &p))
+/// Concur: `concur::slot` in a home inside the fixture (`max` recorded on first use).
+fn open_slot(dir: &Path, max: usize) -> Result<Slot> {
+    let home = Home::at(dir.join("home"))?;
+    Slot::open(&home, "diagnose", u32::try_from(max).unwrap_or(u32::MAX))
 }
 
-/// Concur: try every slot lock, then wait (a blocking `flock`) on one.
-// Interim: switches to `concur::slot` once that module is on main.
-fn protected_acquire(dir: &Path, max: usize, me: usize, wait: bool) -> Result<Option<Held>> {
-    for i in 0..max {
-        let f = slot_lock(dir, i)?;
-        if slock::try_flock(&f, LockMode::Exclusive)
-            .map_err(Error::with("cannot lock slot", dir))?
-        {
-            return Ok(Some(Held::Lock(f)));
-        }
-    }
-    if !wait {
-        return Ok(None);
-    }
-    let f = slot_lock(dir, me % max)?;
-    slock::flock(&f, LockMode::Exclusive).map_err(Error::with("cannot lock slot", dir))?;
-    Ok(Some(Held::Lock(f)))
+/// Takes a slot, waiting in the kernel when `wait`, or `None` when all are held.
+fn protected_acquire(dir: &Path, max: usize, wait: bool) -> Result<Option<Held>> {
+    let slot = open_slot(dir, max)?;
+    let permit = if wait {
+        Some(slot.acquire()?)
+    } else {
+        slot.try_acquire()?
+    };
+    Ok(permit.map(Held::Permit))
 }
 
 fn log(dir: &Path, delta: &str, w: usize) -> Result<()> {
@@ -124,7 +114,7 @@ impl Target for Semaphore {
     fn sizes(&self) -> Sizes {
         Sizes {
             writers: 4,
-            ops: 5,
+            ops: 10,
             rounds: 2,
         }
     }
@@ -167,7 +157,7 @@ impl Target for Semaphore {
             "hold" => {
                 let t = now_us();
                 let held = if protected {
-                    protected_acquire(dir, max, 0, true)?
+                    protected_acquire(dir, max, true)?
                 } else {
                     naive_acquire(dir, max, 3)
                 };
@@ -191,7 +181,7 @@ impl Target for Semaphore {
             "probe" => {
                 let t = now_us();
                 let held = if protected {
-                    protected_acquire(dir, max, 0, false)?
+                    protected_acquire(dir, max, false)?
                 } else {
                     naive_acquire(dir, max, 3)
                 };
@@ -205,7 +195,7 @@ impl Target for Semaphore {
                 for _ in 0..spec.ops {
                     let t = now_us();
                     let held = if protected {
-                        protected_acquire(dir, max, spec.writer, true)?
+                        protected_acquire(dir, max, true)?
                     } else {
                         // Out of retries, the seed's hook proceeds anyway.
                         naive_acquire(dir, max, 3)
@@ -213,7 +203,9 @@ impl Target for Semaphore {
                     .unwrap_or(Held::Nothing);
                     log(dir, "+1", spec.writer)?;
                     let h = now_us();
-                    work(5000); // the POST the slot guards
+                    // The POST the slot guards: long against the naive retry window (3 x 1 ms), so that on a
+                    // loaded machine, where short sleeps stretch, holders still overlap the retries.
+                    work(20_000);
                     log(dir, "-1", spec.writer)?;
                     let slot = held.slot();
                     ev.hold(h, json!({ "slot": slot }));

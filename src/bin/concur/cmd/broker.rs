@@ -9,8 +9,10 @@ use concur::broker::{self, Client, Line, Roots, Server, Shutdown};
 use crate::ctx::{Ctx, print_line};
 use crate::exit::{CliError, Exit};
 
-/// The append broker: one daemon per home that group-commits appends (one write + one
-/// fdatasync per batch) to files under `[broker] roots`, acking each line once it is durable.
+/// The append broker daemon: group commit, acked = durable, retries written once
+///
+/// One daemon per home group-commits appends (one write + one fdatasync per batch) to files
+/// under `[broker] roots`, acking each line once it is durable.
 ///
 /// Example (with `roots = ["~/.agent"]` under `[broker]` in $(concur home)/concur.toml):
 ///   concur broker serve --detach
@@ -18,6 +20,7 @@ use crate::exit::{CliError, Exit};
 ///   concur broker status --json
 ///   concur broker stop
 #[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
 pub struct Args {
     #[command(subcommand)]
     action: Action,
@@ -59,8 +62,8 @@ pub struct AppendArgs {
     /// Write the line as raw text (UTF-8; newline and NUL refused)
     #[arg(long)]
     pub raw: bool,
-    /// Retry id: a line sent again with the same id is written once (default: a unique id,
-    /// so the client's own reconnect-retries are idempotent)
+    /// Retry id: a line sent again with the same id is written once (default with
+    /// --autostart: a unique id, so this client's own reconnect-retries stay exactly-once)
     #[arg(long, value_name = "ID")]
     pub id: Option<String>,
     /// Start the broker when none runs (two racing clients end with one broker)
@@ -215,9 +218,13 @@ pub fn append(a: &AppendArgs, ctx: &Ctx) -> Result<Exit, CliError> {
         Err(e) => return Err(e),
     };
     for (n, (line, id)) in lines.iter().enumerate() {
-        let id = id.clone().unwrap_or_else(|| format!("{auto}.{}", n + 1));
+        // Without --id, an id is only made up when this client may retry (--autostart): a
+        // retry needs one to stay exactly-once, and an id costs the dedup index's fdatasync.
+        let id = id
+            .clone()
+            .or_else(|| a.autostart.then(|| format!("{auto}.{}", n + 1)));
         let ack = if let Some(c) = &mut client {
-            send(c, home, a, ctx, &a.file, line, &id)?
+            send(c, home, a, ctx, &a.file, line, id.as_deref())?
         } else {
             direct(ctx, &a.file, line)?;
             broker::Ack { duplicate: false }
@@ -227,7 +234,7 @@ pub fn append(a: &AppendArgs, ctx: &Ctx) -> Result<Exit, CliError> {
                 "id": id, "duplicate": ack.duplicate, "broker": client.is_some(),
             }));
         } else if ack.duplicate {
-            print_line(&format!("duplicate {id}"));
+            print_line(&format!("duplicate {}", id.unwrap_or_default()));
         }
     }
     Ok(Exit::Ok)
@@ -269,11 +276,11 @@ fn send(
     ctx: &Ctx,
     file: &Path,
     line: &Line,
-    id: &str,
+    id: Option<&str>,
 ) -> Result<broker::Ack, CliError> {
     let mut tries = 0;
     loop {
-        match c.try_append(file, line, Some(id)) {
+        match c.try_append(file, line, id) {
             Ok(Ok(ack)) => return Ok(ack),
             Ok(Err(f)) => return Err(f.into_error(file).into()),
             Err(e) if tries >= RETRIES || !a.autostart => return Err(e.into()),
@@ -287,6 +294,39 @@ fn send(
             }
         }
     }
+}
+
+/// `concur ledger append --broker`: the ledger append runs in the broker.
+pub fn ledger_append(
+    file: &Path,
+    entry: &serde_json::Value,
+    autostart: bool,
+    ctx: &Ctx,
+) -> Result<Exit, CliError> {
+    let home = ctx.home()?;
+    let mut c = if autostart {
+        Client::connect_or_start(
+            home,
+            &exe()?,
+            ctx.config_flag.as_deref(),
+            Duration::from_secs(10),
+        )?
+    } else {
+        Client::connect(home)?
+    };
+    let a = c.ledger_append(file, entry)?;
+    if ctx.json {
+        ctx.print_json(&serde_json::Value::Object(a));
+    } else {
+        let get = |k: &str| a.get(k).cloned().unwrap_or(serde_json::Value::Null);
+        let hash = get("hash");
+        print_line(&format!(
+            "{} {}",
+            get("seq"),
+            hash.as_str().unwrap_or_default()
+        ));
+    }
+    Ok(Exit::Ok)
 }
 
 fn direct(ctx: &Ctx, file: &Path, line: &Line) -> Result<(), CliError> {

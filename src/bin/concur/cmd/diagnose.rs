@@ -18,7 +18,8 @@ use crate::exit::{CliError, Exit};
 /// hooks usually are: must be caught) and then concur's primitive (must be SAFE). Exit 3 if a
 /// concur target (or a check of your script) is not SAFE.
 ///
-/// Targets: json-counter, jsonl-append, token, semaphore, header-once, replace, sqlite.
+/// Targets: json-counter, jsonl-append, token, semaphore, header-once, replace, hash-ledger,
+/// task-start, session-pointer, sqlite, broker.
 ///
 /// Examples:
 ///   concur diagnose

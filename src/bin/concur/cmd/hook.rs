@@ -9,14 +9,18 @@ use concur::hook::{self, Agent, Answer, Event};
 use crate::ctx::{Ctx, print_line};
 use crate::exit::{CliError, Exit};
 
-/// Agent hooks: deny file-tool writes to `[guard] protect` paths (fail closed), export the
-/// session id at SessionStart. Reads the agent's hook payload on stdin.
+/// Agent hooks (claude, codex, gemini, cursor): write guard, sessions; hook install
+///
+/// Reads the agent's hook payload on stdin. Denies file-tool writes to `[guard] protect` paths
+/// (fail closed); at SessionStart registers the agent, exports the session id and names the
+/// other live sessions in the same directory; at SessionEnd releases the session's leases.
 ///
 /// Example (.claude/settings.json, or let `concur hook install` write it):
 ///   {"hooks": {"PreToolUse": [{"matcher": "Write|Edit|MultiEdit|NotebookEdit",
 ///     "hooks": [{"type": "command", "command": "concur hook claude"}]}]}}
 ///   concur hook install --agent claude --settings .claude/settings.json --dry-run
 #[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
 pub struct Args {
     #[command(subcommand)]
     action: Action,

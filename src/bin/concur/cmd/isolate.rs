@@ -6,7 +6,9 @@ use concur::isolate;
 use crate::ctx::{Ctx, print_line};
 use crate::exit::{CliError, Exit};
 
-/// Run one instance per session of a server that would otherwise be shared (a browser MCP
+/// Run a per-session instance of a would-be singleton (transparent stdio, no orphans)
+///
+/// One instance per session of a server that would otherwise be shared (a browser MCP
 /// server, a dev server): placeholders {session}, {session_dir} and {port} are substituted,
 /// stdio passes through untouched, and the command's whole process group is killed when stdin
 /// closes, on SIGINT/SIGTERM/SIGHUP, or when concur's parent dies. Exits with the command's
@@ -17,7 +19,7 @@ use crate::exit::{CliError, Exit};
 ///   concur isolate --exclusive browser -- npx @playwright/mcp
 ///   concur isolate gc
 #[derive(Debug, clap::Args)]
-#[command(args_conflicts_with_subcommands = true)]
+#[command(args_conflicts_with_subcommands = true, verbatim_doc_comment)]
 pub struct Args {
     #[command(subcommand)]
     action: Option<Action>,

@@ -2,10 +2,8 @@
 
 use std::time::Duration;
 
-use concur::lease::{
-    AcquireRequest, Acquired, Completion, Lease, TaskState, acquire_wait, parse_duration,
-};
-use concur::session::now_unix_ms;
+use concur::lease::{AcquireRequest, Acquired, Completion, Lease, TaskState, acquire_wait};
+use concur::session::{Registry, now_unix_ms};
 
 use super::session::age;
 use crate::ctx::{Ctx, print_line};
@@ -82,7 +80,7 @@ enum Action {
 }
 
 fn ttl_of(s: &str) -> Result<Duration, CliError> {
-    Ok(parse_duration(s)?)
+    Ok(concur::duration::parse(s)?)
 }
 
 /// Runs `concur lease`.
@@ -108,6 +106,7 @@ pub fn run(args: Args, ctx: &Ctx) -> Result<Exit, CliError> {
                 .map_err(|_| CliError::usage(format!("-w {wait}: not a number of seconds")))?;
             match acquire_wait(&*store, &req, wait)? {
                 Acquired::Granted(l) => {
+                    warn_if_dead(ctx, &req.session);
                     if ctx.json {
                         ctx.print_json(&serde_json::json!({ "lease": l }));
                     } else {
@@ -169,6 +168,27 @@ pub fn run(args: Args, ctx: &Ctx) -> Result<Exit, CliError> {
             }
             Ok(Exit::Ok)
         }
+    }
+}
+
+/// A lease held by a session whose registered process is gone can be taken over at once: say so
+/// (the usual cause is registering the hook's own short-lived pid instead of the agent's).
+fn warn_if_dead(ctx: &Ctx, session: &concur::SessionId) {
+    let Ok(reg) = ctx
+        .home()
+        .map_err(drop)
+        .and_then(|h| Registry::open(h).map_err(drop))
+    else {
+        return;
+    };
+    if let Ok(Some(s)) = reg.get(session)
+        && !s.is_alive()
+    {
+        eprintln!(
+            "concur: lease: warning: session {session} is registered with pid {} which is gone; \
+             others can take this lease over at once (register the agent: concur session start --pid PID)",
+            s.pid
+        );
     }
 }
 

@@ -44,6 +44,13 @@ enum Action {
         /// Do not fdatasync before reporting success
         #[arg(long)]
         no_fsync: bool,
+        /// Append through the home's broker (see `concur broker --help`); FILE must be under a
+        /// `[broker] roots` directory
+        #[arg(long, conflicts_with = "no_fsync")]
+        broker: bool,
+        /// With --broker: start the broker when none runs
+        #[arg(long, requires = "broker")]
+        autostart: bool,
     },
     /// Check the whole chain; name the first bad line and exit 3
     ///
@@ -82,6 +89,8 @@ pub fn run(args: Args, ctx: &Ctx) -> Result<Exit, CliError> {
             entry,
             wait,
             no_fsync,
+            broker,
+            autostart,
         } => {
             let text = if entry == "-" {
                 let mut s = String::new();
@@ -94,6 +103,9 @@ pub fn run(args: Args, ctx: &Ctx) -> Result<Exit, CliError> {
             };
             let entry: serde_json::Value = serde_json::from_str(&text)
                 .map_err(|e| CliError::invalid(format!("entry is not JSON: {e}")))?;
+            if broker {
+                return super::broker::ledger_append(&file, &entry, autostart, ctx);
+            }
             let opts = Options {
                 wait: Some(wait_of(wait)?),
                 fsync: !no_fsync,

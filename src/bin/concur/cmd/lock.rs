@@ -163,6 +163,26 @@ const EX_OSERR: u8 = 71;
 const EX_CANTCREAT: u8 = 73;
 const EX_NOPERM: u8 = 77;
 
+/// Parses `-w SECS` and `--max-hold SECS` (a zero hold limit is refused), as usage errors.
+pub fn wait_limits(
+    timeout: Option<&str>,
+    max_hold: Option<&str>,
+) -> Result<(Option<Duration>, Option<Duration>), CliError> {
+    let timeout = timeout
+        .map(|s| {
+            parse_secs(s).ok_or_else(|| CliError::usage(format!("invalid timeout value: '{s}'")))
+        })
+        .transpose()?;
+    let max_hold = max_hold
+        .map(|s| {
+            parse_secs(s)
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| CliError::usage(format!("invalid --max-hold value: '{s}'")))
+        })
+        .transpose()?;
+    Ok((timeout, max_hold))
+}
+
 /// Parses flock(1)'s `-w`: a non-negative decimal number of seconds.
 pub fn parse_secs(s: &str) -> Option<Duration> {
     let v: f64 = s.trim().parse().ok()?;
@@ -215,21 +235,7 @@ pub fn run(args: Args, ctx: &Ctx) -> Result<Exit, CliError> {
     if shell_command.is_some() && !rest.is_empty() {
         return Err(CliError::usage("give either -c CMD or a command, not both"));
     }
-    let timeout = match &args.timeout {
-        Some(s) => Some(
-            parse_secs(s)
-                .ok_or_else(|| CliError::usage(format!("invalid timeout value: '{s}'")))?,
-        ),
-        None => None,
-    };
-    let max_hold = match &args.max_hold {
-        Some(s) => Some(
-            parse_secs(s)
-                .filter(|d| !d.is_zero())
-                .ok_or_else(|| CliError::usage(format!("invalid --max-hold value: '{s}'")))?,
-        ),
-        None => None,
-    };
+    let (timeout, max_hold) = wait_limits(args.timeout.as_deref(), args.max_hold.as_deref())?;
     if matches!(target, Target::Fd(_)) && (max_hold.is_some() || args.pass_fd.is_some()) {
         return Err(CliError::usage("--max-hold and --fd need a command to run"));
     }

@@ -25,7 +25,7 @@ enum Action {
     ///
     /// Example: `concur marker set mehanik-cleared --data '{"verdict":"pass"}'`
     Set {
-        /// Marker name ([A-Za-z0-9._:-]{1,128})
+        /// Marker name ([A-Za-z0-9._-]{1,128})
         name: String,
         /// JSON data stored with the marker
         #[arg(long, value_name = "JSON")]

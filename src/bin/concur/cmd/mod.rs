@@ -40,11 +40,8 @@ pub mod write;
 pub enum Command {
     /// Print the runtime home (created 0700 and checked on first use)
     Home(home::Args),
-    /// The append broker daemon: serve, status, stop, append (group commit, acked = durable)
     Broker(broker::Args),
-    /// Run a per-session instance of a would-be singleton (transparent stdio, no orphans)
     Isolate(isolate::Args),
-    /// Agent hooks (claude, codex, gemini, cursor): write guard, session export; hook install
     Hook(hook::Args),
     // The verb's help (summary, details, examples) is the doc comment on its `Args`.
     Append(append::Args),
@@ -67,16 +64,13 @@ pub enum Command {
     Reserve(reserve::Args),
     Release(release::Args),
     Reservations(reservations::Args),
-    /// Prove collisions: N real processes hammer shared state; invariants give verdicts
     Diagnose(diagnose::Args),
     /// (internal) one writer process of `concur diagnose`
     #[command(name = "diagnose-writer", hide = true)]
     DiagnoseWriter(diagnose::WriterArgs),
     /// Run a command in one of N slots (a counting semaphore across processes)
     Slot(slot::Args),
-    /// Find every shared-state writer in scripts: pattern, lock, risk, inventory
     Scan(scan::Args),
-    /// Seed-style P1/P2 sweep table: declared inventory + scan (+ diagnose)
     Sweep(sweep::Args),
 }
 

@@ -25,7 +25,7 @@ enum Action {
     ///
     /// Example: `concur pointer set active-task T-42`
     Set {
-        /// Pointer name ([A-Za-z0-9._:-]{1,128})
+        /// Pointer name ([A-Za-z0-9._-]{1,128})
         name: String,
         /// The value
         value: String,

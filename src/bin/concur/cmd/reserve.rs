@@ -1,6 +1,6 @@
 //! `concur reserve PATH|GLOB...` and `concur reserve check PATH`: edit reservations.
 
-use concur::lease::parse_duration;
+use concur::duration::parse as parse_duration;
 use concur::reserve::{Access, Claim, ClaimRequest, Mode, Reservation, Reservations, Target};
 
 use crate::ctx::{Ctx, print_line};

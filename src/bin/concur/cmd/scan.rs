@@ -8,9 +8,11 @@ use concur::scan::{self, Report, Risk, ScanOptions};
 use crate::ctx::{Ctx, print_line};
 use crate::exit::{CliError, Exit};
 
-/// Find every shared-state writer in bash/sh, JavaScript, TypeScript and Python code: each
-/// write site's pattern, lock coverage, risk and reason, then an inventory of every path
-/// written, grouped across files and languages, with the concur verb that fixes it.
+/// Find every shared-state writer in scripts: pattern, lock, risk, inventory
+///
+/// Parses bash/sh, JavaScript, TypeScript and Python: for each write site, its pattern, lock
+/// coverage, risk and reason; then an inventory of every path written, grouped across files and
+/// languages, with the concur verb that fixes it.
 ///
 /// Scripts named in .claude/settings.json, .codex/hooks.json or .mcp.json under a scanned
 /// directory are marked as hooks (they run concurrently across sessions). Exit 0 even when

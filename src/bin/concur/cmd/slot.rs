@@ -8,7 +8,7 @@ use concur::child::{self, Supervise};
 use concur::lock::Holder;
 use concur::slot::Slot;
 
-use super::lock::parse_secs;
+use super::lock::{parse_secs, wait_limits};
 use crate::ctx::{Ctx, print_line};
 use crate::exit::{CliError, Exit};
 
@@ -99,21 +99,7 @@ pub fn run(args: Args, ctx: &Ctx) -> Result<Exit, CliError> {
             "give a command to run (after --) or -c CMD, not both",
         ));
     }
-    let timeout = match &args.timeout {
-        Some(s) => Some(
-            parse_secs(s)
-                .ok_or_else(|| CliError::usage(format!("invalid timeout value: '{s}'")))?,
-        ),
-        None => None,
-    };
-    let max_hold = match &args.max_hold {
-        Some(s) => Some(
-            parse_secs(s)
-                .filter(|d| !d.is_zero())
-                .ok_or_else(|| CliError::usage(format!("invalid --max-hold value: '{s}'")))?,
-        ),
-        None => None,
-    };
+    let (timeout, max_hold) = wait_limits(args.timeout.as_deref(), args.max_hold.as_deref())?;
     let session = ctx.session()?.map(|s| s.to_string());
     let slot = Slot::open(ctx.home()?, &name, max)?;
     let conflict = |what: &str| {

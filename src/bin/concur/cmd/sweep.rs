@@ -11,7 +11,9 @@ use concur::sweep;
 use crate::ctx::{Ctx, print_line};
 use crate::exit::{CliError, Exit};
 
-/// Reproduce an isolation sweep: every declared shared resource (`[[sweep.resource]]` in the
+/// Seed-style P1/P2 sweep table: declared inventory + scan (+ diagnose)
+///
+/// Every declared shared resource (`[[sweep.resource]]` in the
 /// inventory file) joined with what `concur scan` finds in PATH and, with --diagnose, with a
 /// `concur diagnose` run of its target. Prints P1/P2 tables (resource, writer file:lines,
 /// pattern applied, evidence, flag, status APPLIED / VERIFIED / DEFERRED / AT-RISK) and summary

@@ -1,0 +1,126 @@
+//! task-start: W sessions race to start the same build task, over several rounds.
+//!
+//! Naive (the seed's P1-7 hop-build started marker): `[ -f started-TASK ] || { touch
+//! started-TASK; build; }` — every session that checked before the first `touch` starts the build
+//! → `DOUBLE_START`. Concur: `lease acquire TASK --once` (one `BEGIN IMMEDIATE` transaction) and
+//! `complete`: exactly one session is granted the task, ever.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::{MAX_MARKS, put, work};
+use crate::diagnose::{
+    Events, Mark, Mode, RoundCheck, Sizes, Target, WriterRun, WriterSpec, now_us,
+};
+use crate::error::Result;
+use crate::home::Home;
+use crate::id::SessionId;
+use crate::lease::sqlite::SqliteStore;
+use crate::lease::{AcquireRequest, Acquired, Store};
+
+const TASK: &str = "hop-build:T-1";
+const MARKER: &str = "hop-build-started-T-1";
+
+/// The task-start target.
+pub struct TaskStart;
+
+impl Target for TaskStart {
+    fn name(&self) -> &'static str {
+        "task-start"
+    }
+
+    fn violations(&self) -> &'static str {
+        "DOUBLE_START / NO_START"
+    }
+
+    fn sizes(&self) -> Sizes {
+        Sizes {
+            writers: 4,
+            ops: 1,
+            rounds: 10,
+        }
+    }
+
+    fn expected(&self, _s: &Sizes) -> String {
+        "1 start per round".into()
+    }
+
+    fn setup(&self, dir: &Path, mode: Mode, _s: &Sizes) -> Result<()> {
+        if mode == Mode::Protected {
+            drop(SqliteStore::open(&Home::at(dir.join("home"))?)?);
+        }
+        Ok(())
+    }
+
+    fn write(&self, spec: &WriterSpec, ev: &mut Events) -> Result<()> {
+        let session = SessionId::new(&format!("diagnose-w{}", spec.writer))?;
+        for _ in 0..spec.ops {
+            let t = now_us();
+            let started = if spec.mode == Mode::Protected {
+                let store = SqliteStore::open(&Home::at(spec.dir.join("home"))?)?;
+                let req = AcquireRequest {
+                    task: TASK.into(),
+                    session: session.clone(),
+                    ttl: Duration::from_secs(600),
+                    once: true,
+                    cwd: spec.dir.display().to_string(),
+                };
+                match store.acquire(&req)? {
+                    Acquired::Granted(_) => {
+                        work(2000); // the build
+                        store.complete(TASK, &session)?;
+                        true
+                    }
+                    Acquired::Held(_) | Acquired::Completed(_) => false,
+                }
+            } else {
+                let marker = spec.dir.join(MARKER);
+                if marker.exists() {
+                    false
+                } else {
+                    work(2000); // read the task, decide to build
+                    put(&marker, session.as_str().as_bytes())?;
+                    true
+                }
+            };
+            ev.op(t, json!({ "started": started }));
+        }
+        Ok(())
+    }
+
+    fn check(&self, _dir: &Path, _s: &Sizes, runs: &[WriterRun]) -> Result<RoundCheck> {
+        let mut starts: Vec<(u64, usize, usize)> = runs
+            .iter()
+            .flat_map(|r| {
+                r.events_of("op")
+                    .filter(|e| e.data["started"] == true)
+                    .map(move |e| (e.end, r.writer, r.round))
+            })
+            .collect();
+        starts.sort_unstable();
+        match starts.len() {
+            1 => Ok(RoundCheck::held("1 start")),
+            0 => Ok(RoundCheck::broke("NO_START", "0 starts", Vec::new())),
+            k => {
+                let marks = starts
+                    .iter()
+                    .skip(1)
+                    .take(MAX_MARKS)
+                    .map(|&(at, w, round)| Mark {
+                        round,
+                        at,
+                        writer: Some(w),
+                        label: format!("writer {w} started the task again"),
+                    })
+                    .collect();
+                Ok(RoundCheck::broke(
+                    "DOUBLE_START",
+                    format!("{k} starts"),
+                    marks,
+                ))
+            }
+        }
+    }
+}
