@@ -21,6 +21,7 @@
 //! | marker / pointer | one session never reads another's value unless it names it | per-session files, atomic replace, [`marker`] |
 //! | ledger | every line chains to the one before; a lock timeout never writes unprotected | SHA-256 chain, sidecar lock, [`ledger`] |
 //! | lease | one live holder per task; fencing tokens only grow; build-once | `SQLite` `BEGIN IMMEDIATE`, [`lease`] |
+//! | reserve | overlapping paths/globs never held exclusively by two live sessions; a claim is all or nothing; a dead session's claims free at once | `SQLite` `BEGIN IMMEDIATE`, glob overlap, [`reserve`] |
 //! | append | one whole line per call, durable; one header per file; dedup; no partial line on a full disk | [`append`] |
 //! | write / read | readers never see an empty or half-written file; `if_match` detects lost updates | [`replace`] |
 //! | json | no lost updates; a failing filter changes nothing | [`json`] |
@@ -51,6 +52,7 @@
 //! - [`marker`] — session-scoped markers and pointers, legacy fallback
 //! - [`ledger`] — hash-chained JSONL
 //! - [`lease`] — task leases (the `Store` trait, the `SQLite` store)
+//! - [`reserve`] — edit reservations: paths and globs a session claims, and "may S write P?"
 //! - [`diagnose`] — the collision harness: real concurrent writers, invariants, verdicts
 //! - [`append`] — whole-line appends to shared logs
 //! - [`replace`] — atomic whole-file replace, etags
@@ -80,6 +82,7 @@ pub mod ledger;
 pub mod lock;
 pub mod marker;
 pub mod replace;
+pub mod reserve;
 pub mod scan;
 pub mod session;
 pub mod sidecar;

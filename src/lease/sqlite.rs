@@ -43,7 +43,7 @@ fn busy_wait(count: i32) -> bool {
     true
 }
 
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS counter (
@@ -67,7 +67,22 @@ CREATE TABLE IF NOT EXISTS leases (
   completed_at INTEGER
 );
 CREATE INDEX IF NOT EXISTS leases_session ON leases (session);
-PRAGMA user_version = 1;
+CREATE TABLE IF NOT EXISTS reservations (
+  session TEXT NOT NULL,
+  root TEXT NOT NULL,
+  pattern TEXT NOT NULL,
+  shared INTEGER NOT NULL,
+  pid INTEGER,
+  cwd TEXT NOT NULL,
+  reason TEXT,
+  since INTEGER NOT NULL,
+  renewed_at INTEGER NOT NULL,
+  ttl_ms INTEGER NOT NULL,
+  expires_ms INTEGER NOT NULL,
+  boot_id TEXT NOT NULL,
+  PRIMARY KEY (session, root, pattern)
+);
+PRAGMA user_version = 2;
 ";
 
 const COLUMNS: &str = "task, session, token, once, pid, cwd, acquired_at, renewed_at, ttl_ms, \
@@ -245,8 +260,18 @@ impl SqliteStore {
         &self.path
     }
 
+    /// The session registry holders are judged by.
+    pub(crate) fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// The open connection (reads outside a transaction see one consistent snapshot each).
+    pub(crate) fn conn(&self) -> &Connection {
+        &self.conn
+    }
+
     /// Runs `f` in one `BEGIN IMMEDIATE` transaction, committing when it returns `Ok`.
-    fn immediate<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+    pub(crate) fn immediate<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
         let tx = rusqlite::Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)
             .map_err(|e| db_err("cannot lock", &self.path, &e))?;
         let out = f(&tx)?;
@@ -302,7 +327,7 @@ fn exec(c: &Connection, sql: &str, p: impl rusqlite::Params) -> rusqlite::Result
     c.prepare_cached(sql)?.execute(p)
 }
 
-fn db_err(action: &'static str, path: &Path, e: &rusqlite::Error) -> Error {
+pub(crate) fn db_err(action: &'static str, path: &Path, e: &rusqlite::Error) -> Error {
     Error::io(
         action,
         path,
@@ -502,6 +527,8 @@ impl Store for SqliteStore {
                 .map_err(|e| db_err("cannot write", &self.path, &e))?
                 .collect::<rusqlite::Result<Vec<_>>>()
                 .map_err(|e| db_err("cannot write", &self.path, &e))?;
+            let mut tasks = tasks;
+            tasks.extend(crate::reserve::release_session_in(c, session, &self.path)?);
             Ok(tasks)
         })
     }

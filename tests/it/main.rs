@@ -19,6 +19,7 @@ mod ledger;
 mod lock;
 mod marker;
 mod replace;
+mod reserve;
 mod scan;
 mod session;
 mod shell;

@@ -14,6 +14,7 @@ use super::Target;
 use crate::error::{Error, Result};
 
 mod broker;
+mod edit_race;
 mod hash_ledger;
 mod header_once;
 mod json_counter;
@@ -39,6 +40,7 @@ pub fn all() -> Vec<&'static dyn Target> {
         &session_pointer::SessionPointer,
         &sqlite::Sqlite,
         &broker::Broker,
+        &edit_race::EditRace,
     ]
 }
 

@@ -36,17 +36,25 @@ enum Action {
     Gemini,
     /// Cursor hook (preToolUse Write/StrReplace/Edit, conversation_id)
     Cursor,
+    /// Git pre-commit hook: refuse a commit staging files another live session reserved
+    ///
+    /// Installed by `concur hook install --git`; exit 1 names the blocked files and holders.
+    GitPreCommit,
     /// Merge concur's hook entries into an agent's settings file (idempotent, locked, atomic,
     /// backup kept as FILE.bak)
     ///
     /// Example: concur hook install --agent claude --settings ~/.claude/settings.json
     Install {
         /// The agent: claude, codex, gemini or cursor
-        #[arg(long, value_parser = ["claude", "codex", "gemini", "cursor"])]
-        agent: String,
+        #[arg(long, value_parser = ["claude", "codex", "gemini", "cursor"], required_unless_present = "git")]
+        agent: Option<String>,
         /// The settings file to merge into (created if missing)
-        #[arg(long, value_name = "PATH")]
-        settings: PathBuf,
+        #[arg(long, value_name = "PATH", required_unless_present = "git")]
+        settings: Option<PathBuf>,
+        /// Install the git pre-commit hook of this repository instead (edit reservations;
+        /// an existing pre-commit hook is kept and runs first)
+        #[arg(long, conflicts_with_all = ["agent", "settings", "dry_run", "command"])]
+        git: bool,
         /// Print the diff and change nothing
         #[arg(long)]
         dry_run: bool,
@@ -72,12 +80,20 @@ pub fn run(args: Args, ctx: &Ctx) -> Result<Exit, CliError> {
         Action::Codex => Agent::Codex,
         Action::Gemini => Agent::Gemini,
         Action::Cursor => Agent::Cursor,
+        Action::GitPreCommit => return super::git_hook::pre_commit(ctx),
+        Action::Install { git: true, .. } => return super::git_hook::install(ctx),
         Action::Install {
-            agent,
-            settings,
+            agent: Some(agent),
+            settings: Some(settings),
             dry_run,
             command,
+            ..
         } => return install(ctx, &agent, &settings, dry_run, command),
+        Action::Install { .. } => {
+            return Err(CliError::usage(
+                "hook install needs --agent and --settings, or --git",
+            ));
+        }
     };
     let answer = respond(agent, ctx);
     if let Some(s) = &answer.stdout {
@@ -106,9 +122,17 @@ fn respond(agent: Agent, ctx: &Ctx) -> Answer {
         Err(why) => return Answer::deny_exit2(&format!("concur guard: {why}; refusing")),
     };
     match &event {
-        Event::Write { .. } | Event::Malformed(_) => hook::decide(agent, &event, || {
-            ctx.config().map_err(|e| concur::Error::Invalid(e.message))
-        }),
+        Event::Write { .. } | Event::Malformed(_) => {
+            let a = hook::decide(agent, &event, || {
+                ctx.config().map_err(|e| concur::Error::Invalid(e.message))
+            });
+            match &event {
+                Event::Write { paths, cwd, .. } if !a.is_deny() => {
+                    super::reserve_hook::write(agent, ctx, &input, paths, cwd)
+                }
+                _ => a,
+            }
+        }
         Event::SessionStart { session, cwd } => session_start(agent, ctx, session.as_deref(), cwd),
         Event::SessionEnd { session } => {
             if let Some(id) = session_id(ctx, session.as_deref())
@@ -121,7 +145,7 @@ fn respond(agent: Agent, ctx: &Ctx) -> Answer {
             }
             Answer::allow()
         }
-        _ => Answer::allow(),
+        _ => super::reserve_hook::other(agent, ctx, &input),
     }
 }
 
@@ -144,6 +168,12 @@ fn session_start(agent: Agent, ctx: &Ctx, session: Option<&str>, cwd: &std::path
     let agent_pid = concur::sys::proc::parent_pid(std::process::id()).unwrap_or(0);
     let context = ctx.home().map_err(|e| e.message).and_then(|h| {
         hook::session::start(h, &id, agent.name(), agent_pid, cwd).map_err(|e| e.to_string())
+    });
+    let reserved = super::reserve_hook::context(ctx, Some(&id), cwd);
+    let context = context.map(|t| match (t.is_empty(), reserved.is_empty()) {
+        (_, true) => t,
+        (true, false) => reserved,
+        (false, false) => format!("{t}\n{reserved}"),
     });
     match context {
         Ok(text) if !text.is_empty() => Answer {

@@ -9,6 +9,7 @@ pub mod append;
 pub mod broker;
 pub mod diagnose;
 pub mod flock;
+pub mod git_hook;
 pub mod home;
 pub mod hook;
 pub mod isolate;
@@ -22,6 +23,10 @@ pub mod marker;
 pub mod on_etcd;
 pub mod pointer;
 pub mod read;
+pub mod release;
+pub mod reservations;
+pub mod reserve;
+pub mod reserve_hook;
 pub mod scan;
 pub mod session;
 pub mod slot;
@@ -56,6 +61,9 @@ pub enum Command {
     Ledger(ledger::Args),
     /// Task leases: one live holder, growing fencing tokens, build-once
     Lease(lease::Args),
+    Reserve(reserve::Args),
+    Release(release::Args),
+    Reservations(reservations::Args),
     Diagnose(diagnose::Args),
     /// (internal) one writer process of `concur diagnose`
     #[command(name = "diagnose-writer", hide = true)]
@@ -85,6 +93,9 @@ impl Command {
             Command::Pointer(_) => "pointer",
             Command::Ledger(_) => "ledger",
             Command::Lease(_) => "lease",
+            Command::Reserve(_) => "reserve",
+            Command::Release(_) => "release",
+            Command::Reservations(_) => "reservations",
             Command::Diagnose(_) => "diagnose",
             Command::DiagnoseWriter(_) => "diagnose-writer",
             Command::Slot(_) => "slot",
@@ -111,6 +122,9 @@ impl Command {
             Command::Pointer(a) => pointer::run(a, ctx),
             Command::Ledger(a) => ledger::run(a, ctx),
             Command::Lease(a) => lease::run(a, ctx),
+            Command::Reserve(a) => reserve::run(a, ctx),
+            Command::Release(a) => release::run(&a, ctx),
+            Command::Reservations(a) => reservations::run(&a, ctx),
             Command::Diagnose(a) => diagnose::run(&a, ctx),
             Command::DiagnoseWriter(a) => diagnose::run_writer(&a, ctx),
             Command::Slot(a) => slot::run(a, ctx),

@@ -1,0 +1,47 @@
+//! `concur reservations`: who holds what.
+
+use concur::reserve::Reservations;
+use concur::session::now_unix_ms;
+
+use super::session::age;
+use crate::ctx::{Ctx, print_line};
+use crate::exit::{CliError, Exit};
+
+/// List the edit reservations still held: session, pid, cwd, path, mode, since, expiry, reason.
+///
+/// Reservations of dead sessions (and expired ones of unregistered sessions) are left out: they
+/// no longer hold. Paths are relative to the repository root shown in --json (`root`).
+///
+/// Example: `concur reservations --json | jq '.reservations[] | select(.mode == "exclusive")'`
+#[derive(Debug, clap::Args)]
+pub struct Args {}
+
+/// Runs `concur reservations`.
+pub fn run(_args: &Args, ctx: &Ctx) -> Result<Exit, CliError> {
+    let r = Reservations::open(ctx.home()?)?;
+    let all = r.list()?;
+    if ctx.json {
+        ctx.print_json(&serde_json::json!({ "reservations": all }));
+        return Ok(Exit::Ok);
+    }
+    let now = now_unix_ms();
+    for h in &all {
+        let pid = h.pid.map_or_else(|| "-".to_owned(), |p| p.to_string());
+        let expires = if h.holder == "alive" {
+            "while alive".to_owned()
+        } else {
+            format!("in {}", age(h.expires_in_ms, 0))
+        };
+        print_line(&format!(
+            "{}\t{}\tsession {}\tpid {pid}\t{}\t{}\texpires {expires}\t{}\t{}",
+            h.path,
+            h.mode.name(),
+            h.session,
+            h.holder,
+            age(now, h.since),
+            h.cwd,
+            h.reason.as_deref().unwrap_or("-"),
+        ));
+    }
+    Ok(Exit::Ok)
+}

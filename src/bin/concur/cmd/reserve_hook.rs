@@ -1,0 +1,95 @@
+//! The edit-reservation side of `concur hook AGENT`: called by `hook.rs` for pre-tool events
+//! the guard let through.
+
+use std::path::{Path, PathBuf};
+
+use concur::hook::{Agent, Answer};
+use concur::reserve::hook::{Edit, decide_shell, decide_write, payload_session, shell_command};
+
+use crate::ctx::Ctx;
+
+fn setup(agent: Agent, ctx: &Ctx, input: &[u8]) -> Result<(serde_json::Value, bool), String> {
+    let payload: serde_json::Value = serde_json::from_slice(input).map_err(|e| e.to_string())?;
+    let auto = ctx.config().map_err(|e| e.message)?.reserve.auto;
+    let _ = agent;
+    Ok((payload, auto))
+}
+
+/// A file tool writing `paths`: deny when another live session reserved one (fail closed).
+pub fn write(agent: Agent, ctx: &Ctx, input: &[u8], paths: &[PathBuf], cwd: &Path) -> Answer {
+    let refuse = |e: String| {
+        Answer::deny(
+            agent,
+            &format!("concur reserve: cannot check edit reservations, so the edit is refused: {e}"),
+        )
+    };
+    let (payload, auto) = match setup(agent, ctx, input) {
+        Ok(v) => v,
+        Err(e) => return refuse(e),
+    };
+    let home = match ctx.home() {
+        Ok(h) => h,
+        Err(e) => return refuse(e.message),
+    };
+    let session = payload_session(agent, &payload, ctx.session().ok().flatten());
+    let edit = Edit {
+        agent,
+        session: session.as_ref(),
+        cwd,
+        auto,
+    };
+    decide_write(home, &edit, paths)
+}
+
+/// Any other event: a shell tool's command is checked for writes to reserved paths.
+pub fn other(agent: Agent, ctx: &Ctx, input: &[u8]) -> Answer {
+    let Ok(payload) = serde_json::from_slice::<serde_json::Value>(input) else {
+        return Answer::allow();
+    };
+    let Some(command) = shell_command(agent, &payload) else {
+        return Answer::allow();
+    };
+    let home = match ctx.home() {
+        Ok(h) => h,
+        Err(e) => {
+            return Answer::deny(
+                agent,
+                &format!(
+                    "concur reserve: cannot check edit reservations, so the command is refused: {}",
+                    e.message
+                ),
+            );
+        }
+    };
+    let cwd = match agent {
+        Agent::Cursor => payload["cwd"]
+            .as_str()
+            .or(payload["workspace_roots"][0].as_str()),
+        _ => payload["cwd"].as_str(),
+    }
+    .map_or_else(
+        || std::env::current_dir().unwrap_or_else(|_| "/".into()),
+        PathBuf::from,
+    );
+    let session = payload_session(agent, &payload, ctx.session().ok().flatten());
+    let edit = Edit {
+        agent,
+        session: session.as_ref(),
+        cwd: &cwd,
+        auto: false,
+    };
+    decide_shell(home, &edit, &command)
+}
+
+/// The other sessions' reservations in `cwd`'s repository, for the `SessionStart` context.
+pub fn context(ctx: &Ctx, session: Option<&concur::SessionId>, cwd: &Path) -> String {
+    ctx.home()
+        .map_err(|e| e.message)
+        .and_then(|h| {
+            concur::reserve::hook::session_context(h, session, cwd).map_err(|e| e.to_string())
+        })
+        .unwrap_or_else(|e| {
+            eprintln!("concur: hook: {e}");
+            String::new()
+        })
+}

@@ -1,0 +1,261 @@
+//! Enforcement at edit time: what `concur hook claude|codex|gemini|cursor` answers for a write
+//! to a reserved path.
+//!
+//! - A file tool (`Write`, `Edit`, Gemini `write_file`, Cursor `StrReplace`, Codex
+//!   `apply_patch`, ...) writing a path another live session reserved → deny in the agent's
+//!   dialect ([`crate::hook::Answer::deny`]), the reason naming the holder, its reason and expiry
+//!   and how to coordinate. With `[reserve] auto = true` a free path is claimed (exclusive) by
+//!   the editing session on its first edit and renewed on every further one; a path the session
+//!   holds is allowed.
+//! - A shell tool (`Bash`, Gemini `run_shell_command`, Cursor `Shell`/`beforeShellExecution`):
+//!   the command is parsed with [`crate::scan::bash::written_paths`] (redirect targets, `tee`,
+//!   `sed -i`, `mv`/`cp` destinations, plus `rm`/`unlink` operands found here) and each literal target is checked the same
+//!   way (never auto-claimed). A command that does not parse is allowed and logged on stderr; a
+//!   target with a variable or a wildcard in it is skipped: never a false deny.
+//! - **Fail closed**: any internal error (database, home, path) on a guarded event denies.
+//! - **Override**: one edit of a reserved path goes through when a one-time token named
+//!   [`override_token`] exists; the hook consumes it (`rename(2)`: exactly one edit wins) and
+//!   records the take in the home's audit ledger. The deny reason prints the exact
+//!   `concur token issue` command.
+//!
+//! Not guaranteed: a shell command that computes its target at run time (`> "$(mktemp)"`,
+//! `cd d && echo > f` resolved against the wrong directory) can write unchecked.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+use sha2::Digest;
+
+use super::{Access, Claim, ClaimRequest, DEFAULT_TTL, Mode, Reservations, Target};
+use crate::error::Result;
+use crate::home::Home;
+use crate::hook::{Agent, Answer};
+use crate::id::SessionId;
+use crate::token;
+
+/// The one-time token name that lets one edit of `target` through: `override-` and 32 hex
+/// digits of the SHA-256 of its full path (token names cannot hold `/`).
+pub fn override_token(target: &Target) -> String {
+    let h = sha2::Sha256::digest(target.full().as_bytes());
+    let mut s = String::from("override-");
+    for b in &h[..16] {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}
+
+/// The session id a payload names (`session_id`, Cursor's `conversation_id`), else `fallback`.
+pub fn payload_session(
+    agent: Agent,
+    payload: &Value,
+    fallback: Option<SessionId>,
+) -> Option<SessionId> {
+    let id = match agent {
+        Agent::Cursor => payload["conversation_id"]
+            .as_str()
+            .or(payload["session_id"].as_str()),
+        _ => payload["session_id"].as_str(),
+    };
+    id.and_then(|s| SessionId::new(s).ok()).or(fallback)
+}
+
+/// The shell command of a pre-tool payload for a shell tool, if it is one.
+pub fn shell_command(agent: Agent, payload: &Value) -> Option<String> {
+    let event = payload["hook_event_name"].as_str().unwrap_or("");
+    let tool = payload["tool_name"].as_str().unwrap_or("");
+    let shell = match agent {
+        Agent::Claude | Agent::Codex => event == "PreToolUse" && tool == "Bash",
+        Agent::Gemini => event == "BeforeTool" && tool == "run_shell_command",
+        Agent::Cursor => {
+            event == "beforeShellExecution" || (event == "preToolUse" && tool == "Shell")
+        }
+    };
+    if !shell {
+        return None;
+    }
+    let cmd = &payload["tool_input"]["command"];
+    let cmd = match cmd {
+        Value::String(s) => s.clone(),
+        Value::Array(a) => a
+            .iter()
+            .filter_map(Value::as_str)
+            .collect::<Vec<_>>()
+            .join(" "),
+        _ => payload["command"].as_str().unwrap_or("").to_owned(),
+    };
+    Some(cmd)
+}
+
+/// How a write is checked.
+#[derive(Debug, Clone)]
+pub struct Edit<'a> {
+    /// The agent (for the deny dialect).
+    pub agent: Agent,
+    /// The editing session, if known.
+    pub session: Option<&'a SessionId>,
+    /// The session's working directory (relative paths are against it).
+    pub cwd: &'a Path,
+    /// `[reserve] auto`: claim free paths on first edit.
+    pub auto: bool,
+}
+
+/// Decides a file-tool write of `paths`: allow, or deny naming the holders. Errors deny.
+pub fn decide_write(home: &Home, edit: &Edit<'_>, paths: &[PathBuf]) -> Answer {
+    match check_paths(home, edit, paths, edit.auto) {
+        Ok(None) => Answer::allow(),
+        Ok(Some(reason)) => Answer::deny(edit.agent, &reason),
+        Err(e) => Answer::deny(
+            edit.agent,
+            &format!("concur reserve: cannot check edit reservations, so the edit is refused: {e}"),
+        ),
+    }
+}
+
+/// Decides a shell command: its literal write targets are checked like file-tool writes.
+pub fn decide_shell(home: &Home, edit: &Edit<'_>, command: &str) -> Answer {
+    let Some(writes) = crate::scan::bash::written_paths(command) else {
+        eprintln!("concur: hook: cannot parse the shell command, allowed unchecked: {command}");
+        return Answer::allow();
+    };
+    let removed = removed_paths(command);
+    let paths: Vec<PathBuf> = writes
+        .iter()
+        .map(|w| w.path.as_str())
+        .chain(removed.iter().map(String::as_str))
+        .filter(|p| !p.is_empty() && !p.contains(['$', '`', '*', '?', '~', '(', '"', '\'']))
+        .map(PathBuf::from)
+        .collect();
+    if paths.is_empty() {
+        return Answer::allow();
+    }
+    match check_paths(home, edit, &paths, false) {
+        Ok(None) => Answer::allow(),
+        Ok(Some(reason)) => Answer::deny(edit.agent, &reason),
+        Err(e) => Answer::deny(
+            edit.agent,
+            &format!(
+                "concur reserve: cannot check edit reservations, so the command is refused: {e}"
+            ),
+        ),
+    }
+}
+
+/// The operands of `rm`/`unlink` commands in a simple command line (the scanner reports
+/// redirections, `tee`, `sed -i`, `mv`/`cp`, but not removals). Only a command word at the
+/// start of a `;`/`&&`/`||`/`|`-separated part counts, so `echo rm f` names nothing.
+fn removed_paths(command: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for part in command.split([';', '&', '|', '\n']) {
+        let mut words = part.split_whitespace();
+        let mut first = words.next();
+        if first == Some("sudo") || first == Some("command") {
+            first = words.next();
+        }
+        if !matches!(first, Some("rm" | "unlink")) {
+            continue;
+        }
+        out.extend(
+            words
+                .filter(|w| !w.starts_with('-') && !w.contains(['>', '<']))
+                .map(str::to_owned),
+        );
+    }
+    out
+}
+
+/// `Ok(None)` to allow, `Ok(Some(reason))` to deny.
+fn check_paths(
+    home: &Home,
+    edit: &Edit<'_>,
+    paths: &[PathBuf],
+    auto: bool,
+) -> Result<Option<String>> {
+    let r = Reservations::open(home)?;
+    let mut claims = Vec::new();
+    for p in paths {
+        let target = Target::resolve(&p.to_string_lossy(), edit.cwd)?;
+        match r.check(edit.session, &target)? {
+            Access::Free | Access::Own => claims.push(target),
+            Access::Denied(holders) => {
+                let name = override_token(&target);
+                match token::take(home, &name)? {
+                    token::Taken::Won { .. } => {
+                        token::audit(home, &name, "override", edit.session)?;
+                        continue;
+                    }
+                    t @ token::Taken::Expired { .. } => {
+                        token::audit(home, &name, t.outcome(), edit.session)?;
+                    }
+                    token::Taken::Lost => {}
+                }
+                let mut reason = format!(
+                    "concur reserve: {} is reserved by another session, so this edit is refused.",
+                    target.pattern
+                );
+                for h in &holders {
+                    let _ = write!(reason, "\n- {}", h.describe());
+                }
+                let _ = write!(
+                    reason,
+                    "\nCoordinate: wait until it is released (`concur reservations`), ask that \
+                     session, or let one edit through with a one-time override: \
+                     `concur token issue {name}`."
+                );
+                return Ok(Some(reason));
+            }
+        }
+    }
+    if auto
+        && let Some(session) = edit.session
+        && !claims.is_empty()
+    {
+        let req = ClaimRequest {
+            session: session.clone(),
+            targets: claims,
+            mode: Mode::Exclusive,
+            ttl: DEFAULT_TTL,
+            reason: Some("auto-claimed on edit".into()),
+            cwd: edit.cwd.display().to_string(),
+        };
+        if let Claim::Refused(conflicts) = r.claim(&req)? {
+            // Another session claimed it between our check and our claim, or holds it shared.
+            let mut reason =
+                String::from("concur reserve: another session reserved this file just now:");
+            for c in &conflicts {
+                let _ = write!(reason, "\n- {}", c.held.describe());
+            }
+            return Ok(Some(reason));
+        }
+    }
+    Ok(None)
+}
+
+/// Lines for the `SessionStart` context: the other sessions' reservations in the repository
+/// of `cwd` (empty when there are none).
+///
+/// # Errors
+/// Store errors.
+pub fn session_context(home: &Home, session: Option<&SessionId>, cwd: &Path) -> Result<String> {
+    let here = Target::resolve(&cwd.to_string_lossy(), Path::new("/"))?;
+    let theirs: Vec<_> = Reservations::open(home)?
+        .list()?
+        .into_iter()
+        .filter(|r| Some(r.session.as_str()) != session.map(SessionId::as_str))
+        .filter(|r| r.root == here.root)
+        .collect();
+    if theirs.is_empty() {
+        return Ok(String::new());
+    }
+    let mut text = format!(
+        "concur: other sessions reserved {} path(s) in this repository; edits to them are refused:",
+        theirs.len()
+    );
+    for r in &theirs {
+        let _ = write!(text, "\n- {}", r.describe());
+    }
+    text.push_str(
+        "\nReserve what you will edit first: `concur reserve PATH|GLOB... --reason TEXT`.",
+    );
+    Ok(text)
+}
