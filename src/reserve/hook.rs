@@ -9,8 +9,8 @@
 //!   holds is allowed.
 //! - A shell tool (`Bash`, Gemini `run_shell_command`, Cursor `Shell`/`beforeShellExecution`):
 //!   the command is parsed with [`crate::scan::bash::written_paths`] (redirect targets, `tee`,
-//!   `sed -i`, `mv`/`cp` destinations, plus `rm`/`unlink` operands found here) and each literal target is checked the same
-//!   way (never auto-claimed). A command that does not parse is allowed and logged on stderr; a
+//!   `sed -i`, `mv`/`cp` destinations, `rm`/`unlink` operands, ...) and each literal target is
+//!   checked the same way (never auto-claimed). A command that does not parse is allowed and logged on stderr; a
 //!   target with a variable or a wildcard in it is skipped: never a false deny.
 //! - **Fail closed**: any internal error (database, home, path) on a guarded event denies.
 //! - **Override**: one edit of a reserved path goes through when a one-time token named
@@ -118,11 +118,9 @@ pub fn decide_shell(home: &Home, edit: &Edit<'_>, command: &str) -> Answer {
         eprintln!("concur: hook: cannot parse the shell command, allowed unchecked: {command}");
         return Answer::allow();
     };
-    let removed = removed_paths(command);
     let paths: Vec<PathBuf> = writes
         .iter()
         .map(|w| w.path.as_str())
-        .chain(removed.iter().map(String::as_str))
         .filter(|p| !p.is_empty() && !p.contains(['$', '`', '*', '?', '~', '(', '"', '\'']))
         .map(PathBuf::from)
         .collect();
@@ -139,29 +137,6 @@ pub fn decide_shell(home: &Home, edit: &Edit<'_>, command: &str) -> Answer {
             ),
         ),
     }
-}
-
-/// The operands of `rm`/`unlink` commands in a simple command line (the scanner reports
-/// redirections, `tee`, `sed -i`, `mv`/`cp`, but not removals). Only a command word at the
-/// start of a `;`/`&&`/`||`/`|`-separated part counts, so `echo rm f` names nothing.
-fn removed_paths(command: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    for part in command.split([';', '&', '|', '\n']) {
-        let mut words = part.split_whitespace();
-        let mut first = words.next();
-        if first == Some("sudo") || first == Some("command") {
-            first = words.next();
-        }
-        if !matches!(first, Some("rm" | "unlink")) {
-            continue;
-        }
-        out.extend(
-            words
-                .filter(|w| !w.starts_with('-') && !w.contains(['>', '<']))
-                .map(str::to_owned),
-        );
-    }
-    out
 }
 
 /// `Ok(None)` to allow, `Ok(Some(reason))` to deny.

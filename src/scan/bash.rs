@@ -50,8 +50,11 @@ pub struct Write {
 }
 
 /// The paths a shell command line writes: redirect targets (`>`, `>>`, `&>`), `tee` files,
-/// `sed -i` files, `mv`/`cp` destinations, `rm`/`touch`/`mkdir` arguments, and the same inside
-/// `bash -c`/`flock -c` strings. Device targets (`/dev/null`, `>&2`) are not writes.
+/// `sed -i` files, `mv`/`cp` destinations, `touch`/`mkdir` arguments, the operands of removals
+/// (`rm`, `rmdir`, `unlink`, also behind `sudo`/`command`/`env VAR=x`; every word after `--` is
+/// an operand; reported as [`Pattern::CheckThenAct`], the pattern the scanner judges removals
+/// by), and the same inside `bash -c`/`flock -c` strings. Device targets (`/dev/null`, `>&2`)
+/// are not writes.
 ///
 /// Returns `None` when the command does not parse cleanly: the caller decides (the edit
 /// reservation hook allows and logs it, never falsely denies).
@@ -65,6 +68,7 @@ pub struct Write {
 /// assert_eq!(w[0].path, "log.txt");
 /// assert!(written_paths("grep x f").unwrap().is_empty());
 /// assert_eq!(written_paths("mv tmp f").unwrap()[0].path, "f");
+/// assert_eq!(written_paths("rm -f -- a").unwrap()[0].path, "a");
 /// ```
 pub fn written_paths(cmd: &str) -> Option<Vec<Write>> {
     let tree = parse(cmd)?;
@@ -76,23 +80,30 @@ pub fn written_paths(cmd: &str) -> Option<Vec<Write>> {
         hook: false,
         out: Vec::new(),
         error_lines: Vec::new(),
+        removed: Some(Vec::new()),
         depth: 0,
     };
     unit.analyze(Lang::Bash, cmd, 1, false);
+    let writes = unit
+        .out
+        .into_iter()
+        .filter(|f| {
+            !matches!(
+                f.pattern,
+                Pattern::PredictableTmp | Pattern::Flock | Pattern::Sqlite | Pattern::Socket
+            )
+        })
+        .map(|f| (f.path, f.pattern));
+    let removals = unit
+        .removed
+        .unwrap_or_default()
+        .into_iter()
+        .map(|p| (p, Pattern::CheckThenAct));
     let mut out: Vec<Write> = Vec::new();
-    for f in unit.out {
-        if matches!(
-            f.pattern,
-            Pattern::PredictableTmp | Pattern::Flock | Pattern::Sqlite | Pattern::Socket
-        ) {
-            continue;
-        }
-        let path = unquote(&f.path);
+    for (path, pattern) in writes.chain(removals) {
+        let path = unquote(&path);
         if !out.iter().any(|w| w.path == path) {
-            out.push(Write {
-                path,
-                pattern: f.pattern,
-            });
+            out.push(Write { path, pattern });
         }
     }
     Some(out)
@@ -713,8 +724,15 @@ impl Walker<'_, '_, '_> {
                     self.write(n, args[i], Pattern::ExclusiveCreate, locked, "ln");
                 }
             }
-            "rm" | "rmdir" => {
-                for &i in &plain {
+            "rm" | "rmdir" | "unlink" => {
+                self.removals(&texts);
+                // `unlink` is not judged by the scanner (only recorded for `written_paths`).
+                let judged = if name == "unlink" {
+                    &[][..]
+                } else {
+                    &plain[..]
+                };
+                for &i in judged {
                     let t = resolve::normalize(&self.tpl(args[i]));
                     if let Some(pos) = self.locks.iter().rposition(|l| *l == t) {
                         self.locks.remove(pos);
@@ -839,6 +857,13 @@ impl Walker<'_, '_, '_> {
                     }
                 }
             }
+            "sudo" | "command" | "env" => {
+                if let Some(i) = wrapped(&name, &texts)
+                    && matches!(texts[i].rsplit('/').next(), Some("rm" | "rmdir" | "unlink"))
+                {
+                    self.removals(&texts[i + 1..]);
+                }
+            }
             r if READERS.contains(&r) => {
                 for &i in &plain {
                     let t = resolve::normalize(&self.tpl(args[i]));
@@ -848,6 +873,22 @@ impl Walker<'_, '_, '_> {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// Records the operands of a removal's arguments for [`written_paths`] (options are
+    /// skipped up to `--`; every word after it is an operand). Nothing when scanning.
+    fn removals(&mut self, texts: &[String]) {
+        let Some(out) = self.u.removed.as_mut() else {
+            return;
+        };
+        let mut options = true;
+        for t in texts {
+            if options && t == "--" {
+                options = false;
+            } else if !(options && t.len() > 1 && t.starts_with('-')) {
+                out.push(t.clone());
+            }
         }
     }
 
@@ -1050,6 +1091,29 @@ impl Walker<'_, '_, '_> {
     }
 }
 
+/// The index of the command word behind a `sudo`/`command`/`env` prefix: options (and the
+/// values of `sudo -u/-g/-C/-h/-p/-U` and `env -u/-C/-S`) and `env`'s `VAR=x` words are skipped.
+fn wrapped(prefix: &str, texts: &[String]) -> Option<usize> {
+    let mut i = 0;
+    while let Some(t) = texts.get(i) {
+        let valued = match prefix {
+            "sudo" => matches!(t.as_str(), "-u" | "-g" | "-C" | "-h" | "-p" | "-U"),
+            "env" => matches!(t.as_str(), "-u" | "-C" | "-S"),
+            _ => false,
+        };
+        if t == "--" {
+            return (i + 1 < texts.len()).then_some(i + 1);
+        } else if valued {
+            i += 2;
+        } else if t.starts_with('-') || (prefix == "env" && t.contains('=')) {
+            i += 1;
+        } else {
+            return Some(i);
+        }
+    }
+    None
+}
+
 fn descriptor(r: Node, src: &str) -> Option<String> {
     r.child_by_field_name("descriptor")
         .map(|d| src[d.byte_range()].to_string())
@@ -1145,6 +1209,51 @@ mod tests {
             paths("bash -c 'echo x >> \"$LOG\"'"),
             vec![("$LOG".into(), Pattern::Append)]
         );
+    }
+
+    #[test]
+    fn removals_name_their_operands() {
+        let rm = |p: &str| (p.to_string(), Pattern::CheckThenAct);
+        assert_eq!(paths("rm f"), vec![rm("f")]);
+        assert_eq!(paths("rm -f a b"), vec![rm("a"), rm("b")]);
+        assert_eq!(paths("rm -rf -- -x"), vec![rm("-x")]);
+        assert_eq!(paths("rm -- -- b"), vec![rm("--"), rm("b")]);
+        assert_eq!(paths("cd d && rm f"), vec![rm("f")]);
+        assert!(paths("echo rm f").is_empty());
+        assert_eq!(paths("bash -c 'rm f'"), vec![rm("f")]);
+        assert_eq!(paths("unlink f"), vec![rm("f")]);
+        assert_eq!(paths("rm 'a b'"), vec![rm("a b")]);
+        assert_eq!(paths("rmdir d"), vec![rm("d")]);
+    }
+
+    #[test]
+    fn removals_behind_a_prefix_are_found() {
+        let rm = |p: &str| (p.to_string(), Pattern::CheckThenAct);
+        assert_eq!(paths("sudo rm -f f"), vec![rm("f")]);
+        assert_eq!(paths("sudo -u root rm f"), vec![rm("f")]);
+        assert_eq!(paths("command rm f"), vec![rm("f")]);
+        assert_eq!(paths("env A=1 B=2 unlink f"), vec![rm("f")]);
+        assert_eq!(paths("A=1 rm f"), vec![rm("f")]);
+        assert!(paths("sudo ls f").is_empty());
+        assert!(paths("env rm_me=1 ls").is_empty());
+    }
+
+    #[test]
+    fn removals_come_after_the_writes_and_are_not_repeated() {
+        assert_eq!(
+            paths("echo x > f; rm f g"),
+            vec![
+                ("f".into(), Pattern::Overwrite),
+                ("g".into(), Pattern::CheckThenAct)
+            ]
+        );
+    }
+
+    #[test]
+    fn scanning_records_no_removals() {
+        // The scanner's findings for a removal stay check-then-act under a guard only.
+        let (f, _) = crate::scan::scan_source("x.sh", Lang::Bash, "rm f\nunlink g\n", false);
+        assert!(f.is_empty(), "{f:?}");
     }
 
     #[test]

@@ -213,6 +213,7 @@ pub fn scan_source(
         hook,
         out: Vec::new(),
         error_lines: Vec::new(),
+        removed: None,
         depth: 0,
     };
     unit.analyze(lang, src, 1, false);
@@ -281,6 +282,9 @@ pub(crate) struct Unit<'a> {
     pub(crate) hook: bool,
     pub(crate) out: Vec<Finding>,
     pub(crate) error_lines: Vec<usize>,
+    /// Operands of removals (`rm`, `rmdir`, `unlink`) as written, collected only when `Some`
+    /// ([`bash::written_paths`]); the scanner's findings judge removals on their own.
+    pub(crate) removed: Option<Vec<String>>,
     depth: usize,
 }
 
