@@ -11,21 +11,21 @@
 //! |---|---|---|
 //! | runtime home | private: refused if a symlink, foreign-owned or group/world-writable | [`home`] |
 //! | session id | cannot escape the home (`[A-Za-z0-9._-]{1,128}`) | [`id`] |
-//! | slot | never more than N holders; a killed holder frees its slot at once; waiters block in the kernel | [`slot`] |
-//! | scan | a parse error never stops a scan; it lowers nearby confidence and is reported | [`scan`] |
-//! | hook guard | a file-tool write to a `[guard]` path is denied; any failure on a guarded event denies | [`hook`] |
-//! | isolate | one instance per session; its whole process group dies with it; stdout untouched | [`isolate`] |
-//! | broker | one per home; acked append = durable, written once per retry id, group-committed | [`broker`] |
 //! | lock | one exclusive holder (or many shared); released by the kernel when the holder dies; waiters block in the kernel, no polling | [`lock`] |
-//! | session | a reused pid is not mistaken for a live session | pid + start time + boot id, [`session`] |
-//! | marker / pointer | one session never reads another's value unless it names it | per-session files, atomic replace, [`marker`] |
-//! | ledger | every line chains to the one before; a lock timeout never writes unprotected | SHA-256 chain, sidecar lock, [`ledger`] |
-//! | lease | one live holder per task; fencing tokens only grow; build-once | `SQLite` `BEGIN IMMEDIATE`, [`lease`] |
-//! | reserve | overlapping paths/globs never held exclusively by two live sessions; a claim is all or nothing; a dead session's claims free at once | `SQLite` `BEGIN IMMEDIATE`, glob overlap, [`reserve`] |
+//! | slot | never more than N holders; a killed holder frees its slot at once; waiters block in the kernel | [`slot`] |
 //! | append | one whole line per call, durable; one header per file; dedup; no partial line on a full disk | [`append`] |
 //! | write / read | readers never see an empty or half-written file; `if_match` detects lost updates | [`replace`] |
 //! | json | no lost updates; a failing filter changes nothing | [`json`] |
 //! | token | exactly one taker wins; every take audited | [`token`] |
+//! | ledger | every line chains to the one before; a lock timeout never writes unprotected | SHA-256 chain, sidecar lock, [`ledger`] |
+//! | session | a reused pid is not mistaken for a live session | pid + start time + boot id, [`session`] |
+//! | marker / pointer | one session never reads another's value unless it names it | per-session files, atomic replace, [`marker`] |
+//! | lease | one live holder per task; fencing tokens only grow; build-once | `SQLite` `BEGIN IMMEDIATE`, [`lease`] |
+//! | reserve | overlapping paths/globs never held exclusively by two live sessions; a claim is all or nothing; a dead session's claims free at once | `SQLite` `BEGIN IMMEDIATE`, glob overlap, [`reserve`] |
+//! | broker | one per home; acked append = durable, written once per retry id, group-committed | [`broker`] |
+//! | hook guard | a file-tool write to a `[guard]` path is denied; any failure on a guarded event denies | [`hook`] |
+//! | isolate | one instance per session; its whole process group dies with it; stdout untouched | [`isolate`] |
+//! | scan | a parse error never stops a scan; it lowers nearby confidence and is reported | [`scan`] |
 //! | etcd lock / slot / token | one holder (N for slots) by etcd's account; fencing token = create revision, fenced writes refused once stale | `etcd` (feature `etcd`) |
 //!
 //! ## Non-guarantees
@@ -36,32 +36,32 @@
 //!
 //! ## Modules
 //!
-//! - [`broker`] — the append broker daemon, its client and protocol
 //! - [`home`] — the runtime home and its safety checks
-//! - [`hook`] — agent hook adapters (Claude, Codex, Gemini, Cursor), the write guard, install
 //! - [`id`] — session ids
-//! - [`isolate`] — per-session instances of would-be singletons (stdio wrapper)
-//! - [`child`] — running a command while a lock or permit is held
 //! - [`config`] — `concur.toml`
-//! - [`scan`] — static inventory of shared-state writers (`concur scan`)
-//! - [`sweep`] — declared inventory + scan + diagnose as the seed-style sweep table
+//! - [`error`] — the error type and its kinds
+//! - [`sys`] — the only place raw system calls are made
+//! - [`sidecar`] — `F.lock` sidecar locks shared by every serialising writer
 //! - [`lock`] — file, named and byte-range locks, and who holds them
 //! - [`slot`] — counting semaphores (`--max N` holders) across processes
-//! - [`sidecar`] — `F.lock` sidecar locks shared by every serialising writer
-//! - [`session`] — the session registry and liveness
-//! - [`marker`] — session-scoped markers and pointers, legacy fallback
-//! - [`ledger`] — hash-chained JSONL
-//! - [`lease`] — task leases (the `Store` trait, the `SQLite` store)
-//! - [`reserve`] — edit reservations: paths and globs a session claims, and "may S write P?"
-//! - [`diagnose`] — the collision harness: real concurrent writers, invariants, verdicts
+//! - [`child`] — running a command while a lock or permit is held
 //! - [`append`] — whole-line appends to shared logs
 //! - [`replace`] — atomic whole-file replace, etags
 //! - [`json`] — locked jq updates of JSON files
 //! - [`token`] — one-time tokens and their audit ledger
 //! - [`duration`] — `30s`/`5m`/`2h`/`1d` durations
+//! - [`ledger`] — hash-chained JSONL
+//! - [`session`] — the session registry and liveness
+//! - [`marker`] — session-scoped markers and pointers, legacy fallback
+//! - [`lease`] — task leases (the `Store` trait, the `SQLite` store)
+//! - [`reserve`] — edit reservations: paths and globs a session claims, and "may S write P?"
+//! - [`broker`] — the append broker daemon, its client and protocol
+//! - [`hook`] — agent hook adapters (Claude, Codex, Gemini, Cursor), the write guard, install
+//! - [`isolate`] — per-session instances of would-be singletons (stdio wrapper)
+//! - [`diagnose`] — the collision harness: real concurrent writers, invariants, verdicts
+//! - [`scan`] — static inventory of shared-state writers (`concur scan`)
+//! - [`sweep`] — declared inventory + scan + diagnose as the seed-style sweep table
 //! - `etcd` — lock, slot, token, session and fenced writes on an etcd cluster (feature `etcd`)
-//! - [`sys`] — the only place raw system calls are made
-//! - [`error`] — the error type and its kinds
 
 pub mod append;
 pub mod broker;

@@ -26,7 +26,7 @@ use crate::id::SessionId;
 use crate::session::{Liveness, Registry, now_unix_ms};
 use crate::sys;
 
-/// How long a transaction waits for the database lock before failing (about; see [`busy_wait`]).
+/// How long a transaction waits for the database lock before failing (about; see `busy_wait`).
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The busy handler: while another connection holds the write lock, try again after 1 ms (the
