@@ -34,6 +34,31 @@ pub const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 /// `busy_timeout` sleeps up to 100 ms between tries, which leaves the lock idle while a queue of
 /// short transactions waits (16 racing `lease acquire` processes spent most of their time
 /// asleep); each try here is one cheap attempt to take a file lock.
+/// `BEGIN IMMEDIATE`, tried again while `SQLite` answers `SQLITE_BUSY` without having waited.
+///
+/// `SQLite` skips the busy handler where waiting could deadlock (a connection holding SHARED that
+/// asks for RESERVED while another holds PENDING, a read racing WAL recovery after the last
+/// connection closed); under many concurrent sessions on a loaded machine that surfaced as
+/// "database is locked" within milliseconds. A failed `BEGIN` has done nothing, so retrying it
+/// is safe; the retries stop at [`BUSY_TIMEOUT`] like the busy handler.
+fn begin_immediate<'c>(conn: &'c Connection, path: &Path) -> Result<rusqlite::Transaction<'c>> {
+    let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        match rusqlite::Transaction::new_unchecked(conn, TransactionBehavior::Immediate) {
+            Ok(tx) => return Ok(tx),
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(20));
+            }
+            Err(e) => return Err(db_err("cannot lock", path, &e)),
+        }
+    }
+}
+
 fn busy_wait(count: i32) -> bool {
     let limit = i32::try_from(BUSY_TIMEOUT.as_millis() / 2).unwrap_or(i32::MAX);
     if count >= limit {
@@ -234,15 +259,24 @@ impl SqliteStore {
             .map_err(|e| db_err("cannot configure", path, &e))?;
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(|e| db_err("cannot configure", path, &e))?;
-        let version: i64 = conn
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .map_err(|e| db_err("cannot read", path, &e))?;
-        if version < SCHEMA_VERSION {
+        let version = |conn: &Connection| -> Result<i64> {
+            conn.query_row("PRAGMA user_version", [], |r| r.get(0))
+                .map_err(|e| db_err("cannot read", path, &e))
+        };
+        // First set-up is serialised by the sidecar lock. Unserialised, one process switching a
+        // new database to WAL holds PENDING while another, holding SHARED, asks for RESERVED;
+        // SQLite breaks that deadlock by failing the second with SQLITE_BUSY at once, busy
+        // handler or not (seen as "database is locked" when many sessions start together).
+        let setup = if version(&conn)? < SCHEMA_VERSION {
+            Some(crate::sidecar::lock(&crate::sidecar::path_for(path), None)?)
+        } else {
+            None
+        };
+        if setup.is_some() && version(&conn)? < SCHEMA_VERSION {
             // WAL is a persistent property of the file; set it once, before the schema.
             conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))
                 .map_err(|e| db_err("cannot set WAL mode on", path, &e))?;
-            let tx = rusqlite::Transaction::new_unchecked(&conn, TransactionBehavior::Immediate)
-                .map_err(|e| db_err("cannot lock", path, &e))?;
+            let tx = begin_immediate(&conn, path)?;
             tx.execute_batch(SCHEMA)
                 .map_err(|e| db_err("cannot create schema in", path, &e))?;
             tx.commit()
@@ -272,8 +306,7 @@ impl SqliteStore {
 
     /// Runs `f` in one `BEGIN IMMEDIATE` transaction, committing when it returns `Ok`.
     pub(crate) fn immediate<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
-        let tx = rusqlite::Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)
-            .map_err(|e| db_err("cannot lock", &self.path, &e))?;
+        let tx = begin_immediate(&self.conn, &self.path)?;
         let out = f(&tx)?;
         tx.commit()
             .map_err(|e| db_err("cannot commit to", &self.path, &e))?;
