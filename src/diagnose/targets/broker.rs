@@ -8,18 +8,15 @@
 //! present exactly once and each writer's lines in the order it sent them (`LOST`,
 //! `DUPLICATED`, `REORDERED` otherwise).
 
-use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::json;
 
-use super::{MAX_MARKS, put, read_text, work};
+use super::{Lines, put, read_text, tally_lines, unseen_lines, work};
 use crate::broker::{self, Client, Line};
-use crate::diagnose::{
-    Events, Mark, Mode, RoundCheck, Sizes, Target, WriterRun, WriterSpec, now_us,
-};
+use crate::diagnose::{Events, Mode, RoundCheck, Sizes, Target, WriterRun, WriterSpec, now_us};
 use crate::error::{Error, Result};
 use crate::home::Home;
 
@@ -115,27 +112,12 @@ impl Target for Broker {
         }
         let text = read_text(&dir.join(FILE))?.unwrap_or_default();
         let n = s.writers * s.ops;
-        let (mut torn, mut dup, mut reordered) = (0usize, 0usize, 0usize);
-        let mut seen = HashSet::new();
-        let mut last: HashMap<u64, u64> = HashMap::new();
-        for l in text.split_inclusive('\n') {
-            let v: Option<serde_json::Value> = serde_json::from_str(l.trim_end_matches('\n')).ok();
-            let key = v
-                .as_ref()
-                .filter(|v| l.ends_with('\n') && v["note"].as_str().is_some_and(|m| m.len() == 100))
-                .and_then(|v| Some((v["w"].as_u64()?, v["i"].as_u64()?)));
-            let Some((w, i)) = key else {
-                torn += 1;
-                continue;
-            };
-            if !seen.insert((w, i)) {
-                dup += 1;
-            }
-            if last.get(&w).is_some_and(|&p| p >= i) {
-                reordered += 1;
-            }
-            last.insert(w, i);
-        }
+        let Lines {
+            seen,
+            torn,
+            dup,
+            reordered,
+        } = tally_lines(&text, "note", 100);
         let lost = n.saturating_sub(seen.len());
         let observed = format!(
             "{} whole, {torn} torn, {lost} lost, {dup} duplicated, {reordered} out of order of {n}",
@@ -152,22 +134,7 @@ impl Target for Broker {
         } else {
             return Ok(RoundCheck::held(format!("{n} lines, each once, in order")));
         };
-        let marks = runs
-            .iter()
-            .flat_map(|r| {
-                let seen = &seen;
-                r.events_of("op").filter_map(move |e| {
-                    let i = e.data["i"].as_u64()?;
-                    (!seen.contains(&(r.writer as u64, i))).then(|| Mark {
-                        round: r.round,
-                        at: e.end,
-                        writer: Some(r.writer),
-                        label: format!("line {}/{i} torn or lost", r.writer),
-                    })
-                })
-            })
-            .take(MAX_MARKS)
-            .collect();
+        let marks = unseen_lines(runs, &seen);
         Ok(RoundCheck::broke(verdict, observed, marks))
     }
 }
