@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::{Lines, put, read_text, tally_lines, unseen_lines, work};
+use super::{put, tally_lines, unseen_lines, work};
 use crate::broker::{self, Client, Line};
 use crate::diagnose::{Events, Mode, RoundCheck, Sizes, Target, WriterRun, WriterSpec, now_us};
 use crate::error::{Error, Result};
@@ -110,31 +110,28 @@ impl Target for Broker {
         if home.exists() {
             let _ = broker::stop(&Home::at(&home)?, Duration::from_secs(30));
         }
-        let text = read_text(&dir.join(FILE))?.unwrap_or_default();
         let n = s.writers * s.ops;
-        let Lines {
-            seen,
-            torn,
-            dup,
-            reordered,
-        } = tally_lines(&text, "note", 100);
-        let lost = n.saturating_sub(seen.len());
+        let t = tally_lines(&dir.join(FILE), "note", 100, n)?;
         let observed = format!(
-            "{} whole, {torn} torn, {lost} lost, {dup} duplicated, {reordered} out of order of {n}",
-            seen.len()
+            "{} whole, {} torn, {} lost, {} duplicated, {} out of order of {n}",
+            t.seen.len(),
+            t.torn,
+            t.lost,
+            t.dup,
+            t.reordered
         );
-        let verdict = if torn > 0 {
+        let verdict = if t.torn > 0 {
             "TORN_LINES"
-        } else if lost > 0 {
+        } else if t.lost > 0 {
             "LOST"
-        } else if dup > 0 {
+        } else if t.dup > 0 {
             "DUPLICATED"
-        } else if reordered > 0 {
+        } else if t.reordered > 0 {
             "REORDERED"
         } else {
             return Ok(RoundCheck::held(format!("{n} lines, each once, in order")));
         };
-        let marks = unseen_lines(runs, &seen);
+        let marks = unseen_lines(runs, &t.seen);
         Ok(RoundCheck::broke(verdict, observed, marks))
     }
 }

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use serde_json::json;
 
-use super::{Lines, read_text, tally_lines, unseen_lines, work};
+use super::{tally_lines, unseen_lines, work};
 use crate::append::AppendOptions;
 use crate::diagnose::{Events, Mode, RoundCheck, Sizes, Target, WriterRun, WriterSpec, now_us};
 use crate::error::{Error, Result};
@@ -75,30 +75,26 @@ impl Target for JsonlAppend {
     }
 
     fn check(&self, dir: &Path, s: &Sizes, runs: &[WriterRun]) -> Result<RoundCheck> {
-        let text = read_text(&dir.join(FILE))?.unwrap_or_default();
         let n = s.writers * s.ops;
-        let Lines {
-            seen,
-            torn,
-            dup,
-            reordered,
-        } = tally_lines(&text, "msg", 120);
-        let lost = n.saturating_sub(seen.len());
+        let t = tally_lines(&dir.join(FILE), "msg", 120, n)?;
         let observed = format!(
-            "{} whole, {torn} torn, {lost} lost, {dup} duplicated of {n}",
-            seen.len()
+            "{} whole, {} torn, {} lost, {} duplicated of {n}",
+            t.seen.len(),
+            t.torn,
+            t.lost,
+            t.dup
         );
-        let verdict = if torn > 0 {
+        let verdict = if t.torn > 0 {
             "TORN_LINES"
-        } else if lost > 0 {
+        } else if t.lost > 0 {
             "LOST_LINES"
-        } else if reordered > 0 || dup > 0 {
+        } else if t.reordered > 0 || t.dup > 0 {
             "INTERLEAVED"
         } else {
             return Ok(RoundCheck::held(format!("{n} whole lines")));
         };
         // Mark the appends whose line did not survive whole.
-        let marks = unseen_lines(runs, &seen);
+        let marks = unseen_lines(runs, &t.seen);
         Ok(RoundCheck::broke(verdict, observed, marks))
     }
 }

@@ -84,16 +84,21 @@ pub(crate) struct Lines {
     pub dup: usize,
     /// Whole lines that came after a line of the same writer with an index as high or higher.
     pub reordered: usize,
+    /// How many of the `n` expected lines were not found whole.
+    pub lost: usize,
 }
 
-/// Tallies the lines of `text`: a line counts as whole when it ends in a newline, parses as
-/// JSON with `w` and `i`, and its string field `body` is `len` bytes long.
-pub(crate) fn tally_lines(text: &str, body: &str, len: usize) -> Lines {
+/// Tallies the lines of the file at `path` (missing: empty), `n` expected: a line counts as
+/// whole when it ends in a newline, parses as JSON with `w` and `i`, and its string field
+/// `body` is `len` bytes long.
+pub(crate) fn tally_lines(path: &Path, body: &str, len: usize, n: usize) -> Result<Lines> {
+    let text = read_text(path)?.unwrap_or_default();
     let mut t = Lines {
         seen: HashSet::new(),
         torn: 0,
         dup: 0,
         reordered: 0,
+        lost: 0,
     };
     let mut last: HashMap<u64, u64> = HashMap::new();
     for l in text.split_inclusive('\n') {
@@ -114,7 +119,8 @@ pub(crate) fn tally_lines(text: &str, body: &str, len: usize) -> Lines {
         }
         last.insert(w, i);
     }
-    t
+    t.lost = n.saturating_sub(t.seen.len());
+    Ok(t)
 }
 
 /// Marks the `op` events (data `{"i": …}`) whose line is not among `seen`, at most
