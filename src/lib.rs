@@ -89,6 +89,7 @@ pub mod sidecar;
 pub mod slot;
 pub mod sweep;
 pub mod sys;
+pub mod time;
 pub mod token;
 
 pub use error::{Error, ErrorKind, Result};

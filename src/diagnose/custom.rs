@@ -122,19 +122,7 @@ pub fn run(h: &Harness, o: &Options) -> Result<Vec<Outcome>> {
             }
             tally.last[i] = ev.observed;
         }
-        let start = runs
-            .iter()
-            .map(|r| r.start)
-            .filter(|&t| t > 0)
-            .min()
-            .unwrap_or(start);
-        trace.push(RoundTrace {
-            round,
-            start,
-            end,
-            runs,
-            marks,
-        });
+        trace.push(RoundTrace::new(round, start, end, runs, marks));
     }
     Ok(rows(o, &tally, trace, began.elapsed().as_secs_f64()))
 }

@@ -304,6 +304,32 @@ pub struct RoundTrace {
     pub marks: Vec<Mark>,
 }
 
+impl RoundTrace {
+    /// A round's trace. The picture starts when the first writer was released, not when
+    /// spawning began (`spawned`, used only when no writer reported a start).
+    pub(crate) fn new(
+        round: usize,
+        spawned: u64,
+        end: u64,
+        runs: Vec<WriterRun>,
+        marks: Vec<Mark>,
+    ) -> RoundTrace {
+        let start = runs
+            .iter()
+            .map(|r| r.start)
+            .filter(|&t| t > 0)
+            .min()
+            .unwrap_or(spawned);
+        RoundTrace {
+            round,
+            start,
+            end,
+            runs,
+            marks,
+        }
+    }
+}
+
 /// The result of hammering one target in one mode (or one custom check).
 #[derive(Debug, Clone, Serialize)]
 pub struct Outcome {
@@ -445,20 +471,8 @@ pub fn run_target(h: &Harness, t: &dyn Target, mode: Mode, sizes: Sizes) -> Resu
             Some(c) => c,
             None => t.check(&dir, &sizes, &runs)?,
         };
-        // The picture starts when the writers were released, not when spawning began.
-        let start = runs
-            .iter()
-            .map(|r| r.start)
-            .filter(|&t| t > 0)
-            .min()
-            .unwrap_or(start);
-        trace.push(RoundTrace {
-            round,
-            start,
-            end: now_us(),
-            runs,
-            marks: check.marks.clone(),
-        });
+        let marks = check.marks.clone();
+        trace.push(RoundTrace::new(round, start, now_us(), runs, marks));
         checks.push(check);
     }
     let (verdict, observed, pass) = fold(mode, sizes.rounds, &checks);

@@ -8,18 +8,15 @@
 //! present exactly once and each writer's lines in the order it sent them (`LOST`,
 //! `DUPLICATED`, `REORDERED` otherwise).
 
-use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::json;
 
-use super::{MAX_MARKS, put, read_text, work};
+use super::{put, tally_lines, unseen_lines, work};
 use crate::broker::{self, Client, Line};
-use crate::diagnose::{
-    Events, Mark, Mode, RoundCheck, Sizes, Target, WriterRun, WriterSpec, now_us,
-};
+use crate::diagnose::{Events, Mode, RoundCheck, Sizes, Target, WriterRun, WriterSpec, now_us};
 use crate::error::{Error, Result};
 use crate::home::Home;
 
@@ -113,61 +110,28 @@ impl Target for Broker {
         if home.exists() {
             let _ = broker::stop(&Home::at(&home)?, Duration::from_secs(30));
         }
-        let text = read_text(&dir.join(FILE))?.unwrap_or_default();
         let n = s.writers * s.ops;
-        let (mut torn, mut dup, mut reordered) = (0usize, 0usize, 0usize);
-        let mut seen = HashSet::new();
-        let mut last: HashMap<u64, u64> = HashMap::new();
-        for l in text.split_inclusive('\n') {
-            let v: Option<serde_json::Value> = serde_json::from_str(l.trim_end_matches('\n')).ok();
-            let key = v
-                .as_ref()
-                .filter(|v| l.ends_with('\n') && v["note"].as_str().is_some_and(|m| m.len() == 100))
-                .and_then(|v| Some((v["w"].as_u64()?, v["i"].as_u64()?)));
-            let Some((w, i)) = key else {
-                torn += 1;
-                continue;
-            };
-            if !seen.insert((w, i)) {
-                dup += 1;
-            }
-            if last.get(&w).is_some_and(|&p| p >= i) {
-                reordered += 1;
-            }
-            last.insert(w, i);
-        }
-        let lost = n.saturating_sub(seen.len());
+        let t = tally_lines(&dir.join(FILE), "note", 100, n)?;
         let observed = format!(
-            "{} whole, {torn} torn, {lost} lost, {dup} duplicated, {reordered} out of order of {n}",
-            seen.len()
+            "{} whole, {} torn, {} lost, {} duplicated, {} out of order of {n}",
+            t.seen.len(),
+            t.torn,
+            t.lost,
+            t.dup,
+            t.reordered
         );
-        let verdict = if torn > 0 {
+        let verdict = if t.torn > 0 {
             "TORN_LINES"
-        } else if lost > 0 {
+        } else if t.lost > 0 {
             "LOST"
-        } else if dup > 0 {
+        } else if t.dup > 0 {
             "DUPLICATED"
-        } else if reordered > 0 {
+        } else if t.reordered > 0 {
             "REORDERED"
         } else {
             return Ok(RoundCheck::held(format!("{n} lines, each once, in order")));
         };
-        let marks = runs
-            .iter()
-            .flat_map(|r| {
-                let seen = &seen;
-                r.events_of("op").filter_map(move |e| {
-                    let i = e.data["i"].as_u64()?;
-                    (!seen.contains(&(r.writer as u64, i))).then(|| Mark {
-                        round: r.round,
-                        at: e.end,
-                        writer: Some(r.writer),
-                        label: format!("line {}/{i} torn or lost", r.writer),
-                    })
-                })
-            })
-            .take(MAX_MARKS)
-            .collect();
+        let marks = unseen_lines(runs, &t.seen);
         Ok(RoundCheck::broke(verdict, observed, marks))
     }
 }

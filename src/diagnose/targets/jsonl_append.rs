@@ -5,17 +5,14 @@
 //! the halves → `TORN_LINES` (and lines lost to the tearing). Concur: one line, one `write(2)` on
 //! `O_APPEND`, which the kernel never interleaves (`concur::append`).
 
-use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::path::Path;
 
 use serde_json::json;
 
-use super::{MAX_MARKS, read_text, work};
+use super::{tally_lines, unseen_lines, work};
 use crate::append::AppendOptions;
-use crate::diagnose::{
-    Events, Mark, Mode, RoundCheck, Sizes, Target, WriterRun, WriterSpec, now_us,
-};
+use crate::diagnose::{Events, Mode, RoundCheck, Sizes, Target, WriterRun, WriterSpec, now_us};
 use crate::error::{Error, Result};
 
 const FILE: &str = "events.jsonl";
@@ -78,67 +75,26 @@ impl Target for JsonlAppend {
     }
 
     fn check(&self, dir: &Path, s: &Sizes, runs: &[WriterRun]) -> Result<RoundCheck> {
-        let text = read_text(&dir.join(FILE))?.unwrap_or_default();
         let n = s.writers * s.ops;
-        let mut torn = 0usize;
-        let mut seen = HashSet::new();
-        let mut dup = 0usize;
-        let mut last: HashMap<u64, u64> = HashMap::new();
-        let mut reordered = 0usize;
-        for l in text.split_inclusive('\n') {
-            let whole = l.ends_with('\n');
-            let v: Option<serde_json::Value> = serde_json::from_str(l.trim_end_matches('\n')).ok();
-            let key = v
-                .as_ref()
-                .and_then(|v| Some((v["w"].as_u64()?, v["i"].as_u64()?)));
-            match key {
-                Some((w, i))
-                    if whole
-                        && v.as_ref()
-                            .is_some_and(|v| v["msg"].as_str().is_some_and(|m| m.len() == 120)) =>
-                {
-                    if !seen.insert((w, i)) {
-                        dup += 1;
-                    }
-                    if last.get(&w).is_some_and(|&p| p >= i) {
-                        reordered += 1;
-                    }
-                    last.insert(w, i);
-                }
-                _ => torn += 1,
-            }
-        }
-        let lost = n.saturating_sub(seen.len());
+        let t = tally_lines(&dir.join(FILE), "msg", 120, n)?;
         let observed = format!(
-            "{} whole, {torn} torn, {lost} lost, {dup} duplicated of {n}",
-            seen.len()
+            "{} whole, {} torn, {} lost, {} duplicated of {n}",
+            t.seen.len(),
+            t.torn,
+            t.lost,
+            t.dup
         );
-        let verdict = if torn > 0 {
+        let verdict = if t.torn > 0 {
             "TORN_LINES"
-        } else if lost > 0 {
+        } else if t.lost > 0 {
             "LOST_LINES"
-        } else if reordered > 0 || dup > 0 {
+        } else if t.reordered > 0 || t.dup > 0 {
             "INTERLEAVED"
         } else {
             return Ok(RoundCheck::held(format!("{n} whole lines")));
         };
         // Mark the appends whose line did not survive whole.
-        let marks = runs
-            .iter()
-            .flat_map(|r| {
-                let seen = &seen;
-                r.events_of("op").filter_map(move |e| {
-                    let i = e.data["i"].as_u64()?;
-                    (!seen.contains(&(r.writer as u64, i))).then(|| Mark {
-                        round: r.round,
-                        at: e.end,
-                        writer: Some(r.writer),
-                        label: format!("line {}/{i} torn or lost", r.writer),
-                    })
-                })
-            })
-            .take(MAX_MARKS)
-            .collect();
+        let marks = unseen_lines(runs, &t.seen);
         Ok(RoundCheck::broke(verdict, observed, marks))
     }
 }

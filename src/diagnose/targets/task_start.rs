@@ -10,10 +10,8 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::{MAX_MARKS, put, work};
-use crate::diagnose::{
-    Events, Mark, Mode, RoundCheck, Sizes, Target, WriterRun, WriterSpec, now_us,
-};
+use super::{MAX_MARKS, OneOf, exactly_one, put, work};
+use crate::diagnose::{Events, Mode, RoundCheck, Sizes, Target, WriterRun, WriterSpec, now_us};
 use crate::error::Result;
 use crate::home::Home;
 use crate::id::SessionId;
@@ -91,36 +89,16 @@ impl Target for TaskStart {
     }
 
     fn check(&self, _dir: &Path, _s: &Sizes, runs: &[WriterRun]) -> Result<RoundCheck> {
-        let mut starts: Vec<(u64, usize, usize)> = runs
-            .iter()
-            .flat_map(|r| {
-                r.events_of("op")
-                    .filter(|e| e.data["started"] == true)
-                    .map(move |e| (e.end, r.writer, r.round))
-            })
-            .collect();
-        starts.sort_unstable();
-        match starts.len() {
-            1 => Ok(RoundCheck::held("1 start")),
-            0 => Ok(RoundCheck::broke("NO_START", "0 starts", Vec::new())),
-            k => {
-                let marks = starts
-                    .iter()
-                    .skip(1)
-                    .take(MAX_MARKS)
-                    .map(|&(at, w, round)| Mark {
-                        round,
-                        at,
-                        writer: Some(w),
-                        label: format!("writer {w} started the task again"),
-                    })
-                    .collect();
-                Ok(RoundCheck::broke(
-                    "DOUBLE_START",
-                    format!("{k} starts"),
-                    marks,
-                ))
-            }
-        }
+        Ok(exactly_one(
+            runs,
+            &OneOf {
+                field: "started",
+                noun: "start",
+                none: "NO_START",
+                many: "DOUBLE_START",
+                again: |w| format!("writer {w} started the task again"),
+                limit: MAX_MARKS,
+            },
+        ))
     }
 }

@@ -9,10 +9,8 @@ use std::path::Path;
 
 use serde_json::json;
 
-use super::{put, work};
-use crate::diagnose::{
-    Events, Mark, Mode, RoundCheck, Sizes, Target, WriterRun, WriterSpec, now_us,
-};
+use super::{OneOf, exactly_one, put, work};
+use crate::diagnose::{Events, Mode, RoundCheck, Sizes, Target, WriterRun, WriterSpec, now_us};
 use crate::error::Result;
 use crate::token;
 
@@ -66,35 +64,16 @@ impl Target for Token {
     }
 
     fn check(&self, _dir: &Path, _s: &Sizes, runs: &[WriterRun]) -> Result<RoundCheck> {
-        let mut wins: Vec<(u64, usize, usize)> = runs
-            .iter()
-            .flat_map(|r| {
-                r.events_of("op")
-                    .filter(|e| e.data["won"].as_bool() == Some(true))
-                    .map(move |e| (e.end, r.writer, r.round))
-            })
-            .collect();
-        wins.sort_unstable();
-        match wins.len() {
-            1 => Ok(RoundCheck::held("1 winner")),
-            0 => Ok(RoundCheck::broke("NO_WINNER", "0 winners", Vec::new())),
-            k => {
-                let marks = wins
-                    .iter()
-                    .skip(1)
-                    .map(|&(at, w, round)| Mark {
-                        round,
-                        at,
-                        writer: Some(w),
-                        label: format!("writer {w} also used the token"),
-                    })
-                    .collect();
-                Ok(RoundCheck::broke(
-                    "MULTIPLE_WINNERS",
-                    format!("{k} winners"),
-                    marks,
-                ))
-            }
-        }
+        Ok(exactly_one(
+            runs,
+            &OneOf {
+                field: "won",
+                noun: "winner",
+                none: "NO_WINNER",
+                many: "MULTIPLE_WINNERS",
+                again: |w| format!("writer {w} also used the token"),
+                limit: usize::MAX,
+            },
+        ))
     }
 }

@@ -3,7 +3,6 @@
 use std::path::PathBuf;
 
 use concur::json::JsonUpdate;
-use concur::replace::ReplaceOptions;
 
 use crate::ctx::{Ctx, print_line};
 use crate::exit::{CliError, Exit};
@@ -46,12 +45,8 @@ pub struct Args {
     /// Do not fsync (faster; the update may be lost on power failure)
     #[arg(long)]
     pub no_fsync: bool,
-    /// Lock file to use instead of FILE.lock
-    #[arg(long, value_name = "PATH")]
-    pub lock_file: Option<PathBuf>,
-    /// Wait at most this long for the sidecar lock (e.g. 10, 500ms, 1m); exit 1 on timeout
-    #[arg(short = 'w', long = "wait", value_name = "SECS", value_parser = super::value::duration)]
-    pub wait: Option<std::time::Duration>,
+    #[command(flatten)]
+    pub sidecar: super::write::Sidecar,
 }
 
 /// Runs `concur json`.
@@ -66,13 +61,7 @@ pub fn run(args: Args, ctx: &Ctx) -> Result<Exit, CliError> {
     if let Some(init) = &args.init {
         up = up.init(init)?;
     }
-    let mut opts = ReplaceOptions::new().fsync(!args.no_fsync).wait(args.wait);
-    if let Some(m) = args.mode {
-        opts = opts.mode(m);
-    }
-    if let Some(l) = args.lock_file {
-        opts = opts.lock_file(l);
-    }
+    let opts = super::write::replace_options(args.mode, args.no_fsync, args.sidecar);
     let done = up.replace_options(opts).apply(&args.file)?;
     if ctx.json {
         let value: serde_json::Value =

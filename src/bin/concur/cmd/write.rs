@@ -41,12 +41,31 @@ pub struct Args {
     /// Do not fsync (faster; the new content may be lost on power failure)
     #[arg(long)]
     pub no_fsync: bool,
+    #[command(flatten)]
+    pub sidecar: Sidecar,
+}
+
+/// The sidecar-lock flags `write` and `json` share.
+#[derive(Debug, clap::Args)]
+pub struct Sidecar {
     /// Lock file to use instead of FILE.lock
     #[arg(long, value_name = "PATH")]
     pub lock_file: Option<PathBuf>,
     /// Wait at most this long for the sidecar lock (e.g. 10, 500ms, 1m); exit 1 on timeout
     #[arg(short = 'w', long = "wait", value_name = "SECS", value_parser = super::value::duration)]
     pub wait: Option<std::time::Duration>,
+}
+
+/// The replace options that `--mode`, `--no-fsync` and the sidecar flags ask for.
+pub fn replace_options(mode: Option<u32>, no_fsync: bool, sidecar: Sidecar) -> ReplaceOptions {
+    let mut opts = ReplaceOptions::new().fsync(!no_fsync).wait(sidecar.wait);
+    if let Some(m) = mode {
+        opts = opts.mode(m);
+    }
+    if let Some(l) = sidecar.lock_file {
+        opts = opts.lock_file(l);
+    }
+    opts
 }
 
 /// Runs `concur write`.
@@ -56,15 +75,9 @@ pub fn run(args: Args, ctx: &Ctx) -> Result<Exit, CliError> {
         Some(s) if s == "-" => read_stdin()?,
         Some(s) => s.into_bytes(),
     };
-    let mut opts = ReplaceOptions::new().fsync(!args.no_fsync).wait(args.wait);
-    if let Some(m) = args.mode {
-        opts = opts.mode(m);
-    }
+    let mut opts = replace_options(args.mode, args.no_fsync, args.sidecar);
     if let Some(e) = args.if_match {
         opts = opts.if_match(e);
-    }
-    if let Some(l) = args.lock_file {
-        opts = opts.lock_file(l);
     }
     let done = opts.replace(&args.file, &content)?;
     if ctx.json {
