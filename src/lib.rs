@@ -49,6 +49,7 @@
 //! - [`replace`] — atomic whole-file replace, etags
 //! - [`json`] — locked jq updates of JSON files
 //! - [`token`] — one-time tokens and their audit ledger
+//! - [`time`] — UTC timestamps for audit records and listings
 //! - [`duration`] — `30s`/`5m`/`2h`/`1d` durations
 //! - [`ledger`] — hash-chained JSONL
 //! - [`session`] — the session registry and liveness
