@@ -265,3 +265,28 @@ fn full_disk_exits_74_and_leaves_no_partial_line() {
     names.sort();
     assert_eq!(names, ["filler", "log.jsonl", "log.jsonl.lock"]);
 }
+
+#[test]
+fn file_verbs_say_they_stay_local_when_a_backend_is_set() {
+    let t = TestEnv::new();
+    let f = t.path("log.jsonl");
+    let fs = f.to_str().unwrap();
+    // No etcd listens there: a file verb must not try it, only say it stays local.
+    let o = t.run([
+        "--backend",
+        "etcd://127.0.0.1:9",
+        "append",
+        fs,
+        r#"{"a":1}"#,
+    ]);
+    assert_code(&o, 0);
+    assert!(
+        stderr(&o).contains("append works on local files and stays local"),
+        "{}",
+        stderr(&o)
+    );
+    let o = t.run(["append", fs, r#"{"a":2}"#]);
+    assert_code(&o, 0);
+    assert_eq!(stderr(&o), "", "no backend, no note");
+    assert_eq!(content(&f).unwrap(), b"{\"a\":1}\n{\"a\":2}\n");
+}

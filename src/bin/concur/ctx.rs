@@ -12,7 +12,6 @@ use crate::exit::CliError;
 
 /// Global options and lazily resolved shared state.
 #[derive(Debug)]
-#[allow(dead_code)] // used by the verbs as they land
 pub struct Ctx {
     /// `--json`: machine-readable output on stdout.
     pub json: bool,
@@ -25,7 +24,6 @@ pub struct Ctx {
     home: OnceCell<Home>,
 }
 
-#[allow(dead_code)] // used by the verbs as they land
 impl Ctx {
     /// A context from the parsed global options.
     pub fn new(json: bool, session_flag: Option<String>, config_flag: Option<PathBuf>) -> Ctx {

@@ -79,7 +79,6 @@ pub struct CliError {
     pub message: String,
 }
 
-#[allow(dead_code)] // used by the verbs as they land
 impl CliError {
     /// A usage error (exit 2).
     pub fn usage(message: impl Into<String>) -> CliError {

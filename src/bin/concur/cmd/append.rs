@@ -70,6 +70,7 @@ pub struct Args {
 
 /// Runs `concur append`.
 pub fn run(args: Args, ctx: &Ctx) -> Result<Exit, CliError> {
+    ctx.note_local("append");
     let input = match args.entry.as_deref() {
         None | Some("-") => read_stdin(args.max_line, args.raw)?,
         Some(s) => s.as_bytes().to_vec(),

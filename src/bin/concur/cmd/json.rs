@@ -51,6 +51,7 @@ pub struct Args {
 
 /// Runs `concur json`.
 pub fn run(args: Args, ctx: &Ctx) -> Result<Exit, CliError> {
+    ctx.note_local("json");
     let mut up = JsonUpdate::new(args.filter);
     for pair in args.arg.chunks(2) {
         up = up.arg(check_name(&pair[0])?, pair[1].clone());

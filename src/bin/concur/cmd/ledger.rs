@@ -83,6 +83,7 @@ fn wait_of(secs: f64) -> Result<Duration, CliError> {
 
 /// Runs `concur ledger`.
 pub fn run(args: Args, ctx: &Ctx) -> Result<Exit, CliError> {
+    ctx.note_local("ledger");
     match args.action {
         Action::Append {
             file,

@@ -30,6 +30,7 @@ pub struct Args {
 
 /// Runs `concur read`.
 pub fn run(args: &Args, ctx: &Ctx) -> Result<Exit, CliError> {
+    ctx.note_local("read");
     let snap = concur::replace::read(&args.file)?
         .ok_or_else(|| CliError::invalid(format!("no such file ({})", args.file.display())))?;
     if ctx.json {

@@ -70,6 +70,7 @@ pub fn replace_options(mode: Option<u32>, no_fsync: bool, sidecar: Sidecar) -> R
 
 /// Runs `concur write`.
 pub fn run(args: Args, ctx: &Ctx) -> Result<Exit, CliError> {
+    ctx.note_local("write");
     let content = match args.content {
         None => read_stdin()?,
         Some(s) if s == "-" => read_stdin()?,
