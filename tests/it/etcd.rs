@@ -241,6 +241,16 @@ fn check_log(path: &Path, max: usize, increasing: bool) -> usize {
     acquired
 }
 
+/// Runs 8 clients of `role` on `key` against `url`, started together on a barrier, and asserts
+/// that every one of them succeeded.
+fn race8(url: &str, role: &str, key: &str, env: &[(&str, String)]) {
+    let mut b = Barrier::new();
+    for _ in 0..8 {
+        b.spawn(&child_cmd(url, role, key, env));
+    }
+    assert_all_ok(&b.run_all());
+}
+
 fn count_lines(p: &Path) -> usize {
     std::fs::read_to_string(p).map_or(0, |t| t.lines().count())
 }
@@ -254,16 +264,12 @@ fn etcd_lock_admits_one_holder_among_8_processes() {
     }
     let cl = Cluster::start(1);
     let log = cl.dir.path().join("lock.log");
-    let mut b = Barrier::new();
-    for _ in 0..8 {
-        b.spawn(&child_cmd(
-            &cl.url(),
-            "lock",
-            "L",
-            &[("CT_N", "8".into()), ("CT_LOG", log.display().to_string())],
-        ));
-    }
-    assert_all_ok(&b.run_all());
+    race8(
+        &cl.url(),
+        "lock",
+        "L",
+        &[("CT_N", "8".into()), ("CT_LOG", log.display().to_string())],
+    );
     assert_eq!(check_log(&log, 1, true), 64);
     let c = cl.client();
     let counter = c.get(b"concur/counter").unwrap().unwrap();
@@ -282,20 +288,16 @@ fn etcd_slot_never_admits_more_than_max() {
     }
     let cl = Cluster::start(1);
     let log = cl.dir.path().join("slot.log");
-    let mut b = Barrier::new();
-    for _ in 0..8 {
-        b.spawn(&child_cmd(
-            &cl.url(),
-            "slot",
-            "S",
-            &[
-                ("CT_N", "6".into()),
-                ("CT_MAX", "3".into()),
-                ("CT_LOG", log.display().to_string()),
-            ],
-        ));
-    }
-    assert_all_ok(&b.run_all());
+    race8(
+        &cl.url(),
+        "slot",
+        "S",
+        &[
+            ("CT_N", "6".into()),
+            ("CT_MAX", "3".into()),
+            ("CT_LOG", log.display().to_string()),
+        ],
+    );
     assert_eq!(check_log(&log, 3, false), 48);
     let c = cl.client();
     let (holders, max) = semaphore::holders(&c, "S").unwrap();
@@ -324,19 +326,15 @@ fn etcd_token_has_exactly_one_winner_per_round() {
         .unwrap();
     }
     let log = cl.dir.path().join("take.log");
-    let mut b = Barrier::new();
-    for _ in 0..8 {
-        b.spawn(&child_cmd(
-            &cl.url(),
-            "take",
-            "t",
-            &[
-                ("CT_N", rounds.to_string()),
-                ("CT_LOG", log.display().to_string()),
-            ],
-        ));
-    }
-    assert_all_ok(&b.run_all());
+    race8(
+        &cl.url(),
+        "take",
+        "t",
+        &[
+            ("CT_N", rounds.to_string()),
+            ("CT_LOG", log.display().to_string()),
+        ],
+    );
     let text = std::fs::read_to_string(&log).unwrap();
     let mut wins = vec![0; rounds];
     for line in text.lines() {
@@ -385,11 +383,7 @@ fn etcd_cas_update_loses_no_increment() {
         return;
     }
     let cl = Cluster::start(1);
-    let mut b = Barrier::new();
-    for _ in 0..8 {
-        b.spawn(&child_cmd(&cl.url(), "cas", "x", &[("CT_N", "15".into())]));
-    }
-    assert_all_ok(&b.run_all());
+    race8(&cl.url(), "cas", "x", &[("CT_N", "15".into())]);
     let kv = cl.client().get(b"concur/cas").unwrap().unwrap();
     assert_eq!(kv.value_str(), r#"{"n":120}"#);
 }
