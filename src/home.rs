@@ -34,10 +34,14 @@ impl Home {
     /// As [`Home::resolve`].
     pub fn at(path: impl Into<PathBuf>) -> Result<Home> {
         let path = path.into();
-        if std::fs::symlink_metadata(&path).is_err() {
-            create_all(&path)?;
+        // One lstat on the common path (the home exists); create and re-check only when missing.
+        match check_dir(&path, "refusing runtime home") {
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                create_all(&path)?;
+                check_dir(&path, "refusing runtime home")?;
+            }
+            other => other?,
         }
-        check_dir(&path, "refusing runtime home")?;
         Ok(Home { path })
     }
 
