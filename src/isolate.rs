@@ -391,12 +391,12 @@ fn kill_group(pgid: u32) {
     if sys::proc::group_members(pgid).is_empty() {
         return;
     }
-    let _ = sys::signal::signal_group(pgid, libc::SIGTERM);
+    let _ = sys::supervise::kill_group(pgid, libc::SIGTERM);
     let deadline = std::time::Instant::now() + KILL_AFTER;
     // Processes that are not our children cannot be waited for; poll their group briefly.
     while !sys::proc::group_members(pgid).is_empty() {
         if std::time::Instant::now() >= deadline {
-            let _ = sys::signal::signal_group(pgid, libc::SIGKILL);
+            let _ = sys::supervise::kill_group(pgid, libc::SIGKILL);
             return;
         }
         std::thread::sleep(Duration::from_millis(5));

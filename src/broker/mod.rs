@@ -78,7 +78,7 @@ pub fn stop(home: &Home, wait: Duration) -> Result<Option<u32>> {
     if pid == 0 {
         return Err(Error::Conflict("a broker is starting up; try again".into()));
     }
-    sys::signal::signal_pid(pid, libc::SIGTERM).map_err(Error::with("cannot signal broker", &p))?;
+    sys::supervise::kill(pid, libc::SIGTERM).map_err(Error::with("cannot signal broker", &p))?;
     let f = sys::fs::open(&p, sys::fs::Open::READ).map_err(Error::with("cannot open", &p))?;
     if !sys::lock::flock_timeout(&f, sys::lock::Mode::Shared, wait)
         .map_err(Error::with("cannot lock", &p))?

@@ -277,7 +277,7 @@ pub fn write(spec: &WriterSpec, run: &CustomRun, ev: &mut Events) -> Result<()> 
         let (result, timed_out) = if let Ok(r) = rx.recv_timeout(timeout) {
             (r, false)
         } else {
-            let _ = sys::signal::kill_group(pid);
+            let _ = sys::supervise::kill_group(pid, libc::SIGKILL);
             let r = rx
                 .recv()
                 .unwrap_or((Err(std::io::Error::other("lost")), String::new()));

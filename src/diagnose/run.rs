@@ -186,7 +186,7 @@ impl Batch {
     /// Kills writer `i` (and its process group) with SIGKILL on purpose, and reaps it.
     pub fn kill(&mut self, i: usize) {
         let kid = &mut self.kids[i];
-        let _ = sys::signal::kill_group(kid.child.id());
+        let _ = sys::supervise::kill_group(kid.child.id(), libc::SIGKILL);
         let _ = kid.child.wait();
         kid.status = Some(RunStatus::Killed);
     }
@@ -264,7 +264,7 @@ impl Batch {
                     for (i, pid) in pids.iter().enumerate() {
                         if done[i].is_none() && !timed_out[i] {
                             timed_out[i] = true;
-                            let _ = sys::signal::kill_group(*pid);
+                            let _ = sys::supervise::kill_group(*pid, libc::SIGKILL);
                         }
                     }
                 }

@@ -59,7 +59,7 @@ pub fn run(lease: &Lease, cmd: &mut Command) -> Result<Outcome> {
             Err(mpsc::RecvTimeoutError::Timeout) if lease.is_valid() => {}
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 lost = true;
-                let _ = crate::sys::nowait::signal(pid, libc::SIGKILL);
+                let _ = crate::sys::supervise::kill(pid, libc::SIGKILL);
                 let _ = rx.recv();
                 break;
             }

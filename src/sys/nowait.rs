@@ -27,13 +27,3 @@ pub fn wait_exited(pid: u32) -> io::Result<()> {
         super::cvt(r).map(drop)
     })
 }
-
-/// Sends `sig` to process `pid`.
-///
-/// # Errors
-/// The `kill` error (`ESRCH` when no such process exists).
-pub fn signal(pid: u32, sig: libc::c_int) -> io::Result<()> {
-    let pid = libc::pid_t::try_from(pid).map_err(|_| io::Error::from_raw_os_error(libc::ESRCH))?;
-    // SAFETY: kill(2) has no memory-safety preconditions.
-    super::cvt(unsafe { libc::kill(pid, sig) }).map(drop)
-}

@@ -1,9 +1,5 @@
-//! Signals: `kill(2)` to one process or a whole process group, and the sigwait-style handling
-//! the broker and `isolate` use.
-//!
-//! Used by the diagnose harness to stop a writer that hangs past its timeout (and everything it
-//! started) and to kill a lock holder with SIGKILL on purpose. Not guaranteed: a process that
-//! moved itself into another process group escapes a group kill.
+//! The sigwait-style signal handling the broker and `isolate` use (sending signals is
+//! `sys::supervise::kill` / `kill_group`).
 //!
 //! Signals are handled the sigwait way: the signals of interest are blocked in every thread
 //! (block them before spawning any) and one thread waits for them synchronously. No handler
@@ -13,25 +9,6 @@
 use std::io;
 
 use super::cvt;
-
-/// Sends `SIGKILL` to process `pid`. A process that is already gone is not an error.
-pub fn kill(pid: u32) -> io::Result<()> {
-    send(i32::try_from(pid).unwrap_or(i32::MAX), libc::SIGKILL)
-}
-
-/// Sends `SIGKILL` to every process in process group `pgid`. A group that is already empty is
-/// not an error.
-pub fn kill_group(pgid: u32) -> io::Result<()> {
-    send(-i32::try_from(pgid).unwrap_or(i32::MAX), libc::SIGKILL)
-}
-
-fn send(target: i32, sig: libc::c_int) -> io::Result<()> {
-    // SAFETY: kill takes plain integers and has no memory preconditions.
-    match cvt(unsafe { libc::kill(target, sig) }) {
-        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(()),
-        other => other.map(drop),
-    }
-}
 
 fn sigset(signals: &[i32]) -> libc::sigset_t {
     // SAFETY: an all-zero sigset_t is a valid value to pass to sigemptyset.
@@ -68,31 +45,6 @@ pub fn wait(signals: &[i32]) -> io::Result<i32> {
         Ok(sig)
     } else {
         Err(io::Error::from_raw_os_error(r))
-    }
-}
-
-/// Sends `sig` to process `pid`.
-pub fn signal_pid(pid: u32, sig: i32) -> io::Result<()> {
-    let pid = libc::pid_t::try_from(pid)
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "pid out of range"))?;
-    // SAFETY: kill takes plain integers.
-    cvt(unsafe { libc::kill(pid, sig) }).map(drop)
-}
-
-/// Sends `sig` to every process in process group `pgid`. A group that is already gone is fine.
-pub fn signal_group(pgid: u32, sig: i32) -> io::Result<()> {
-    let pgid = libc::pid_t::try_from(pgid)
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "pgid out of range"))?;
-    if pgid <= 1 {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "refusing to signal process group 0 or 1",
-        ));
-    }
-    // SAFETY: killpg takes plain integers.
-    match cvt(unsafe { libc::killpg(pgid, sig) }) {
-        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(()),
-        other => other.map(drop),
     }
 }
 

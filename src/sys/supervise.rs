@@ -118,10 +118,17 @@ pub fn kill(pid: u32, sig: libc::c_int) -> io::Result<()> {
     cvt(unsafe { libc::kill(pid, sig) }).map(drop)
 }
 
-/// Sends `sig` to every process in process group `pgid`.
+/// Sends `sig` to every process in process group `pgid`. Groups 0 and 1 are refused: `killpg(0)`
+/// would signal the caller's own group.
 pub fn kill_group(pgid: u32, sig: libc::c_int) -> io::Result<()> {
     let pgid =
         libc::pid_t::try_from(pgid).map_err(|_| io::Error::from_raw_os_error(libc::ESRCH))?;
+    if pgid <= 1 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "refusing to signal process group 0 or 1",
+        ));
+    }
     // SAFETY: killpg has no memory-safety preconditions.
     cvt(unsafe { libc::killpg(pgid, sig) }).map(drop)
 }
