@@ -274,8 +274,13 @@ pub fn run(p: &Prepared) -> Result<ExitStatus> {
     sys::signal::block(&sigs).map_err(Error::with("cannot block signals", here))?;
     // A child that exits without reading all its input must not kill us with SIGPIPE.
     sys::signal::ignore_sigpipe();
-    let orphaned = !sys::signal::set_parent_death_signal(libc::SIGTERM, parent)
-        .map_err(Error::with("cannot set parent-death signal", here))?;
+    let expected = libc::pid_t::try_from(parent).unwrap_or(0);
+    let orphaned = match sys::supervise::die_with_parent(libc::SIGTERM, expected) {
+        Ok(()) => false,
+        // The parent is already gone (we were re-parented before the prctl took effect).
+        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => true,
+        Err(e) => return Err(Error::io("cannot set parent-death signal", here, e)),
+    };
 
     let program = &p.argv[0];
     let mut cmd = Command::new(program);

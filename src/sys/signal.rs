@@ -48,26 +48,6 @@ pub fn wait(signals: &[i32]) -> io::Result<i32> {
     }
 }
 
-/// Asks the kernel to send `sig` to this process when its parent dies (`PR_SET_PDEATHSIG`).
-///
-/// Returns `Ok(false)` when the parent had already died (we were reparented) before the call;
-/// the caller should then act as if the signal had arrived.
-pub fn set_parent_death_signal(sig: i32, expected_parent: u32) -> io::Result<bool> {
-    // SAFETY: prctl(PR_SET_PDEATHSIG) takes a signal number; the unused arguments are zero.
-    cvt(unsafe {
-        libc::prctl(
-            libc::PR_SET_PDEATHSIG,
-            libc::c_ulong::try_from(sig).unwrap_or(0),
-            0,
-            0,
-            0,
-        )
-    })?;
-    // SAFETY: getppid has no preconditions.
-    let ppid = unsafe { libc::getppid() };
-    Ok(u32::try_from(ppid).ok() == Some(expected_parent))
-}
-
 /// For `pre_exec`: unblocks every signal and restores SIGPIPE's default action, so a child
 /// inherits neither the parent's sigwait mask nor an ignored SIGPIPE.
 ///
