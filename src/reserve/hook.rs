@@ -114,6 +114,9 @@ pub fn decide_write(home: &Home, edit: &Edit<'_>, paths: &[PathBuf]) -> Answer {
 
 /// Decides a shell command: its literal write targets are checked like file-tool writes.
 pub fn decide_shell(home: &Home, edit: &Edit<'_>, command: &str) -> Answer {
+    if !super::may_exist(home) {
+        return Answer::allow();
+    }
     let Some(writes) = crate::scan::bash::written_paths(command) else {
         eprintln!("concur: hook: cannot parse the shell command, allowed unchecked: {command}");
         return Answer::allow();
@@ -146,6 +149,10 @@ fn check_paths(
     paths: &[PathBuf],
     auto: bool,
 ) -> Result<Option<String>> {
+    // Nothing was ever reserved here and nothing is to be claimed: no database to open.
+    if !auto && !super::may_exist(home) {
+        return Ok(None);
+    }
     let r = Reservations::open(home)?;
     let mut claims = Vec::new();
     for p in paths {

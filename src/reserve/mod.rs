@@ -313,6 +313,46 @@ fn meets(a: &str, b: &str) -> bool {
     glob::overlaps(&glob::parse(a), &glob::parse(b))
 }
 
+/// The file beside a lease database whose existence says reservations may have been claimed
+/// in it. It is created (and made durable) before the first claim commits and never removed,
+/// so its absence proves the table is empty and the edit-time hook need not open the database.
+fn marker_for(db: &Path) -> std::path::PathBuf {
+    let mut s = db.as_os_str().to_owned();
+    s.push(".reserved");
+    s.into()
+}
+
+/// Whether `home` may hold reservations: `false` only when none was ever claimed in it (its
+/// marker file is missing), so a caller can allow an edit without opening the database. Any
+/// doubt (an error other than "not found") answers `true`.
+///
+/// # Examples
+/// ```
+/// # let d = tempfile::tempdir().unwrap();
+/// let home = concur::Home::at(d.path().join("home")).unwrap();
+/// assert!(!concur::reserve::may_exist(&home));
+/// ```
+pub fn may_exist(home: &Home) -> bool {
+    match std::fs::symlink_metadata(marker_for(&home.join("leases.db"))) {
+        Err(e) => e.kind() != std::io::ErrorKind::NotFound,
+        Ok(_) => true,
+    }
+}
+
+/// Creates `db`'s marker durably (file and directory entry) unless it exists.
+fn mark(db: &Path) -> Result<()> {
+    let m = marker_for(db);
+    if std::fs::symlink_metadata(&m).is_ok() {
+        return Ok(());
+    }
+    drop(
+        sys::fs::open(&m, sys::fs::Open::read_write(sys::fs::DEFAULT_MODE))
+            .map_err(Error::with("cannot create the reservation marker", &m))?,
+    );
+    sys::fs::sync_dir(sys::fs::parent_dir(&m))
+        .map_err(Error::with("cannot sync the directory of", &m))
+}
+
 /// The reservations of a runtime home.
 #[derive(Debug)]
 pub struct Reservations {
@@ -443,6 +483,8 @@ impl Reservations {
         let now = now_unix_ms();
         let wanted: Vec<(String, &Target)> = req.targets.iter().map(|t| (t.full(), t)).collect();
         let path = self.store.path();
+        // Before any row can commit: the hook reads a missing marker as "no reservations".
+        mark(path)?;
         self.store.immediate(|c| {
             let mut lives = self.lives();
             let mut conflicts = Vec::new();

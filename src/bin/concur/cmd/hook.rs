@@ -123,12 +123,18 @@ fn respond(agent: Agent, ctx: &Ctx) -> Answer {
     };
     match &event {
         Event::Write { .. } | Event::Malformed(_) => {
+            // Loaded once: the reservation check below needs it too.
+            let mut config = None;
             let a = hook::decide(agent, &event, || {
-                ctx.config().map_err(|e| concur::Error::Invalid(e.message))
+                let c = ctx
+                    .config()
+                    .map_err(|e| concur::Error::Invalid(e.message))?;
+                config = Some(c.clone());
+                Ok(c)
             });
             match &event {
                 Event::Write { paths, cwd, .. } if !a.is_deny() => {
-                    super::reserve_hook::write(agent, ctx, &input, paths, cwd)
+                    super::reserve_hook::write(agent, ctx, config.as_ref(), &input, paths, cwd)
                 }
                 _ => a,
             }

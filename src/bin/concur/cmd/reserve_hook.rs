@@ -6,30 +6,44 @@ use std::path::{Path, PathBuf};
 use concur::hook::{Agent, Answer};
 use concur::reserve::hook::{Edit, decide_shell, decide_write, payload_session, shell_command};
 
+use concur::config::Config;
+
 use crate::ctx::Ctx;
 
-fn setup(agent: Agent, ctx: &Ctx, input: &[u8]) -> Result<(serde_json::Value, bool), String> {
-    let payload: serde_json::Value = serde_json::from_slice(input).map_err(|e| e.to_string())?;
-    let auto = ctx.config().map_err(|e| e.message)?.reserve.auto;
-    let _ = agent;
-    Ok((payload, auto))
-}
-
 /// A file tool writing `paths`: deny when another live session reserved one (fail closed).
-pub fn write(agent: Agent, ctx: &Ctx, input: &[u8], paths: &[PathBuf], cwd: &Path) -> Answer {
+/// `config` is the configuration the guard already loaded, if it did.
+pub fn write(
+    agent: Agent,
+    ctx: &Ctx,
+    config: Option<&Config>,
+    input: &[u8],
+    paths: &[PathBuf],
+    cwd: &Path,
+) -> Answer {
     let refuse = |e: String| {
         Answer::deny(
             agent,
             &format!("concur reserve: cannot check edit reservations, so the edit is refused: {e}"),
         )
     };
-    let (payload, auto) = match setup(agent, ctx, input) {
-        Ok(v) => v,
-        Err(e) => return refuse(e),
+    let auto = match config {
+        Some(c) => c.reserve.auto,
+        None => match ctx.config() {
+            Ok(c) => c.reserve.auto,
+            Err(e) => return refuse(e.message),
+        },
     };
     let home = match ctx.home() {
         Ok(h) => h,
         Err(e) => return refuse(e.message),
+    };
+    // The common case: nothing was ever reserved in this home and nothing is to be claimed.
+    if !auto && !concur::reserve::may_exist(home) {
+        return Answer::allow();
+    }
+    let payload: serde_json::Value = match serde_json::from_slice(input) {
+        Ok(v) => v,
+        Err(e) => return refuse(e.to_string()),
     };
     let session = payload_session(agent, &payload, ctx.session().ok().flatten());
     let edit = Edit {
