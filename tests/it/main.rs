@@ -24,5 +24,6 @@ mod scan;
 mod session;
 mod shell;
 mod slot;
+mod startup;
 mod sweep;
 mod token;

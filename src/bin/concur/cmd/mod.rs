@@ -134,6 +134,37 @@ impl Command {
     }
 }
 
+/// The parser of verb `name` alone (its own arguments, as in the full command tree), for a
+/// start-up that does not build every verb's parser; `None` for a name that is not a verb.
+pub fn verb_parser(name: &str) -> Option<clap::Command> {
+    use clap::{Args, Command as C};
+    type Augment = fn(C) -> C;
+    let (name, augment): (&'static str, Augment) = match name {
+        "home" => ("home", home::Args::augment_args),
+        "broker" => ("broker", broker::Args::augment_args),
+        "isolate" => ("isolate", isolate::Args::augment_args),
+        "hook" => ("hook", hook::Args::augment_args),
+        "append" => ("append", append::Args::augment_args),
+        "write" => ("write", write::Args::augment_args),
+        "read" => ("read", read::Args::augment_args),
+        "json" => ("json", json::Args::augment_args),
+        "token" => ("token", token::Args::augment_args),
+        "lock" => ("lock", lock::Args::augment_args),
+        "session" => ("session", session::Args::augment_args),
+        "marker" => ("marker", marker::Args::augment_args),
+        "pointer" => ("pointer", pointer::Args::augment_args),
+        "ledger" => ("ledger", ledger::Args::augment_args),
+        "lease" => ("lease", lease::Args::augment_args),
+        "reserve" => ("reserve", reserve::Args::augment_args),
+        "release" => ("release", release::Args::augment_args),
+        "reservations" => ("reservations", reservations::Args::augment_args),
+        "slot" => ("slot", slot::Args::augment_args),
+        "sweep" => ("sweep", sweep::Args::augment_args),
+        _ => return None,
+    };
+    Some(augment(C::new(name)))
+}
+
 /// Multi-call: invoked through a link named `flock` or `lockf`, the binary is that program.
 /// Returns `None` for any other name (then `concur` parses its own arguments).
 pub fn multicall() -> Option<std::process::ExitCode> {
