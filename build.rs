@@ -4,10 +4,17 @@
 //! position-independent executable makes the dynamic loader apply every relative relocation at
 //! each start; callgrind put that at about 40% of `concur home`'s instructions. A fixed-address
 //! executable has them resolved at link time. The library and tests are unaffected.
+//!
+//! A static build (`cargo build-static`, an alias in `.cargo/config.toml`: glibc linked in,
+//! `relocation-model=static`) removes the dynamic loader altogether; rustc then chooses the
+//! executable kind itself. When `crt-static` comes from `RUSTFLAGS` without a static relocation
+//! model, rustc makes a static-PIE, which `-no-pie` would break, so it is not added then.
 
 fn main() {
     let os = std::env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
-    if os == "linux" {
+    let features = std::env::var("CARGO_CFG_TARGET_FEATURE").unwrap_or_default();
+    let crt_static = features.split(',').any(|f| f == "crt-static");
+    if os == "linux" && !crt_static {
         println!("cargo:rustc-link-arg-bins=-no-pie");
     }
     println!("cargo:rerun-if-changed=build.rs");
