@@ -71,6 +71,12 @@ fn global_options_parse_the_same_before_and_after_the_verb() {
     let b = t.run(["token", "take", "t1", "--session", "s1", "--json"]);
     assert_code(&b, 0);
     assert!(stdout(&b).contains("\"ok\":true"), "{}", stdout(&b));
+    assert_code(&t.run(["--session=s1", "token", "issue", "t2"]), 0);
+    let c = t.run(["--json", "--session", "s1", "token", "take", "t2"]);
+    assert_code(&c, 0);
+    assert!(stdout(&c).contains("\"outcome\":\"won\""), "{}", stdout(&c));
+    // Taken once: the second take loses, whichever parser read the line.
+    assert_code(&t.run(["--session=s1", "token", "take", "t2"]), 1);
 }
 
 #[test]

@@ -116,8 +116,8 @@ fn parse_args() -> Cli {
     cli
 }
 
-/// Parses a command line whose first argument names a verb with a parser holding only that
-/// verb; `None` when it does not, or on any error, help or version request.
+/// Parses a command line that names a verb (after any global options) with a parser holding
+/// only that verb; `None` when it does not, or on any error, help or version request.
 ///
 /// Building every verb's parser was about a third of a short verb's start-up instructions
 /// (callgrind), paid by every hook call. The one-verb tree has the same root settings and
@@ -126,9 +126,7 @@ fn parse_args() -> Cli {
 /// left to [`parse_args`], which prints exactly what it always did.
 fn parse_one_verb() -> Option<Cli> {
     use clap::{Args, FromArgMatches};
-    let verb = std::env::args_os().nth(1)?;
-    let verb = verb.to_str()?;
-    let sub = cmd::verb_parser(verb)?;
+    let sub = cmd::verb_parser(&verb_name()?)?;
     let mut root = Globals::augment_args(
         clap::Command::new("concur")
             .version(env!("CARGO_PKG_VERSION"))
@@ -146,6 +144,27 @@ fn parse_one_verb() -> Option<Cli> {
     std::mem::forget(matches);
     std::mem::forget(root);
     Some(cli)
+}
+
+/// The first argument that is not a global option or its value: the verb, if the line has
+/// one. `None` at anything else that starts with `-` (left to the full parser).
+fn verb_name() -> Option<String> {
+    let mut args = std::env::args_os().skip(1);
+    while let Some(a) = args.next() {
+        let a = a.into_string().ok()?;
+        match a.as_str() {
+            "--json" => {}
+            "--session" | "--config" | "--backend" => {
+                args.next()?;
+            }
+            _ if a.starts_with("--session=")
+                || a.starts_with("--config=")
+                || a.starts_with("--backend=") => {}
+            _ if a.starts_with('-') => return None,
+            _ => return Some(a),
+        }
+    }
+    None
 }
 
 /// Prints a verb's error as one line on stderr (and as JSON on stdout with `--json`).
