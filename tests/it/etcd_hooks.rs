@@ -2,8 +2,7 @@
 //! each scenario runs on the local store and on a real single-node etcd (`on_both_backends`),
 //! and the etcd waiter is checked to watch rather than poll (etcd's own lease-grant counter).
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
@@ -144,18 +143,6 @@ fn isolate_exclusive_refuses_a_second_session_at_once_on_both_backends() {
     });
 }
 
-/// The value of a counter or gauge from etcd's `/metrics` (Prometheus text) on `port`.
-fn metric(port: u16, name: &str) -> f64 {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
-        .unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-        .unwrap_or_else(|| panic!("etcd has no metric {name}"))
-}
-
 /// `concur lease acquire TASK --session holder --ttl 1h` in a shell that then waits for a line
 /// on its stdin before `concur lease release`: the holder, driven through pipes.
 fn holder(t: &TestEnv, url: &str, task: &str) -> (Child, u64) {
@@ -211,8 +198,7 @@ fn etcd_lease_wait_watches_and_acquires_after_the_holder_releases() {
     }
     let cl = Cluster::start(1);
     let url = cl.url();
-    let port = cl.members[0].client_port;
-    let grants = || metric(port, "etcd_debugging_lease_granted_total");
+    let grants = || cl.metric(0, "etcd_debugging_lease_granted_total");
     let t = TestEnv::new();
     let (h, held_token) = holder(&t, &url, "deploy");
     let mut h = Reap(Some(h));
@@ -253,7 +239,7 @@ fn etcd_lease_wait_watches_and_acquires_after_the_holder_releases() {
         "the waiter polled: {during} acquire attempts in 1 s"
     );
     assert!(
-        metric(port, "etcd_debugging_mvcc_watcher_total") >= 1.0,
+        cl.metric(0, "etcd_debugging_mvcc_watcher_total") >= 1.0,
         "the waiter watches the holder key"
     );
 
@@ -291,4 +277,27 @@ fn etcd_lease_wait_acquires_when_the_holders_ttl_runs_out() {
     let show = run(&["--json", "lease", "show", "job"]);
     let v: Value = serde_json::from_slice(&show.stdout).unwrap();
     assert_eq!(v["lease"]["session"], "next", "{v}");
+}
+
+#[test]
+fn hook_session_end_with_an_unreachable_backend_exits_0_and_says_why() {
+    let t = TestEnv::new();
+    // A loopback port nobody listens on: every request is refused, retried until the budget.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
+    let url = format!("etcd://127.0.0.1:{port}");
+    let o = hook(
+        &t,
+        Some(&url),
+        &json!({"session_id": "s1", "cwd": "/", "hook_event_name": "SessionEnd"}),
+    );
+    assert_code(&o, 0);
+    assert!(o.stdout.is_empty(), "{}", stdout(&o));
+    assert!(
+        stderr(&o).starts_with("concur: hook: ") && stderr(&o).contains(&url),
+        "{}",
+        stderr(&o)
+    );
 }

@@ -195,7 +195,7 @@ fn session_start(agent: Agent, ctx: &Ctx, session: Option<&str>, cwd: &std::path
 
 /// The longest a session hook waits on a remote lease store (etcd), retries included: agents
 /// give `SessionEnd` hooks 1.5 s in all.
-const BACKEND_BUDGET: std::time::Duration = std::time::Duration::from_millis(1200);
+const BACKEND_BUDGET: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Ends the session and releases its leases in the lease store the backend names.
 fn session_end(ctx: &Ctx, id: &concur::SessionId) -> Result<(), String> {
