@@ -34,6 +34,7 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
+use crate::fence::Fencing;
 use crate::sidecar::{self, SidecarGuard};
 use crate::sys;
 
@@ -115,6 +116,7 @@ pub struct ReplaceOptions {
     if_match: Option<String>,
     lock_file: Option<PathBuf>,
     wait: Option<Duration>,
+    fence: Option<Fencing>,
 }
 
 impl Default for ReplaceOptions {
@@ -133,6 +135,7 @@ impl ReplaceOptions {
             if_match: None,
             lock_file: None,
             wait: None,
+            fence: None,
         }
     }
 
@@ -171,6 +174,30 @@ impl ReplaceOptions {
         self
     }
 
+    /// Fence the write: refused unless the fence's token is not below the highest accepted for
+    /// its lock name on this file (and its holder check, if any, passes); see [`crate::fence`].
+    #[must_use]
+    pub fn fence(mut self, fencing: Fencing) -> Self {
+        self.fence = Some(fencing);
+        self
+    }
+
+    /// With a fence set, decides under the sidecar lock (which the caller holds) whether the
+    /// write of `path` may go ahead, advancing the fence record if so; without one, `Ok`.
+    ///
+    /// # Errors
+    /// As [`Fencing::admit`]; a permission error for a target that must not be replaced.
+    pub fn check_fence(&self, path: &Path) -> Result<()> {
+        if let Some(f) = &self.fence {
+            let mode = match self.mode {
+                Some(m) => m,
+                None => existing_mode(path)?.unwrap_or(sys::fs::DEFAULT_MODE),
+            };
+            f.admit(path, mode)?;
+        }
+        Ok(())
+    }
+
     /// Takes the sidecar lock these options name for `path`.
     ///
     /// # Errors
@@ -203,6 +230,7 @@ impl ReplaceOptions {
                 )));
             }
         }
+        self.check_fence(path)?;
         self.replace_locked(path, content)
     }
 
