@@ -8,7 +8,10 @@ mod diagnose;
 #[cfg(feature = "etcd")]
 mod etcd;
 #[cfg(feature = "etcd")]
+mod etcd_fence;
+#[cfg(feature = "etcd")]
 mod etcd_util;
+mod fence;
 mod home;
 mod hook;
 mod hostile;
