@@ -13,6 +13,9 @@
 //!   [`etag`] is still the expected one ([`Error::Precondition`] otherwise). Every replace takes
 //!   the sidecar lock, so a plain replace cannot slip between another writer's check and rename
 //!   (the read-modify-write of [`crate::json`] included).
+//! - **Fenced writes** ([`ReplaceOptions::fence`]): under the same sidecar lock, a write whose
+//!   fencing token is below the highest the file has accepted for that lock name is refused
+//!   ([`Error::Precondition`], nothing written); see [`crate::fence`].
 //! - **Refusals.** A symlink at the target is refused (a permission error); so are FIFOs and
 //!   other non-regular files, and files this process may not write by their permission bits
 //!   (`faccessat(2)`; an immutable file counts as read-only even for root).
