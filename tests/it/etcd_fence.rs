@@ -60,6 +60,11 @@ fn etcd_json_key_counter_loses_no_increment_among_8_processes() {
     let o = run(&t, &url, &["--json", "json", "--key", "counter", "."]);
     assert_code(&o, 0);
     let v = value(&o);
+    let again = value(&run(&t, &url, &["--json", "json", "--key", "counter", "."]));
+    assert_eq!(
+        again["revision"], v["revision"],
+        "a read wrote: {again} after {v}"
+    );
     assert_eq!(
         (&v["value"]["n"], &v["changed"], &v["backend"]),
         (
