@@ -18,13 +18,17 @@
 //!   [`Error::Precondition`] naming both tokens; nothing is written. An equal or higher token is
 //!   accepted (a holder writes many times with one token).
 //! - With a [`Fencing::check`] (the CLI installs one when an etcd backend is configured), the
-//!   check runs under the same sidecar lock, after the token comparison and before anything is
-//!   written: the write is refused unless the lock is still held with that token right then.
+//!   check runs under the same sidecar lock, after the token comparison and before the record
+//!   or the file changes: the write is refused unless the lock is still held with that token
+//!   right then. [`crate::replace::ReplaceOptions::replace_locked`] decides the fence after the
+//!   new content's temporary file is durable, just before the rename, so the check is as close
+//!   to the write as a local file allows.
 //!
 //! ## What is not
 //!
 //! - A local file cannot ask etcd atomically. A writer paused *between* the holder check and the
-//!   rename (holding the sidecar lock) still writes after its lease ran out. Its write is then
+//!   rename (a few system calls; on a holder's first write to the file also the record's own
+//!   durable replace), holding the sidecar lock, still writes after its lease ran out. Its write is then
 //!   ordered before every later write to the same file (they wait for the sidecar lock), and
 //!   every later fenced write with the new token succeeds; but the new holder may already have
 //!   acted elsewhere believing itself alone. Keep fenced writes short.

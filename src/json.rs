@@ -185,12 +185,12 @@ impl JsonUpdate {
             )));
         };
         let pretty = out.pretty();
-        // Fenced even when nothing changes: a stale holder learns it is stale.
-        self.replace.check_fence(path)?;
         let changed = current.as_ref().is_none_or(|s| s.content != pretty);
         let etag = if changed {
             self.replace.replace_locked(path, &pretty)?.etag
         } else {
+            // Fenced even when nothing changes: a stale holder learns it is stale.
+            self.replace.check_fence(path)?;
             replace::etag(&pretty)
         };
         Ok(Updated {

@@ -185,8 +185,10 @@ impl ReplaceOptions {
         self
     }
 
-    /// With a fence set, decides under the sidecar lock (which the caller holds) whether the
-    /// write of `path` may go ahead, advancing the fence record if so; without one, `Ok`.
+    /// With a fence set, decides under the sidecar lock (which the caller holds) whether a
+    /// write of `path` may go ahead, advancing the fence record if so; without one, `Ok`. For a
+    /// caller that decided not to write (its result equals the content) but must still refuse
+    /// a stale fence; [`ReplaceOptions::replace_locked`] checks the fence itself.
     ///
     /// # Errors
     /// As [`Fencing::admit`]; a permission error for a target that must not be replaced.
@@ -233,15 +235,17 @@ impl ReplaceOptions {
                 )));
             }
         }
-        self.check_fence(path)?;
         self.replace_locked(path, content)
     }
 
     /// [`ReplaceOptions::replace`] for a caller that already holds the sidecar lock (and has
-    /// done its own checks under it): the temp + fsync + rename + fsync-dir step alone.
+    /// done its own checks under it): the temp + fsync + rename + fsync-dir step alone. With a
+    /// fence, the fence is decided after the temporary file is durable and just before the
+    /// rename, so a holder check (one etcd read) is as close to the write as a local file allows.
     ///
     /// # Errors
-    /// As [`ReplaceOptions::replace`], without the precondition and the lock wait.
+    /// As [`ReplaceOptions::replace`], without the etag precondition and the lock wait
+    /// ([`Error::Precondition`] for a refused fence).
     pub fn replace_locked(&self, path: &Path, content: &[u8]) -> Result<Replaced> {
         let existing = existing_mode(path)?;
         let mode = self.mode.or(existing).unwrap_or(sys::fs::DEFAULT_MODE);
@@ -255,6 +259,9 @@ impl ReplaceOptions {
             .map_err(Error::with("cannot set mode of", tmp.path()))?;
         tmp.write_durable(content, self.fsync)
             .map_err(Error::with("cannot write temporary file", tmp.path()))?;
+        if let Some(f) = &self.fence {
+            f.admit(path, mode)?; // refused: the temporary file is removed when dropped
+        }
         sys::fs::rename(tmp.path(), path).map_err(Error::with("cannot replace", path))?;
         tmp.keep();
         if self.fsync {

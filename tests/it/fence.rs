@@ -18,6 +18,12 @@ fn write_fence_refuses_a_lower_token_and_accepts_equal_or_higher() {
         "{err}"
     );
     assert_eq!(content(&f).unwrap(), b"five", "the stale write got through");
+    let tmp: Vec<_> = std::fs::read_dir(t.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "tmp"))
+        .collect();
+    assert!(tmp.is_empty(), "refused write left {tmp:?}");
     assert_code(&w("deploy:5", "five again"), 0);
     assert_code(&w("deploy:7", "seven"), 0);
     assert_code(&w("deploy:6", "six"), 3);
