@@ -139,6 +139,9 @@ fn etcd_json_key_with_a_stale_fence_is_refused_in_the_transaction() {
     let o = upd(&fresh, ".v = 2");
     assert_code(&o, 0);
     assert_eq!(value(&o), serde_json::json!({"v": 2}));
+    let o = upd(&fresh, ".");
+    assert_code(&o, 0);
+    assert_eq!(value(&o), serde_json::json!({"v": 2}));
     g.unlock().unwrap();
     let o = upd(&fresh, ".v = 3");
     assert_code(&o, 3);
