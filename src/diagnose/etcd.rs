@@ -90,7 +90,11 @@ impl Run {
         if status.iter().all(|s| s.error.is_some()) {
             let why: Vec<String> = status
                 .iter()
-                .map(|s| format!("{}: {}", s.endpoint, s.error.as_deref().unwrap_or("?")))
+                .map(|s| {
+                    let why = s.error.as_deref().unwrap_or("?");
+                    let why = why.split(" (os error").next().unwrap_or(why);
+                    format!("{}: {why}", s.endpoint)
+                })
                 .collect();
             return Err(unreachable(why.join("; ")));
         }
