@@ -17,8 +17,9 @@
 //! round `r` under `…/r<r>/`), so it never meets another run's or a user's keys, and removes its
 //! keys afterwards ([`Run::cleanup`]); an unreachable cluster is reported before any writer runs
 //! ([`Run::start`]). What it does not: a writer killed on purpose (the semaphore's killed holder)
-//! leaves its holder key until its etcd lease runs out (the TTL, [`SLOT_TTL`]); the probe after
-//! it waits for that, which is the etcd counterpart of the kernel freeing a dead holder's lock.
+//! leaves its holder key until its etcd lease runs out (the TTL, [`KILLED_TTL`] or the server's
+//! minimum if larger); the probe after it waits up to three such TTLs for that, the etcd
+//! counterpart of the kernel freeing a dead holder's lock at once.
 
 use std::time::Duration;
 
@@ -30,12 +31,13 @@ use crate::lease::Store;
 /// uses there.
 pub const ALIASES: [(&str, &str); 2] = [("lock", "json-counter"), ("slot", "semaphore")];
 
-/// The lease TTL of lock holders (as `concur lock --name`).
-pub const LOCK_TTL: Duration = Duration::from_secs(10);
+/// The lease TTL of lock and slot holders (as `concur lock --name` and `concur slot`): long
+/// against any stall of a loaded machine, so a live holder's lease never runs out mid-hold.
+pub const HOLD_TTL: Duration = Duration::from_secs(10);
 
-/// The lease TTL of slot holders: short, so that the slot of a holder killed with SIGKILL comes
-/// free soon (the probe waits for it).
-pub const SLOT_TTL: Duration = Duration::from_secs(2);
+/// The lease TTL of the holder that the semaphore target kills with SIGKILL: short, so its
+/// slot comes free soon (the probe waits for it). etcd may raise it to its minimum TTL.
+pub const KILLED_TTL: Duration = Duration::from_secs(2);
 
 /// The target name an alias stands for (`lock` → `json-counter`); other names unchanged.
 pub fn resolve(name: &str) -> &str {
@@ -220,7 +222,7 @@ impl Etcd {
         #[cfg(feature = "etcd")]
         {
             use crate::etcd::{Wait, lock};
-            let guard = lock::lock(&self.client, name, LOCK_TTL, Wait::Forever, None)?
+            let guard = lock::lock(&self.client, name, HOLD_TTL, Wait::Forever, None)?
                 .ok_or_else(|| Error::Conflict(format!("etcd lock {name} not granted")))?;
             let out = f(guard.token());
             // The work is done; the lease going (revoke) frees the lock. A failed revoke is
@@ -253,8 +255,27 @@ impl Etcd {
         }
     }
 
-    /// Takes one of `max` slots of `name`: waiting up to `wait` (`None`: until granted), or not
-    /// at all when `wait` is zero. `Ok(None)`: no slot within the wait.
+    /// The TTL the server actually grants for `ttl` (etcd raises a TTL below its minimum): a
+    /// lease granted and revoked at once.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when etcd does not answer.
+    pub(crate) fn granted_ttl(&self, ttl: Duration) -> Result<Duration> {
+        #[cfg(feature = "etcd")]
+        {
+            let (id, granted) = self.client.grant(ttl)?;
+            self.client.revoke(id)?;
+            Ok(granted.max(ttl))
+        }
+        #[cfg(not(feature = "etcd"))]
+        {
+            let _ = ttl;
+            match self.never {}
+        }
+    }
+
+    /// Takes one of `max` slots of `name` on a lease of `ttl`: waiting up to `wait` (`None`:
+    /// until granted), or not at all when `wait` is zero. `Ok(None)`: no slot within the wait.
     ///
     /// # Errors
     /// [`Error::Io`] when etcd does not answer.
@@ -262,6 +283,7 @@ impl Etcd {
         &self,
         name: &str,
         max: usize,
+        ttl: Duration,
         wait: Option<Duration>,
     ) -> Result<Option<Permit>> {
         #[cfg(feature = "etcd")]
@@ -272,7 +294,7 @@ impl Etcd {
                 Some(d) if d.is_zero() => Wait::No,
                 Some(d) => Wait::For(d),
             };
-            match semaphore::acquire(&self.client, name, max, SLOT_TTL, w, None) {
+            match semaphore::acquire(&self.client, name, max, ttl, w, None) {
                 Ok(p) => Ok(p.map(|permit| Permit { permit })),
                 Err(Error::Timeout { .. }) => Ok(None),
                 Err(e) => Err(e),
@@ -280,7 +302,7 @@ impl Etcd {
         }
         #[cfg(not(feature = "etcd"))]
         {
-            let _ = (name, max, wait);
+            let _ = (name, max, ttl, wait);
             match self.never {}
         }
     }

@@ -12,8 +12,8 @@
 //! a logged excess is a real one.
 //!
 //! On an etcd run, the concur writer holds an etcd semaphore (`concur slot NAME --max N`) on a
-//! short lease ([`etcd::SLOT_TTL`]); a killed holder's slot comes free when that lease runs
-//! out, so the probe waits up to three TTLs for it (and `STALE_SLOT` if it does not come).
+//! lease; a killed holder's slot comes free when its (short, [`etcd::KILLED_TTL`]) lease runs
+//! out, so the probe waits up to three such TTLs for it (and `STALE_SLOT` if it does not come).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -93,19 +93,37 @@ fn open_slot(dir: &Path, max: usize) -> Result<Slot> {
     Slot::open(&home, "diagnose", u32::try_from(max).unwrap_or(u32::MAX))
 }
 
-/// Takes a slot, waiting in the kernel when `wait`, or `None` when all are held. On etcd, a
-/// probe (`wait` false) waits up to a few lease TTLs: a killed holder's slot comes free when
-/// its lease runs out, not at once.
+/// How a protected writer takes its slot.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Take {
+    /// Wait until granted (a plain holder).
+    Wait,
+    /// Wait until granted, on a short etcd lease: this holder is about to be killed.
+    WaitToBeKilled,
+    /// Locally: do not wait. On etcd: wait up to three lease TTLs, since a killed holder's
+    /// slot comes free when its lease runs out, not at once.
+    Probe,
+}
+
+/// Takes a slot as `how` says; `None` when none was free.
 fn protected_acquire(
     etcd: Option<&Etcd>,
     dir: &Path,
     max: usize,
-    wait: bool,
+    how: Take,
 ) -> Result<Option<Held>> {
     if let Some(etcd) = etcd {
-        let within = (!wait).then_some(etcd::SLOT_TTL * 3);
-        return Ok(etcd.slot(ETCD_SLOT, max, within)?.map(Held::Etcd));
+        let (ttl, within) = match how {
+            Take::Wait => (etcd::HOLD_TTL, None),
+            Take::WaitToBeKilled => (etcd::KILLED_TTL, None),
+            Take::Probe => (
+                etcd::HOLD_TTL,
+                Some(etcd.granted_ttl(etcd::KILLED_TTL)? * 3),
+            ),
+        };
+        return Ok(etcd.slot(ETCD_SLOT, max, ttl, within)?.map(Held::Etcd));
     }
+    let wait = how != Take::Probe;
     let slot = open_slot(dir, max)?;
     let permit = if wait {
         Some(slot.acquire()?)
@@ -181,7 +199,7 @@ impl Target for Semaphore {
             "hold" => {
                 let t = now_us();
                 let held = if protected {
-                    protected_acquire(etcd, dir, max, true)?
+                    protected_acquire(etcd, dir, max, Take::WaitToBeKilled)?
                 } else {
                     naive_acquire(dir, max, 3)
                 };
@@ -205,7 +223,7 @@ impl Target for Semaphore {
             "probe" => {
                 let t = now_us();
                 let held = if protected {
-                    protected_acquire(etcd, dir, max, false)?
+                    protected_acquire(etcd, dir, max, Take::Probe)?
                 } else {
                     naive_acquire(dir, max, 3)
                 };
@@ -222,7 +240,7 @@ impl Target for Semaphore {
                 for _ in 0..spec.ops {
                     let t = now_us();
                     let held = if protected {
-                        protected_acquire(etcd, dir, max, true)?
+                        protected_acquire(etcd, dir, max, Take::Wait)?
                     } else {
                         // Out of retries, the seed's hook proceeds anyway.
                         naive_acquire(dir, max, 3)
