@@ -114,7 +114,8 @@ fn etcd_diagnose_text_names_the_backend_and_the_lock_and_slot_aliases_work() {
     }
     let cl = Cluster::start(1);
     let t = TestEnv::new();
-    let url = cl.url();
+    // A URL with its own key prefix: the run's prefix goes under it.
+    let url = format!("{}/team-a", cl.url());
     let o = t.run([
         "--backend",
         &url,
@@ -132,7 +133,7 @@ fn etcd_diagnose_text_names_the_backend_and_the_lock_and_slot_aliases_work() {
     let out = stdout(&o);
     let first = out.lines().next().unwrap_or_default();
     assert!(
-        first.starts_with(&format!("backend: {url} (key prefix concur/diagnose-")),
+        first.starts_with(&format!("backend: {url} (key prefix team-a/diagnose-")),
         "{out}"
     );
     let rows: Vec<&str> = out.lines().skip(2).collect();
@@ -144,6 +145,8 @@ fn etcd_diagnose_text_names_the_backend_and_the_lock_and_slot_aliases_work() {
         !out.contains("skipped"),
         "explicit targets skip nothing: {out}"
     );
+    let (left, _) = cl.client().range_prefix(b"team-a/").unwrap();
+    assert!(left.is_empty(), "{} keys left behind", left.len());
 }
 
 #[test]
