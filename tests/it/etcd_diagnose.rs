@@ -226,4 +226,25 @@ fn concur_backend_in_the_environment_leaves_diagnose_local() {
     let v = parse(&o);
     assert_eq!(v["backend"], "local", "{v}");
     assert_eq!(v["results"][0]["verdict"], "SAFE", "{v}");
+    // Without --json, a note says so.
+    let o = t
+        .cmd([
+            "diagnose",
+            "--targets",
+            "token",
+            "--mode",
+            "concur",
+            "--rounds",
+            "1",
+        ])
+        .env("CONCUR_BACKEND", &url)
+        .output()
+        .expect("run concur");
+    assert_code(&o, 0);
+    assert!(
+        stderr(&o).contains("runs the local suite"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(stdout(&o).starts_with("TARGET"), "{}", stdout(&o));
 }

@@ -115,7 +115,9 @@ pub fn run(a: &Args, ctx: &Ctx) -> Result<Exit, CliError> {
         backend: None,
     };
     let backend = ctx.backend_flag.as_deref().filter(|u| !u.is_empty());
+    // (A --cmd script inherits $CONCUR_BACKEND and uses it: no note there.)
     if backend.is_none()
+        && a.cmd.is_none()
         && !ctx.json
         && let Some(u) = std::env::var("CONCUR_BACKEND")
             .ok()
