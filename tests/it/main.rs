@@ -8,6 +8,8 @@ mod diagnose;
 #[cfg(feature = "etcd")]
 mod etcd;
 #[cfg(feature = "etcd")]
+mod etcd_diagnose;
+#[cfg(feature = "etcd")]
 mod etcd_fence;
 #[cfg(feature = "etcd")]
 mod etcd_util;
