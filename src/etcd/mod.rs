@@ -11,6 +11,7 @@
 //! | [`token`] | `token/NAME`, `token-issued/NAME`, `token-taken/NAME` | issue = create-if-absent; take = delete with compare on mod revision, exactly one winner |
 //! | [`session`] | `session/ID` on the session's lease | live while its lease is kept alive |
 //! | [`fence`] | any key | a write commits only while the lock key still has the writer's token |
+//! | [`json`] | `json/NAME`, `json-writer/NAME` | jq update committed by CAS on mod revision; nonce recognises a retried commit |
 //! | [`tasks`] | `task/TASK` on the holder's lease, `task-done/TASK` | the lease [`crate::lease::Store`]: acquire = one txn, token = create revision |
 //!
 //! The client speaks etcd's HTTP/JSON gateway (`/v3/...`) with a small built-in HTTP/1.1 client:
@@ -26,6 +27,7 @@ pub mod client;
 pub mod fence;
 pub mod hold;
 mod http;
+pub mod json;
 pub mod lease;
 pub mod lock;
 pub mod semaphore;

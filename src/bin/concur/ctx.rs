@@ -153,7 +153,7 @@ impl Ctx {
         if let Some(u) = self.explicit_backend() {
             eprintln!(
                 "concur: {verb}: note: {verb} works on local files and stays local; backend {u} \
-                 applies to lock --name, slot, token, lease and session"
+                 applies to lock --name, slot, token, lease, session and json --key"
             );
         }
     }
