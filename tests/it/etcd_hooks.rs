@@ -301,3 +301,47 @@ fn hook_session_end_with_an_unreachable_backend_exits_0_and_says_why() {
         stderr(&o)
     );
 }
+
+#[test]
+fn etcd_lease_wait_takes_over_when_the_local_holders_session_dies() {
+    if !available("etcd_lease_wait_takes_over_when_the_local_holders_session_dies") {
+        return;
+    }
+    let cl = Cluster::start(1);
+    let url = cl.url();
+    let t = TestEnv::new();
+    let run = |args: &[&str]| verb(&t, Some(&url), args).output().unwrap();
+    // The holder is a registered session of this machine; its lease would last an hour.
+    let agent = Reap(Some(Command::new("sleep").arg("1000").spawn().unwrap()));
+    let pid = agent.0.as_ref().unwrap().id().to_string();
+    assert_code(
+        &run(&["session", "start", "--session", "A", "--pid", &pid]),
+        0,
+    );
+    let first = run(&["lease", "acquire", "db", "--session", "A", "--ttl", "1h"]);
+    assert_code(&first, 0);
+    let start = cl.metric(0, "etcd_debugging_lease_granted_total");
+    let mut c = verb(
+        &t,
+        Some(&url),
+        ["lease", "acquire", "db", "-w", "120", "--session", "B"],
+    );
+    c.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let waiter = Reap(Some(c.spawn().unwrap()));
+    retry(
+        "the waiter's first attempt",
+        Duration::from_secs(30),
+        || (cl.metric(0, "etcd_debugging_lease_granted_total") > start).then_some(()),
+    );
+    let show = run(&["--json", "lease", "show", "db"]);
+    let v: Value = serde_json::from_slice(&show.stdout).unwrap();
+    assert_eq!(
+        v["lease"]["session"], "A",
+        "the waiter waits while A lives: {v}"
+    );
+    // The holder's agent dies: nothing changes in etcd, the local registry sees it.
+    drop(agent);
+    let o = waiter.take().wait_with_output().unwrap();
+    assert_code(&o, 0);
+    assert!(out_token(&o) > out_token(&first));
+}
