@@ -21,9 +21,9 @@
 //!   completion in one transaction; acquire's compare then always fails.
 //! - **Waiting** (`acquire_wait`, `lease acquire -w`) watches the holder key from the revision
 //!   the failed acquire saw and tries again when the key is deleted — the same watch as the lock
-//!   and slot waiters ([`super::wait_for_delete`]), never polling. A quiet watch is re-checked
-//!   after 5 s (a member that silently fell behind), or after 1 s while the holder is a live
-//!   session of this machine (its death frees the lease but shows only in the local registry).
+//!   and slot waiters (`wait_for_delete`), never polling. A quiet watch is re-checked after 5 s
+//!   (a member that silently fell behind), or after 1 s while the holder is a live session of
+//!   this machine (its death frees the lease but shows only in the local registry).
 
 use std::time::{Duration, Instant};
 
@@ -302,9 +302,9 @@ impl Store for EtcdStore {
 
     /// Waits by watching the holder's key from the revision the failed acquire saw, and tries
     /// again when it is deleted (released, completed, expired with its lease, revoked): no
-    /// polling. Quiet watches are re-checked every 5 s ([`super::RECHECK`]), or every second
-    /// while the holder is a live session of this machine, whose death (seen in the local
-    /// registry, not in etcd) frees the lease at once.
+    /// polling. Quiet watches are re-checked every 5 s, or every second while the holder is a
+    /// live session of this machine, whose death (seen in the local registry, not in etcd) frees
+    /// the lease at once.
     fn acquire_wait(&self, req: &AcquireRequest, wait: Duration) -> Result<Acquired> {
         let deadline = Instant::now() + wait;
         let key = self.holder_key(&req.task);
