@@ -14,7 +14,7 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 bins=()
 if [ $# -eq 0 ]; then
-  cargo build-static --quiet
+  cargo --quiet build-static
   cp target/release/concur "$tmp/concur-static"
   cargo build --release --quiet --bin concur
   cp target/release/concur "$tmp/concur-dynamic"
