@@ -416,9 +416,29 @@ impl Reservations {
     /// assert!(matches!(r.check(Some(&b), &file).unwrap(), Access::Denied(_)));
     /// ```
     pub fn open(home: &Home) -> Result<Reservations> {
-        Ok(Reservations {
+        let r = Reservations {
             store: SqliteStore::open(home)?,
-        })
+        };
+        r.mark_if_used()?;
+        Ok(r)
+    }
+
+    /// Creates the marker for a database that holds reservations but has none (claimed by a
+    /// concur that predates the marker): every open does it, session starts included, so such
+    /// a home is covered again at the next `SessionStart` hook or reserve command.
+    fn mark_if_used(&self) -> Result<()> {
+        let path = self.store.path();
+        if std::fs::symlink_metadata(marker_for(path)).is_ok() {
+            return Ok(());
+        }
+        let used: bool = self
+            .store
+            .conn()
+            .query_row("SELECT EXISTS (SELECT 1 FROM reservations)", [], |r| {
+                r.get(0)
+            })
+            .map_err(|e| db_err("cannot read", path, &e))?;
+        if used { mark(path) } else { Ok(()) }
     }
 
     /// Reservations kept in `store`'s database.
@@ -778,6 +798,23 @@ mod tests {
 
     fn t(f: &Fx, p: &str) -> Target {
         Target::resolve(p, &f.dir.join("repo")).unwrap()
+    }
+
+    #[test]
+    fn the_marker_comes_with_the_first_claim_and_is_restored_on_open() {
+        let f = fx();
+        assert!(!may_exist(&f.home), "nothing claimed yet");
+        assert!(matches!(
+            f.r.claim(&req(&f, "a", &["src/a.rs"], Mode::Exclusive, 60_000))
+                .unwrap(),
+            Claim::Granted(_)
+        ));
+        assert!(may_exist(&f.home));
+        // A home whose rows were written without a marker (an older concur) gets it back.
+        std::fs::remove_file(marker_for(f.r.store().path())).unwrap();
+        assert!(!may_exist(&f.home));
+        drop(Reservations::open(&f.home).unwrap());
+        assert!(may_exist(&f.home));
     }
 
     #[test]
