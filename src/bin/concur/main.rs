@@ -8,12 +8,14 @@
 //! fifth of a short verb's instructions (callgrind). What is lost is only the overflow message:
 //! a stack overflow still ends the process, with SIGSEGV. Arguments and environment work as
 //! usual (glibc hands them to `std` before `main`); stdout is flushed on the way out, and a
-//! panic still exits 101.
+//! panic still exits 101. On other systems (musl, macOS, the BSDs) `std`'s start-up runs as
+//! usual, since there it is what gives `std::env::args` the arguments.
 
 // Doc comments on clap items are --help text, read by people in a terminal, not rustdoc.
 #![allow(clippy::doc_markdown)]
-// The unit-test harness brings its own main.
-#![cfg_attr(not(test), no_main)]
+// The unit-test harness brings its own main. Only glibc hands the arguments to `std` before
+// `main` (through `.init_array`); elsewhere `std`'s own start-up must run for `std::env::args`.
+#![cfg_attr(all(not(test), target_os = "linux", target_env = "gnu"), no_main)]
 
 use std::process::ExitCode;
 
@@ -67,12 +69,18 @@ struct Globals {
 /// The process entry point, called by the C runtime (see the module docs).
 // SAFETY: the one symbol named `main` in the program; the C runtime calls it with the usual
 // signature and nothing else defines it (`#![no_main]`).
-#[cfg(not(test))]
+#[cfg(all(not(test), target_os = "linux", target_env = "gnu"))]
 #[unsafe(no_mangle)]
 extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> libc::c_int {
     let code = std::panic::catch_unwind(run).unwrap_or(101);
     let _ = std::io::Write::flush(&mut std::io::stdout());
     libc::c_int::from(code)
+}
+
+/// The entry point on other systems: `std`'s start-up, then the program.
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn main() -> ExitCode {
+    ExitCode::from(run())
 }
 
 /// The exit status an `ExitCode` stands for (`ExitCode` has no getter; it compares).
