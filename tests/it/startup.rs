@@ -85,6 +85,21 @@ fn usage_errors_help_and_version_are_the_full_parsers() {
     let o = t.run(["hook", "bogus"]);
     assert_code(&o, 2);
     assert!(stderr(&o).contains("Usage: concur hook"), "{}", stderr(&o));
+    // `hook AGENT` alone is built without a parser; anything more is the parser's.
+    let o = t.run(["hook", "claude", "extra"]);
+    assert_code(&o, 2);
+    assert!(
+        stderr(&o).contains("unexpected argument 'extra'"),
+        "{}",
+        stderr(&o)
+    );
+    let o = t.run(["hook", "aider"]);
+    assert_code(&o, 2);
+    assert!(
+        stderr(&o).contains("unrecognized subcommand 'aider'"),
+        "{}",
+        stderr(&o)
+    );
     let o = t.run(["lock", "-w"]);
     assert_code(&o, 2);
     assert!(stderr(&o).contains("--timeout"), "{}", stderr(&o));

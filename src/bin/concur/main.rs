@@ -98,7 +98,9 @@ fn run() -> u8 {
     if let Some(code) = cmd::multicall() {
         return status_of(code);
     }
-    let cli = parse_one_verb().unwrap_or_else(parse_args);
+    let cli = hook_line()
+        .or_else(parse_one_verb)
+        .unwrap_or_else(parse_args);
     let g = cli.globals;
     let mut ctx = Ctx::new(g.json, g.session, g.config);
     ctx.backend_flag = g.backend;
@@ -122,6 +124,28 @@ fn parse_args() -> Cli {
     std::mem::forget(matches);
     std::mem::forget(command);
     cli
+}
+
+/// Exactly `concur hook AGENT`, the line agents run for every tool call: it has no options to
+/// parse, so it is built directly (what clap makes of it, checked by the hook tests).
+fn hook_line() -> Option<Cli> {
+    let mut args = std::env::args_os().skip(1);
+    let (Some(verb), Some(agent), None) = (args.next(), args.next(), args.next()) else {
+        return None;
+    };
+    if verb != "hook" {
+        return None;
+    }
+    let hook = cmd::hook::Args::for_agent(agent.to_str()?)?;
+    Some(Cli {
+        globals: Globals {
+            json: false,
+            session: None,
+            config: None,
+            backend: None,
+        },
+        command: cmd::Command::Hook(hook),
+    })
 }
 
 /// Parses a command line that names a verb (after any global options) with a parser holding

@@ -64,6 +64,22 @@ enum Action {
     },
 }
 
+impl Args {
+    /// What the parser makes of exactly `hook NAME` for an agent NAME (no options): agents run
+    /// that line for every tool call, so `main` builds it without a parser. `None` for any
+    /// other name.
+    pub fn for_agent(name: &str) -> Option<Args> {
+        let action = match name {
+            "claude" => Action::Claude,
+            "codex" => Action::Codex,
+            "gemini" => Action::Gemini,
+            "cursor" => Action::Cursor,
+            _ => return None,
+        };
+        Some(Args { action })
+    }
+}
+
 fn agent_of(name: &str) -> Agent {
     match name {
         "codex" => Agent::Codex,
