@@ -12,6 +12,7 @@ pub mod fs;
 pub mod lock;
 pub mod nowait;
 pub mod ofd;
+pub mod pidfd;
 pub mod proc;
 pub mod signal;
 pub mod sock;
