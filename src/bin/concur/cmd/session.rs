@@ -100,7 +100,7 @@ pub type Backend = std::convert::Infallible;
 /// The backend in effect, with every call bounded by `budget`; `None` for local.
 ///
 /// # Errors
-/// A malformed backend URL (or one this build cannot use): exit 2, before anything is written.
+/// A malformed backend URL (or one this build cannot use): exit 4, before anything is written.
 pub fn backend(ctx: &Ctx, budget: Duration) -> Result<Option<Backend>, CliError> {
     #[cfg(feature = "etcd")]
     {
