@@ -11,7 +11,8 @@
 //! - [`start`]: for an agent session registered by a short-lived command (`concur session
 //!   start`, the `SessionStart` hook). It grants the lease, puts the key ([`Info`]: id, host,
 //!   boot, pid, cwd, agent, start time) and starts a detached *keeper* process (`concur session
-//!   keep`, in its own session, stdio on `/dev/null`, cwd `/`) that renews the lease every TTL/3
+//!   keep`, in its own session, stdio on `/dev/null`, no other inherited descriptor, cwd `/`)
+//!   that renews the lease every TTL/3
 //!   and revokes it as soon as the agent process exits — it waits on a pidfd (`pidfd_open(2)`),
 //!   no polling; where pidfds are unavailable it checks `/proc` once a second. `session end`
 //!   ([`end`]) stops the keeper (SIGTERM, by the pid and start time in
@@ -310,11 +311,15 @@ fn spawn_keeper(
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    // SAFETY: only async-signal-safe calls between fork and exec (sigprocmask, signal, setsid).
+    // SAFETY: only async-signal-safe calls between fork and exec (sigprocmask, signal, setsid,
+    // close_range).
     unsafe {
         cmd.pre_exec(|| {
             sys::signal::child_reset_signals()?;
-            sys::signal::child_setsid()
+            sys::signal::child_setsid()?;
+            // Best effort: an older kernel leaves inherited descriptors open.
+            let _ = sys::detach::child_cloexec_from(3);
+            Ok(())
         });
     }
     let mut child = cmd.spawn().map_err(Error::with("cannot start", exe))?;

@@ -7,6 +7,7 @@
 //! read `/proc`, and open-file-description locks are Linux's.
 #![allow(clippy::disallowed_methods)]
 
+pub mod detach;
 pub mod fileio;
 pub mod fs;
 pub mod lock;

@@ -160,6 +160,18 @@ fn etcd_session_start_registers_and_agent_death_or_end_removes_promptly() {
     assert_code(&local, 0);
     assert!(stdout(&local).contains("\"id\":\"A\"") && stdout(&local).contains("\"id\":\"B\""));
 
+    // A starts again (same agent): a new lease and keeper; the old keeper is stopped and the
+    // old lease revoked without taking the key with it.
+    let again = start(&t, &url, "A", &a);
+    let ka2 = keepers.add(again["etcd"]["keeper"].as_u64().unwrap());
+    assert_ne!(again["etcd"]["lease"], sa["etcd"]["lease"]);
+    retry("A's first keeper exits", Duration::from_secs(30), || {
+        (!running(ka)).then_some(())
+    });
+    let list = listed(&t, &url);
+    assert_eq!(ids(&list), ["B", "A"], "oldest first: A restarted last");
+    let ka = ka2;
+
     // A's agent dies: its keeper revokes at once — long before the 10-minute TTL — and exits.
     drop(a);
     retry("A gone from etcd", Duration::from_secs(60), || {

@@ -168,7 +168,7 @@ fn session_start(agent: Agent, ctx: &Ctx, session: Option<&str>, cwd: &std::path
             .map_err(|e| e.to_string())?;
         register_on_backend(ctx, h, &id);
         if others.is_empty() {
-            return Ok(String::new()); // no lease store opened, no backend asked
+            return Ok(String::new()); // no lease store opened
         }
         let leases = ctx
             .lease_store_within(Some(BACKEND_BUDGET))
