@@ -241,6 +241,30 @@ fn etcd_session_start_with_etcd_unreachable_starts_locally_with_one_warning() {
         stdout(&local)
     );
 
+    // The SessionStart hook likewise: the agent is not broken, the session is local.
+    let o = hook(
+        &t,
+        &url,
+        &json!({"session_id": "H", "cwd": t.dir.path(), "hook_event_name": "SessionStart"}),
+    );
+    assert_code(&o, 0);
+    // (Session A, alive in the same directory, makes the hook also list its leases: that read
+    // fails too, on a line of its own.)
+    let err = stderr(&o);
+    let warnings: Vec<&str> = err.lines().filter(|l| l.contains("warning")).collect();
+    assert_eq!(warnings.len(), 1, "{err}");
+    assert!(
+        warnings[0].starts_with("concur: hook: warning: session H not registered on ")
+            && warnings[0].contains(&url),
+        "{err}"
+    );
+    assert!(
+        err.lines().all(|l| l.starts_with("concur: hook: ")),
+        "{err}"
+    );
+    assert!(t.home.join("sessions/H.json").exists());
+    assert!(!t.home.join("sessions/H.keeper").exists(), "no keeper");
+
     // A malformed backend URL is invalid input: exit 4, nothing registered.
     let o = verb(
         &t,
