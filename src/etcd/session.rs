@@ -440,3 +440,30 @@ pub fn end(client: &Client, reg: &Registry, id: &SessionId) -> Result<Ended> {
     };
     Ok(Ended { revoked, keeper })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn info_round_trips_and_a_foreign_value_reads_with_defaults() {
+        let d = tempfile::tempdir().unwrap();
+        let home = crate::Home::at(d.path().join("h")).unwrap();
+        let reg = Registry::open(&home).unwrap();
+        let id = SessionId::new("s1").unwrap();
+        let opts = crate::session::StartOptions {
+            pid: Some(std::process::id()),
+            ..Default::default()
+        };
+        let s = reg.start(&id, &opts).unwrap();
+        let info = Info::of(&s);
+        assert!(info.is_this_host());
+        let back: Info = serde_json::from_slice(&serde_json::to_vec(&info).unwrap()).unwrap();
+        assert_eq!(back, info);
+        let foreign: Info = serde_json::from_str(r#"{"pid":7,"other":true}"#).unwrap();
+        assert_eq!((foreign.pid, foreign.host.as_str()), (7, ""));
+        assert!(!foreign.is_this_host());
+        assert_eq!(keeper(&reg, &id).unwrap(), None);
+        assert_eq!(stop_keeper(&reg, &id).unwrap(), None);
+    }
+}

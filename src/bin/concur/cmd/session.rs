@@ -28,6 +28,10 @@ pub struct Args {
 enum Action {
     /// Register this session (default process: the caller's parent, e.g. the hook's shell)
     ///
+    /// With a backend it is also registered on etcd, on a lease a detached keeper renews until
+    /// the process exits; if etcd cannot be reached, one warning line and the session starts
+    /// locally all the same (exit 0).
+    ///
     /// Example: `concur session start --session s1 --pid 4242 --agent claude`
     Start {
         /// The process embodying the session (e.g. the agent: the hook's parent)
