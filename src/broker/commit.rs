@@ -11,8 +11,14 @@
 //!   sidecar lock (`F.lock`, the same lock direct `concur append` writers take), so it never
 //!   interleaves with a locked writer; with unlocked `O_APPEND` writers the kernel orders whole
 //!   writes.
+//! - **One flush per batch.** With ids, the batch's dedup record is written into zeros
+//!   allocated ahead in the index and written out to the device (no flush) before the data is
+//!   written; the data's single `fdatasync` flushes the disk cache after it, and appended bytes
+//!   are visible after a crash only through that sync's journal commit, so the batch is never
+//!   durable without its record. (On another filesystem than the index, the record is
+//!   `fdatasync`ed itself.)
 //! - **Retry ids, written once.** Before a batch's data is written, its ids and the batch's
-//!   length and SHA-256 are appended to a dedup index (in the home, one per file). At start-up
+//!   length and SHA-256 are written to a dedup index (in the home, one per file). At start-up
 //!   the last index record is checked against the file (is a byte range with that hash at a
 //!   line start at or after the recorded offset?), so a batch that a `kill -9` cut off before
 //!   its write is forgotten and one that was written is remembered: a client retrying by id
@@ -21,6 +27,12 @@
 //!   the connection thread, which stops reading its socket: back-pressure, not growth.
 //!
 //! ## Not guaranteed
+//! - The one-flush path relies on Linux semantics: a disk cache flush makes every write the
+//!   device completed before it durable, and a journaling filesystem publishes appended bytes
+//!   only with the journal commit of their new size (ext4, XFS). On a filesystem without a
+//!   journal a power loss between the data reaching the disk and the flush could keep the
+//!   batch without its record (a retry of an unacknowledged id then writes it twice); acked
+//!   appends are durable either way.
 //! - The dedup window is the last [`WINDOW`] ids per file (and the index is keyed by path:
 //!   replacing the file by another keeps the ids). An id retried after that many newer ids is
 //!   written again.

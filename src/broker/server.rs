@@ -396,7 +396,7 @@ fn serve_conn(stream: UnixStream, state: &State) {
             // A request cut off by EOF is never executed: the client died mid-send.
             return;
         }
-        let slot = handle(&line, state, &owed);
+        let slot = handle(&line, state, &mut owed);
         owed.push(slot);
     }
 }
@@ -409,6 +409,10 @@ struct Owed {
     tx: mpsc::Sender<(u64, Outcome)>,
     rx: mpsc::Receiver<(u64, Outcome)>,
     buf: Vec<u8>,
+    /// The last append target of the current burst: the requested path and the queue of the
+    /// file it resolved to. Forgotten when the burst is answered, so the roots are checked
+    /// again (symlinks re-resolved) at least once per burst of pipelined requests.
+    resolved: Option<(PathBuf, SyncSender<Pending>)>,
 }
 
 /// One owed answer.
@@ -428,6 +432,7 @@ impl Owed {
             tx,
             rx,
             buf: Vec::new(),
+            resolved: None,
         }
     }
 
@@ -495,6 +500,7 @@ impl Owed {
                 }
             }
             if self.slots.is_empty() {
+                self.resolved = None;
                 return true;
             }
             // This connection holds a sender, so the channel never disconnects; a writer
@@ -507,7 +513,7 @@ impl Owed {
     }
 }
 
-fn handle(line: &[u8], state: &State, owed: &Owed) -> Slot {
+fn handle(line: &[u8], state: &State, owed: &mut Owed) -> Slot {
     let req: Request = match serde_json::from_slice(line) {
         Ok(r) => r,
         Err(e) => {
@@ -584,7 +590,7 @@ fn enqueue(
     file: &Path,
     body: (Option<String>, Option<serde_json::Value>, Option<String>),
     id: Option<&str>,
-    owed: &Owed,
+    owed: &mut Owed,
 ) -> std::result::Result<(), Failure> {
     let fail = |e: Error| Failure::from_error(&e);
     let line = match body {
@@ -602,8 +608,15 @@ fn enqueue(
     if let Some(id) = id {
         protocol::check_id(id).map_err(fail)?;
     }
-    let target = state.roots.check(file).map_err(fail)?;
-    let q = state.queue(&target).map_err(fail)?;
+    let q = match &owed.resolved {
+        Some((asked, q)) if asked == file => q.clone(),
+        _ => {
+            let target = state.roots.check(file).map_err(fail)?;
+            let q = state.queue(&target).map_err(fail)?;
+            owed.resolved = Some((file.to_path_buf(), q.clone()));
+            q
+        }
+    };
     q.send(Pending {
         line: bytes,
         id: id.map(str::to_owned),
