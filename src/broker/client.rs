@@ -190,8 +190,9 @@ impl Client {
 
     /// Pipelining: queues an append without waiting for its answer. Queued requests are
     /// written when [`recv_append`](Client::recv_append) has to wait for an answer (or
-    /// [`flush`](Client::flush) is called), so that the broker gets them together. Read each
-    /// answer with [`recv_append`](Client::recv_append); they come back in the order sent.
+    /// [`flush`](Client::flush) is called), so that the broker gets them together (a client
+    /// dropped before that never sends them). Read each answer with
+    /// [`recv_append`](Client::recv_append); they come back in the order sent.
     ///
     /// # Examples
     /// ```no_run

@@ -609,4 +609,43 @@ mod tests {
         h.join().unwrap();
         assert_eq!(read_all(&file).unwrap(), b"x\n");
     }
+
+    #[test]
+    fn a_torn_record_after_the_valid_ones_is_cleared_and_the_index_is_padded() {
+        let d = tempfile::tempdir().unwrap();
+        let file = d.path().join("f.jsonl");
+        let idx = d.path().join("f.idx");
+        let c = Arc::new(Counters::default());
+        let (tx, h) = spawn(file.clone(), idx.clone(), Arc::clone(&c)).unwrap();
+        assert!(!append(&tx, "a", Some("1")).duplicate);
+        drop(tx);
+        h.join().unwrap();
+        let grown = read_all(&idx).unwrap();
+        assert_eq!(grown.len() as u64, INDEX_CHUNK, "allocated ahead in zeros");
+        // A crash mid-write left half a record (and a stray newline further on) in the zeros.
+        let end = grown.iter().position(|&b| b == 0).unwrap();
+        let f = std::fs::OpenOptions::new().write(true).open(&idx).unwrap();
+        f.write_all_at(br#"{"ids":["2"],"off":2,"le"#, end as u64)
+            .unwrap();
+        f.write_all_at(b"x\n", end as u64 + 100).unwrap();
+        drop(f);
+        let (tx, h) = spawn(file.clone(), idx.clone(), Arc::clone(&c)).unwrap();
+        assert!(
+            append(&tx, "a", Some("1")).duplicate,
+            "the valid record survives"
+        );
+        assert!(
+            !append(&tx, "b", Some("2")).duplicate,
+            "the torn one is forgotten"
+        );
+        drop(tx);
+        h.join().unwrap();
+        let again = read_all(&idx).unwrap();
+        assert!(!again.windows(2).any(|w| w == b"x\n"), "torn tail cleared");
+        let (tx, h) = spawn(file.clone(), idx, c).unwrap();
+        assert!(append(&tx, "b", Some("2")).duplicate);
+        drop(tx);
+        h.join().unwrap();
+        assert_eq!(read_all(&file).unwrap(), b"a\nb\n");
+    }
 }
