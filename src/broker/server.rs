@@ -13,6 +13,11 @@
 //! - **Only under the roots.** A target must be absolute, free of `..`, and its directory,
 //!   with symlinks resolved, must lie under one of `[broker] roots` (resolved the same way);
 //!   the file itself is opened `O_NOFOLLOW`. No roots configured: every append is refused.
+//!   Pipelined requests read together for the same path share one check.
+//! - **Pipelining, answers in order.** A connection's thread reads every request already
+//!   waiting (up to [`MAX_PIPELINE`]) into the files' queues before it answers, then writes
+//!   the answers in request order as the writers deliver them; a request is never answered
+//!   before the ones sent ahead of it.
 //! - **Drain on shutdown.** When [`Shutdown`] is triggered (SIGTERM/SIGINT/SIGHUP with
 //!   [`Shutdown::on_signals`]) the broker stops accepting, stops reading new requests, writes
 //!   and acks everything already queued, then removes its socket.
