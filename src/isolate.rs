@@ -17,9 +17,11 @@
 //!   while its group is signalled, so its pid (the group id) cannot be reused meanwhile.
 //! - **Exit status passed through** (128+N for a child killed by signal N).
 //! - **Exclusive.** `--exclusive NAME` instead takes the lease `isolate:NAME` in the lease store
-//!   (TTL [`LEASE_TTL`], renewed while the instance runs, released when it ends, reclaimed at
-//!   once when the holding session dies); another session fails at once, naming the holder.
-//!   The same session may run it twice (re-acquiring is idempotent).
+//!   the caller passes — the local `SQLite` one, or etcd's when a backend is configured, so the
+//!   instance is then exclusive across machines (TTL [`LEASE_TTL`], renewed while the instance
+//!   runs, released when it ends, reclaimed at once when the holding session dies on the same
+//!   machine); another session fails at once, naming the holder. The same session may run it
+//!   twice (re-acquiring is idempotent).
 //!
 //! ## Not guaranteed
 //! - A grandchild that moves itself to another process group (e.g. with `setsid`) escapes the
@@ -36,7 +38,7 @@ use std::net::{Ipv4Addr, TcpListener};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -44,7 +46,6 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::home::Home;
 use crate::id::SessionId;
-use crate::lease::sqlite::SqliteStore;
 use crate::lease::{AcquireRequest, Acquired, Store};
 use crate::session::{Liveness, Registry};
 use crate::sys;
@@ -77,47 +78,67 @@ pub struct Prepared {
     exclusive: Option<Exclusive>,
 }
 
+/// A lease store shared by the isolate and its renewing thread.
+type SharedStore = Arc<Mutex<Box<dyn Store + Send>>>;
+
 /// The lease on a shared instance, released when the isolate ends.
-#[derive(Debug)]
 struct Exclusive {
-    home: Home,
+    store: SharedStore,
     task: String,
     session: SessionId,
 }
 
+impl std::fmt::Debug for Exclusive {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Exclusive")
+            .field("task", &self.task)
+            .field("session", &self.session)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Drop for Exclusive {
     fn drop(&mut self) {
-        if let Ok(store) = SqliteStore::open(&self.home) {
-            let _ = store.release(&self.task, &self.session);
-        }
+        let store = self
+            .store
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _ = store.release(&self.task, &self.session);
     }
 }
 
 /// Resolves the directory, port and arguments for `session` and takes the locks that mark it
-/// in use (and, with `exclusive`, the named instance's lock).
+/// in use. With `exclusive` = `(NAME, store)`, takes the lease `isolate:NAME` for the shared
+/// instance in `store` (whichever lease store the backend names: local `SQLite` or etcd), keeps
+/// it renewed while [`run`] runs and releases it when the [`Prepared`] is dropped.
 ///
 /// # Errors
-/// [`Error::Conflict`] naming the holder when `exclusive` is held by another process;
+/// [`Error::Conflict`] naming the holder when `exclusive` is held by another session;
 /// [`Error::Invalid`] for an empty command or a bad exclusive name; [`Error::Io`] otherwise.
 pub fn prepare(
     home: &Home,
     session: &SessionId,
-    exclusive: Option<&str>,
+    exclusive: Option<(&str, Box<dyn Store + Send>)>,
     cmd: &[String],
 ) -> Result<Prepared> {
     if cmd.is_empty() {
         return Err(Error::Invalid("no command to run (put it after --)".into()));
     }
     let base = home.subdir("isolate")?;
-    let mut exclusive_task = None;
-    let dir = if let Some(name) = exclusive {
+    let mut taken = None;
+    let dir = if let Some((name, store)) = exclusive {
         let name = SessionId::new(name)
             .map_err(|_| Error::Invalid(format!("invalid exclusive name {name:?}")))?;
         let ex = base.join("exclusive");
         sys::fs::mkdir(&ex, 0o700).map_err(Error::with("cannot create directory", &ex))?;
         let task = format!("isolate:{name}");
-        take_exclusive(home, &task, session, name.as_str())?;
-        exclusive_task = Some(task);
+        take_exclusive(&*store, &task, session, name.as_str())?;
+        // From here on, dropping it releases the lease (also on an error below).
+        taken = Some(Exclusive {
+            store: Arc::new(Mutex::new(store)),
+            task,
+            session: session.clone(),
+        });
         ex.join(name.as_str())
     } else {
         base.join(session.as_str())
@@ -147,11 +168,7 @@ pub fn prepare(
         port,
         argv,
         _in_use: in_use,
-        exclusive: exclusive_task.map(|task| Exclusive {
-            home: home.clone(),
-            task,
-            session: session.clone(),
-        }),
+        exclusive: taken,
     })
 }
 
@@ -159,8 +176,7 @@ pub fn prepare(
 /// of that while the instance runs, and reclaimed at once when the holding session dies).
 pub const LEASE_TTL: Duration = Duration::from_secs(60);
 
-fn take_exclusive(home: &Home, task: &str, session: &SessionId, name: &str) -> Result<()> {
-    let store = SqliteStore::open(home)?;
+fn take_exclusive(store: &dyn Store, task: &str, session: &SessionId, name: &str) -> Result<()> {
     let req = AcquireRequest {
         task: task.to_owned(),
         session: session.clone(),
@@ -355,7 +371,7 @@ pub fn run(p: &Prepared) -> Result<ExitStatus> {
         .map_err(Error::with("cannot spawn thread", here))?;
 
     if let Some(ex) = &p.exclusive {
-        renew_in_background(ex.home.clone(), ex.task.clone(), ex.session.clone());
+        renew_in_background(Arc::clone(&ex.store), ex.task.clone(), ex.session.clone());
     }
     sys::nowait::wait_exited(pid).map_err(Error::with("cannot wait for", Path::new(program)))?;
     let _ = exited_tx.send(());
@@ -367,17 +383,17 @@ pub fn run(p: &Prepared) -> Result<ExitStatus> {
 }
 
 /// Renews the shared instance's lease every third of its TTL until the process exits.
-fn renew_in_background(home: Home, task: String, session: SessionId) {
+fn renew_in_background(store: SharedStore, task: String, session: SessionId) {
     let _ = std::thread::Builder::new()
         .name("concur-isolate-renew".into())
         .stack_size(256 << 10)
         .spawn(move || {
-            let Ok(store) = SqliteStore::open(&home) else {
-                return;
-            };
             loop {
                 std::thread::sleep(LEASE_TTL / 3);
-                if store.renew(&task, &session, LEASE_TTL).is_err() {
+                let guard = store
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                if guard.renew(&task, &session, LEASE_TTL).is_err() {
                     eprintln!("concur: isolate: cannot renew the lease {task}");
                 }
             }

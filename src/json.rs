@@ -118,13 +118,11 @@ impl JsonUpdate {
         self
     }
 
-    /// Runs the filter on the file's document under the sidecar lock and writes the result.
+    /// Parses and compiles the filter and checks the bound values, touching nothing.
     ///
     /// # Errors
-    /// [`Error::Invalid`] for a bad filter, bad existing JSON, a filter error or a result that
-    /// is not exactly one JSON value (the file is unchanged); [`Error::Timeout`] when the lock
-    /// was not had in time; [`Error::Io`] or a permission error from reading or replacing.
-    pub fn apply(&self, path: &Path) -> Result<Updated> {
+    /// [`Error::Invalid`] for a bad filter or a bad `--argjson` value.
+    pub fn compile(&self) -> Result<Program> {
         let names: Vec<String> = self.vars.iter().map(|(n, _)| format!("${n}")).collect();
         let arena = Arena::default();
         let defs = jaq_core::defs()
@@ -161,27 +159,100 @@ impl JsonUpdate {
                 Var::Json(j) => parse(j.as_bytes(), "--argjson value"),
             })
             .collect::<Result<_>>()?;
+        Ok(Program {
+            filter,
+            vals,
+            init: self.init.clone(),
+        })
+    }
 
+    /// Runs the filter on the file's document under the sidecar lock and writes the result.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] for a bad filter, bad existing JSON, a filter error or a result that
+    /// is not exactly one JSON value (the file is unchanged); [`Error::Timeout`] when the lock
+    /// was not had in time; [`Error::Precondition`] when a fence set in the replace options
+    /// refuses the write; [`Error::Io`] or a permission error from reading or replacing.
+    pub fn apply(&self, path: &Path) -> Result<Updated> {
+        let program = self.compile()?;
         let _guard = self.replace.lock(path)?;
         let current = replace::read(path)?;
-        let (input, created) = match &current {
-            Some(s) if !s.content.trim_ascii().is_empty() => {
-                let what = format!("existing content of {}", path.display());
-                (parse(&s.content, &what)?, false)
-            }
+        let what = format!("existing content of {}", path.display());
+        let Some(out) = program.run(current.as_ref().map(|s| s.content.as_slice()), &what)? else {
+            return Err(Error::Invalid(format!(
+                "{} does not exist or is empty (pass --init JSON to start from a value)",
+                path.display()
+            )));
+        };
+        let pretty = out.pretty();
+        let changed = current.as_ref().is_none_or(|s| s.content != pretty);
+        let etag = if changed {
+            self.replace.replace_locked(path, &pretty)?.etag
+        } else {
+            // Fenced even when nothing changes: a stale holder learns it is stale.
+            self.replace.check_fence(path)?;
+            replace::etag(&pretty)
+        };
+        Ok(Updated {
+            value: out.value,
+            etag,
+            created: out.created,
+            changed,
+        })
+    }
+}
+
+/// A compiled filter with its variables bound ([`JsonUpdate::compile`]), to run on documents
+/// wherever they are stored (a file, an etcd key).
+pub struct Program {
+    filter: jaq_core::Filter<data::JustLut<Val>>,
+    vals: Vec<Val>,
+    init: Option<String>,
+}
+
+impl std::fmt::Debug for Program {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Program")
+            .field("vars", &self.vals.len())
+            .field("init", &self.init)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One run of a [`Program`]: the single value it produced.
+#[derive(Debug, Clone)]
+pub struct Output {
+    /// The value, as compact JSON.
+    pub value: String,
+    /// The input was missing or empty and the init value was used.
+    pub created: bool,
+    val: Val,
+}
+
+impl Output {
+    /// The value pretty-printed (two-space indent) with a trailing newline, as files get it.
+    pub fn pretty(&self) -> Vec<u8> {
+        pretty(&self.val)
+    }
+}
+
+impl Program {
+    /// Runs the filter on `current` (`None` or blank: the init value). `what` names the input
+    /// in error messages. `Ok(None)`: no input and no init value.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] when `current` is not JSON, the filter fails, or it yields no value,
+    /// several values, or a value that JSON cannot represent.
+    pub fn run(&self, current: Option<&[u8]>, what: &str) -> Result<Option<Output>> {
+        let (input, created) = match current {
+            Some(c) if !c.trim_ascii().is_empty() => (parse(c, what)?, false),
             _ => match &self.init {
                 Some(init) => (parse(init.as_bytes(), "--init value")?, true),
-                None => {
-                    return Err(Error::Invalid(format!(
-                        "{} does not exist or is empty (pass --init JSON to start from a value)",
-                        path.display()
-                    )));
-                }
+                None => return Ok(None),
             },
         };
-
-        let ctx = Ctx::<data::JustLut<Val>>::new(&filter.lut, Vars::new(vals));
-        let mut outputs = filter.id.run((ctx, input));
+        let ctx = Ctx::<data::JustLut<Val>>::new(&self.filter.lut, Vars::new(self.vals.clone()));
+        let mut outputs = self.filter.id.run((ctx, input));
         let value = match outputs.next() {
             None => return Err(Error::Invalid("filter produced no value".into())),
             Some(Ok(v)) => v,
@@ -196,40 +267,32 @@ impl JsonUpdate {
                 ));
             }
         }
-
         let compact = value.to_string();
         check_json(&compact).map_err(|_| {
             Error::Invalid(format!(
                 "filter produced a value that is not JSON: {compact}"
             ))
         })?;
-        let pretty = pretty(&value, path)?;
-        let changed = current.as_ref().is_none_or(|s| s.content != pretty);
-        let etag = if changed {
-            self.replace.replace_locked(path, &pretty)?.etag
-        } else {
-            replace::etag(&pretty)
-        };
-        Ok(Updated {
+        Ok(Some(Output {
             value: compact,
-            etag,
             created,
-            changed,
-        })
+            val: value,
+        }))
     }
 }
 
 /// Two-space indented JSON with a trailing newline.
-fn pretty(v: &Val, path: &Path) -> Result<Vec<u8>> {
+fn pretty(v: &Val) -> Vec<u8> {
     let pp = jaq_json::write::Pp {
         indent: Some("  ".to_string()),
         sep_space: true,
         ..jaq_json::write::Pp::default()
     };
     let mut out = Vec::new();
-    jaq_json::write::write(&mut out, &pp, 0, v).map_err(Error::with("cannot format", path))?;
+    // Writing into a Vec cannot fail.
+    let _ = jaq_json::write::write(&mut out, &pp, 0, v);
     out.push(b'\n');
-    Ok(out)
+    out
 }
 
 fn check_json(text: &str) -> std::result::Result<(), String> {

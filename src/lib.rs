@@ -26,6 +26,7 @@
 //! | hook guard | a file-tool write to a `[guard]` path is denied; any failure on a guarded event denies | [`hook`] |
 //! | isolate | one instance per session; its whole process group dies with it; stdout untouched | [`isolate`] |
 //! | scan | a parse error never stops a scan; it lowers nearby confidence and is reported | [`scan`] |
+//! | fenced write / json | a write whose fencing token is below the highest the file accepted for that lock is refused; with etcd, also one not holding the lock now | `FILE.fence` record under the sidecar lock, [`fence`] |
 //! | etcd lock / slot / token | one holder (N for slots) by etcd's account; fencing token = create revision, fenced writes refused once stale | `etcd` (feature `etcd`) |
 //!
 //! ## Non-guarantees
@@ -48,6 +49,7 @@
 //! - [`append`] — whole-line appends to shared logs
 //! - [`replace`] — atomic whole-file replace, etags
 //! - [`json`] — locked jq updates of JSON files
+//! - [`fence`] — fenced writes: `NAME:TOKEN`, the per-file record of accepted tokens
 //! - [`token`] — one-time tokens and their audit ledger
 //! - [`time`] — UTC timestamps for audit records and listings
 //! - [`duration`] — `30s`/`5m`/`2h`/`1d` durations
@@ -73,6 +75,7 @@ pub mod duration;
 pub mod error;
 #[cfg(feature = "etcd")]
 pub mod etcd;
+pub mod fence;
 pub mod home;
 pub mod hook;
 pub mod id;

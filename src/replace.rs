@@ -13,6 +13,9 @@
 //!   [`etag`] is still the expected one ([`Error::Precondition`] otherwise). Every replace takes
 //!   the sidecar lock, so a plain replace cannot slip between another writer's check and rename
 //!   (the read-modify-write of [`crate::json`] included).
+//! - **Fenced writes** ([`ReplaceOptions::fence`]): under the same sidecar lock, a write whose
+//!   fencing token is below the highest the file has accepted for that lock name is refused
+//!   ([`Error::Precondition`], nothing written); see [`crate::fence`].
 //! - **Refusals.** A symlink at the target is refused (a permission error); so are FIFOs and
 //!   other non-regular files, and files this process may not write by their permission bits
 //!   (`faccessat(2)`; an immutable file counts as read-only even for root).
@@ -34,6 +37,7 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
+use crate::fence::Fencing;
 use crate::sidecar::{self, SidecarGuard};
 use crate::sys;
 
@@ -115,6 +119,7 @@ pub struct ReplaceOptions {
     if_match: Option<String>,
     lock_file: Option<PathBuf>,
     wait: Option<Duration>,
+    fence: Option<Fencing>,
 }
 
 impl Default for ReplaceOptions {
@@ -133,6 +138,7 @@ impl ReplaceOptions {
             if_match: None,
             lock_file: None,
             wait: None,
+            fence: None,
         }
     }
 
@@ -171,6 +177,32 @@ impl ReplaceOptions {
         self
     }
 
+    /// Fence the write: refused unless the fence's token is not below the highest accepted for
+    /// its lock name on this file (and its holder check, if any, passes); see [`crate::fence`].
+    #[must_use]
+    pub fn fence(mut self, fencing: Fencing) -> Self {
+        self.fence = Some(fencing);
+        self
+    }
+
+    /// With a fence set, decides under the sidecar lock (which the caller holds) whether a
+    /// write of `path` may go ahead, advancing the fence record if so; without one, `Ok`. For a
+    /// caller that decided not to write (its result equals the content) but must still refuse
+    /// a stale fence; [`ReplaceOptions::replace_locked`] checks the fence itself.
+    ///
+    /// # Errors
+    /// As [`Fencing::admit`]; a permission error for a target that must not be replaced.
+    pub fn check_fence(&self, path: &Path) -> Result<()> {
+        if let Some(f) = &self.fence {
+            let mode = match self.mode {
+                Some(m) => m,
+                None => existing_mode(path)?.unwrap_or(sys::fs::DEFAULT_MODE),
+            };
+            f.admit(path, mode)?;
+        }
+        Ok(())
+    }
+
     /// Takes the sidecar lock these options name for `path`.
     ///
     /// # Errors
@@ -207,10 +239,13 @@ impl ReplaceOptions {
     }
 
     /// [`ReplaceOptions::replace`] for a caller that already holds the sidecar lock (and has
-    /// done its own checks under it): the temp + fsync + rename + fsync-dir step alone.
+    /// done its own checks under it): the temp + fsync + rename + fsync-dir step alone. With a
+    /// fence, the fence is decided after the temporary file is durable and just before the
+    /// rename, so a holder check (one etcd read) is as close to the write as a local file allows.
     ///
     /// # Errors
-    /// As [`ReplaceOptions::replace`], without the precondition and the lock wait.
+    /// As [`ReplaceOptions::replace`], without the etag precondition and the lock wait
+    /// ([`Error::Precondition`] for a refused fence).
     pub fn replace_locked(&self, path: &Path, content: &[u8]) -> Result<Replaced> {
         let existing = existing_mode(path)?;
         let mode = self.mode.or(existing).unwrap_or(sys::fs::DEFAULT_MODE);
@@ -224,6 +259,9 @@ impl ReplaceOptions {
             .map_err(Error::with("cannot set mode of", tmp.path()))?;
         tmp.write_durable(content, self.fsync)
             .map_err(Error::with("cannot write temporary file", tmp.path()))?;
+        if let Some(f) = &self.fence {
+            f.admit(path, mode)?; // refused: the temporary file is removed when dropped
+        }
         sys::fs::rename(tmp.path(), path).map_err(Error::with("cannot replace", path))?;
         tmp.keep();
         if self.fsync {

@@ -28,8 +28,14 @@ pub fn escape(s: &str) -> String {
     o
 }
 
-/// Renders the whole page.
+/// Renders the whole page of a local run.
 pub fn page(outcomes: &[Outcome]) -> String {
+    page_on(outcomes, "local files", &[])
+}
+
+/// Renders the whole page, saying which backend the run used (`local files`, or the etcd URL
+/// and key prefix) and which targets were skipped on it.
+pub fn page_on(outcomes: &[Outcome], backend: &str, skipped: &[&str]) -> String {
     let mut h = String::from(
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
 <title>concur diagnose report</title>\n<style>\
@@ -42,6 +48,14 @@ svg{background:#fafafa;border:1px solid #ddd}\
 .sw{display:inline-block;width:14px;height:10px;margin-right:4px;vertical-align:middle}\
 </style></head><body>\n<h1>concur diagnose</h1>\n",
     );
+    let _ = writeln!(h, "<p class=\"backend\">backend: {}</p>", escape(backend));
+    if !skipped.is_empty() {
+        let _ = writeln!(
+            h,
+            "<p class=\"skipped\">skipped (local-only targets, not run on etcd): {}</p>",
+            escape(&skipped.join(", "))
+        );
+    }
     h.push_str("<table class=\"summary\"><tr>");
     for c in super::report::HEADINGS {
         let _ = write!(h, "<th>{c}</th>");

@@ -33,6 +33,7 @@
 
 pub mod checks;
 pub mod custom;
+pub mod etcd;
 pub mod html;
 pub mod report;
 pub mod run;
@@ -113,6 +114,10 @@ pub struct WriterSpec {
     /// For custom mode: the user's command and its per-run timeout.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub custom: Option<CustomRun>,
+    /// On an etcd run: the round's backend URL (a fresh key prefix); the protected writer
+    /// coordinates there. `None`: local.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend: Option<String>,
 }
 
 /// A user's command as one writer runs it.
@@ -303,4 +308,17 @@ pub trait Target: Sync {
     /// # Errors
     /// When the state cannot be read at all.
     fn check(&self, dir: &Path, sizes: &Sizes, runs: &[WriterRun]) -> Result<RoundCheck>;
+    /// Whether the protected writer can coordinate through an etcd backend
+    /// (`concur --backend etcd://… diagnose`); see [`etcd`].
+    fn on_etcd(&self) -> bool {
+        false
+    }
+    /// On an etcd run, prepares the round's keys under `url` (the round's fresh key prefix),
+    /// after [`Target::setup`].
+    ///
+    /// # Errors
+    /// When etcd cannot be reached.
+    fn setup_etcd(&self, _url: &str, _mode: Mode, _sizes: &Sizes) -> Result<()> {
+        Ok(())
+    }
 }

@@ -29,6 +29,9 @@ pub struct Harness {
     pub per_session: bool,
     /// How long one writer process may run before it is killed and reported.
     pub timeout: Duration,
+    /// On an etcd run: the run's backend URL with its fresh key prefix (round `r` works under
+    /// [`super::etcd::round_url`]). `None`: local.
+    pub backend: Option<String>,
 }
 
 /// One round of one target: a fresh directory and the writers to start on it.
@@ -61,6 +64,11 @@ impl Round<'_> {
             round: self.round,
             role: role.to_owned(),
             custom: None,
+            backend: self
+                .harness
+                .backend
+                .as_deref()
+                .map(|b| super::etcd::round_url(b, self.round)),
         }
     }
 
@@ -457,6 +465,9 @@ pub fn run_target(h: &Harness, t: &dyn Target, mode: Mode, sizes: Sizes) -> Resu
         let dir = root.path().join(format!("round-{round}"));
         sys::fs::mkdir(&dir, 0o700).map_err(Error::with("cannot create round directory", &dir))?;
         t.setup(&dir, mode, &sizes)?;
+        if let Some(b) = &h.backend {
+            t.setup_etcd(&super::etcd::round_url(b, round), mode, &sizes)?;
+        }
         let r = Round {
             harness: h,
             target: t.name(),

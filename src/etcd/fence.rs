@@ -6,20 +6,15 @@
 //! longer write, however late its request arrives. [`update`] is a read-modify-write loop that
 //! commits only if the value's mod revision is still the one it read (optionally fenced too):
 //! concurrent updaters never lose each other's changes, and a retried write that had committed
-//! is recognised (a nonce in the side key `KEY.cas-writer`), so `f` is never applied twice.
+//! is recognised (a nonce in a side key), so `f` is never applied twice. [`check`] is the
+//! one-read holder check that fenced writes of local files run under their sidecar lock.
 
 use super::client::Client;
+use super::lock::Holder;
 use super::wire::{Compare, KeyValue, Op};
 use crate::error::{Error, Result};
 
-/// A lock name and the token it was acquired with.
-#[derive(Debug, Clone)]
-pub struct Fence {
-    /// The lock's name.
-    pub lock: String,
-    /// The fencing token the writer holds.
-    pub token: i64,
-}
+pub use crate::fence::Fence;
 
 impl Fence {
     fn compare(&self, client: &Client) -> Compare {
@@ -27,17 +22,37 @@ impl Fence {
     }
 
     fn stale(&self, client: &Client) -> Error {
-        let now = super::lock::holder(client, &self.lock)
-            .ok()
-            .flatten()
-            .map_or_else(
-                || "nobody holds it now".to_string(),
-                |h| format!("now held with token {}", h.token),
-            );
+        self.stale_given(
+            super::lock::holder(client, &self.lock)
+                .ok()
+                .flatten()
+                .as_ref(),
+        )
+    }
+
+    fn stale_given(&self, now: Option<&Holder>) -> Error {
+        let now = now.map_or_else(
+            || "nobody holds it now".to_string(),
+            |h| format!("now held with token {}", h.token),
+        );
         Error::Precondition(format!(
             "fencing token {} is stale for lock {} ({now}); write refused",
             self.token, self.lock
         ))
+    }
+}
+
+/// `Ok` if lock `fence.lock` is held with `fence.token` right now (one linearizable read).
+///
+/// # Errors
+/// [`Error::Precondition`] naming the current token (or that nobody holds the lock);
+/// [`Error::Io`] when no member answered.
+pub fn check(client: &Client, fence: &Fence) -> Result<()> {
+    let now = super::lock::holder(client, &fence.lock)?;
+    if now.as_ref().is_some_and(|h| h.token == fence.token) {
+        Ok(())
+    } else {
+        Err(fence.stale_given(now.as_ref()))
     }
 }
 
@@ -72,18 +87,67 @@ pub fn update(
     fence: Option<&Fence>,
     mut f: impl FnMut(Option<&[u8]>) -> Result<Vec<u8>>,
 ) -> Result<Vec<u8>> {
-    // Each write also records a nonce in a side key, in the same transaction: a retry whose
-    // first attempt committed but lost its answer finds its own nonce there (with the key's
-    // mod revision) and reports success instead of applying `f` a second time.
     let mut side = key.to_vec();
     side.extend_from_slice(b".cas-writer");
+    let done = cas(client, key, &side, fence, |kv| {
+        f(kv.map(|kv| kv.value.as_slice())).map(Some)
+    })?;
+    Ok(done.value.unwrap_or_default())
+}
+
+/// What [`cas`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cas {
+    /// The key's value now (`None`: absent, and `f` left it so).
+    pub value: Option<Vec<u8>>,
+    /// The key's mod revision now (0: absent).
+    pub revision: i64,
+    /// The key was written (`f` returned a value different from the current one).
+    pub changed: bool,
+}
+
+/// The compare-and-swap loop behind [`update`], with the side key for the writer's nonce named
+/// by the caller, and `f` able to leave the value as it is (`Ok(None)`): then nothing is written
+/// (with a fence, the fence is still checked in a transaction with the value's mod revision).
+///
+/// Every write also puts a fresh nonce into `side` in the same transaction. A retry whose first
+/// attempt committed but lost its answer finds its own nonce there, at the key's mod revision,
+/// and reports success instead of applying `f` a second time.
+///
+/// # Errors
+/// Whatever `f` returns (nothing written); [`Error::Precondition`] when the fence is stale;
+/// [`Error::Io`] when no member answered.
+pub fn cas(
+    client: &Client,
+    key: &[u8],
+    side: &[u8],
+    fence: Option<&Fence>,
+    mut f: impl FnMut(Option<&KeyValue>) -> Result<Option<Vec<u8>>>,
+) -> Result<Cas> {
     loop {
         let current: Option<KeyValue> = client.get(key)?;
-        let new = f(current.as_ref().map(|kv| kv.value.as_slice()))?;
+        let new = f(current.as_ref())?.filter(|n| current.as_ref().is_none_or(|kv| kv.value != *n));
         let mut cmp = vec![match &current {
             Some(kv) => Compare::ModRevision(key.to_vec(), kv.mod_revision),
             None => Compare::CreateRevision(key.to_vec(), 0),
         }];
+        let Some(new) = new else {
+            let unchanged = Cas {
+                value: current.as_ref().map(|kv| kv.value.clone()),
+                revision: current.as_ref().map_or(0, |kv| kv.mod_revision),
+                changed: false,
+            };
+            let Some(fe) = fence else {
+                return Ok(unchanged);
+            };
+            // A fenced no-op still proves the fence, at the revision the value was read.
+            cmp.push(fe.compare(client));
+            if client.txn(&cmp, &[], &[])?.succeeded {
+                return Ok(unchanged);
+            }
+            check(client, fe)?;
+            continue; // the value changed under us: re-read and re-apply `f`
+        };
         if let Some(fe) = fence {
             cmp.push(fe.compare(client));
         }
@@ -92,24 +156,30 @@ pub fn update(
             &cmp,
             &[
                 Op::Put(key.to_vec(), new.clone(), 0),
-                Op::Put(side.clone(), nonce.clone().into_bytes(), 0),
+                Op::Put(side.to_vec(), nonce.clone().into_bytes(), 0),
             ],
-            &[Op::Get(key.to_vec()), Op::Get(side.clone())],
+            &[Op::Get(key.to_vec()), Op::Get(side.to_vec())],
         )?;
         if t.succeeded {
-            return Ok(new);
+            return Ok(Cas {
+                value: Some(new),
+                revision: t.revision,
+                changed: true,
+            });
         }
         if let (Some(Some(now)), Some(Some(w))) = (t.gets.first(), t.gets.get(1))
             && w.value == nonce.as_bytes()
             && w.mod_revision == now.mod_revision
         {
-            return Ok(new); // our own earlier attempt committed
+            // Our own earlier attempt committed.
+            return Ok(Cas {
+                value: Some(new),
+                revision: now.mod_revision,
+                changed: true,
+            });
         }
         if let Some(fe) = fence {
-            let still = super::lock::holder(client, &fe.lock)?.is_some_and(|h| h.token == fe.token);
-            if !still {
-                return Err(fe.stale(client));
-            }
+            check(client, fe)?;
         }
         // Someone else changed the value: read it again and re-apply `f`.
     }

@@ -189,8 +189,15 @@ pub fn lock(
             }
             Some(_) if matches!(wait, Wait::No) => return Ok(None),
             Some(_) => {
-                super::wait_for_delete(client, &key, None, t.revision + 1, deadline)
-                    .map_err(|()| timeout("etcd lock", name, started))?;
+                super::wait_for_delete(
+                    client,
+                    &key,
+                    None,
+                    t.revision + 1,
+                    deadline,
+                    super::RECHECK,
+                )
+                .map_err(|()| timeout("etcd lock", name, started))?;
             }
             // Deleted between the compare and the read: try again at once.
             None => {}

@@ -11,6 +11,7 @@
 //! | [`token`] | `token/NAME`, `token-issued/NAME`, `token-taken/NAME` | issue = create-if-absent; take = delete with compare on mod revision, exactly one winner |
 //! | [`session`] | `session/ID` on the session's lease | live while its lease is kept alive |
 //! | [`fence`] | any key | a write commits only while the lock key still has the writer's token |
+//! | [`json`] | `json/NAME`, `json-writer/NAME` | jq update committed by CAS on mod revision; nonce recognises a retried commit |
 //! | [`tasks`] | `task/TASK` on the holder's lease, `task-done/TASK` | the lease [`crate::lease::Store`]: acquire = one txn, token = create revision |
 //!
 //! The client speaks etcd's HTTP/JSON gateway (`/v3/...`) with a small built-in HTTP/1.1 client:
@@ -26,6 +27,7 @@ pub mod client;
 pub mod fence;
 pub mod hold;
 mod http;
+pub mod json;
 pub mod lease;
 pub mod lock;
 pub mod semaphore;
@@ -115,17 +117,23 @@ pub(crate) fn nonce() -> String {
     format!("{:016x}", u64::from_le_bytes(b))
 }
 
+/// How long a waiter watches without news before it re-checks anyway: a safety net against a
+/// watch on a member that silently fell behind.
+pub(crate) const RECHECK: Duration = Duration::from_secs(5);
+
 /// Waits until a key (or a key in `[key, range_end)`) is deleted at or after `from_revision`,
-/// the watch breaks, or a quiet spell passes (then the caller re-checks: a safety net against a
-/// watch on a member that silently fell behind). `Err(())` when `deadline` passed.
+/// the watch breaks, or `recheck` passes without news (then the caller re-checks: see
+/// [`RECHECK`]; a shorter one suits a holder that can vanish without its key going, such as a
+/// task lease whose holder's death is seen in the local registry). `Err(())` when `deadline`
+/// passed. Shared by every waiter (lock, slot, task lease): none of them polls.
 pub(crate) fn wait_for_delete(
     client: &Client,
     key: &[u8],
     range_end: Option<&[u8]>,
     from_revision: i64,
     deadline: Option<Instant>,
+    recheck: Duration,
 ) -> std::result::Result<(), ()> {
-    const RECHECK: Duration = Duration::from_secs(5);
     let left = |d: Option<Instant>| d.map(|d| d.saturating_duration_since(Instant::now()));
     if left(deadline) == Some(Duration::ZERO) {
         return Err(());
@@ -139,7 +147,7 @@ pub(crate) fn wait_for_delete(
         return Ok(());
     };
     loop {
-        let wait = left(deadline).map_or(RECHECK, |l| l.min(RECHECK));
+        let wait = left(deadline).map_or(recheck, |l| l.min(recheck));
         match w.wait(wait) {
             Seen::Put => {}
             Seen::Quiet if left(deadline) == Some(Duration::ZERO) => return Err(()),

@@ -149,7 +149,9 @@ pub fn acquire(
             lease.revoke()?;
             return Ok(None);
         }
-        if super::wait_for_delete(client, &pfx, Some(&end), rev + 1, deadline).is_err() {
+        if super::wait_for_delete(client, &pfx, Some(&end), rev + 1, deadline, super::RECHECK)
+            .is_err()
+        {
             let _ = lease.revoke();
             return Err(timeout("etcd slot", name, started));
         }

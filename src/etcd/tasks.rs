@@ -19,13 +19,18 @@
 //!   dead are reclaimed at once (their etcd lease is revoked, then the acquire retried).
 //! - **Build-once.** `complete` of a `--once` lease deletes the holder key and writes the
 //!   completion in one transaction; acquire's compare then always fails.
+//! - **Waiting** (`acquire_wait`, `lease acquire -w`) watches the holder key from the revision
+//!   the failed acquire saw and tries again when the key is deleted — the same watch as the lock
+//!   and slot waiters (`wait_for_delete`), never polling. A quiet watch is re-checked after 5 s
+//!   (a member that silently fell behind), or after 1 s while the holder is a live session of
+//!   this machine (its death frees the lease but shows only in the local registry).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
 use super::client::Client;
-use super::wire::{Compare, KeyValue, Op};
+use super::wire::{Compare, KeyValue, Op, TxnResponse};
 use crate::error::{Error, Result};
 use crate::id::SessionId;
 use crate::lease::{AcquireRequest, Acquired, Completion, Lease, Store, TaskState, check_task};
@@ -206,8 +211,31 @@ fn not_holder(task: &str, session: &SessionId, r: Option<&Record>) -> Error {
     }
 }
 
-impl Store for EtcdStore {
-    fn acquire(&self, req: &AcquireRequest) -> Result<Acquired> {
+/// How often a waiter re-checks a quiet watch while the holder is a live session of this
+/// machine: its death shows in the local registry, not in etcd.
+const LOCAL_RECHECK: Duration = Duration::from_secs(1);
+
+/// One acquire attempt: the answer, the revision its transaction saw, and whether the holder
+/// (when held) is a live session of this machine.
+struct Try {
+    got: Acquired,
+    revision: i64,
+    local_alive: bool,
+}
+
+impl Try {
+    fn new(got: Acquired, t: &TxnResponse) -> Try {
+        Try {
+            got,
+            revision: t.revision,
+            local_alive: false,
+        }
+    }
+}
+
+impl EtcdStore {
+    /// One acquire: a transaction that grants or returns the holder (see the module docs).
+    fn try_acquire(&self, req: &AcquireRequest) -> Result<Try> {
         check_task(&req.task)?;
         let key = self.holder_key(&req.task);
         let done = self.done_key(&req.task);
@@ -228,9 +256,10 @@ impl Store for EtcdStore {
             let held = t.gets.first().cloned().flatten().map(Record::from);
             if let Some(c) = t.gets.get(1).cloned().flatten() {
                 let _ = self.client.revoke(id);
-                return completion(&c).map(Acquired::Completed).ok_or_else(|| {
+                let got = completion(&c).map(Acquired::Completed).ok_or_else(|| {
                     Error::Invalid(format!("unreadable completion record for {}", req.task))
-                });
+                })?;
+                return Ok(Try::new(got, &t));
             }
             let Some(r) = held else {
                 let _ = self.client.revoke(id);
@@ -238,27 +267,64 @@ impl Store for EtcdStore {
             };
             if r.kv.lease == id {
                 // Won now, or an earlier attempt that lost its answer had committed.
-                return Ok(Acquired::Granted(r.lease(&req.task, ttl_ms)));
+                return Ok(Try::new(Acquired::Granted(r.lease(&req.task, ttl_ms)), &t));
             }
             let _ = self.client.revoke(id);
             if r.str("session") == req.session.as_str() {
                 let once = req.once || r.v.get("once").and_then(Value::as_bool) == Some(true);
                 let body = self.record(req, r.u("acquired_at"), once);
-                return self
-                    .extend(&req.task, &r, req.ttl, body)
-                    .map(Acquired::Granted);
+                let got = Acquired::Granted(self.extend(&req.task, &r, req.ttl, body)?);
+                return Ok(Try::new(got, &t));
             }
-            if self.liveness(&r) == Some(Liveness::Dead) {
+            let live = self.liveness(&r);
+            if live == Some(Liveness::Dead) {
                 // Its holder's session is dead on this very machine: end its lease now.
                 self.client.revoke(r.kv.lease)?;
                 continue;
             }
-            return Ok(Acquired::Held(r.lease(&req.task, self.expires_in(&r))));
+            let held = Acquired::Held(r.lease(&req.task, self.expires_in(&r)));
+            return Ok(Try {
+                local_alive: live == Some(Liveness::Alive),
+                ..Try::new(held, &t)
+            });
         }
         Err(Error::Conflict(format!(
             "lease on {} changed hands too often to acquire; try again",
             req.task
         )))
+    }
+}
+
+impl Store for EtcdStore {
+    fn acquire(&self, req: &AcquireRequest) -> Result<Acquired> {
+        Ok(self.try_acquire(req)?.got)
+    }
+
+    /// Waits by watching the holder's key from the revision the failed acquire saw, and tries
+    /// again when it is deleted (released, completed, expired with its lease, revoked): no
+    /// polling. Quiet watches are re-checked every 5 s, or every second while the holder is a
+    /// live session of this machine, whose death (seen in the local registry, not in etcd) frees
+    /// the lease at once.
+    fn acquire_wait(&self, req: &AcquireRequest, wait: Duration) -> Result<Acquired> {
+        let deadline = Instant::now() + wait;
+        let key = self.holder_key(&req.task);
+        loop {
+            let t = self.try_acquire(req)?;
+            if !matches!(t.got, Acquired::Held(_)) {
+                return Ok(t.got);
+            }
+            let recheck = if t.local_alive {
+                LOCAL_RECHECK
+            } else {
+                super::RECHECK
+            };
+            let next = t.revision + 1;
+            if super::wait_for_delete(&self.client, &key, None, next, Some(deadline), recheck)
+                .is_err()
+            {
+                return Ok(t.got);
+            }
+        }
     }
 
     fn renew(&self, task: &str, session: &SessionId, ttl: Duration) -> Result<Lease> {

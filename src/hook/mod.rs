@@ -10,6 +10,10 @@
 //!   they hold (nothing is printed when there are none) — [`session`].
 //! - **`SessionEnd`** → the session ends and its leases are released.
 //!
+//! The leases are read and released in whichever [`crate::lease::Store`] the caller passes (the
+//! CLI passes the one the backend names: local `SQLite`, or etcd). The `PreToolUse` path never
+//! touches a lease store or a backend.
+//!
 //! ## Fail closed
 //! Agents let a tool call through when a hook crashes, times out or exits with an unexpected
 //! code. So every failure on a guarded event is turned into a deny by this module: a payload

@@ -3,9 +3,12 @@
 //! session and releases its leases.
 //!
 //! The agent process is the hook's parent (agents run a hook command directly or through a
-//! shell that `exec`s it). `SessionEnd` is fast — one registry record and one `SQLite`
-//! transaction — well inside Claude Code's 1.5 s budget; it never runs after a crash, which is
-//! why leases are also reclaimed by liveness (pid + start time) in [`crate::lease`].
+//! shell that `exec`s it). The leases are in whichever [`Store`] the caller passes (the local
+//! `SQLite` one, or etcd's when a backend is configured): this module does not choose.
+//! `SessionEnd` is fast — one registry record and one `SQLite` transaction, or a few etcd
+//! requests — well inside Claude Code's 1.5 s budget; it never runs after a crash, which is why
+//! leases are also reclaimed by liveness (pid + start time) in [`crate::lease`] (on etcd: for
+//! holders on the same machine, else at their TTL).
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -14,22 +17,20 @@ use crate::error::Result;
 use crate::home::Home;
 use crate::id::SessionId;
 use crate::lease::Store;
-use crate::lease::sqlite::SqliteStore;
-use crate::session::{Registry, StartOptions};
+use crate::session::{Registry, Session, StartOptions};
 
-/// Registers `session` as embodied by process `agent_pid` in `cwd`, and returns the context
-/// for the model: the other live sessions in the same directory and the leases they hold
-/// (empty when there are none).
+/// Registers `session` as embodied by process `agent_pid` in `cwd`, and returns the other live
+/// sessions in the same directory (for [`context`]).
 ///
 /// # Errors
-/// As [`Registry::start`] and the lease store.
+/// As [`Registry::start`] and [`Registry::list`].
 pub fn start(
     home: &Home,
     session: &SessionId,
     agent: &str,
     agent_pid: u32,
     cwd: &Path,
-) -> Result<String> {
+) -> Result<Vec<Session>> {
     let reg = Registry::open(home)?;
     reg.start(
         session,
@@ -39,22 +40,31 @@ pub fn start(
             cwd: Some(cwd.to_path_buf()),
         },
     )?;
-    let others: Vec<_> = reg
+    Ok(reg
         .list()?
         .into_iter()
         .filter(|(s, alive)| *alive && s.id != session.as_str() && s.cwd == cwd)
         .map(|(s, _)| s)
-        .collect();
+        .collect())
+}
+
+/// The context for the model: the `others` (from [`start`]) working in `cwd` and the leases
+/// each holds in `leases` (whichever store the backend names). Empty when there are no others;
+/// the store is not read then.
+///
+/// # Errors
+/// As [`Store::list`].
+pub fn context(others: &[Session], cwd: &Path, leases: &dyn Store) -> Result<String> {
     if others.is_empty() {
         return Ok(String::new());
     }
-    let leases = SqliteStore::open(home)?.list()?;
+    let leases = leases.list()?;
     let mut text = format!(
         "concur: {} other live session(s) work in {}:",
         others.len(),
         cwd.display()
     );
-    for s in &others {
+    for s in others {
         let held: Vec<&str> = leases
             .iter()
             .filter_map(|t| t.lease.as_ref())
@@ -80,12 +90,10 @@ pub fn start(
     Ok(text)
 }
 
-/// Ends `session`: releases its leases, removes its markers, pointers and record.
+/// Ends `session`: releases its leases in `leases`, removes its markers, pointers and record.
 ///
 /// # Errors
 /// As [`Registry::end`].
-pub fn end(home: &Home, session: &SessionId) -> Result<Vec<String>> {
-    let reg = Registry::open(home)?;
-    let store = SqliteStore::open(home)?;
-    Ok(reg.end(session, &store)?.leases)
+pub fn end(home: &Home, session: &SessionId, leases: &dyn Store) -> Result<Vec<String>> {
+    Ok(Registry::open(home)?.end(session, leases)?.leases)
 }

@@ -151,28 +151,30 @@ pub trait Store {
     /// # Errors
     /// Store errors.
     fn release_session(&self, session: &SessionId) -> Result<Vec<String>>;
-}
 
-/// Acquires like [`Store::acquire`], and while another holder has the lease, tries again until
-/// `wait` has passed: first after 5 ms, doubling up to 200 ms between tries. A completed
-/// build-once task is returned at once (waiting cannot change it).
-///
-/// Polling is bounded and documented: a database-backed lease has nothing to block on, and a
-/// holder's death is observed at the next try (within 200 ms), as is a release.
-///
-/// # Errors
-/// As [`Store::acquire`].
-pub fn acquire_wait(store: &dyn Store, req: &AcquireRequest, wait: Duration) -> Result<Acquired> {
-    let deadline = std::time::Instant::now() + wait;
-    let mut pause = Duration::from_millis(5);
-    loop {
-        let got = store.acquire(req)?;
-        let now = std::time::Instant::now();
-        if !matches!(got, Acquired::Held(_)) || now >= deadline {
-            return Ok(got);
+    /// Acquires like [`Store::acquire`], and while another holder has the lease, keeps trying
+    /// until `wait` has passed; then returns the last answer (`Held` on a timeout). A completed
+    /// build-once task is returned at once (waiting cannot change it).
+    ///
+    /// This default polls: first after 5 ms, doubling up to 200 ms between tries. That suits a
+    /// database-backed store, which has nothing to block on: a release or a holder's death is
+    /// seen at the next try (within 200 ms). A store that can be notified overrides it (etcd
+    /// watches the holder's key instead).
+    ///
+    /// # Errors
+    /// As [`Store::acquire`].
+    fn acquire_wait(&self, req: &AcquireRequest, wait: Duration) -> Result<Acquired> {
+        let deadline = std::time::Instant::now() + wait;
+        let mut pause = Duration::from_millis(5);
+        loop {
+            let got = self.acquire(req)?;
+            let now = std::time::Instant::now();
+            if !matches!(got, Acquired::Held(_)) || now >= deadline {
+                return Ok(got);
+            }
+            std::thread::sleep(pause.min(deadline - now));
+            pause = (pause * 2).min(Duration::from_millis(200));
         }
-        std::thread::sleep(pause.min(deadline - now));
-        pause = (pause * 2).min(Duration::from_millis(200));
     }
 }
 

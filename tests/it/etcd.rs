@@ -597,7 +597,7 @@ fn etcd_command_under_a_lost_lease_is_killed() {
 
 /// Runs `scenario` once on the local backend and once on a fresh single-node etcd (when etcd is
 /// installed): the same verbs, the same expectations. `backend` is `None` for local.
-fn on_both_backends(test: &str, scenario: impl Fn(&TestEnv, Option<&str>)) {
+pub(crate) fn on_both_backends(test: &str, scenario: impl Fn(&TestEnv, Option<&str>)) {
     scenario(&TestEnv::new(), None);
     if available(test) {
         let cl = Cluster::start(1);
@@ -606,7 +606,7 @@ fn on_both_backends(test: &str, scenario: impl Fn(&TestEnv, Option<&str>)) {
 }
 
 /// `concur ARGS` in `t`, on `backend` when given.
-fn verb<I, S>(t: &TestEnv, backend: Option<&str>, args: I) -> Command
+pub(crate) fn verb<I, S>(t: &TestEnv, backend: Option<&str>, args: I) -> Command
 where
     I: IntoIterator<Item = S>,
     S: AsRef<std::ffi::OsStr>,
@@ -702,7 +702,7 @@ fn verbs_busy_named_lock_fails_fast_with_the_conflict_code_on_both_backends() {
     });
 }
 
-fn out_token(o: &std::process::Output) -> u64 {
+pub(crate) fn out_token(o: &std::process::Output) -> u64 {
     let s = String::from_utf8_lossy(&o.stdout);
     s.trim().parse().unwrap_or_else(|_| {
         panic!(

@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -194,6 +195,20 @@ impl Cluster {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+
+    /// The value of a counter or gauge in member `i`'s `/metrics` (Prometheus text), e.g.
+    /// `etcd_debugging_lease_granted_total`: evidence of how many requests a client made.
+    pub fn metric(&self, i: usize, name: &str) -> f64 {
+        let port = self.members[i].client_port;
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("etcd member");
+        s.write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+            .expect("metrics request");
+        let mut text = String::new();
+        s.read_to_string(&mut text).expect("metrics");
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("etcd has no metric {name}"))
     }
 
     /// The applied revision of each member (0 when it does not answer).

@@ -86,10 +86,25 @@ impl Ctx {
     /// The etcd client when the backend in effect is etcd, `None` for local.
     #[cfg(feature = "etcd")]
     pub fn etcd(&self) -> Result<Option<concur::etcd::Client>, CliError> {
-        match self.backend_url()? {
-            Some(u) => Ok(Some(concur::etcd::Client::new(&u)?)),
-            None => Ok(None),
+        self.etcd_within(None)
+    }
+
+    /// Like [`Ctx::etcd`], with every call (retries on other members included) bounded by
+    /// `budget` when given.
+    #[cfg(feature = "etcd")]
+    fn etcd_within(
+        &self,
+        budget: Option<std::time::Duration>,
+    ) -> Result<Option<concur::etcd::Client>, CliError> {
+        let Some(u) = self.backend_url()? else {
+            return Ok(None);
+        };
+        let mut t = concur::etcd::Timeouts::default();
+        if let Some(call) = budget {
+            t.request = t.request.min(call / 2);
+            t.call = t.call.min(call);
         }
+        Ok(Some(concur::etcd::Client::with_timeouts(&u, t)?))
     }
 
     /// The etcd client when the backend in effect is etcd (this build has no etcd support).
@@ -104,16 +119,29 @@ impl Ctx {
     }
 
     /// The task-lease store: etcd when that backend is set, else `SQLite` in the home.
-    pub fn lease_store(&self) -> Result<Box<dyn concur::lease::Store>, CliError> {
+    pub fn lease_store(&self) -> Result<Box<dyn concur::lease::Store + Send>, CliError> {
+        self.lease_store_within(None)
+    }
+
+    /// Like [`Ctx::lease_store`], with every etcd call bounded by `budget` (retries on other
+    /// members included) for callers on a time budget, such as an agent's hook. The local
+    /// store ignores it.
+    pub fn lease_store_within(
+        &self,
+        budget: Option<std::time::Duration>,
+    ) -> Result<Box<dyn concur::lease::Store + Send>, CliError> {
         #[cfg(feature = "etcd")]
-        if let Some(client) = self.etcd()? {
+        if let Some(client) = self.etcd_within(budget)? {
             let registry = concur::session::Registry::open(self.home()?).ok();
             return Ok(Box::new(concur::etcd::tasks::EtcdStore::new(
                 client, registry,
             )));
         }
         #[cfg(not(feature = "etcd"))]
-        self.etcd()?;
+        {
+            let _ = budget;
+            self.etcd()?;
+        }
         Ok(Box::new(concur::lease::sqlite::SqliteStore::open(
             self.home()?,
         )?))
@@ -125,7 +153,7 @@ impl Ctx {
         if let Some(u) = self.explicit_backend() {
             eprintln!(
                 "concur: {verb}: note: {verb} works on local files and stays local; backend {u} \
-                 applies to lock --name, slot, token, lease and session"
+                 applies to lock --name, slot, token, lease, session and json --key"
             );
         }
     }

@@ -4,7 +4,8 @@
 //! with a truncating open — two writers that read the same value both write value+1, and a
 //! reader that meets the file mid-truncate starts again from 0 → `LAST_WRITER_WINS`.
 //! Concur: `concur::json` — the read-modify-write under the file's sidecar lock, written by
-//! atomic replace.
+//! atomic replace. On an etcd run (the "lock" target there): the naive read-modify-write
+//! itself, done under an etcd lock (`concur lock --name counter`).
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -14,6 +15,7 @@ use std::path::Path;
 use serde_json::json;
 
 use super::{MAX_MARKS, put, read_text, work};
+use crate::diagnose::etcd::Etcd;
 use crate::diagnose::{
     Events, Mark, Mode, RoundCheck, Sizes, Target, WriterRun, WriterSpec, now_us,
 };
@@ -21,6 +23,8 @@ use crate::error::{Error, Result};
 use crate::json::JsonUpdate;
 
 const FILE: &str = "counter.json";
+/// The etcd lock's name on an etcd run.
+const LOCK: &str = "counter";
 
 /// The json-counter target.
 pub struct JsonCounter;
@@ -31,6 +35,16 @@ fn read_count(path: &Path) -> Result<u64> {
         .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok())
         .and_then(|v| v["count"].as_u64())
         .unwrap_or(0))
+}
+
+/// Reads the count, works, writes count+1 back with a truncating open; returns what it read.
+fn naive_increment(path: &Path) -> Result<u64> {
+    let v = read_count(path)?;
+    work(300);
+    let mut f = File::create(path).map_err(Error::with("cannot open for writing", path))?;
+    f.write_all(json!({ "count": v + 1 }).to_string().as_bytes())
+        .map_err(Error::with("cannot write", path))?;
+    Ok(v)
 }
 
 impl Target for JsonCounter {
@@ -61,10 +75,21 @@ impl Target for JsonCounter {
     fn write(&self, spec: &WriterSpec, ev: &mut Events) -> Result<()> {
         let path = spec.dir.join(FILE);
         let update = JsonUpdate::new(".count += 1").init(r#"{"count":0}"#)?;
+        let etcd = Etcd::for_spec(spec)?;
         for _ in 0..spec.ops {
             let t = now_us();
-            if spec.mode == Mode::Protected {
-                {
+            match (spec.mode, &etcd) {
+                (Mode::Protected, Some(etcd)) => {
+                    // On etcd: the naive read-modify-write itself, under `lock --name`.
+                    let v = etcd.locked(LOCK, |token| {
+                        let h = now_us();
+                        let v = naive_increment(&path)?;
+                        ev.hold(h, json!({ "lock": LOCK, "token": token }));
+                        Ok(v)
+                    })?;
+                    ev.op(t, json!({ "read": v, "wrote": v + 1 }));
+                }
+                (Mode::Protected, None) => {
                     let out = update.apply(&path)?;
                     let v: serde_json::Value = serde_json::from_str(&out.value).unwrap_or_default();
                     let wrote = v["count"].as_u64().unwrap_or(0);
@@ -73,19 +98,17 @@ impl Target for JsonCounter {
                         json!({ "read": wrote.saturating_sub(1), "wrote": wrote }),
                     );
                 }
-            } else {
-                {
-                    let v = read_count(&path)?;
-                    work(300);
-                    let mut f = File::create(&path)
-                        .map_err(Error::with("cannot open for writing", &path))?;
-                    f.write_all(json!({ "count": v + 1 }).to_string().as_bytes())
-                        .map_err(Error::with("cannot write", &path))?;
+                _ => {
+                    let v = naive_increment(&path)?;
                     ev.op(t, json!({ "read": v, "wrote": v + 1 }));
                 }
             }
         }
         Ok(())
+    }
+
+    fn on_etcd(&self) -> bool {
+        true
     }
 
     fn check(&self, dir: &Path, s: &Sizes, runs: &[WriterRun]) -> Result<RoundCheck> {

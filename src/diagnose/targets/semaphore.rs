@@ -10,12 +10,18 @@
 //! Holders log `+1`/`-1` lines with single `O_APPEND` writes, the `+1` after acquiring and the
 //! `-1` before releasing, so the logged running sum never exceeds the true number of holders:
 //! a logged excess is a real one.
+//!
+//! On an etcd run, the concur writer holds an etcd semaphore (`concur slot NAME --max N`) on a
+//! lease; a killed holder's slot comes free when its (short, [`etcd::KILLED_TTL`]) lease runs
+//! out, so the probe waits up to three such TTLs for it (and `STALE_SLOT` if it does not come).
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde_json::json;
 
 use super::{read_text, work};
+use crate::diagnose::etcd::{self, Etcd};
 use crate::diagnose::{
     Events, Mark, Mode, Round, RoundCheck, Sizes, Target, WriterRun, WriterSpec, now_us,
 };
@@ -26,6 +32,8 @@ use crate::sys::fs as sfs;
 
 const LOG: &str = "holders.log";
 const SLOTS: &str = "slots";
+/// The etcd semaphore's name on an etcd run.
+const ETCD_SLOT: &str = "diagnose";
 
 /// The semaphore target.
 pub struct Semaphore;
@@ -37,6 +45,7 @@ fn max_for(writers: usize, round: usize) -> usize {
 enum Held {
     Dir(PathBuf),
     Permit(Permit),
+    Etcd(etcd::Permit),
     Nothing,
 }
 
@@ -45,6 +54,7 @@ impl Held {
         match self {
             Held::Dir(p) => Some(p.file_name()?.to_string_lossy().into_owned()),
             Held::Permit(p) => Some(format!("slot-{}", p.index())),
+            Held::Etcd(p) => Some(format!("slot-{}", p.rank())),
             Held::Nothing => None,
         }
     }
@@ -55,6 +65,7 @@ impl Held {
                 let _ = std::fs::remove_dir(p);
             }
             Held::Permit(p) => drop(p),
+            Held::Etcd(p) => p.release(),
             Held::Nothing => {}
         }
     }
@@ -82,8 +93,37 @@ fn open_slot(dir: &Path, max: usize) -> Result<Slot> {
     Slot::open(&home, "diagnose", u32::try_from(max).unwrap_or(u32::MAX))
 }
 
-/// Takes a slot, waiting in the kernel when `wait`, or `None` when all are held.
-fn protected_acquire(dir: &Path, max: usize, wait: bool) -> Result<Option<Held>> {
+/// How a protected writer takes its slot.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Take {
+    /// Wait until granted (a plain holder).
+    Wait,
+    /// Wait until granted, on a short etcd lease: this holder is about to be killed.
+    WaitToBeKilled,
+    /// Locally: do not wait. On etcd: wait up to three lease TTLs, since a killed holder's
+    /// slot comes free when its lease runs out, not at once.
+    Probe,
+}
+
+/// Takes a slot as `how` says; `None` when none was free.
+fn protected_acquire(
+    etcd: Option<&Etcd>,
+    dir: &Path,
+    max: usize,
+    how: Take,
+) -> Result<Option<Held>> {
+    if let Some(etcd) = etcd {
+        let (ttl, within) = match how {
+            Take::Wait => (etcd::HOLD_TTL, None),
+            Take::WaitToBeKilled => (etcd::KILLED_TTL, None),
+            Take::Probe => (
+                etcd::HOLD_TTL,
+                Some(etcd.granted_ttl(etcd::KILLED_TTL)? * 3),
+            ),
+        };
+        return Ok(etcd.slot(ETCD_SLOT, max, ttl, within)?.map(Held::Etcd));
+    }
+    let wait = how != Take::Probe;
     let slot = open_slot(dir, max)?;
     let permit = if wait {
         Some(slot.acquire()?)
@@ -153,11 +193,13 @@ impl Target for Semaphore {
         let dir = &spec.dir;
         let max = max_for(spec.writers, spec.round);
         let protected = spec.mode == Mode::Protected;
+        let etcd = Etcd::for_spec(spec)?;
+        let etcd = etcd.as_ref();
         match spec.role.as_str() {
             "hold" => {
                 let t = now_us();
                 let held = if protected {
-                    protected_acquire(dir, max, true)?
+                    protected_acquire(etcd, dir, max, Take::WaitToBeKilled)?
                 } else {
                     naive_acquire(dir, max, 3)
                 };
@@ -181,11 +223,14 @@ impl Target for Semaphore {
             "probe" => {
                 let t = now_us();
                 let held = if protected {
-                    protected_acquire(dir, max, false)?
+                    protected_acquire(etcd, dir, max, Take::Probe)?
                 } else {
                     naive_acquire(dir, max, 3)
                 };
-                ev.op(t, json!({ "acquired": held.is_some() }));
+                ev.op(
+                    t,
+                    json!({ "acquired": held.is_some(), "etcd": etcd.is_some() }),
+                );
                 if let Some(h) = held {
                     h.release();
                 }
@@ -195,7 +240,7 @@ impl Target for Semaphore {
                 for _ in 0..spec.ops {
                     let t = now_us();
                     let held = if protected {
-                        protected_acquire(dir, max, true)?
+                        protected_acquire(etcd, dir, max, Take::Wait)?
                     } else {
                         // Out of retries, the seed's hook proceeds anyway.
                         naive_acquire(dir, max, 3)
@@ -217,6 +262,10 @@ impl Target for Semaphore {
         }
     }
 
+    fn on_etcd(&self) -> bool {
+        true
+    }
+
     fn check(&self, dir: &Path, s: &Sizes, runs: &[WriterRun]) -> Result<RoundCheck> {
         let round = runs.first().map_or(0, |r| r.round);
         if round > 0 {
@@ -227,6 +276,16 @@ impl Target for Semaphore {
                 .find(|r| r.role == "probe")
                 .and_then(|r| r.events_of("op").next().map(|e| (r.writer, e.clone())));
             return Ok(match probe {
+                Some((_, e))
+                    if e.data["acquired"].as_bool() == Some(true)
+                        && e.data["etcd"].as_bool() == Some(true) =>
+                {
+                    let waited = Duration::from_micros(e.end.saturating_sub(e.start));
+                    RoundCheck::held(format!(
+                        "slot free {:.1} s after pid {pid} killed -9 (its etcd lease ran out)",
+                        waited.as_secs_f64()
+                    ))
+                }
                 Some((_, e)) if e.data["acquired"].as_bool() == Some(true) => {
                     RoundCheck::held(format!("slot free at once after pid {pid} killed -9"))
                 }

@@ -3,7 +3,8 @@
 //! Naive (the seed's P1-7 hop-build started marker): `[ -f started-TASK ] || { touch
 //! started-TASK; build; }` — every session that checked before the first `touch` starts the build
 //! → `DOUBLE_START`. Concur: `lease acquire TASK --once` (one `BEGIN IMMEDIATE` transaction) and
-//! `complete`: exactly one session is granted the task, ever.
+//! `complete`: exactly one session is granted the task, ever. On an etcd run: the same calls on
+//! the etcd lease store (one transaction per acquire).
 
 use std::path::Path;
 use std::time::Duration;
@@ -11,6 +12,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::{MAX_MARKS, OneOf, exactly_one, put, work};
+use crate::diagnose::etcd::Etcd;
 use crate::diagnose::{Events, Mode, RoundCheck, Sizes, Target, WriterRun, WriterSpec, now_us};
 use crate::error::Result;
 use crate::home::Home;
@@ -54,10 +56,14 @@ impl Target for TaskStart {
 
     fn write(&self, spec: &WriterSpec, ev: &mut Events) -> Result<()> {
         let session = SessionId::new(&format!("diagnose-w{}", spec.writer))?;
+        let etcd = Etcd::for_spec(spec)?;
         for _ in 0..spec.ops {
             let t = now_us();
             let started = if spec.mode == Mode::Protected {
-                let store = SqliteStore::open(&Home::at(spec.dir.join("home"))?)?;
+                let store: Box<dyn Store> = match &etcd {
+                    Some(etcd) => etcd.task_store(),
+                    None => Box::new(SqliteStore::open(&Home::at(spec.dir.join("home"))?)?),
+                };
                 let req = AcquireRequest {
                     task: TASK.into(),
                     session: session.clone(),
@@ -86,6 +92,10 @@ impl Target for TaskStart {
             ev.op(t, json!({ "started": started }));
         }
         Ok(())
+    }
+
+    fn on_etcd(&self) -> bool {
+        true
     }
 
     fn check(&self, _dir: &Path, _s: &Sizes, runs: &[WriterRun]) -> Result<RoundCheck> {

@@ -3,13 +3,15 @@
 //! Naive (the seed's TOCTOU block before P1-8): `[ -f token ] && tok=$(cat token)`, validate
 //! it, then `rm -f token` — every writer that checked before the first `rm` uses the token →
 //! `MULTIPLE_WINNERS`. Concur: `concur::token` — take = `rename(2)` to a unique consumed name; exactly one rename of
-//! the name succeeds.
+//! the name succeeds. On an etcd run: an etcd token issued per round, taken in one
+//! transaction (`concur token take`).
 
 use std::path::Path;
 
 use serde_json::json;
 
 use super::{OneOf, exactly_one, put, work};
+use crate::diagnose::etcd::{Etcd, issue_token};
 use crate::diagnose::{Events, Mode, RoundCheck, Sizes, Target, WriterRun, WriterSpec, now_us};
 use crate::error::Result;
 use crate::token;
@@ -46,9 +48,14 @@ impl Target for Token {
 
     fn write(&self, spec: &WriterSpec, ev: &mut Events) -> Result<()> {
         let path = spec.dir.join(FILE);
+        let etcd = Etcd::for_spec(spec)?;
         for _ in 0..spec.ops {
             let t = now_us();
-            let won = if spec.mode == Mode::Protected {
+            let won = if spec.mode == Mode::Protected
+                && let Some(etcd) = &etcd
+            {
+                etcd.take_token(FILE)?
+            } else if spec.mode == Mode::Protected {
                 matches!(token::take_path(&path)?, token::Taken::Won { .. })
             } else if path.exists() {
                 let tok = std::fs::read_to_string(&path).ok();
@@ -59,6 +66,17 @@ impl Target for Token {
                 false
             };
             ev.op(t, json!({ "won": won }));
+        }
+        Ok(())
+    }
+
+    fn on_etcd(&self) -> bool {
+        true
+    }
+
+    fn setup_etcd(&self, url: &str, mode: Mode, _s: &Sizes) -> Result<()> {
+        if mode == Mode::Protected {
+            issue_token(url, FILE)?;
         }
         Ok(())
     }

@@ -6,8 +6,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use concur::diagnose::checks::Check;
+use concur::diagnose::etcd as diag_etcd;
 use concur::diagnose::run::{Overrides, run_suite};
-use concur::diagnose::{Harness, Mode, Outcome, custom, html, report, targets, writer};
+use concur::diagnose::{self as targets_api, Harness, Mode, Outcome, custom, html, report};
+use concur::diagnose::{targets, writer};
 
 use crate::ctx::{Ctx, print_line};
 use crate::exit::{CliError, Exit};
@@ -21,9 +23,16 @@ use crate::exit::{CliError, Exit};
 /// Targets: json-counter, jsonl-append, token, semaphore, header-once, replace, hash-ledger,
 /// task-start, session-pointer, sqlite, broker.
 ///
+/// With the global --backend etcd://H:P[,H:P..][/prefix], the concur writers of json-counter
+/// (alias lock: the naive update under `lock --name`), token, semaphore (alias slot) and
+/// task-start coordinate through etcd, under a fresh key prefix removed afterwards; the other
+/// targets are local-only and skipped. Only the flag switches: $CONCUR_BACKEND and the config
+/// leave diagnose local.
+///
 /// Examples:
 ///   concur diagnose
 ///   concur diagnose --targets token,semaphore --mode naive --report out.html
+///   concur --backend etcd://10.0.0.1:2379 diagnose --targets lock,slot --writers 8
 ///   concur diagnose --cmd 'bash hooks/count.sh' --check counter:n.json:.count --ops 20
 ///   concur diagnose --cmd 'sh take.sh' --setup 'echo t > token' --check winners:won --rounds 20
 ///
@@ -99,11 +108,32 @@ pub fn run(a: &Args, ctx: &Ctx) -> Result<Exit, CliError> {
     }
     let exe = std::env::current_exe()
         .map_err(|e| CliError::new(Exit::Io, "io", format!("cannot find own binary: {e}")))?;
-    let harness = Harness {
+    let mut harness = Harness {
         exe,
         per_session: a.per_session,
         timeout: Duration::from_secs_f64(a.timeout),
+        backend: None,
     };
+    let backend = ctx.backend_flag.as_deref().filter(|u| !u.is_empty());
+    // (A --cmd script inherits $CONCUR_BACKEND and uses it: no note there.)
+    if backend.is_none()
+        && a.cmd.is_none()
+        && !ctx.json
+        && let Some(u) = std::env::var("CONCUR_BACKEND")
+            .ok()
+            .filter(|u| !u.is_empty())
+    {
+        eprintln!(
+            "concur: diagnose: note: runs the local suite; $CONCUR_BACKEND ({u}) is used \
+             only when given as --backend"
+        );
+    }
+    if backend.is_some() && a.cmd.is_some() {
+        return Err(CliError::usage(
+            "--backend runs the built-in targets on etcd; for --cmd, set CONCUR_BACKEND for \
+             your script instead",
+        ));
+    }
     let progress_on = std::io::stderr().is_terminal() && !ctx.json;
     let mut progress = |done: usize, total: usize, what: &str| {
         if progress_on {
@@ -122,25 +152,195 @@ pub fn run(a: &Args, ctx: &Ctx) -> Result<Exit, CliError> {
             let _ = e.flush();
         }
     };
+    let mut about = About {
+        backend: "local".into(),
+        etcd: None,
+        skipped: Vec::new(),
+    };
     let outcomes = if let Some(cmd) = &a.cmd {
         run_custom(a, cmd, &harness, &mut progress)?
+    } else if let Some(url) = backend {
+        let chosen = etcd_targets(a)?;
+        // An explicit local-only target was refused above; by default they are skipped.
+        about.skipped = targets::all()
+            .iter()
+            .filter(|t| a.targets.is_empty() && !t.on_etcd())
+            .map(|t| t.name())
+            .collect();
+        on_etcd(a, url, &chosen, &mut harness, &mut about, &mut progress)?
     } else {
         suite(a, &harness, &mut progress)?
     };
     if let Some(path) = &a.report {
-        write_report(path, &outcomes)?;
+        write_report(path, &outcomes, &about)?;
     }
-    if ctx.json {
-        ctx.print_json(&report::json(&outcomes));
-    } else {
-        let mut out = std::io::stdout().lock();
-        let _ = out.write_all(report::table(&outcomes).as_bytes());
-        let _ = out.flush();
-    }
+    print(ctx, a.cmd.is_none(), &about, &outcomes);
     // A naive target that is not caught is shown (NOT REPRODUCED) but does not fail the run;
     // anything of concur's or of the user's that is not SAFE does.
     let failed = outcomes.iter().any(|o| o.mode != "naive" && !o.pass);
     Ok(if failed { Exit::Precondition } else { Exit::Ok })
+}
+
+/// Prints the outcomes: the `--json` document, or the table (with the backend line and the
+/// skipped targets on etcd).
+fn print(ctx: &Ctx, suite: bool, about: &About, outcomes: &[Outcome]) {
+    if ctx.json {
+        let mut doc = serde_json::json!({ "backend": about.backend });
+        if let Some(e) = &about.etcd {
+            doc["etcd_prefix"] = e.prefix.clone().into();
+            doc["keys_removed"] = e.removed.into();
+        }
+        if suite {
+            doc["skipped"] = about
+                .skipped
+                .iter()
+                .map(|t| serde_json::json!({ "target": t, "reason": SKIPPED }))
+                .collect();
+        }
+        doc["results"] = report::json(outcomes)["results"].take();
+        ctx.print_json(&doc);
+    } else {
+        let mut out = std::io::stdout().lock();
+        if let Some(e) = &about.etcd {
+            let removed = e.removed.map_or_else(
+                || "not removed: the cluster stopped answering".to_string(),
+                |n| format!("{n} keys removed"),
+            );
+            let _ = writeln!(
+                out,
+                "backend: {} (key prefix {}, {removed})",
+                about.backend, e.prefix
+            );
+        }
+        let _ = out.write_all(report::table(outcomes).as_bytes());
+        // Aligned with the table's first column.
+        let w = outcomes
+            .iter()
+            .map(|o| o.target.len())
+            .chain(about.skipped.iter().map(|t| t.len()))
+            .chain([report::HEADINGS[0].len()])
+            .max()
+            .unwrap_or(0);
+        for t in &about.skipped {
+            let _ = writeln!(out, "{t:<w$}  {SKIPPED}");
+        }
+        let _ = out.flush();
+    }
+}
+
+/// What a skipped target's line says.
+const SKIPPED: &str = "local-only target, skipped on etcd";
+
+/// Which backend a run used, for the table, `--json` and the HTML report.
+struct About {
+    /// `local`, or the etcd URL as given.
+    backend: String,
+    /// On etcd: the run's key prefix and how many keys were removed (`None`: cleanup failed).
+    etcd: Option<EtcdRun>,
+    /// Targets not run on this backend.
+    skipped: Vec<&'static str>,
+}
+
+struct EtcdRun {
+    prefix: String,
+    removed: Option<usize>,
+}
+
+/// The targets of an etcd run: the etcd ones by default; an explicit local-only one is a usage
+/// error (exit 2). `lock` and `slot` name json-counter and semaphore.
+fn etcd_targets(a: &Args) -> Result<Vec<&'static dyn targets_api::Target>, CliError> {
+    let etcd_names = || {
+        targets::all()
+            .iter()
+            .filter(|t| t.on_etcd())
+            .map(|t| match t.name() {
+                "json-counter" => "json-counter (lock)",
+                "semaphore" => "semaphore (slot)",
+                n => n,
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if a.targets.is_empty() {
+        return Ok(targets::all().into_iter().filter(|t| t.on_etcd()).collect());
+    }
+    a.targets
+        .iter()
+        .map(|n| {
+            let t = targets::find(diag_etcd::resolve(n)).ok_or_else(|| {
+                CliError::usage(format!("unknown target {n:?} (on etcd: {})", etcd_names()))
+            })?;
+            if t.on_etcd() {
+                Ok(t)
+            } else {
+                Err(CliError::usage(format!(
+                    "target {n} is local-only (it works on local files) and cannot run on etcd; \
+                     etcd targets: {}",
+                    etcd_names()
+                )))
+            }
+        })
+        .collect()
+}
+
+/// Runs `chosen` with their concur writers on the etcd cluster at `url`, under a fresh key
+/// prefix that is removed afterwards (also when the run fails).
+#[cfg(feature = "etcd")]
+fn on_etcd(
+    a: &Args,
+    url: &str,
+    chosen: &[&dyn targets_api::Target],
+    harness: &mut Harness,
+    about: &mut About,
+    progress: &mut dyn FnMut(usize, usize, &str),
+) -> Result<Vec<Outcome>, CliError> {
+    let run = diag_etcd::Run::start(url)?;
+    harness.backend = Some(run.url().to_owned());
+    url.clone_into(&mut about.backend);
+    let out = run_suite(harness, chosen, modes(a), overrides(a), progress);
+    let removed = run.cleanup();
+    if let Err(e) = &removed {
+        eprintln!(
+            "concur: diagnose: warning: could not remove the run's keys under {}: {e}",
+            run.prefix()
+        );
+    }
+    about.etcd = Some(EtcdRun {
+        prefix: run.prefix().to_owned(),
+        removed: removed.ok(),
+    });
+    Ok(out?)
+}
+
+/// This build has no etcd support.
+#[cfg(not(feature = "etcd"))]
+fn on_etcd(
+    _a: &Args,
+    url: &str,
+    _chosen: &[&dyn targets_api::Target],
+    _harness: &mut Harness,
+    _about: &mut About,
+    _progress: &mut dyn FnMut(usize, usize, &str),
+) -> Result<Vec<Outcome>, CliError> {
+    Err(CliError::invalid(format!(
+        "backend {url}: this concur was built without the etcd feature"
+    )))
+}
+
+fn modes(a: &Args) -> &'static [Mode] {
+    match a.mode.as_str() {
+        "naive" => &[Mode::Naive],
+        "protected" | "concur" => &[Mode::Protected],
+        _ => &[Mode::Naive, Mode::Protected],
+    }
+}
+
+fn overrides(a: &Args) -> Overrides {
+    Overrides {
+        writers: a.writers.map(usize::from),
+        ops: a.ops.map(|n| n as usize),
+        rounds: a.rounds.map(|n| n as usize),
+    }
 }
 
 fn suite(
@@ -164,17 +364,13 @@ fn suite(
             })
             .collect::<Result<_, _>>()?
     };
-    let modes: &[Mode] = match a.mode.as_str() {
-        "naive" => &[Mode::Naive],
-        "protected" | "concur" => &[Mode::Protected],
-        _ => &[Mode::Naive, Mode::Protected],
-    };
-    let sizes = Overrides {
-        writers: a.writers.map(usize::from),
-        ops: a.ops.map(|n| n as usize),
-        rounds: a.rounds.map(|n| n as usize),
-    };
-    Ok(run_suite(harness, &chosen, modes, sizes, progress)?)
+    Ok(run_suite(
+        harness,
+        &chosen,
+        modes(a),
+        overrides(a),
+        progress,
+    )?)
 }
 
 fn run_custom(
@@ -219,8 +415,17 @@ fn run_custom(
     Ok(out)
 }
 
-fn write_report(path: &std::path::Path, outcomes: &[Outcome]) -> Result<(), CliError> {
-    let page = html::page(outcomes);
+fn write_report(
+    path: &std::path::Path,
+    outcomes: &[Outcome],
+    about: &About,
+) -> Result<(), CliError> {
+    let backend = match &about.etcd {
+        Some(e) => format!("{} (key prefix {})", about.backend, e.prefix),
+        None if about.backend == "local" => "local files".to_owned(),
+        None => about.backend.clone(),
+    };
+    let page = html::page_on(outcomes, &backend, &about.skipped);
     let mut f = std::fs::File::create(path).map_err(|e| {
         CliError::new(
             Exit::Io,

@@ -136,10 +136,7 @@ fn respond(agent: Agent, ctx: &Ctx) -> Answer {
         Event::SessionStart { session, cwd } => session_start(agent, ctx, session.as_deref(), cwd),
         Event::SessionEnd { session } => {
             if let Some(id) = session_id(ctx, session.as_deref())
-                && let Err(e) = ctx
-                    .home()
-                    .map_err(|e| e.message)
-                    .and_then(|h| hook::session::end(h, &id).map_err(|e| e.to_string()))
+                && let Err(e) = session_end(ctx, &id)
             {
                 eprintln!("concur: hook: {e}");
             }
@@ -167,7 +164,15 @@ fn session_start(agent: Agent, ctx: &Ctx, session: Option<&str>, cwd: &std::path
     export_session(&id);
     let agent_pid = concur::sys::proc::parent_pid(std::process::id()).unwrap_or(0);
     let context = ctx.home().map_err(|e| e.message).and_then(|h| {
-        hook::session::start(h, &id, agent.name(), agent_pid, cwd).map_err(|e| e.to_string())
+        let others = hook::session::start(h, &id, agent.name(), agent_pid, cwd)
+            .map_err(|e| e.to_string())?;
+        if others.is_empty() {
+            return Ok(String::new()); // no lease store opened, no backend asked
+        }
+        let leases = ctx
+            .lease_store_within(Some(BACKEND_BUDGET))
+            .map_err(|e| e.message)?;
+        hook::session::context(&others, cwd, &*leases).map_err(|e| e.to_string())
     });
     let reserved = super::reserve_hook::context(ctx, Some(&id), cwd);
     let context = context.map(|t| match (t.is_empty(), reserved.is_empty()) {
@@ -186,6 +191,21 @@ fn session_start(agent: Agent, ctx: &Ctx, session: Option<&str>, cwd: &std::path
             Answer::allow()
         }
     }
+}
+
+/// The longest a session hook waits on a remote lease store (etcd), retries included: agents
+/// give `SessionEnd` hooks 1.5 s in all.
+const BACKEND_BUDGET: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Ends the session and releases its leases in the lease store the backend names.
+fn session_end(ctx: &Ctx, id: &concur::SessionId) -> Result<(), String> {
+    let home = ctx.home().map_err(|e| e.message)?;
+    let leases = ctx
+        .lease_store_within(Some(BACKEND_BUDGET))
+        .map_err(|e| e.message)?;
+    hook::session::end(home, id, &*leases)
+        .map(drop)
+        .map_err(|e| e.to_string())
 }
 
 /// Exports the session id for the agent's later Bash calls (`$CLAUDE_ENV_FILE`).

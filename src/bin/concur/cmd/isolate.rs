@@ -23,8 +23,8 @@ use crate::exit::{CliError, Exit};
 pub struct Args {
     #[command(subcommand)]
     action: Option<Action>,
-    /// Share one instance called NAME instead: held by one session at a time, others fail at
-    /// once naming the holder
+    /// Share one instance called NAME instead: held by one session at a time (on every machine
+    /// of the backend, with --backend/CONCUR_BACKEND), others fail at once naming the holder
     #[arg(long, value_name = "NAME")]
     exclusive: Option<String>,
     /// The command and its arguments, after `--`
@@ -59,7 +59,12 @@ pub fn run(args: Args, ctx: &Ctx) -> Result<Exit, CliError> {
         ));
     }
     let session = ctx.require_session()?;
-    let prepared = isolate::prepare(home, &session, args.exclusive.as_deref(), &args.cmd)?;
+    // Only a shared instance needs the lease store (and so the backend).
+    let exclusive = match args.exclusive.as_deref() {
+        Some(name) => Some((name, ctx.lease_store()?)),
+        None => None,
+    };
+    let prepared = isolate::prepare(home, &session, exclusive, &args.cmd)?;
     // Nothing is printed on stdout: it belongs to the command (an MCP server's JSON-RPC).
     let status = isolate::run(&prepared)?;
     Ok(Exit::from_status(status))

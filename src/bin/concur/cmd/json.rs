@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use concur::fence::Fence;
 use concur::json::JsonUpdate;
 
 use crate::ctx::{Ctx, print_line};
@@ -15,21 +16,45 @@ use crate::exit::{CliError, Exit};
 /// several values changes nothing (exit 4); so does invalid JSON in FILE. A missing or empty
 /// FILE starts from --init (without --init: exit 4).
 ///
-/// Exit codes: 0 updated, 1 lock wait timed out, 4 invalid filter/JSON/result (file
-/// unchanged), 74 I/O error, 77 symlinked or read-only target.
+/// With --fence NAME:TOKEN the update is refused (exit 3, nothing written) when TOKEN is
+/// below the highest token FILE has accepted for lock NAME (recorded in FILE.fence); with an
+/// etcd backend set, also unless lock NAME is held with TOKEN right now.
+///
+/// With --key NAME (needs an etcd backend: --backend, $CONCUR_BACKEND or the config) the
+/// document is the etcd key PREFIX/json/NAME instead of a file, and there is no FILE: the
+/// filter's result is committed by compare-and-swap on the key's revision (retried on a
+/// concurrent change), with --fence checked by etcd in the same transaction.
+///
+/// Exit codes: 0 updated, 1 lock wait timed out, 2 usage (bad --fence, --key without a
+/// backend), 3 stale fencing token (nothing written), 4 invalid filter/JSON/result (file
+/// unchanged), 74 I/O error (etcd unreachable), 77 symlinked or read-only target.
 ///
 /// Examples:
 ///   concur json health.json '.fire_count += 1' --init '{"fire_count":0}'
 ///   concur json state.json '.sessions[$id] = now' --arg id "$CONCUR_SESSION"
 ///   concur json cfg.json '.limits = $l' --argjson l '{"max":4}'
 ///   concur json state.json '.'        # a consistent read under the lock
+///   concur lock --name deploy -c 'concur json --fence "$CONCUR_FENCE" state.json ".v = 42"'
+///   concur --backend etcd://10.0.0.1:2379 json --key counter '.n += 1' --init '{"n":0}'
+///   concur --backend etcd://10.0.0.1:2379 json --key counter .     # read it back
 #[derive(Debug, clap::Args)]
-#[command(verbatim_doc_comment)]
+#[command(
+    verbatim_doc_comment,
+    override_usage = "concur json [OPTIONS] FILE FILTER\n       concur json [OPTIONS] --key NAME FILTER"
+)]
 pub struct Args {
-    /// The JSON file
-    pub file: PathBuf,
+    /// The JSON file (with --key, leave it out: the one argument is the filter)
+    #[arg(value_name = "FILE", required_unless_present = "key")]
+    pub file: Option<PathBuf>,
     /// The jq filter; must produce exactly one value
-    pub filter: String,
+    #[arg(value_name = "FILTER")]
+    pub filter: Option<String>,
+    /// Update the JSON document NAME stored in etcd instead of a file (needs a backend)
+    #[arg(long, value_name = "NAME")]
+    pub key: Option<String>,
+    /// Fenced update: refused (exit 3) if TOKEN is stale for lock NAME. E.g. "$CONCUR_FENCE"
+    #[arg(long, value_name = "NAME:TOKEN", value_parser = super::fenced::parse)]
+    pub fence: Option<Fence>,
     /// Bind $NAME to the string VALUE
     #[arg(long, num_args = 2, value_names = ["NAME", "VALUE"])]
     pub arg: Vec<String>,
@@ -51,8 +76,24 @@ pub struct Args {
 
 /// Runs `concur json`.
 pub fn run(args: Args, ctx: &Ctx) -> Result<Exit, CliError> {
-    ctx.note_local("json");
-    let mut up = JsonUpdate::new(args.filter);
+    let (file, filter) = match (args.key.is_some(), args.file, args.filter) {
+        (false, Some(file), Some(filter)) => (Some(file), filter),
+        (true, Some(filter), None) => (None, filter.to_string_lossy().into_owned()),
+        (true, Some(_), Some(_)) => {
+            return Err(CliError::usage(
+                "with --key give only the FILTER, no FILE (the document is in etcd)",
+            ));
+        }
+        (true, None, _) | (false, _, _) => {
+            return Err(CliError::usage(
+                "give FILE and FILTER (or --key NAME FILTER)",
+            ));
+        }
+    };
+    if file.is_some() && args.fence.is_none() {
+        ctx.note_local("json");
+    }
+    let mut up = JsonUpdate::new(filter);
     for pair in args.arg.chunks(2) {
         up = up.arg(check_name(&pair[0])?, pair[1].clone());
     }
@@ -62,22 +103,82 @@ pub fn run(args: Args, ctx: &Ctx) -> Result<Exit, CliError> {
     if let Some(init) = &args.init {
         up = up.init(init)?;
     }
-    let opts = super::write::replace_options(args.mode, args.no_fsync, args.sidecar);
-    let done = up.replace_options(opts).apply(&args.file)?;
+    let Some(file) = file else {
+        if args.mode.is_some()
+            || args.no_fsync
+            || args.sidecar.lock_file.is_some()
+            || args.sidecar.wait.is_some()
+        {
+            return Err(CliError::usage(
+                "--mode, --no-fsync, --lock-file and -w are file options; not with --key",
+            ));
+        }
+        let name = args.key.as_deref().unwrap_or_default();
+        return on_key(ctx, name, args.fence.as_ref(), &up);
+    };
+    let mut opts = super::write::replace_options(args.mode, args.no_fsync, args.sidecar);
+    if let Some(f) = &args.fence {
+        opts = opts.fence(super::fenced::local(ctx, f.clone())?);
+    }
+    let done = up.replace_options(opts).apply(&file)?;
     if ctx.json {
         let value: serde_json::Value =
             serde_json::from_str(&done.value).unwrap_or(serde_json::Value::Null);
         ctx.print_json(&serde_json::json!({
-            "file": args.file,
+            "file": file,
             "value": value,
             "etag": done.etag,
             "created": done.created,
             "changed": done.changed,
+            "fence": super::fenced::json(args.fence.as_ref()),
         }));
     } else {
         print_line(&done.value);
     }
     Ok(Exit::Ok)
+}
+
+/// `concur json --key NAME FILTER`: the document in etcd.
+#[cfg(feature = "etcd")]
+fn on_key(ctx: &Ctx, name: &str, fence: Option<&Fence>, up: &JsonUpdate) -> Result<Exit, CliError> {
+    let program = up.compile()?;
+    let Some(client) = ctx.etcd()? else {
+        return Err(CliError::usage(
+            "--key needs an etcd backend (--backend URL, $CONCUR_BACKEND or [backend] url)",
+        ));
+    };
+    let done = concur::etcd::json::update(&client, name, fence, &program)?;
+    if ctx.json {
+        let value: serde_json::Value =
+            serde_json::from_str(&done.value).unwrap_or(serde_json::Value::Null);
+        ctx.print_json(&serde_json::json!({
+            "key": name,
+            "backend": "etcd",
+            "value": value,
+            "revision": done.revision,
+            "created": done.created,
+            "changed": done.changed,
+            "fence": super::fenced::json(fence),
+        }));
+    } else {
+        print_line(&done.value);
+    }
+    Ok(Exit::Ok)
+}
+
+/// `concur json --key` in a build without etcd support.
+#[cfg(not(feature = "etcd"))]
+fn on_key(
+    ctx: &Ctx,
+    _name: &str,
+    _fence: Option<&Fence>,
+    up: &JsonUpdate,
+) -> Result<Exit, CliError> {
+    up.compile()?;
+    ctx.etcd()?;
+    Err(CliError::usage(
+        "--key needs an etcd backend (--backend URL, $CONCUR_BACKEND or [backend] url)",
+    ))
 }
 
 /// A variable name as jq accepts it: letters, digits and `_`, not starting with a digit.

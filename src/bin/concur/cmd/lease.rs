@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use concur::lease::{AcquireRequest, Acquired, Completion, Lease, TaskState, acquire_wait};
+use concur::lease::{AcquireRequest, Acquired, Completion, Lease, TaskState};
 use concur::session::{Registry, now_unix_ms};
 
 use super::session::age;
@@ -38,7 +38,8 @@ enum Action {
         /// Build-once: after `complete`, the task is never acquired again
         #[arg(long)]
         once: bool,
-        /// Wait up to SECS for the lease (polls with backoff, 5 ms up to 200 ms)
+        /// Wait up to SECS for the lease (etcd: watches the holder's key; SQLite: tries again
+        /// after 5 ms, backing off to 200 ms)
         #[arg(short = 'w', long = "wait", value_name = "SECS", default_value_t = 0.0)]
         wait: f64,
     },
@@ -104,7 +105,7 @@ pub fn run(args: Args, ctx: &Ctx) -> Result<Exit, CliError> {
             };
             let wait = Duration::try_from_secs_f64(wait)
                 .map_err(|_| CliError::usage(format!("-w {wait}: not a number of seconds")))?;
-            match acquire_wait(&*store, &req, wait)? {
+            match store.acquire_wait(&req, wait)? {
                 Acquired::Granted(l) => {
                     warn_if_dead(ctx, &req.session);
                     if ctx.json {

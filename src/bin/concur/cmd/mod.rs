@@ -8,6 +8,7 @@ use crate::exit::{CliError, Exit};
 pub mod append;
 pub mod broker;
 pub mod diagnose;
+pub mod fenced;
 pub mod flock;
 pub mod git_hook;
 pub mod home;

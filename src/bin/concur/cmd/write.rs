@@ -3,6 +3,7 @@
 use std::io::Read;
 use std::path::PathBuf;
 
+use concur::fence::Fence;
 use concur::replace::ReplaceOptions;
 
 use crate::ctx::{Ctx, print_line};
@@ -18,13 +19,20 @@ use crate::exit::{CliError, Exit};
 /// With --if-match ETAG (from `concur read --etag`), the file is replaced only if its content
 /// still has that etag: a lost update becomes exit 3 instead of silently overwriting.
 ///
-/// Exit codes: 0 replaced, 1 lock wait timed out, 3 etag differs (nothing written),
-/// 4 invalid input, 74 I/O error (file unchanged), 77 symlinked or read-only target.
+/// With --fence NAME:TOKEN, the write is refused (exit 3, nothing written) when TOKEN is
+/// below the highest token FILE has accepted for lock NAME (recorded in FILE.fence under the
+/// same lock); with an etcd backend set, also unless lock NAME is held with TOKEN right now.
+/// A command run under `concur lock --name NAME` gets NAME:TOKEN in $CONCUR_FENCE.
+///
+/// Exit codes: 0 replaced, 1 lock wait timed out, 2 usage (bad --fence), 3 etag differs or
+/// stale fencing token (nothing written), 4 invalid input, 74 I/O error (file unchanged),
+/// 77 symlinked or read-only target.
 ///
 /// Examples:
 ///   concur write state/current-task "task-42"
 ///   etag=$(concur read --etag notes.md)
 ///   edit_somehow < notes.md | concur write --if-match "$etag" notes.md -
+///   concur lock --name deploy -c 'concur write --fence "$CONCUR_FENCE" release.txt v42'
 #[derive(Debug, clap::Args)]
 #[command(verbatim_doc_comment)]
 pub struct Args {
@@ -35,6 +43,10 @@ pub struct Args {
     /// Replace only if the current content has this etag (else exit 3)
     #[arg(long, value_name = "ETAG")]
     pub if_match: Option<String>,
+    /// Fenced write: refused (exit 3) if TOKEN is below the highest FILE accepted for lock NAME
+    /// or, with an etcd backend, if lock NAME is not held with TOKEN now. E.g. "$CONCUR_FENCE"
+    #[arg(long, value_name = "NAME:TOKEN", value_parser = super::fenced::parse)]
+    pub fence: Option<Fence>,
     /// Permission bits, in octal (default: the existing file's, else 0600)
     #[arg(long, value_name = "OCTAL", value_parser = super::value::mode)]
     pub mode: Option<u32>,
@@ -70,7 +82,9 @@ pub fn replace_options(mode: Option<u32>, no_fsync: bool, sidecar: Sidecar) -> R
 
 /// Runs `concur write`.
 pub fn run(args: Args, ctx: &Ctx) -> Result<Exit, CliError> {
-    ctx.note_local("write");
+    if args.fence.is_none() {
+        ctx.note_local("write");
+    }
     let content = match args.content {
         None => read_stdin()?,
         Some(s) if s == "-" => read_stdin()?,
@@ -80,6 +94,9 @@ pub fn run(args: Args, ctx: &Ctx) -> Result<Exit, CliError> {
     if let Some(e) = args.if_match {
         opts = opts.if_match(e);
     }
+    if let Some(f) = &args.fence {
+        opts = opts.fence(super::fenced::local(ctx, f.clone())?);
+    }
     let done = opts.replace(&args.file, &content)?;
     if ctx.json {
         ctx.print_json(&serde_json::json!({
@@ -87,6 +104,7 @@ pub fn run(args: Args, ctx: &Ctx) -> Result<Exit, CliError> {
             "etag": done.etag,
             "bytes": content.len(),
             "created": done.created,
+            "fence": super::fenced::json(args.fence.as_ref()),
         }));
     } else {
         print_line(&done.etag);
