@@ -253,10 +253,17 @@ impl Client {
         if self.in_flight == 0 {
             return Err(Error::Invalid("no pipelined append is in flight".into()));
         }
-        if !self.reader.buffer().contains(&b'\n') {
-            self.flush()?;
-        }
-        let r = self.read_response()?;
+        // A broker that is shutting down stops reading (the flush fails) but still answers
+        // what it had read: take those answers before reporting the failure.
+        let flushed = if self.reader.buffer().contains(&b'\n') {
+            Ok(())
+        } else {
+            self.flush()
+        };
+        let r = match (self.read_response(), flushed) {
+            (Ok(r), _) => r,
+            (Err(_), Err(e)) | (Err(e), Ok(())) => return Err(e),
+        };
         self.in_flight -= 1;
         Ok(outcome(r))
     }

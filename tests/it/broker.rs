@@ -69,6 +69,25 @@ impl Drop for BrokerEnv {
     }
 }
 
+/// Once `target` holds at least `at` lines, freezes the broker `pid` (SIGSTOP), checks that
+/// the clients still have lines to send (fewer than `total` written), and kills it -9.
+fn stop_mid_run_then_kill(pid: u32, target: &Path, at: usize, total: usize) {
+    let count = || std::fs::read_to_string(target).map_or(0, |t| t.lines().count());
+    retry("some acked lines", Duration::from_secs(60), || {
+        (count() >= at).then_some(())
+    });
+    let pid = libc::pid_t::try_from(pid).unwrap();
+    // SAFETY: kill takes plain integers; the pid is the broker this test started.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+    let n = count();
+    assert!(
+        n < total,
+        "the clients finished ({n} lines) before the broker was stopped"
+    );
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+}
+
 /// Test fixture writing (not a concurrency-safe write; nothing else touches these files).
 fn write_file(p: &Path, text: &str) {
     use std::io::Write;
@@ -150,24 +169,16 @@ fn broker_killed_mid_run_loses_and_duplicates_nothing() {
     let target = e.root.join("memory.jsonl");
     let mut b = Barrier::new();
     for c in 0..8 {
-        let input = client_input(e.t.dir.path(), c, 200);
+        let input = client_input(e.t.dir.path(), c, 1000);
         b.spawn(&e.client(&target, &input, &["--id", &format!("k{c}"), "--autostart"]));
     }
     b.release();
-    retry("a few hundred acked lines", Duration::from_secs(60), || {
-        let n = std::fs::read_to_string(&target).map_or(0, |t| t.lines().count());
-        (n >= 300).then_some(())
-    });
-    assert_eq!(
-        // SAFETY: kill takes plain integers; the pid is the broker this test started.
-        unsafe { libc::kill(libc::pid_t::try_from(first).unwrap(), libc::SIGKILL) },
-        0
-    );
+    stop_mid_run_then_kill(first, &target, 300, 8 * 1000);
     for o in b.run_all() {
         assert_code(&o, 0);
     }
     assert_ne!(e.pid(), first, "a client restarted the broker");
-    assert_each_once_in_order(&target, 8, 200);
+    assert_each_once_in_order(&target, 8, 1000);
 }
 
 #[test]
@@ -476,18 +487,10 @@ fn pipelined_clients_survive_a_broker_killed_mid_run_without_loss_or_duplicate()
     let target = e.root.join("memory.jsonl");
     let mut b = Barrier::new();
     for c in 0..8 {
-        b.spawn(&e.pipeline_client(&target, c, 400, 16));
+        b.spawn(&e.pipeline_client(&target, c, 1000, 16));
     }
     b.release();
-    retry("some acked lines", Duration::from_secs(60), || {
-        let n = std::fs::read_to_string(&target).map_or(0, |t| t.lines().count());
-        (n >= 400).then_some(())
-    });
-    assert_eq!(
-        // SAFETY: kill takes plain integers; the pid is the broker this test started.
-        unsafe { libc::kill(libc::pid_t::try_from(first).unwrap(), libc::SIGKILL) },
-        0
-    );
+    stop_mid_run_then_kill(first, &target, 400, 8 * 1000);
     // The pidfile lock is released when the killed broker is gone; then a new one can start.
     retry(
         "the killed broker's lock released",
@@ -501,7 +504,7 @@ fn pipelined_clients_survive_a_broker_killed_mid_run_without_loss_or_duplicate()
         assert_code(&o, 0);
     }
     assert_ne!(e.pid(), first);
-    assert_each_once_in_order(&target, 8, 400);
+    assert_each_once_in_order(&target, 8, 1000);
 }
 
 #[test]
