@@ -338,7 +338,8 @@ fn sigterm_drains_every_acked_line_is_in_the_file() {
     let target = e.root.join("memory.jsonl");
     let mut b = Barrier::new();
     for c in 0..6 {
-        let input = client_input(e.t.dir.path(), c, 300);
+        // Enough lines that the stop lands mid-run even though the clients pipeline.
+        let input = client_input(e.t.dir.path(), c, 1000);
         b.spawn(&e.client(&target, &input, &["--id", &format!("t{c}")]));
     }
     b.release();
