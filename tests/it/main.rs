@@ -8,7 +8,6 @@ mod diagnose;
 #[cfg(feature = "etcd")]
 mod etcd;
 #[cfg(feature = "etcd")]
-#[cfg(feature = "etcd")]
 mod etcd_diagnose;
 #[cfg(feature = "etcd")]
 mod etcd_fence;

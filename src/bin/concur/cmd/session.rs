@@ -166,6 +166,7 @@ pub fn start_on_backend(
 ///
 /// # Errors
 /// When no etcd member answered.
+#[cfg_attr(not(feature = "etcd"), allow(clippy::unnecessary_wraps))]
 pub fn end_on_backend(
     backend: Option<Backend>,
     reg: &Registry,
