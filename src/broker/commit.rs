@@ -11,8 +11,14 @@
 //!   sidecar lock (`F.lock`, the same lock direct `concur append` writers take), so it never
 //!   interleaves with a locked writer; with unlocked `O_APPEND` writers the kernel orders whole
 //!   writes.
+//! - **One flush per batch.** With ids, the batch's dedup record is written into zeros
+//!   allocated ahead in the index and written out to the device (no flush) before the data is
+//!   written; the data's single `fdatasync` flushes the disk cache after it, and appended bytes
+//!   are visible after a crash only through that sync's journal commit, so the batch is never
+//!   durable without its record. (On another filesystem than the index, the record is
+//!   `fdatasync`ed itself.)
 //! - **Retry ids, written once.** Before a batch's data is written, its ids and the batch's
-//!   length and SHA-256 are appended to a dedup index (in the home, one per file). At start-up
+//!   length and SHA-256 are written to a dedup index (in the home, one per file). At start-up
 //!   the last index record is checked against the file (is a byte range with that hash at a
 //!   line start at or after the recorded offset?), so a batch that a `kill -9` cut off before
 //!   its write is forgotten and one that was written is remembered: a client retrying by id
@@ -21,6 +27,12 @@
 //!   the connection thread, which stops reading its socket: back-pressure, not growth.
 //!
 //! ## Not guaranteed
+//! - The one-flush path relies on Linux semantics: a disk cache flush makes every write the
+//!   device completed before it durable, and a journaling filesystem publishes appended bytes
+//!   only with the journal commit of their new size (ext4, XFS). On a filesystem without a
+//!   journal a power loss between the data reaching the disk and the flush could keep the
+//!   batch without its record (a retry of an unacknowledged id then writes it twice); acked
+//!   appends are durable either way.
 //! - The dedup window is the last [`WINDOW`] ids per file (and the index is keyed by path:
 //!   replacing the file by another keeps the ids). An id retried after that many newer ids is
 //!   written again.
@@ -29,7 +41,7 @@
 
 use std::collections::{HashSet, VecDeque};
 use std::fs::File;
-use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
+use std::io::Read;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -63,6 +75,11 @@ pub const LOCK_WAIT: Duration = Duration::from_secs(30);
 /// Index records written before the index file is compacted to the window.
 const COMPACT_AFTER: usize = 8192;
 
+/// The dedup index grows by this many zero bytes at a time (written and synced once), so that
+/// writing a record is an overwrite inside the file: its `fdatasync` flushes one data block and
+/// needs no journal commit (the size and the block map do not change).
+const INDEX_CHUNK: u64 = 1 << 20;
+
 /// How far past a record's offset the start-up check looks for its batch (other writers may
 /// have appended between the broker's size check and its write).
 const VERIFY_SLACK: u64 = 1 << 20;
@@ -74,6 +91,9 @@ pub struct Ack {
     pub duplicate: bool,
 }
 
+/// The outcome of one queued append: acked (durable, or a duplicate) or refused.
+pub type Outcome = std::result::Result<Ack, Failure>;
+
 /// One queued append.
 #[derive(Debug)]
 pub struct Pending {
@@ -81,8 +101,11 @@ pub struct Pending {
     pub line: Vec<u8>,
     /// The retry id, if any.
     pub id: Option<String>,
+    /// Sent back with the outcome, so that a sender with several appends in flight (on
+    /// several files) can tell the answers apart.
+    pub tag: u64,
     /// Where the outcome goes.
-    pub reply: Sender<std::result::Result<Ack, Failure>>,
+    pub reply: Sender<(u64, Outcome)>,
 }
 
 /// Counters shared by every writer of a broker.
@@ -94,8 +117,12 @@ pub struct Counters {
     pub duplicates: AtomicU64,
     /// Batches written.
     pub batches: AtomicU64,
-    /// `fdatasync` calls made (data and index).
+    /// `fdatasync` calls made (data, and the dedup index where its record is not carried by
+    /// the data's sync).
     pub fsyncs: AtomicU64,
+    /// Dedup index records written out to the device without a flush of their own (made
+    /// durable by the batch's data `fdatasync`, see [`sys::fs::write_out`]).
+    pub index_writes: AtomicU64,
     /// Appends that failed.
     pub failures: AtomicU64,
 }
@@ -137,6 +164,14 @@ struct Writer {
     file: PathBuf,
     index_path: PathBuf,
     index: File,
+    /// Where the next index record goes: just past the last valid one.
+    index_end: u64,
+    /// The index's filesystem (`st_dev`).
+    index_dev: u64,
+    /// False once `sync_file_range` was refused.
+    write_out_works: bool,
+    /// The index file's size: zeros from `index_end` up to here.
+    index_alloc: u64,
     records: VecDeque<Record>,
     seen: HashSet<String>,
     seen_count: usize,
@@ -148,20 +183,37 @@ impl Writer {
     fn open(file: PathBuf, index_path: PathBuf, counters: Arc<Counters>) -> Result<Writer> {
         let index = sys::fs::open(&index_path, sys::fs::Open::read_write(0o600))
             .map_err(Error::with("cannot open dedup index", &index_path))?;
+        let mut bytes = Vec::new();
+        (&index)
+            .read_to_end(&mut bytes)
+            .map_err(Error::with("cannot read dedup index", &index_path))?;
+        // The valid records are the complete JSON lines from the start; the first line that is
+        // not one (zeros allocated ahead, or a record torn by a crash mid-write, whose batch
+        // was never written because data is written only after its record is durable) ends
+        // them.
         let mut records = VecDeque::new();
-        let mut lines = 0usize;
-        for line in BufReader::new(&index).lines() {
-            let line = line.map_err(Error::with("cannot read dedup index", &index_path))?;
-            lines += 1;
-            // A torn last record (killed mid-write) does not parse: its batch was never
-            // written, because data is written only after the index record is complete.
-            if let Ok(r) = serde_json::from_str::<Record>(&line) {
-                records.push_back(r);
+        let mut end = 0;
+        while let Some(nl) = memchr_newline(&bytes[end..]) {
+            match serde_json::from_slice::<Record>(&bytes[end..end + nl]) {
+                Ok(r) => records.push_back(r),
+                Err(_) => break,
             }
+            end += nl + 1;
         }
+        let lines = records.len();
+        let torn_tail = bytes[end..].iter().any(|&b| b != 0);
+        let index_dev = std::os::unix::fs::MetadataExt::dev(
+            &index
+                .metadata()
+                .map_err(Error::with("cannot stat", &index_path))?,
+        );
         let mut w = Writer {
             file,
             index_path,
+            index_end: end as u64,
+            index_dev,
+            write_out_works: true,
+            index_alloc: bytes.len() as u64,
             index,
             records: VecDeque::new(),
             seen: HashSet::new(),
@@ -179,7 +231,7 @@ impl Writer {
         for r in records {
             w.remember(r);
         }
-        if !last_ok || lines > COMPACT_AFTER {
+        if !last_ok || torn_tail || lines > COMPACT_AFTER {
             w.compact()?;
         }
         Ok(w)
@@ -238,7 +290,8 @@ impl Writer {
         }
     }
 
-    /// Rewrites the index to just the remembered records (atomic replace).
+    /// Rewrites the index to just the remembered records (atomic replace), followed by zeros
+    /// up to the next [`INDEX_CHUNK`] boundary.
     fn compact(&mut self) -> Result<()> {
         let dir = sys::fs::parent_dir(&self.index_path).to_path_buf();
         let mut tmp = sys::fs::TempFile::new_in(&dir, "dedup", 0o600)
@@ -248,18 +301,70 @@ impl Writer {
             serde_json::to_writer(&mut buf, r).map_err(|e| Error::Invalid(e.to_string()))?;
             buf.push(b'\n');
         }
+        let end = buf.len() as u64;
+        let alloc = (end / INDEX_CHUNK + 1) * INDEX_CHUNK;
+        buf.resize(usize::try_from(alloc).unwrap_or(usize::MAX), 0);
         tmp.write_durable(&buf, true)
             .map_err(Error::with("cannot write", tmp.path()))?;
+        let file = tmp
+            .file()
+            .try_clone()
+            .map_err(Error::with("cannot open dedup index", tmp.path()))?;
         sys::fs::rename(tmp.path(), &self.index_path)
             .map_err(Error::with("cannot replace dedup index", &self.index_path))?;
         tmp.keep();
-        sys::fs::sync_dir(&dir).map_err(Error::with("cannot sync directory", &dir))?;
-        let mut f = sys::fs::open(&self.index_path, sys::fs::Open::read_write(0o600))
-            .map_err(Error::with("cannot open dedup index", &self.index_path))?;
-        f.seek(SeekFrom::End(0))
-            .map_err(Error::with("cannot seek", &self.index_path))?;
-        self.index = f;
+        // From here on the new file is the index, whatever happens to the directory sync.
+        self.index = file;
+        self.index_end = end;
+        self.index_alloc = alloc;
         self.records_written = self.records.len();
+        self.counters.fsyncs.fetch_add(1, Ordering::Relaxed);
+        sys::fs::sync_dir(&dir).map_err(Error::with("cannot sync directory", &dir))
+    }
+
+    /// Writes `line` (a record with its newline) at the end of the valid records, into the
+    /// zeros allocated ahead (when they run out, the next [`INDEX_CHUNK`] of zeros is written
+    /// and synced first: one journal commit per chunk, not per record).
+    ///
+    /// With `flushed_later` (the data file is on the index's filesystem and its `fdatasync`
+    /// follows) the record is only written out to the device and waited for
+    /// ([`sys::fs::write_out`]): the data's `fdatasync` flushes the disk cache after that, and
+    /// the appended bytes only become visible after a crash through that `fdatasync`'s journal
+    /// commit, so the record is durable whenever the batch is. Otherwise it is `fdatasync`ed.
+    fn write_record(&mut self, line: &[u8], flushed_later: bool) -> Result<()> {
+        let need = self.index_end + line.len() as u64;
+        if need > self.index_alloc {
+            let alloc = (need / INDEX_CHUNK + 1) * INDEX_CHUNK;
+            let zeros = vec![0u8; usize::try_from(alloc - self.index_alloc).unwrap_or(0)];
+            self.index
+                .write_all_at(&zeros, self.index_alloc)
+                .and_then(|()| sys::fs::sync_data(&self.index))
+                .map_err(Error::with("cannot grow dedup index", &self.index_path))?;
+            self.counters.fsyncs.fetch_add(1, Ordering::Relaxed);
+            self.index_alloc = alloc;
+        }
+        self.index
+            .write_all_at(line, self.index_end)
+            .map_err(Error::with("cannot write dedup index", &self.index_path))?;
+        let written_out = flushed_later
+            && self.write_out_works
+            && match sys::fs::write_out(&self.index, self.index_end, line.len() as u64) {
+                Ok(()) => true,
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOSYS)) => {
+                    // Not supported here: fdatasync the index from now on.
+                    self.write_out_works = false;
+                    false
+                }
+                Err(e) => return Err(Error::io("cannot write dedup index", &self.index_path, e)),
+            };
+        if written_out {
+            self.counters.index_writes.fetch_add(1, Ordering::Relaxed);
+        } else {
+            sys::fs::sync_data(&self.index)
+                .map_err(Error::with("cannot sync dedup index", &self.index_path))?;
+            self.counters.fsyncs.fetch_add(1, Ordering::Relaxed);
+        }
+        self.index_end = need;
         Ok(())
     }
 
@@ -308,7 +413,7 @@ impl Writer {
                 self.counters.appends.fetch_add(n, Ordering::Relaxed);
                 self.counters.duplicates.fetch_add(d, Ordering::Relaxed);
                 for (p, duplicate) in batch.into_iter().zip(dup) {
-                    let _ = p.reply.send(Ok(Ack { duplicate }));
+                    let _ = p.reply.send((p.tag, Ok(Ack { duplicate })));
                 }
             }
             Err(e) => {
@@ -317,36 +422,68 @@ impl Writer {
                     .failures
                     .fetch_add(batch.len() as u64, Ordering::Relaxed);
                 for p in batch {
-                    let _ = p.reply.send(Err(f.clone()));
+                    let _ = p.reply.send((p.tag, Err(f.clone())));
                 }
             }
         }
     }
 
-    /// Writes one batch under the sidecar lock: index record, data, fdatasync both.
+    /// Writes one batch under the sidecar lock: with ids, the index record first (on the
+    /// device before any of the batch's data is written), then the data in one `write(2)` and
+    /// one `fdatasync(2)`, which also makes the record durable (see
+    /// [`write_record`](Writer::write_record)).
     fn write_batch(&mut self, buf: &[u8], ids: &[String]) -> Result<()> {
         let lock_path = sidecar::path_for(&self.file);
         let _guard = sidecar::lock(&lock_path, Some(LOCK_WAIT))?;
         let f = sys::fs::open(&self.file, sys::fs::Open::append(sys::fs::DEFAULT_MODE))
             .map_err(Error::with("cannot open", &self.file))?;
-        let before = f
+        let md = f
             .metadata()
-            .map_err(Error::with("cannot stat", &self.file))?
-            .len();
+            .map_err(Error::with("cannot stat", &self.file))?;
+        let before = md.len();
+        let same_fs = std::os::unix::fs::MetadataExt::dev(&md) == self.index_dev;
         let record = (!ids.is_empty()).then(|| Record {
             ids: ids.to_vec(),
             off: before,
             len: buf.len() as u64,
             sha: hex(&Sha256::digest(buf)),
         });
+        let record_at = self.index_end;
         if let Some(r) = &record {
             let mut line = serde_json::to_vec(r).map_err(|e| Error::Invalid(e.to_string()))?;
             line.push(b'\n');
-            (&self.index)
-                .write_all(&line)
-                .map_err(Error::with("cannot write dedup index", &self.index_path))?;
+            self.write_record(&line, same_fs)?;
         }
-        let n = sys::fs::write_once(&f, buf).map_err(Error::with("cannot append to", &self.file));
+        if let Err(e) = self.write_data(&f, buf, before) {
+            if record.is_some() {
+                // The batch is not in the file: take its record back, so that a later
+                // record never makes its ids look written. Zeros end the valid records
+                // there; the next record overwrites them anyway.
+                let len = usize::try_from(self.index_end - record_at).unwrap_or(0);
+                let _ = self.index.write_all_at(&vec![0; len], record_at);
+                self.index_end = record_at;
+            }
+            return Err(e);
+        }
+        self.counters.batches.fetch_add(1, Ordering::Relaxed);
+        if let Some(r) = record {
+            self.remember(r);
+            self.records_written += 1;
+            if self.records_written > COMPACT_AFTER {
+                // The batch is durable and acked either way; a failed compaction only leaves
+                // the index longer.
+                if let Err(e) = self.compact() {
+                    eprintln!("concur: broker: cannot compact dedup index: {e}");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Appends `buf` to the open file `f` (of length `before`) with one `write(2)` and makes it
+    /// durable; a file the batch created gets its directory entry synced too.
+    fn write_data(&self, f: &File, buf: &[u8], before: u64) -> Result<()> {
+        let n = sys::fs::write_once(f, buf).map_err(Error::with("cannot append to", &self.file));
         match n {
             Ok(n) if n == buf.len() => {}
             other => {
@@ -366,42 +503,12 @@ impl Writer {
                 }));
             }
         }
-        // With ids, the index is fdatasync'ed at the same time as the data, from a helper
-        // thread: the filesystem can fold both into one journal commit, so the second sync
-        // costs little extra latency. Both finish before anything is acked.
-        let index_sync = std::thread::scope(|scope| {
-            let idx = record
-                .as_ref()
-                .map(|_| scope.spawn(|| sys::fs::sync_data(&self.index)));
-            let data = sys::fs::sync_data(&f);
-            let idx = idx.map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(std::io::Error::other("sync thread panicked")))
-            });
-            (data, idx)
-        });
-        index_sync
-            .0
-            .map_err(Error::with("cannot sync", &self.file))?;
+        sys::fs::sync_data(f).map_err(Error::with("cannot sync", &self.file))?;
         self.counters.fsyncs.fetch_add(1, Ordering::Relaxed);
-        if let Some(r) = index_sync.1 {
-            r.map_err(Error::with("cannot sync dedup index", &self.index_path))?;
-        }
         if before == 0 {
             // A file the batch created: make its directory entry durable too.
             let dir = sys::fs::parent_dir(&self.file);
             sys::fs::sync_dir(dir).map_err(Error::with("cannot sync directory", dir))?;
-        }
-        if let Some(r) = record {
-            self.counters.fsyncs.fetch_add(1, Ordering::Relaxed);
-            self.counters.batches.fetch_add(1, Ordering::Relaxed);
-            self.remember(r);
-            self.records_written += 1;
-            if self.records_written > COMPACT_AFTER {
-                self.compact()?;
-            }
-        } else {
-            self.counters.batches.fetch_add(1, Ordering::Relaxed);
         }
         Ok(())
     }
@@ -445,10 +552,13 @@ mod tests {
         tx.send(Pending {
             line: line.as_bytes().to_vec(),
             id: id.map(str::to_owned),
+            tag: 7,
             reply: rtx,
         })
         .unwrap();
-        rrx.recv().unwrap().unwrap()
+        let (tag, outcome) = rrx.recv().unwrap();
+        assert_eq!(tag, 7);
+        outcome.unwrap()
     }
 
     #[test]
@@ -486,7 +596,7 @@ mod tests {
         let mut line = serde_json::to_vec(&r).unwrap();
         line.push(b'\n');
         let mut f = std::fs::File::create(&idx).unwrap();
-        f.write_all(&line).unwrap();
+        std::io::Write::write_all(&mut f, &line).unwrap();
         let c = Arc::new(Counters::default());
         let (tx, h) = spawn(file.clone(), idx.clone(), Arc::clone(&c)).unwrap();
         assert!(!append(&tx, "x", Some("9")).duplicate);
@@ -498,5 +608,44 @@ mod tests {
         drop(tx);
         h.join().unwrap();
         assert_eq!(read_all(&file).unwrap(), b"x\n");
+    }
+
+    #[test]
+    fn a_torn_record_after_the_valid_ones_is_cleared_and_the_index_is_padded() {
+        let d = tempfile::tempdir().unwrap();
+        let file = d.path().join("f.jsonl");
+        let idx = d.path().join("f.idx");
+        let c = Arc::new(Counters::default());
+        let (tx, h) = spawn(file.clone(), idx.clone(), Arc::clone(&c)).unwrap();
+        assert!(!append(&tx, "a", Some("1")).duplicate);
+        drop(tx);
+        h.join().unwrap();
+        let grown = read_all(&idx).unwrap();
+        assert_eq!(grown.len() as u64, INDEX_CHUNK, "allocated ahead in zeros");
+        // A crash mid-write left half a record (and a stray newline further on) in the zeros.
+        let end = grown.iter().position(|&b| b == 0).unwrap();
+        let f = std::fs::OpenOptions::new().write(true).open(&idx).unwrap();
+        f.write_all_at(br#"{"ids":["2"],"off":2,"le"#, end as u64)
+            .unwrap();
+        f.write_all_at(b"x\n", end as u64 + 100).unwrap();
+        drop(f);
+        let (tx, h) = spawn(file.clone(), idx.clone(), Arc::clone(&c)).unwrap();
+        assert!(
+            append(&tx, "a", Some("1")).duplicate,
+            "the valid record survives"
+        );
+        assert!(
+            !append(&tx, "b", Some("2")).duplicate,
+            "the torn one is forgotten"
+        );
+        drop(tx);
+        h.join().unwrap();
+        let again = read_all(&idx).unwrap();
+        assert!(!again.windows(2).any(|w| w == b"x\n"), "torn tail cleared");
+        let (tx, h) = spawn(file.clone(), idx, c).unwrap();
+        assert!(append(&tx, "b", Some("2")).duplicate);
+        drop(tx);
+        h.join().unwrap();
+        assert_eq!(read_all(&file).unwrap(), b"a\nb\n");
     }
 }

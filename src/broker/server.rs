@@ -13,6 +13,11 @@
 //! - **Only under the roots.** A target must be absolute, free of `..`, and its directory,
 //!   with symlinks resolved, must lie under one of `[broker] roots` (resolved the same way);
 //!   the file itself is opened `O_NOFOLLOW`. No roots configured: every append is refused.
+//!   Pipelined requests read together for the same path share one check.
+//! - **Pipelining, answers in order.** A connection's thread reads every request already
+//!   waiting (up to [`MAX_PIPELINE`]) into the files' queues before it answers, then writes
+//!   the answers in request order as the writers deliver them; a request is never answered
+//!   before the ones sent ahead of it.
 //! - **Drain on shutdown.** When [`Shutdown`] is triggered (SIGTERM/SIGINT/SIGHUP with
 //!   [`Shutdown::on_signals`]) the broker stops accepting, stops reading new requests, writes
 //!   and acks everything already queued, then removes its socket.
@@ -21,7 +26,7 @@
 //! - Requests a client wrote but the broker had not yet read at shutdown get no answer; the
 //!   client sees the connection close and retries (by id) against the next broker.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -32,7 +37,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use super::commit::{self, Counters, Pending};
+use super::commit::{self, Counters, Outcome, Pending};
 use super::protocol::{self, Failure, Line, Request, Response};
 use super::shutdown::Shutdown;
 use crate::config::{Config, expand_tilde};
@@ -45,6 +50,10 @@ pub const MAX_CONNECTIONS: usize = 1024;
 
 /// Distinct files with a writer thread; appends to more are refused.
 pub const MAX_FILES: usize = 1024;
+
+/// Requests a connection may have read but not yet answered (pipelined); at this many the
+/// broker stops reading that connection until it has written their answers.
+pub const MAX_PIPELINE: usize = 256;
 
 /// The directories the broker may write under, resolved.
 #[derive(Debug, Clone, Default)]
@@ -270,6 +279,7 @@ impl State {
             "duplicates": c.duplicates.load(Ordering::Relaxed),
             "batches": c.batches.load(Ordering::Relaxed),
             "fsyncs": c.fsyncs.load(Ordering::Relaxed),
+            "index_writes": c.index_writes.load(Ordering::Relaxed),
             "failures": c.failures.load(Ordering::Relaxed),
             "roots": self.roots.paths(),
         })
@@ -350,16 +360,37 @@ fn serve_conn(stream: UnixStream, state: &State) {
         return;
     }
     let mut reader = BufReader::with_capacity(4 << 10, read_half);
-    let (reply_tx, reply_rx) = mpsc::channel();
+    let mut owed = Owed::new();
     let mut line = Vec::new();
     loop {
+        // Pipelining: read every request already sent before answering any, so that all of
+        // them reach their files' queues together (and into the same batches). Answer once
+        // nothing more is waiting, or when MAX_PIPELINE answers are owed.
+        if !owed.is_empty() {
+            let more = owed.len() < MAX_PIPELINE
+                && (reader.buffer().contains(&b'\n')
+                    || sys::sock::readable_now(reader.get_ref()).unwrap_or(false));
+            if !more {
+                if !owed.answer_all(&mut out) {
+                    return;
+                }
+                continue;
+            }
+        }
         line.clear();
         let limit = (protocol::MAX_REQUEST + 1) as u64;
         match (&mut reader).take(limit).read_until(b'\n', &mut line) {
-            Ok(0) | Err(_) => return,
+            // The client closed its side (it may still read): answer what was sent.
+            Ok(0) | Err(_) => {
+                owed.answer_all(&mut out);
+                return;
+            }
             Ok(_) => {}
         }
         if line.last() != Some(&b'\n') {
+            if !owed.answer_all(&mut out) {
+                return;
+            }
             if line.len() > protocol::MAX_REQUEST {
                 let f = Failure::new(
                     ErrorKind::Invalid,
@@ -370,31 +401,134 @@ fn serve_conn(stream: UnixStream, state: &State) {
             // A request cut off by EOF is never executed: the client died mid-send.
             return;
         }
-        let resp = handle(&line, state, &reply_tx, &reply_rx);
-        if out.write_all(&resp.to_line()).is_err() {
+        let slot = handle(&line, state, &mut owed);
+        owed.push(slot);
+    }
+}
+
+/// Answers a connection owes pipelined requests it has read, in request order.
+struct Owed {
+    /// The tag of `slots[0]`; tags count the connection's requests.
+    first: u64,
+    slots: VecDeque<Slot>,
+    tx: mpsc::Sender<(u64, Outcome)>,
+    rx: mpsc::Receiver<(u64, Outcome)>,
+    buf: Vec<u8>,
+    /// The last append target of the current burst: the requested path and the queue of the
+    /// file it resolved to. Forgotten when the burst is answered, so the roots are checked
+    /// again (symlinks re-resolved) at least once per burst of pipelined requests.
+    resolved: Option<(PathBuf, SyncSender<Pending>)>,
+}
+
+/// One owed answer.
+enum Slot {
+    /// Answered at once (ping, status, ledger, a refused request).
+    Done(Response),
+    /// An append in a file's queue, with its retry id; its outcome comes from the writer.
+    Queued(Option<String>),
+}
+
+impl Owed {
+    fn new() -> Owed {
+        let (tx, rx) = mpsc::channel();
+        Owed {
+            first: 0,
+            slots: VecDeque::new(),
+            tx,
+            rx,
+            buf: Vec::new(),
+            resolved: None,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// The tag the next pushed slot gets.
+    fn next_tag(&self) -> u64 {
+        self.first + self.slots.len() as u64
+    }
+
+    fn push(&mut self, slot: Slot) {
+        self.slots.push_back(slot);
+    }
+
+    /// Records a writer's outcome in its slot.
+    fn settle(&mut self, tag: u64, outcome: Outcome) {
+        let Some(i) = tag
+            .checked_sub(self.first)
+            .and_then(|i| usize::try_from(i).ok())
+        else {
             return;
+        };
+        let Some(slot) = self.slots.get_mut(i) else {
+            return;
+        };
+        let Slot::Queued(id) = slot else {
+            return;
+        };
+        let id = id.take();
+        *slot = Slot::Done(match outcome {
+            Ok(ack) => Response {
+                ok: true,
+                id,
+                duplicate: ack.duplicate,
+                ..Response::default()
+            },
+            Err(f) => Response::failed(id, f),
+        });
+    }
+
+    /// Writes every owed answer, in order, as the writers deliver them: each run of answers
+    /// that are ready goes out in one `write`. False when the connection is gone.
+    fn answer_all(&mut self, out: &mut UnixStream) -> bool {
+        loop {
+            while let Ok((tag, outcome)) = self.rx.try_recv() {
+                self.settle(tag, outcome);
+            }
+            while let Some(Slot::Done(_)) = self.slots.front() {
+                if let Some(Slot::Done(r)) = self.slots.pop_front() {
+                    self.buf.extend_from_slice(&r.to_line());
+                }
+                self.first += 1;
+            }
+            if !self.buf.is_empty() {
+                let sent = out.write_all(&self.buf);
+                self.buf.clear();
+                if sent.is_err() {
+                    return false;
+                }
+            }
+            if self.slots.is_empty() {
+                self.resolved = None;
+                return true;
+            }
+            // This connection holds a sender, so the channel never disconnects; a writer
+            // answers every request it took, also when it fails.
+            match self.rx.recv() {
+                Ok((tag, outcome)) => self.settle(tag, outcome),
+                Err(_) => return false,
+            }
         }
     }
 }
 
-type Reply = std::result::Result<commit::Ack, Failure>;
-
-fn handle(
-    line: &[u8],
-    state: &State,
-    reply_tx: &mpsc::Sender<Reply>,
-    reply_rx: &mpsc::Receiver<Reply>,
-) -> Response {
+fn handle(line: &[u8], state: &State, owed: &mut Owed) -> Slot {
     let req: Request = match serde_json::from_slice(line) {
         Ok(r) => r,
         Err(e) => {
-            return Response::failed(
+            return Slot::Done(Response::failed(
                 None,
                 Failure::new(ErrorKind::Invalid, format!("bad request: {e}")),
-            );
+            ));
         }
     };
-    match req {
+    let done = match req {
         Request::Ping => {
             let mut r = Response {
                 ok: true,
@@ -444,33 +578,25 @@ fn handle(
             json,
             text,
             id,
-        } => match append(
-            state,
-            &file,
-            (line, json, text),
-            id.as_deref(),
-            reply_tx,
-            reply_rx,
-        ) {
-            Ok(ack) => Response {
-                ok: true,
-                id,
-                duplicate: ack.duplicate,
-                ..Response::default()
-            },
-            Err(f) => Response::failed(id, f),
-        },
-    }
+        } => {
+            return match enqueue(state, &file, (line, json, text), id.as_deref(), owed) {
+                Ok(()) => Slot::Queued(id),
+                Err(f) => Slot::Done(Response::failed(id, f)),
+            };
+        }
+    };
+    Slot::Done(done)
 }
 
-fn append(
+/// Validates an append and puts it in its file's queue (blocking while the queue is full:
+/// back-pressure); the outcome reaches `owed` tagged with the request's tag.
+fn enqueue(
     state: &State,
     file: &Path,
     body: (Option<String>, Option<serde_json::Value>, Option<String>),
     id: Option<&str>,
-    reply_tx: &mpsc::Sender<Reply>,
-    reply_rx: &mpsc::Receiver<Reply>,
-) -> std::result::Result<commit::Ack, Failure> {
+    owed: &mut Owed,
+) -> std::result::Result<(), Failure> {
     let fail = |e: Error| Failure::from_error(&e);
     let line = match body {
         (Some(l), None, None) => Line::JsonText(l),
@@ -487,17 +613,22 @@ fn append(
     if let Some(id) = id {
         protocol::check_id(id).map_err(fail)?;
     }
-    let target = state.roots.check(file).map_err(fail)?;
-    let q = state.queue(&target).map_err(fail)?;
+    let q = match &owed.resolved {
+        Some((asked, q)) if asked == file => q.clone(),
+        _ => {
+            let target = state.roots.check(file).map_err(fail)?;
+            let q = state.queue(&target).map_err(fail)?;
+            owed.resolved = Some((file.to_path_buf(), q.clone()));
+            q
+        }
+    };
     q.send(Pending {
         line: bytes,
         id: id.map(str::to_owned),
-        reply: reply_tx.clone(),
+        tag: owed.next_tag(),
+        reply: owed.tx.clone(),
     })
-    .map_err(|_| Failure::new(ErrorKind::Io, "the file's writer has stopped"))?;
-    reply_rx
-        .recv()
-        .map_err(|_| Failure::new(ErrorKind::Io, "the file's writer has stopped"))?
+    .map_err(|_| Failure::new(ErrorKind::Io, "the file's writer has stopped"))
 }
 
 #[cfg(test)]

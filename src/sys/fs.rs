@@ -168,6 +168,28 @@ pub fn sync_data(file: &File) -> io::Result<()> {
     retry_eintr(|| file.sync_data())
 }
 
+/// Starts writeback of `len` bytes of `file` at `offset` and waits until the device has
+/// completed it: `sync_file_range(2)` with `WAIT_BEFORE | WRITE | WAIT_AFTER`. Unlike
+/// [`sync_data`] it sends no cache flush, so the bytes may still sit in the disk's volatile
+/// cache: they are durable once any later flush completes (e.g. the journal commit of another
+/// file's `fdatasync` on the same device). Only for blocks already allocated (no metadata is
+/// written).
+///
+/// # Errors
+/// The call's error (`EINVAL` where the filesystem does not support it).
+pub fn write_out(file: &File, offset: u64, len: u64) -> io::Result<()> {
+    let off =
+        libc::off64_t::try_from(offset).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let n = libc::off64_t::try_from(len).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let flags = libc::SYNC_FILE_RANGE_WAIT_BEFORE
+        | libc::SYNC_FILE_RANGE_WRITE
+        | libc::SYNC_FILE_RANGE_WAIT_AFTER;
+    retry_eintr(|| {
+        // SAFETY: sync_file_range takes a descriptor owned by `file` and plain integers.
+        cvt(unsafe { libc::sync_file_range(file.as_raw_fd(), off, n, flags) }).map(drop)
+    })
+}
+
 /// Flushes data and all metadata: `fsync(2)`.
 pub fn sync_all(file: &File) -> io::Result<()> {
     retry_eintr(|| file.sync_all())

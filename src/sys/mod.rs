@@ -7,11 +7,13 @@
 //! read `/proc`, and open-file-description locks are Linux's.
 #![allow(clippy::disallowed_methods)]
 
+pub mod detach;
 pub mod fileio;
 pub mod fs;
 pub mod lock;
 pub mod nowait;
 pub mod ofd;
+pub mod pidfd;
 pub mod proc;
 pub mod signal;
 pub mod sock;

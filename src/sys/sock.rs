@@ -1,4 +1,5 @@
-//! Unix-socket facts the standard library does not expose on stable: the peer's credentials.
+//! Unix-socket facts the standard library does not expose on stable: the peer's credentials,
+//! and whether a read would block right now.
 //!
 //! `SO_PEERCRED` reports the pid, uid and gid the peer had when it called `connect(2)`; the
 //! kernel fills it in, so the peer cannot lie about it (unlike anything sent over the socket).
@@ -43,6 +44,30 @@ pub fn peer_cred(sock: &impl AsRawFd) -> io::Result<PeerCred> {
         uid: cred.uid,
         gid: cred.gid,
     })
+}
+
+/// True when a read on `sock` would not block right now (data is waiting, or the peer hung
+/// up): `poll(2)` with a zero timeout.
+///
+/// # Errors
+/// The `poll` error, other than `EINTR` (which reads as "not readable").
+pub fn readable_now(sock: &impl AsRawFd) -> io::Result<bool> {
+    let mut pfd = libc::pollfd {
+        fd: sock.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: pfd is one valid, writable pollfd; a zero timeout never blocks.
+    let n = unsafe { libc::poll(&raw mut pfd, 1, 0) };
+    if n < 0 {
+        let e = io::Error::last_os_error();
+        return if e.kind() == io::ErrorKind::Interrupted {
+            Ok(false)
+        } else {
+            Err(e)
+        };
+    }
+    Ok(n > 0 && pfd.revents != 0)
 }
 
 #[cfg(test)]

@@ -161,3 +161,50 @@ fn gc_removes_dirs_of_dead_sessions_only() {
     assert!(!t.home.join("isolate/gone").exists(), "{}", stdout(&o));
     assert!(t.home.join("isolate/live").exists());
 }
+
+#[test]
+fn the_whole_group_dies_with_the_parent() {
+    use std::io::BufRead;
+    let t = TestEnv::new();
+    // The server reports on its stdout (a pipe to this test, passed through by isolate): its
+    // parent (concur isolate), itself and a background grandchild; then it ignores stdin.
+    let server = "sleep 1000 & echo $PPID $$ $!; exec sleep 1000";
+    // The agent: a shell that runs isolate as a child (not exec'd: a command follows) and is
+    // then killed -9, so isolate's parent dies without closing isolate's stdin.
+    let mut sh = std::process::Command::new("sh");
+    sh.arg("-c")
+        .arg("\"$0\" --session s1 isolate -- sh -c \"$1\"; exit 0")
+        .arg(bin())
+        .arg(server);
+    for (k, v) in t.cmd(["home"]).get_envs() {
+        if let Some(v) = v {
+            sh.env(k, v);
+        }
+    }
+    sh.stdin(Stdio::piped()).stdout(Stdio::piped());
+    let mut agent = sh.spawn().unwrap();
+    // Held open until the end: stdin EOF must not be what stops the server.
+    let _stdin = agent.stdin.take().unwrap();
+    let mut out = std::io::BufReader::new(agent.stdout.take().unwrap());
+    let mut report = String::new();
+    out.read_line(&mut report).unwrap();
+    let pids: Vec<i32> = report
+        .split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect();
+    assert_eq!(pids.len(), 3, "report: {report:?}");
+    assert!(pids.iter().all(|&p| alive(p)), "all running at first");
+    let isolate = pids[0];
+    assert_ne!(
+        u32::try_from(isolate).unwrap(),
+        agent.id(),
+        "isolate is the agent's child, not the agent itself"
+    );
+    agent.kill().unwrap();
+    agent.wait().unwrap();
+    retry(
+        "isolate, its child and grandchild gone after the parent's death",
+        Duration::from_secs(20),
+        || pids.iter().all(|&p| !alive(p)).then_some(()),
+    );
+}

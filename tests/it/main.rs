@@ -8,12 +8,13 @@ mod diagnose;
 #[cfg(feature = "etcd")]
 mod etcd;
 #[cfg(feature = "etcd")]
-#[cfg(feature = "etcd")]
 mod etcd_diagnose;
 #[cfg(feature = "etcd")]
 mod etcd_fence;
 #[cfg(feature = "etcd")]
 mod etcd_hooks;
+#[cfg(feature = "etcd")]
+mod etcd_session;
 #[cfg(feature = "etcd")]
 mod etcd_util;
 mod fence;

@@ -92,7 +92,7 @@ impl Ctx {
     /// Like [`Ctx::etcd`], with every call (retries on other members included) bounded by
     /// `budget` when given.
     #[cfg(feature = "etcd")]
-    fn etcd_within(
+    pub fn etcd_within(
         &self,
         budget: Option<std::time::Duration>,
     ) -> Result<Option<concur::etcd::Client>, CliError> {

@@ -47,7 +47,9 @@ enum Action {
     /// Append a line through the broker; acked means durable
     ///
     /// Example: concur broker append ~/.agent/log.jsonl '{"n":1}' --id run-7 --autostart
-    /// With `-`, every stdin line is one append (ids ID-1, ID-2, ... when --id is given).
+    /// With `-`, every stdin line is one append (ids ID-1, ID-2, ... when --id is given),
+    /// pipelined: up to 32 lines in flight, acked in order; after a refusal no further line is
+    /// sent.
     Append(AppendArgs),
 }
 
@@ -183,6 +185,9 @@ fn stop(ctx: &Ctx, wait: f64) -> Result<Exit, CliError> {
 /// How many times an append is retried (same id) after the connection broke.
 const RETRIES: u32 = 100;
 
+/// Lines of one `broker append -` in flight on its connection at once.
+const PIPELINE: usize = 32;
+
 /// Runs an append through the broker; shared with `concur append --broker`.
 pub fn append(a: &AppendArgs, ctx: &Ctx) -> Result<Exit, CliError> {
     let home = ctx.home()?;
@@ -217,24 +222,34 @@ pub fn append(a: &AppendArgs, ctx: &Ctx) -> Result<Exit, CliError> {
         }
         Err(e) => return Err(e),
     };
-    for (n, (line, id)) in lines.iter().enumerate() {
-        // Without --id, an id is only made up when this client may retry (--autostart): a
-        // retry needs one to stay exactly-once, and an id costs the dedup index's fdatasync.
-        let id = id
-            .clone()
-            .or_else(|| a.autostart.then(|| format!("{auto}.{}", n + 1)));
-        let ack = if let Some(c) = &mut client {
-            send(c, home, a, ctx, &a.file, line, id.as_deref())?
-        } else {
-            direct(ctx, &a.file, line)?;
-            broker::Ack { duplicate: false }
-        };
+    // Without --id, an id is only made up when this client may retry (--autostart): a retry
+    // needs one to stay exactly-once.
+    let lines: Vec<(Line, Option<String>)> = lines
+        .into_iter()
+        .enumerate()
+        .map(|(n, (line, id))| {
+            let id = id.or_else(|| a.autostart.then(|| format!("{auto}.{}", n + 1)));
+            (line, id)
+        })
+        .collect();
+    let via_broker = client.is_some();
+    let report = |id: Option<&str>, ack: broker::Ack| {
         if ctx.json {
             ctx.print_json(&serde_json::json!({
-                "id": id, "duplicate": ack.duplicate, "broker": client.is_some(),
+                "id": id, "duplicate": ack.duplicate, "broker": via_broker,
             }));
         } else if ack.duplicate {
             print_line(&format!("duplicate {}", id.unwrap_or_default()));
+        }
+    };
+    if let Some(c) = &mut client {
+        send_all(c, home, a, ctx, &lines, |n, ack| {
+            report(lines[n].1.as_deref(), ack);
+        })?;
+    } else {
+        for (line, id) in &lines {
+            direct(ctx, &a.file, line)?;
+            report(id.as_deref(), broker::Ack { duplicate: false });
         }
     }
     Ok(Exit::Ok)
@@ -269,29 +284,56 @@ fn connect(home: &concur::Home, a: &AppendArgs, ctx: &Ctx) -> Result<Client, Cli
     }
 }
 
-fn send(
+/// Appends `lines` to `a.file` through the broker, pipelined ([`PIPELINE`] in flight), calling
+/// `acked(n, ack)` for each line in order. After a refusal no further line is sent (those
+/// already in flight are answered and reported) and the first refusal is returned. When the
+/// broker goes away mid-run and `--autostart` is given, it reconnects (starting a broker) and
+/// resends every unanswered line with its id: the dedup index writes each at most once.
+fn send_all(
     c: &mut Client,
     home: &concur::Home,
     a: &AppendArgs,
     ctx: &Ctx,
-    file: &Path,
-    line: &Line,
-    id: Option<&str>,
-) -> Result<broker::Ack, CliError> {
-    let mut tries = 0;
+    lines: &[(Line, Option<String>)],
+    mut acked: impl FnMut(usize, broker::Ack),
+) -> Result<(), CliError> {
+    let file = a.file.as_path();
+    let (mut done, mut sent, mut tries) = (0, 0, 0);
+    let mut refused: Option<CliError> = None;
     loop {
-        match c.try_append(file, line, id) {
-            Ok(Ok(ack)) => return Ok(ack),
-            Ok(Err(f)) => return Err(f.into_error(file).into()),
-            Err(e) if tries >= RETRIES || !a.autostart => return Err(e.into()),
-            Err(_) => {
-                // The broker went away mid-request: reconnect (starting a new one) and send
-                // the same id again; the dedup index makes the retry write at most once.
-                tries += 1;
-                if let Ok(n) = connect(home, a, ctx) {
-                    *c = n;
-                }
+        let mut step = Ok(());
+        while refused.is_none() && step.is_ok() && sent < lines.len() && sent - done < PIPELINE {
+            let (line, id) = &lines[sent];
+            step = c.send_append(file, line, id.as_deref());
+            sent += 1;
+        }
+        if step.is_ok() {
+            if done == sent {
+                return refused.map_or(Ok(()), Err);
             }
+            match c.recv_append() {
+                Ok(Ok(ack)) => {
+                    acked(done, ack);
+                    done += 1;
+                }
+                Ok(Err(f)) => {
+                    refused.get_or_insert_with(|| f.into_error(file).into());
+                    done += 1;
+                }
+                Err(e) => step = Err(e),
+            }
+        }
+        if let Err(e) = step {
+            if tries >= RETRIES || !a.autostart {
+                return Err(e.into());
+            }
+            // The broker went away mid-request: reconnect (starting a new one) and send every
+            // unanswered line again, with the same ids.
+            tries += 1;
+            if let Ok(n) = connect(home, a, ctx) {
+                *c = n;
+            }
+            sent = done;
         }
     }
 }

@@ -188,8 +188,9 @@ fn session_start(agent: Agent, ctx: &Ctx, session: Option<&str>, cwd: &std::path
     let context = ctx.home().map_err(|e| e.message).and_then(|h| {
         let others = hook::session::start(h, &id, agent.name(), agent_pid, cwd)
             .map_err(|e| e.to_string())?;
+        register_on_backend(ctx, h, &id);
         if others.is_empty() {
-            return Ok(String::new()); // no lease store opened, no backend asked
+            return Ok(String::new()); // no lease store opened
         }
         let leases = ctx
             .lease_store_within(Some(BACKEND_BUDGET))
@@ -225,9 +226,37 @@ fn session_end(ctx: &Ctx, id: &concur::SessionId) -> Result<(), String> {
     let leases = ctx
         .lease_store_within(Some(BACKEND_BUDGET))
         .map_err(|e| e.message)?;
-    hook::session::end(home, id, &*leases)
+    let backend = super::session::backend(ctx, BACKEND_BUDGET).map_err(|e| e.message)?;
+    hook::session::end(home, id, &*leases).map_err(|e| e.to_string())?;
+    let reg = concur::session::Registry::open(home).map_err(|e| e.to_string())?;
+    super::session::end_on_backend(backend, &reg, id)
         .map(drop)
         .map_err(|e| e.to_string())
+}
+
+/// With a backend: registers the session (just started locally) there too, kept alive by a
+/// detached keeper until the agent exits. A failure is one warning line; the hook still allows.
+fn register_on_backend(ctx: &Ctx, home: &concur::Home, id: &concur::SessionId) {
+    let backend = match super::session::backend(ctx, BACKEND_BUDGET) {
+        Ok(Some(b)) => b,
+        Ok(None) => return,
+        Err(e) => {
+            eprintln!("concur: hook: warning: {}", e.message);
+            return;
+        }
+    };
+    let Ok(reg) = concur::session::Registry::open(home) else {
+        return;
+    };
+    if let Ok(Some(s)) = reg.get(id) {
+        super::session::start_on_backend(
+            Some(backend),
+            &reg,
+            &s,
+            super::session::DEFAULT_TTL,
+            "hook",
+        );
+    }
 }
 
 /// Exports the session id for the agent's later Bash calls (`$CLAUDE_ENV_FILE`).

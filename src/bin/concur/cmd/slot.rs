@@ -8,7 +8,9 @@ use concur::child::{self, Supervise};
 use concur::lock::Holder;
 use concur::slot::Slot;
 
-use super::lock::{parse_secs, wait_limits};
+#[cfg(feature = "etcd")]
+use super::lock::parse_secs;
+use super::lock::wait_limits;
 use crate::ctx::{Ctx, print_line};
 use crate::exit::{CliError, Exit};
 
