@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # concur's etcd backend against etcdctl, whole process, and in-process ops/s on 1 and 3 nodes.
 #
-# Starts its own etcd servers on loopback (free ports, temporary data dirs), stops them by pid.
+# Starts its own etcd servers on loopback (bench/lib/etcd.sh), stops them by pid.
 # Needs: etcd and etcdctl (Debian etcd-server, etcd-client), hyperfine, python3 (free ports).
 # Usage: bench/etcd.sh [RUNS]        (hyperfine runs per command, default 40)
 # Prints markdown tables; docs/perf/etcd.md holds a recorded run.
@@ -14,37 +14,15 @@ concur=$PWD/target/release/concur
 ops=$PWD/target/release/examples/etcd_ops
 
 tmp=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  rm -rf "$tmp"
-}
+. bench/lib/etcd.sh
+cleanup() { etcd_stop; rm -rf "$tmp"; }
 trap cleanup EXIT
-
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 # start_cluster N -> sets $url (etcd://...) and $eps (etcdctl --endpoints)
 start_cluster() {
-  local n=$1 i initial="" cps=() pps=()
-  for ((i = 0; i < n; i++)); do
-    cps[i]=$(port); pps[i]=$(port)
-    initial+="${initial:+,}b$n-$i=http://127.0.0.1:${pps[i]}"
-  done
-  for ((i = 0; i < n; i++)); do
-    etcd --name "b$n-$i" --data-dir "$tmp/b$n-$i" \
-      --listen-client-urls "http://127.0.0.1:${cps[i]}" --advertise-client-urls "http://127.0.0.1:${cps[i]}" \
-      --listen-peer-urls "http://127.0.0.1:${pps[i]}" --initial-advertise-peer-urls "http://127.0.0.1:${pps[i]}" \
-      --initial-cluster "$initial" --initial-cluster-token "bench-$n-$$" >"$tmp/b$n-$i.log" 2>&1 &
-    pids+=($!)
-  done
-  eps=$(printf '127.0.0.1:%s,' "${cps[@]}"); eps=${eps%,}
-  url="etcd://$eps"
-  for _ in $(seq 200); do
-    ETCDCTL_API=3 etcdctl --endpoints "$eps" endpoint health >/dev/null 2>&1 && return 0
-    sleep 0.05
-  done
-  echo "etcd cluster of $n did not start" >&2; exit 1
+  etcd_start "$1"
+  url=$etcd_url
+  eps=$etcd_eps
 }
 
 mean_ms() { python3 -c 'import json,sys; print("%.2f" % (json.load(open(sys.argv[1]))["results"][0]["mean"]*1000))' "$1"; }

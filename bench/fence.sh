@@ -2,7 +2,7 @@
 # What fencing costs: write / json with and without --fence (local record only, then with the
 # etcd holder check), and json --key (CAS on etcd) against a plain etcdctl put.
 #
-# Starts its own single-node etcd on loopback (free port, temporary data dir), stops it by pid.
+# Starts its own single-node etcd on loopback (bench/lib/etcd.sh), stops it by pid.
 # Needs: etcd and etcdctl (Debian etcd-server, etcd-client), hyperfine, python3 (free port).
 # Usage: bench/fence.sh [RUNS]   (hyperfine runs per command, default 40)
 #        CONCUR_BIN=target/debug/concur bench/fence.sh   (skip the release build)
@@ -18,29 +18,18 @@ fi
 concur=$CONCUR_BIN
 
 tmp=$(mktemp -d)
-pid=
+. bench/lib/etcd.sh
 holder=
 cleanup() {
   [ -n "$holder" ] && kill "$holder" 2>/dev/null || true
-  [ -n "$pid" ] && { kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; }
+  etcd_stop
   rm -rf "$tmp"
 }
 trap cleanup EXIT
-
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-cp=$(port); pp=$(port)
-etcd --name f0 --data-dir "$tmp/f0" \
-  --listen-client-urls "http://127.0.0.1:$cp" --advertise-client-urls "http://127.0.0.1:$cp" \
-  --listen-peer-urls "http://127.0.0.1:$pp" --initial-advertise-peer-urls "http://127.0.0.1:$pp" \
-  --initial-cluster "f0=http://127.0.0.1:$pp" >"$tmp/etcd.log" 2>&1 &
-pid=$!
-eps=127.0.0.1:$cp
-url=etcd://$eps
+etcd_start 1
+eps=$etcd_eps
+url=$etcd_url
 export ETCDCTL_API=3 CONCUR_HOME=$tmp/home
-for _ in $(seq 200); do
-  etcdctl --endpoints "$eps" endpoint health >/dev/null 2>&1 && break
-  sleep 0.05
-done
 
 # A lock holder for the etcd-checked runs: its command reports the fence, then waits.
 mkfifo "$tmp/go"

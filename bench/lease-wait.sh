@@ -7,7 +7,7 @@
 # Each round: a holder takes the task, a waiter starts `lease acquire -w 60`, the holder keeps it
 # HOLD seconds, then releases; the time from the release command's return to the waiter's exit
 # is the wake-up (it includes the waiter's own final acquire and process exit).
-# Starts its own single-node etcd on loopback (free ports, temporary data dir), stops it by pid.
+# Starts its own single-node etcd on loopback (bench/lib/etcd.sh), stops it by pid.
 # Needs: etcd (Debian etcd-server), python3.
 # Usage: bench/lease-wait.sh [ROUNDS] [HOLD]     (default 5 rounds, 1 s held)
 # docs/perf/etcd-hooks.md holds a recorded run.
@@ -20,22 +20,12 @@ cargo build --release --quiet --bin concur
 concur=$PWD/target/release/concur
 
 tmp=$(mktemp -d)
-etcd_pid=
-cleanup() {
-  if [ -n "$etcd_pid" ]; then kill "$etcd_pid" 2>/dev/null || true; wait "$etcd_pid" 2>/dev/null || true; fi
-  rm -rf "$tmp"
-}
+. bench/lib/etcd.sh
+cleanup() { etcd_stop; rm -rf "$tmp"; }
 trap cleanup EXIT
+etcd_start 1
 
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-cp=$(port); pp=$(port)
-etcd --name w --data-dir "$tmp/etcd" \
-  --listen-client-urls "http://127.0.0.1:$cp" --advertise-client-urls "http://127.0.0.1:$cp" \
-  --listen-peer-urls "http://127.0.0.1:$pp" --initial-advertise-peer-urls "http://127.0.0.1:$pp" \
-  --initial-cluster "w=http://127.0.0.1:$pp" >"$tmp/etcd.log" 2>&1 &
-etcd_pid=$!
-
-python3 - "$concur" "$tmp" "$cp" "$rounds" "$hold" <<'PY'
+python3 - "$concur" "$tmp" "$etcd_port" "$rounds" "$hold" <<'PY'
 import os, statistics, subprocess, sys, time, urllib.request
 concur, tmp, port, rounds, hold = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
 url = f"etcd://127.0.0.1:{port}"
@@ -46,12 +36,6 @@ def metric(name):
         if line.startswith(name + " "):
             return float(line.split()[1])
     raise SystemExit(f"etcd has no metric {name}")
-
-for _ in range(500):  # wait until etcd answers
-    try:
-        metric("etcd_debugging_lease_granted_total"); break
-    except Exception:
-        time.sleep(0.02)
 
 def env(backend):
     e = dict(os.environ, CONCUR_HOME=f"{tmp}/home-{'etcd' if backend else 'local'}")

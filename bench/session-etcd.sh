@@ -8,7 +8,7 @@
 # is stopped and its lease revoked inside the measured command, as on a real re-start. Each
 # removal round starts a session for a fresh `sleep`, kills the sleep, and polls etcd's
 # /v3/kv/range every 1 ms until the key is gone.
-# Starts its own single-node etcd on loopback (free ports, temporary data dir), stops it by pid.
+# Starts its own single-node etcd on loopback (bench/lib/etcd.sh), stops it by pid.
 # Needs: etcd (Debian etcd-server), python3.
 # Usage: bench/session-etcd.sh [ROUNDS]     (default 20)
 # docs/perf/etcd-session.md holds a recorded run.
@@ -20,22 +20,12 @@ cargo build --release --quiet --bin concur
 concur=$PWD/target/release/concur
 
 tmp=$(mktemp -d)
-etcd_pid=
-cleanup() {
-  if [ -n "$etcd_pid" ]; then kill "$etcd_pid" 2>/dev/null || true; wait "$etcd_pid" 2>/dev/null || true; fi
-  rm -rf "$tmp"
-}
+. bench/lib/etcd.sh
+cleanup() { etcd_stop; rm -rf "$tmp"; }
 trap cleanup EXIT
+etcd_start 1
 
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-cp=$(port); pp=$(port)
-etcd --name s --data-dir "$tmp/etcd" \
-  --listen-client-urls "http://127.0.0.1:$cp" --advertise-client-urls "http://127.0.0.1:$cp" \
-  --listen-peer-urls "http://127.0.0.1:$pp" --initial-advertise-peer-urls "http://127.0.0.1:$pp" \
-  --initial-cluster "s=http://127.0.0.1:$pp" >"$tmp/etcd.log" 2>&1 &
-etcd_pid=$!
-
-python3 - "$concur" "$tmp" "$cp" "$rounds" <<'PY'
+python3 - "$concur" "$tmp" "$etcd_port" "$rounds" <<'PY'
 import base64, json, os, statistics, subprocess, sys, time, urllib.request
 concur, tmp, port, rounds = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 url = f"etcd://127.0.0.1:{port}"
@@ -44,12 +34,6 @@ def key_exists(key):
     body = json.dumps({"key": base64.b64encode(key.encode()).decode()}).encode()
     r = urllib.request.urlopen(f"http://127.0.0.1:{port}/v3/kv/range", body, timeout=5)
     return "kvs" in json.load(r)
-
-for _ in range(500):  # wait until etcd answers
-    try:
-        key_exists("x"); break
-    except Exception:
-        time.sleep(0.02)
 
 def env(backend):
     e = dict(os.environ, CONCUR_HOME=f"{tmp}/home-{'etcd' if backend else 'local'}")
