@@ -547,6 +547,44 @@ fn read_all(p: &Path) -> std::io::Result<Vec<u8>> {
 mod tests {
     use super::*;
 
+    /// A data file and its index in a fresh directory, and the counters the writers share.
+    struct Files {
+        _dir: tempfile::TempDir,
+        file: PathBuf,
+        idx: PathBuf,
+        counters: Arc<Counters>,
+    }
+
+    impl Files {
+        fn new() -> Self {
+            let dir = tempfile::tempdir().unwrap();
+            Files {
+                file: dir.path().join("f.jsonl"),
+                idx: dir.path().join("f.idx"),
+                counters: Arc::new(Counters::default()),
+                _dir: dir,
+            }
+        }
+
+        /// One writer's lifetime (as one broker's): sends each `(line, id)` in order, waits for
+        /// its ack, stops the writer; returns whether each append was a duplicate.
+        fn writer(&self, appends: &[(&str, Option<&str>)]) -> Vec<bool> {
+            let (tx, h) = spawn(
+                self.file.clone(),
+                self.idx.clone(),
+                Arc::clone(&self.counters),
+            )
+            .unwrap();
+            let dups = appends
+                .iter()
+                .map(|&(line, id)| append(&tx, line, id).duplicate)
+                .collect();
+            drop(tx);
+            h.join().unwrap();
+            dups
+        }
+    }
+
     fn append(tx: &SyncSender<Pending>, line: &str, id: Option<&str>) -> Ack {
         let (rtx, rrx) = mpsc::channel();
         tx.send(Pending {
@@ -563,29 +601,17 @@ mod tests {
 
     #[test]
     fn a_retried_id_is_written_once_even_after_a_restart() {
-        let d = tempfile::tempdir().unwrap();
-        let file = d.path().join("f.jsonl");
-        let idx = d.path().join("f.idx");
-        let c = Arc::new(Counters::default());
-        let (tx, h) = spawn(file.clone(), idx.clone(), Arc::clone(&c)).unwrap();
-        assert!(!append(&tx, "a", Some("1")).duplicate);
-        assert!(append(&tx, "a", Some("1")).duplicate);
-        assert!(!append(&tx, "b", None).duplicate);
-        drop(tx);
-        h.join().unwrap();
-        let (tx, h) = spawn(file.clone(), idx, c).unwrap();
-        assert!(append(&tx, "a", Some("1")).duplicate);
-        assert!(!append(&tx, "c", Some("2")).duplicate);
-        drop(tx);
-        h.join().unwrap();
-        assert_eq!(read_all(&file).unwrap(), b"a\nb\nc\n");
+        let f = Files::new();
+        let first = f.writer(&[("a", Some("1")), ("a", Some("1")), ("b", None)]);
+        assert_eq!(first, [false, true, false]);
+        let second = f.writer(&[("a", Some("1")), ("c", Some("2"))]);
+        assert_eq!(second, [true, false]);
+        assert_eq!(read_all(&f.file).unwrap(), b"a\nb\nc\n");
     }
 
     #[test]
     fn an_index_record_whose_batch_never_landed_is_forgotten() {
-        let d = tempfile::tempdir().unwrap();
-        let file = d.path().join("f.jsonl");
-        let idx = d.path().join("f.idx");
+        let f = Files::new();
         // The broker died after writing the index record, before the data.
         let r = Record {
             ids: vec!["9".into()],
@@ -595,57 +621,39 @@ mod tests {
         };
         let mut line = serde_json::to_vec(&r).unwrap();
         line.push(b'\n');
-        let mut f = std::fs::File::create(&idx).unwrap();
-        std::io::Write::write_all(&mut f, &line).unwrap();
-        let c = Arc::new(Counters::default());
-        let (tx, h) = spawn(file.clone(), idx.clone(), Arc::clone(&c)).unwrap();
-        assert!(!append(&tx, "x", Some("9")).duplicate);
-        drop(tx);
-        h.join().unwrap();
+        let mut idx = std::fs::File::create(&f.idx).unwrap();
+        std::io::Write::write_all(&mut idx, &line).unwrap();
+        drop(idx);
+        assert_eq!(f.writer(&[("x", Some("9"))]), [false]);
         // ...and one whose batch did land is remembered.
-        let (tx, h) = spawn(file.clone(), idx, c).unwrap();
-        assert!(append(&tx, "x", Some("9")).duplicate);
-        drop(tx);
-        h.join().unwrap();
-        assert_eq!(read_all(&file).unwrap(), b"x\n");
+        assert_eq!(f.writer(&[("x", Some("9"))]), [true]);
+        assert_eq!(read_all(&f.file).unwrap(), b"x\n");
     }
 
     #[test]
     fn a_torn_record_after_the_valid_ones_is_cleared_and_the_index_is_padded() {
-        let d = tempfile::tempdir().unwrap();
-        let file = d.path().join("f.jsonl");
-        let idx = d.path().join("f.idx");
-        let c = Arc::new(Counters::default());
-        let (tx, h) = spawn(file.clone(), idx.clone(), Arc::clone(&c)).unwrap();
-        assert!(!append(&tx, "a", Some("1")).duplicate);
-        drop(tx);
-        h.join().unwrap();
-        let grown = read_all(&idx).unwrap();
+        let f = Files::new();
+        assert_eq!(f.writer(&[("a", Some("1"))]), [false]);
+        let grown = read_all(&f.idx).unwrap();
         assert_eq!(grown.len() as u64, INDEX_CHUNK, "allocated ahead in zeros");
         // A crash mid-write left half a record (and a stray newline further on) in the zeros.
         let end = grown.iter().position(|&b| b == 0).unwrap();
-        let f = std::fs::OpenOptions::new().write(true).open(&idx).unwrap();
-        f.write_all_at(br#"{"ids":["2"],"off":2,"le"#, end as u64)
+        let idx = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&f.idx)
             .unwrap();
-        f.write_all_at(b"x\n", end as u64 + 100).unwrap();
-        drop(f);
-        let (tx, h) = spawn(file.clone(), idx.clone(), Arc::clone(&c)).unwrap();
-        assert!(
-            append(&tx, "a", Some("1")).duplicate,
-            "the valid record survives"
+        idx.write_all_at(br#"{"ids":["2"],"off":2,"le"#, end as u64)
+            .unwrap();
+        idx.write_all_at(b"x\n", end as u64 + 100).unwrap();
+        drop(idx);
+        assert_eq!(
+            f.writer(&[("a", Some("1")), ("b", Some("2"))]),
+            [true, false],
+            "the valid record survives, the torn one is forgotten"
         );
-        assert!(
-            !append(&tx, "b", Some("2")).duplicate,
-            "the torn one is forgotten"
-        );
-        drop(tx);
-        h.join().unwrap();
-        let again = read_all(&idx).unwrap();
+        let again = read_all(&f.idx).unwrap();
         assert!(!again.windows(2).any(|w| w == b"x\n"), "torn tail cleared");
-        let (tx, h) = spawn(file.clone(), idx, c).unwrap();
-        assert!(append(&tx, "b", Some("2")).duplicate);
-        drop(tx);
-        h.join().unwrap();
-        assert_eq!(read_all(&file).unwrap(), b"a\nb\n");
+        assert_eq!(f.writer(&[("b", Some("2"))]), [true]);
+        assert_eq!(read_all(&f.file).unwrap(), b"a\nb\n");
     }
 }
