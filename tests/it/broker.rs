@@ -34,11 +34,54 @@ impl BrokerEnv {
         assert_code(&o, 0);
     }
 
-    fn pid(&self) -> u32 {
+    /// `broker status --json`, parsed.
+    fn status(&self) -> serde_json::Value {
         let o = self.t.run(["broker", "status", "--json"]);
         assert_code(&o, 0);
-        let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
-        u32::try_from(v["pid"].as_u64().unwrap()).unwrap()
+        serde_json::from_str(stdout(&o).trim()).unwrap()
+    }
+
+    fn pid(&self) -> u32 {
+        u32::try_from(self.status()["pid"].as_u64().unwrap()).unwrap()
+    }
+
+    /// Starts the broker and spawns `n` clients on one barrier (not yet released), each
+    /// appending to `root/memory.jsonl` (the returned target); `client(target, c)` makes
+    /// client `c`'s command.
+    fn start_with_clients(
+        &self,
+        n: usize,
+        client: impl Fn(&Path, usize) -> Command,
+    ) -> (PathBuf, Barrier) {
+        self.start();
+        let target = self.root.join("memory.jsonl");
+        let mut b = Barrier::new();
+        for c in 0..n {
+            b.spawn(&client(&target, c));
+        }
+        (target, b)
+    }
+
+    /// Starts the broker and 8 clients of 1000 lines each (made by `client`, as in
+    /// [`Self::start_with_clients`]); once `at` lines are in, stops and kills the broker (see
+    /// [`stop_mid_run_then_kill`]) and runs `then`. Checks that every client succeeded, a new
+    /// broker runs, and every line is in the file once, in order.
+    fn kill_mid_run(
+        &self,
+        at: usize,
+        client: impl Fn(&Path, usize) -> Command,
+        then: impl FnOnce(),
+    ) {
+        let (target, mut b) = self.start_with_clients(8, client);
+        let first = self.pid();
+        b.release();
+        stop_mid_run_then_kill(first, &target, at, 8 * 1000);
+        then();
+        for o in b.run_all() {
+            assert_code(&o, 0);
+        }
+        assert_ne!(self.pid(), first, "a new broker runs");
+        assert_each_once_in_order(&target, 8, 1000);
     }
 
     /// A client command appending every line of `input` (a file) to `target`.
@@ -130,20 +173,16 @@ fn assert_each_once_in_order(file: &Path, clients: usize, per: usize) {
 #[test]
 fn thirty_two_clients_two_hundred_appends_each_every_line_once_in_order() {
     let e = BrokerEnv::new();
-    e.start();
-    let target = e.root.join("memory.jsonl");
-    let mut b = Barrier::new();
-    for c in 0..32 {
+    let (target, b) = e.start_with_clients(32, |target, c| {
         let input = client_input(e.t.dir.path(), c, 200);
-        b.spawn(&e.client(&target, &input, &["--id", &format!("c{c}")]));
-    }
+        e.client(target, &input, &["--id", &format!("c{c}")])
+    });
     for o in b.run_all() {
         assert_code(&o, 0);
         assert_eq!(stdout(&o).lines().count(), 200, "one ack per line");
     }
     assert_each_once_in_order(&target, 32, 200);
-    let o = e.t.run(["broker", "status", "--json"]);
-    let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    let v = e.status();
     assert_eq!(v["appends"], 6400);
     assert_eq!(v["duplicates"], 0);
     // Every batch with ids costs one data fdatasync and one index record write-out (or, where
@@ -164,21 +203,12 @@ fn thirty_two_clients_two_hundred_appends_each_every_line_once_in_order() {
 #[test]
 fn broker_killed_mid_run_loses_and_duplicates_nothing() {
     let e = BrokerEnv::new();
-    e.start();
-    let first = e.pid();
-    let target = e.root.join("memory.jsonl");
-    let mut b = Barrier::new();
-    for c in 0..8 {
+    // The clients' --autostart restarts the broker.
+    let client = |target: &Path, c| {
         let input = client_input(e.t.dir.path(), c, 1000);
-        b.spawn(&e.client(&target, &input, &["--id", &format!("k{c}"), "--autostart"]));
-    }
-    b.release();
-    stop_mid_run_then_kill(first, &target, 300, 8 * 1000);
-    for o in b.run_all() {
-        assert_code(&o, 0);
-    }
-    assert_ne!(e.pid(), first, "a client restarted the broker");
-    assert_each_once_in_order(&target, 8, 1000);
+        e.client(target, &input, &["--id", &format!("k{c}"), "--autostart"])
+    };
+    e.kill_mid_run(300, client, || {});
 }
 
 #[test]
@@ -463,19 +493,13 @@ impl BrokerEnv {
 #[test]
 fn pipelined_clients_get_answers_in_order_and_every_line_once_in_order() {
     let e = BrokerEnv::new();
-    e.start();
-    let target = e.root.join("memory.jsonl");
-    let mut b = Barrier::new();
-    for c in 0..16 {
-        b.spawn(&e.pipeline_client(&target, c, 300, 32));
-    }
+    let (target, b) = e.start_with_clients(16, |target, c| e.pipeline_client(target, c, 300, 32));
     for o in b.run_all() {
         assert_code(&o, 0);
         assert_eq!(stdout(&o).trim(), "0", "no duplicates without a restart");
     }
     assert_each_once_in_order(&target, 16, 300);
-    let o = e.t.run(["broker", "status", "--json"]);
-    let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    let v = e.status();
     assert_eq!(v["appends"], 4800);
     assert!(v["batches"].as_u64().unwrap() <= 4800);
 }
@@ -483,29 +507,18 @@ fn pipelined_clients_get_answers_in_order_and_every_line_once_in_order() {
 #[test]
 fn pipelined_clients_survive_a_broker_killed_mid_run_without_loss_or_duplicate() {
     let e = BrokerEnv::new();
-    e.start();
-    let first = e.pid();
-    let target = e.root.join("memory.jsonl");
-    let mut b = Barrier::new();
-    for c in 0..8 {
-        b.spawn(&e.pipeline_client(&target, c, 1000, 16));
-    }
-    b.release();
-    stop_mid_run_then_kill(first, &target, 400, 8 * 1000);
-    // The pidfile lock is released when the killed broker is gone; then a new one can start.
-    retry(
-        "the killed broker's lock released",
-        Duration::from_secs(20),
-        || {
-            let o = e.t.run(["broker", "serve", "--detach"]);
-            (code(&o) == 0).then_some(())
-        },
-    );
-    for o in b.run_all() {
-        assert_code(&o, 0);
-    }
-    assert_ne!(e.pid(), first);
-    assert_each_once_in_order(&target, 8, 1000);
+    let client = |target: &Path, c| e.pipeline_client(target, c, 1000, 16);
+    e.kill_mid_run(400, client, || {
+        // The pidfile lock is released when the killed broker is gone; then a new one can start.
+        retry(
+            "the killed broker's lock released",
+            Duration::from_secs(20),
+            || {
+                let o = e.t.run(["broker", "serve", "--detach"]);
+                (code(&o) == 0).then_some(())
+            },
+        );
+    });
 }
 
 #[test]
