@@ -13,10 +13,7 @@ cargo build --release --quiet --bin concur --example etcd_ops
 concur=$PWD/target/release/concur
 ops=$PWD/target/release/examples/etcd_ops
 
-tmp=$(mktemp -d)
 . bench/lib/etcd.sh
-cleanup() { etcd_stop; rm -rf "$tmp"; }
-trap cleanup EXIT
 
 # start_cluster N -> sets $url (etcd://...) and $eps (etcdctl --endpoints)
 start_cluster() {

@@ -17,13 +17,11 @@ if [ -z "${CONCUR_BIN:-}" ]; then
 fi
 concur=$CONCUR_BIN
 
-tmp=$(mktemp -d)
 . bench/lib/etcd.sh
 holder=
 cleanup() {
   [ -n "$holder" ] && kill "$holder" 2>/dev/null || true
-  etcd_stop
-  rm -rf "$tmp"
+  etcd_cleanup
 }
 trap cleanup EXIT
 etcd_start 1

@@ -19,10 +19,7 @@ hold=${2:-1}
 cargo build --release --quiet --bin concur
 concur=$PWD/target/release/concur
 
-tmp=$(mktemp -d)
 . bench/lib/etcd.sh
-cleanup() { etcd_stop; rm -rf "$tmp"; }
-trap cleanup EXIT
 etcd_start 1
 
 python3 - "$concur" "$tmp" "$etcd_port" "$rounds" "$hold" <<'PY'

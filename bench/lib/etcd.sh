@@ -1,17 +1,18 @@
 # shellcheck shell=bash
-# Sourced by the bench scripts that need etcd: starts etcd clusters on loopback (free ports,
-# data dirs under the caller's $tmp), waits until they answer, and stops them by pid.
+# Sourced by the bench scripts that need etcd: makes a scratch dir $tmp, starts etcd clusters
+# on loopback (free ports, data dirs under $tmp), waits until they answer, and on exit stops
+# them by pid and removes $tmp.
 #
-#   tmp=$(mktemp -d)
 #   . bench/lib/etcd.sh
-#   cleanup() { etcd_stop; rm -rf "$tmp"; }
-#   trap cleanup EXIT
 #   etcd_start 1        # sets $etcd_url (etcd://...), $etcd_eps (host:port,...), $etcd_port
 #
+# A script with more to clean up sets its own EXIT trap and calls etcd_cleanup from it.
 # Needs: etcd (Debian etcd-server), python3 (free ports, health check).
 
 etcd_pids=()
 etcd_clusters=0
+tmp=$(mktemp -d)
+trap etcd_cleanup EXIT
 
 # free_port: prints a TCP port on 127.0.0.1 that was free a moment ago.
 free_port() {
@@ -58,4 +59,10 @@ etcd_stop() {
   for p in "${etcd_pids[@]}"; do kill "$p" 2>/dev/null || true; done
   for p in "${etcd_pids[@]}"; do wait "$p" 2>/dev/null || true; done
   etcd_pids=()
+}
+
+# etcd_cleanup: etcd_stop, then removes $tmp.
+etcd_cleanup() {
+  etcd_stop
+  rm -rf "$tmp"
 }
