@@ -3,11 +3,9 @@
 //! run's keys are gone afterwards; an unreachable cluster is one line and exit 74 before any
 //! writer runs; a local-only target asked for on etcd is a usage error.
 
-use std::net::TcpListener;
-
 use serde_json::Value;
 
-use crate::etcd_util::{Cluster, available};
+use crate::etcd_util::{Cluster, available, unreachable_url};
 use crate::util::*;
 
 /// The etcd targets, as their rows are named.
@@ -16,14 +14,6 @@ const ON_ETCD: [&str; 4] = ["json-counter", "token", "semaphore", "task-start"];
 fn parse(o: &std::process::Output) -> Value {
     serde_json::from_str(stdout(o).trim())
         .unwrap_or_else(|e| panic!("bad json ({e}): {}\nstderr: {}", stdout(o), stderr(o)))
-}
-
-/// A loopback port nothing listens on (bound, then released).
-fn dead_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("port")
 }
 
 #[test]
@@ -152,8 +142,8 @@ fn etcd_diagnose_text_names_the_backend_and_the_lock_and_slot_aliases_work() {
 #[test]
 fn etcd_diagnose_unreachable_cluster_is_one_line_and_exit_74() {
     let t = TestEnv::new();
-    let endpoint = format!("127.0.0.1:{}", dead_port());
-    let url = format!("etcd://{endpoint}");
+    let url = unreachable_url();
+    let endpoint = url.strip_prefix("etcd://").unwrap();
     let o = t.run(["--backend", &url, "diagnose", "--targets", "token"]);
     assert_code(&o, 74);
     let err = stderr(&o);
@@ -162,7 +152,7 @@ fn etcd_diagnose_unreachable_cluster_is_one_line_and_exit_74() {
         err.starts_with("concur: diagnose: cannot reach the etcd cluster"),
         "{err}"
     );
-    assert!(err.contains(&endpoint), "{err}");
+    assert!(err.contains(endpoint), "{err}");
     assert_eq!(stdout(&o), "", "nothing reported");
     // --json: the error document, no results.
     let o = t.run(["--backend", &url, "diagnose", "--json"]);
@@ -176,7 +166,7 @@ fn etcd_diagnose_unreachable_cluster_is_one_line_and_exit_74() {
 fn etcd_diagnose_refuses_local_only_targets_and_cmd_before_connecting() {
     let t = TestEnv::new();
     // Nothing listens there: a usage error must come first (exit 2, not 74).
-    let url = format!("etcd://127.0.0.1:{}", dead_port());
+    let url = unreachable_url();
     for targets in ["jsonl-append", "token,replace", "ledger-nope"] {
         let o = t.run(["--backend", &url, "diagnose", "--targets", targets]);
         assert_code(&o, 2);
@@ -207,40 +197,24 @@ fn etcd_diagnose_refuses_local_only_targets_and_cmd_before_connecting() {
 #[test]
 fn concur_backend_in_the_environment_leaves_diagnose_local() {
     let t = TestEnv::new();
-    let url = format!("etcd://127.0.0.1:{}", dead_port());
-    let o = t
-        .cmd([
-            "diagnose",
-            "--json",
-            "--targets",
-            "token",
-            "--mode",
-            "concur",
-            "--rounds",
-            "1",
-        ])
-        .env("CONCUR_BACKEND", &url)
-        .output()
-        .expect("run concur");
-    assert_code(&o, 0);
+    let url = unreachable_url();
+    // `diagnose [--json] --targets token --mode concur --rounds 1` with CONCUR_BACKEND set.
+    let run = |json: &[&str]| {
+        let args = ["diagnose", "--targets", "token", "--mode", "concur"];
+        let o = t
+            .cmd(json.iter().chain(&args).chain(&["--rounds", "1"]))
+            .env("CONCUR_BACKEND", &url)
+            .output()
+            .expect("run concur");
+        assert_code(&o, 0);
+        o
+    };
+    let o = run(&["--json"]);
     let v = parse(&o);
     assert_eq!(v["backend"], "local", "{v}");
     assert_eq!(v["results"][0]["verdict"], "SAFE", "{v}");
     // Without --json, a note says so.
-    let o = t
-        .cmd([
-            "diagnose",
-            "--targets",
-            "token",
-            "--mode",
-            "concur",
-            "--rounds",
-            "1",
-        ])
-        .env("CONCUR_BACKEND", &url)
-        .output()
-        .expect("run concur");
-    assert_code(&o, 0);
+    let o = run(&[]);
     assert!(
         stderr(&o).contains("runs the local suite"),
         "{}",

@@ -3,31 +3,14 @@
 //! and the etcd waiter is checked to watch rather than poll (etcd's own lease-grant counter).
 
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
 use crate::etcd::{on_both_backends, out_token, verb};
-use crate::etcd_util::{Cluster, available};
+use crate::etcd_util::{Cluster, available, hook_claude, unreachable_url};
 use crate::util::{TestEnv, assert_code, bin, retry, stderr, stdout};
-
-/// `concur hook claude` with `payload` on stdin, on `backend` when given.
-fn hook(t: &TestEnv, be: Option<&str>, payload: &Value) -> Output {
-    let mut c = verb(t, be, ["hook", "claude"]);
-    c.stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = c.spawn().unwrap();
-    let input = payload.to_string();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
-}
 
 /// Whether the LOCAL lease store (no backend) mentions `what`.
 fn local_leases_mention(t: &TestEnv, what: &str) -> bool {
@@ -46,7 +29,7 @@ fn hook_session_start_lists_and_session_end_releases_leases_on_both_backends() {
         };
         let run = |args: &[&str]| verb(t, be, args).output().unwrap();
         // sess-a starts (its agent is the hook's parent: this live test process) and takes a lease.
-        let o = hook(t, be, &ev("sess-a", "SessionStart"));
+        let o = hook_claude(t, be, &ev("sess-a", "SessionStart"));
         assert_code(&o, 0);
         assert!(o.stdout.is_empty(), "{be:?}: alone: {}", stdout(&o));
         let first = run(&["lease", "acquire", "build:web", "--session", "sess-a"]);
@@ -58,7 +41,7 @@ fn hook_session_start_lists_and_session_end_releases_leases_on_both_backends() {
             );
         }
         // sess-b starts in the same directory: told who holds what, from the backend's store.
-        let o = hook(t, be, &ev("sess-b", "SessionStart"));
+        let o = hook_claude(t, be, &ev("sess-b", "SessionStart"));
         assert_code(&o, 0);
         let v: Value = serde_json::from_slice(&o.stdout)
             .unwrap_or_else(|e| panic!("{be:?}: {e}: {} / {}", stdout(&o), stderr(&o)));
@@ -74,13 +57,13 @@ fn hook_session_start_lists_and_session_end_releases_leases_on_both_backends() {
             1,
         );
         // sess-a ends: its lease is released in the backend's store, sess-b can take it.
-        let o = hook(t, be, &ev("sess-a", "SessionEnd"));
+        let o = hook_claude(t, be, &ev("sess-a", "SessionEnd"));
         assert_code(&o, 0);
         assert!(stderr(&o).is_empty(), "{be:?}: {}", stderr(&o));
         let second = run(&["lease", "acquire", "build:web", "--session", "sess-b"]);
         assert_code(&second, 0);
         assert!(out_token(&second) > out_token(&first), "{be:?}");
-        let o = hook(t, be, &ev("sess-c", "SessionStart"));
+        let o = hook_claude(t, be, &ev("sess-c", "SessionStart"));
         let v: Value = serde_json::from_slice(&o.stdout).unwrap();
         let text = v["hookSpecificOutput"]["additionalContext"]
             .as_str()
@@ -282,13 +265,9 @@ fn etcd_lease_wait_acquires_when_the_holders_ttl_runs_out() {
 #[test]
 fn hook_session_end_with_an_unreachable_backend_exits_0_and_says_why() {
     let t = TestEnv::new();
-    // A loopback port nobody listens on: every request is refused, retried until the budget.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .unwrap()
-        .port();
-    let url = format!("etcd://127.0.0.1:{port}");
-    let o = hook(
+    // Every request is refused, retried until the budget.
+    let url = unreachable_url();
+    let o = hook_claude(
         &t,
         Some(&url),
         &json!({"session_id": "s1", "cwd": "/", "hook_event_name": "SessionEnd"}),

@@ -6,15 +6,14 @@
 //! Agents are `sleep` children of the test. No keeper outlives a test: [`Keepers`] kills the
 //! ones it knows (by pid, after checking the pid still runs `session keep`) when dropped.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
 use crate::etcd::verb;
-use crate::etcd_util::{Cluster, available};
+use crate::etcd_util::{Cluster, available, hook_claude, unreachable_url};
 use crate::util::{TestEnv, assert_code, retry, stderr, stdout};
 
 /// Kills and reaps a dummy agent process.
@@ -203,11 +202,7 @@ fn etcd_session_start_registers_and_agent_death_or_end_removes_promptly() {
 #[test]
 fn etcd_session_start_with_etcd_unreachable_starts_locally_with_one_warning() {
     let t = TestEnv::new();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .unwrap()
-        .port();
-    let url = format!("etcd://127.0.0.1:{port}");
+    let url = unreachable_url();
     let a = Agent::sleep();
     let o = verb(
         &t,
@@ -242,9 +237,9 @@ fn etcd_session_start_with_etcd_unreachable_starts_locally_with_one_warning() {
     );
 
     // The SessionStart hook likewise: the agent is not broken, the session is local.
-    let o = hook(
+    let o = hook_claude(
         &t,
-        &url,
+        Some(&url),
         &json!({"session_id": "H", "cwd": t.dir.path(), "hook_event_name": "SessionStart"}),
     );
     assert_code(&o, 0);
@@ -277,22 +272,6 @@ fn etcd_session_start_with_etcd_unreachable_starts_locally_with_one_warning() {
     assert!(!t.home.join("sessions/B.json").exists());
 }
 
-/// `concur hook claude` with `payload` on stdin, on `url`.
-fn hook(t: &TestEnv, url: &str, payload: &Value) -> Output {
-    let mut c = verb(t, Some(url), ["hook", "claude"]);
-    c.stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = c.spawn().unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(payload.to_string().as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
-}
-
 #[test]
 fn etcd_session_hooks_register_on_start_and_revoke_on_end() {
     if !available("etcd_session_hooks_register_on_start_and_revoke_on_end") {
@@ -307,7 +286,7 @@ fn etcd_session_hooks_register_on_start_and_revoke_on_end() {
         json!({"session_id": "hooked", "transcript_path": "/t", "cwd": cwd,
                "hook_event_name": event, "source": "startup"})
     };
-    let o = hook(&t, &url, &ev("SessionStart"));
+    let o = hook_claude(&t, Some(&url), &ev("SessionStart"));
     assert_code(&o, 0);
     assert!(o.stderr.is_empty(), "{}", stderr(&o));
     let k = keepers.of("hooked");
@@ -317,7 +296,7 @@ fn etcd_session_hooks_register_on_start_and_revoke_on_end() {
     assert_eq!(list[0]["pid"], std::process::id(), "{list:?}");
     assert_eq!(list[0]["this_host"], true);
 
-    let o = hook(&t, &url, &ev("SessionEnd"));
+    let o = hook_claude(&t, Some(&url), &ev("SessionEnd"));
     assert_code(&o, 0);
     assert!(o.stderr.is_empty(), "{}", stderr(&o));
     assert!(listed(&t, &url).is_empty());

@@ -7,12 +7,14 @@
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 use concur::etcd::{Client, Timeouts};
+use serde_json::Value;
 
-use crate::util::retry;
+use crate::etcd::verb;
+use crate::util::{TestEnv, retry};
 
 /// One member's addresses and process.
 pub struct Member {
@@ -33,11 +35,33 @@ pub struct Cluster {
 }
 
 /// A free loopback port (bound and released; a clash is retried by [`Cluster::start`]).
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("free port")
+}
+
+/// An `etcd://` URL on a loopback port nothing listens on (bound, then released): every
+/// request to it is refused.
+pub fn unreachable_url() -> String {
+    format!("etcd://127.0.0.1:{}", free_port())
+}
+
+/// `concur hook claude` with `payload` on stdin, on `backend` when given.
+pub fn hook_claude(t: &TestEnv, backend: Option<&str>, payload: &Value) -> Output {
+    let mut c = verb(t, backend, ["hook", "claude"]);
+    c.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(payload.to_string().as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
 }
 
 /// Whether `etcd` is installed; prints why a test is skipped when not.
