@@ -56,6 +56,27 @@ pub fn check(client: &Client, fence: &Fence) -> Result<()> {
     }
 }
 
+/// [`check`] for a fenced write of a local file, which also accepts the token of a task lease
+/// (`concur lease acquire`, [`super::tasks`]): `Ok` if lock `fence.lock` is held with
+/// `fence.token`, or task `fence.lock` is (its holder key's create revision, which is the token
+/// `lease acquire` prints). A revision names one creation, so the two cannot be confused.
+///
+/// # Errors
+/// As [`check`].
+pub fn check_holder(client: &Client, fence: &Fence) -> Result<()> {
+    let lock = super::lock::holder(client, &fence.lock)?;
+    if lock.as_ref().is_some_and(|h| h.token == fence.token) {
+        return Ok(());
+    }
+    let task = client
+        .get(&client.key(&format!("task/{}", fence.lock)))?
+        .map(|kv| Holder::from_kv(&kv));
+    if task.as_ref().is_some_and(|h| h.token == fence.token) {
+        return Ok(());
+    }
+    Err(fence.stale_given(lock.as_ref().or(task.as_ref())))
+}
+
 /// Puts `key` = `value` only while lock `fence.lock` is still held with `fence.token`.
 ///
 /// # Errors

@@ -1,6 +1,6 @@
 //! `--fence NAME:TOKEN` for `write` and `json`: parsing, and the checks a fenced write of a
 //! local file runs under its sidecar lock (the file's token record; with an etcd backend, also
-//! that the lock is held with that token now).
+//! that the lock, or the task lease, is held with that token now).
 
 use concur::fence::{Fence, Fencing};
 
@@ -18,7 +18,7 @@ pub fn local(ctx: &Ctx, fence: Fence) -> Result<Fencing, CliError> {
     let fencing = Fencing::new(fence);
     #[cfg(feature = "etcd")]
     if let Some(client) = ctx.etcd()? {
-        return Ok(fencing.check(move |f| concur::etcd::fence::check(&client, f)));
+        return Ok(fencing.check(move |f| concur::etcd::fence::check_holder(&client, f)));
     }
     #[cfg(not(feature = "etcd"))]
     ctx.etcd()?;
