@@ -118,3 +118,20 @@ fn usage_errors_help_and_version_are_the_full_parsers() {
         assert!(stdout(&o).contains(verb), "{verb} missing from --help");
     }
 }
+
+#[test]
+fn a_closed_stdout_reaches_a_command_as_dev_null_as_with_std_start_up() {
+    let t = TestEnv::new();
+    // The command reports what its stdout is; concur runs with stdout closed (`>&-`).
+    let probe = "readlink /proc/$$/fd/1 >&2 || echo closed >&2";
+    let o = std::process::Command::new("sh")
+        .args(["-c", "exec \"$@\" >&-", "sh"])
+        .arg(bin())
+        .args(["lock", "l", "-c", probe])
+        .env("CONCUR_HOME", &t.home)
+        .current_dir(t.dir.path())
+        .output()
+        .unwrap();
+    assert_code(&o, 0);
+    assert_eq!(stderr(&o).trim(), "/dev/null", "{}", stderr(&o));
+}

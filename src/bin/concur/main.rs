@@ -72,9 +72,29 @@ struct Globals {
 #[cfg(all(not(test), target_os = "linux", target_env = "gnu"))]
 #[unsafe(no_mangle)]
 extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> libc::c_int {
+    open_closed_std_fds();
     let code = std::panic::catch_unwind(run).unwrap_or(101);
     let _ = std::io::Write::flush(&mut std::io::stdout());
     libc::c_int::from(code)
+}
+
+/// What `std`'s start-up does and this `main` must do itself: a standard descriptor (0, 1, 2)
+/// that is closed (`concur ... >&-`) is opened on `/dev/null`. Else the first file concur opens
+/// takes its number, and a command concur runs (`lock -c`, `isolate`) inherits it closed: the
+/// first file *that* opens receives its output.
+#[cfg(all(not(test), target_os = "linux", target_env = "gnu"))]
+fn open_closed_std_fds() {
+    for fd in 0..=2 {
+        // SAFETY: F_GETFD only reads a descriptor's flags; no pointers.
+        let closed = unsafe { libc::fcntl(fd, libc::F_GETFD) } == -1
+            && std::io::Error::last_os_error().raw_os_error() == Some(libc::EBADF);
+        if closed {
+            // SAFETY: a NUL-terminated path. Descriptors below `fd` are open by now, so the
+            // lowest free one, which open returns, is `fd`; without O_CLOEXEC, as inherited.
+            // Best effort, as std's: a failure leaves it closed.
+            let _ = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR) };
+        }
+    }
 }
 
 /// The entry point on other systems: `std`'s start-up, then the program.
