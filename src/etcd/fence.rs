@@ -64,15 +64,21 @@ pub fn check(client: &Client, fence: &Fence) -> Result<()> {
 /// # Errors
 /// As [`check`].
 pub fn check_holder(client: &Client, fence: &Fence) -> Result<()> {
+    proof(client, fence).map(drop)
+}
+
+/// The comparison that proves `fence` in a transaction: the create revision of lock NAME's key
+/// when that lock is held with the token now, else of task NAME's holder key when that task is
+/// (see [`check_holder`]).
+fn proof(client: &Client, fence: &Fence) -> Result<Compare> {
     let lock = super::lock::holder(client, &fence.lock)?;
     if lock.as_ref().is_some_and(|h| h.token == fence.token) {
-        return Ok(());
+        return Ok(fence.compare(client));
     }
-    let task = client
-        .get(&client.key(&format!("task/{}", fence.lock)))?
-        .map(|kv| Holder::from_kv(&kv));
+    let key = client.key(&format!("task/{}", fence.lock));
+    let task = client.get(&key)?.map(|kv| Holder::from_kv(&kv));
     if task.as_ref().is_some_and(|h| h.token == fence.token) {
-        return Ok(());
+        return Ok(Compare::CreateRevision(key, fence.token));
     }
     Err(fence.stale_given(lock.as_ref().or(task.as_ref())))
 }
@@ -145,6 +151,9 @@ pub fn cas(
     fence: Option<&Fence>,
     mut f: impl FnMut(Option<&KeyValue>) -> Result<Option<Vec<u8>>>,
 ) -> Result<Cas> {
+    // The lock's key first (no extra read); a task lease's once a failed compare shows the
+    // token is that task's (see `proof`).
+    let mut fenced = fence.map(|fe| fe.compare(client));
     loop {
         let current: Option<KeyValue> = client.get(key)?;
         let new = f(current.as_ref())?.filter(|n| current.as_ref().is_none_or(|kv| kv.value != *n));
@@ -162,16 +171,14 @@ pub fn cas(
                 return Ok(unchanged);
             };
             // A fenced no-op still proves the fence, at the revision the value was read.
-            cmp.push(fe.compare(client));
+            cmp.extend(fenced.clone());
             if client.txn(&cmp, &[], &[])?.succeeded {
                 return Ok(unchanged);
             }
-            check(client, fe)?;
+            fenced = Some(proof(client, fe)?);
             continue; // the value changed under us: re-read and re-apply `f`
         };
-        if let Some(fe) = fence {
-            cmp.push(fe.compare(client));
-        }
+        cmp.extend(fenced.clone());
         let nonce = super::nonce();
         let t = client.txn(
             &cmp,
@@ -200,7 +207,7 @@ pub fn cas(
             });
         }
         if let Some(fe) = fence {
-            check(client, fe)?;
+            fenced = Some(proof(client, fe)?);
         }
         // Someone else changed the value: read it again and re-apply `f`.
     }

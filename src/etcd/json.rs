@@ -9,9 +9,9 @@
 //! Guarantees, as for files ([`crate::json`]): the filter is compiled before etcd is contacted; a
 //! filter that fails, or yields no value or several, writes nothing; a missing key starts from
 //! the init value (without one: [`Error::Invalid`]); a result equal to the stored value writes
-//! nothing (`.` is a linearizable read). With a fence, the lock's create revision is compared in
-//! the same transaction as the write: a stale holder's update is refused by etcd itself, with
-//! no window. A retried transaction that had committed is recognised by a nonce in
+//! nothing (`.` is a linearizable read). With a fence, the lock's (or task lease's) create
+//! revision is compared in the same transaction as the write: a stale holder's update is
+//! refused by etcd itself, with no window. A retried transaction that had committed is recognised by a nonce in
 //! `PREFIX/json-writer/NAME`, so the filter's effect is never applied twice.
 //!
 //! Not guaranteed: the filter runs once per attempt, so under contention it may run several

@@ -280,6 +280,12 @@ fn etcd_fenced_local_writes_accept_a_task_lease_token() {
     let first = acquire("s1");
     let o = run(&t, &url, &["write", "--fence", &first, "f.txt", "one"]);
     assert_code(&o, 0);
+    // And its updates of a document in etcd, checked in the transaction.
+    let doc = |fence: &str| {
+        let a = ["json", "--key", "doc", "--fence", fence, ".n += 1"];
+        run(&t, &url, &[&a[..], &["--init", r#"{"n":0}"#]].concat())
+    };
+    assert_code(&doc(&first), 0);
     assert_code(
         &run(&t, &url, &["--session", "s1", "lease", "release", "job"]),
         0,
@@ -299,6 +305,10 @@ fn etcd_fenced_local_writes_accept_a_task_lease_token() {
         &run(&t, &url, &["write", "--fence", &second, "f.txt", "two"]),
         0,
     );
+    assert_code(&doc(&first), 3);
+    assert_code(&doc(&second), 0);
     assert_eq!(content(&t.path("f.txt")).unwrap(), b"two");
     assert!(content(&t.path("g.txt")).is_none());
+    let o = run(&t, &url, &["json", "--key", "doc", "."]);
+    assert_eq!(value(&o), serde_json::json!({"n": 2}));
 }
