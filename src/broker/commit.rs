@@ -72,8 +72,9 @@ pub const WINDOW: usize = 65_536;
 /// How long a batch waits for the sidecar lock before it fails (nothing is written then).
 pub const LOCK_WAIT: Duration = Duration::from_secs(30);
 
-/// Index records written before the index file is compacted to the window.
-const COMPACT_AFTER: usize = 8192;
+/// Index records no longer remembered (pushed out of the window) that the index file may hold
+/// before it is compacted to the window.
+const COMPACT_AFTER: usize = if cfg!(test) { 64 } else { 8192 };
 
 /// The dedup index grows by this many zero bytes at a time (written and synced once), so that
 /// writing a record is an overwrite inside the file: its `fdatasync` flushes one data block and
@@ -231,7 +232,7 @@ impl Writer {
         for r in records {
             w.remember(r);
         }
-        if !last_ok || torn_tail || lines > COMPACT_AFTER {
+        if !last_ok || torn_tail || lines > w.records.len() + COMPACT_AFTER {
             w.compact()?;
         }
         Ok(w)
@@ -469,7 +470,10 @@ impl Writer {
         if let Some(r) = record {
             self.remember(r);
             self.records_written += 1;
-            if self.records_written > COMPACT_AFTER {
+            // Compact once the index holds COMPACT_AFTER forgotten records: counting all its
+            // records instead would compact after every batch once the window itself holds
+            // more than COMPACT_AFTER records (up to WINDOW single-id batches).
+            if self.records_written > self.records.len() + COMPACT_AFTER {
                 // The batch is durable and acked either way; a failed compaction only leaves
                 // the index longer.
                 if let Err(e) = self.compact() {
@@ -628,6 +632,33 @@ mod tests {
         // ...and one whose batch did land is remembered.
         assert_eq!(f.writer(&[("x", Some("9"))]), [true]);
         assert_eq!(read_all(&f.file).unwrap(), b"x\n");
+    }
+
+    #[test]
+    fn the_index_is_compacted_once_per_compact_after_forgotten_records_not_per_batch() {
+        use std::os::unix::fs::MetadataExt;
+        let f = Files::new();
+        let (tx, h) = spawn(f.file.clone(), f.idx.clone(), Arc::clone(&f.counters)).unwrap();
+        // One id per batch: the window holds far more than COMPACT_AFTER records, none is
+        // forgotten, so nothing needs compacting. Each compaction replaces the index file.
+        let mut inode = None;
+        let mut replaced = 0;
+        for n in 0..4 * COMPACT_AFTER {
+            assert!(!append(&tx, "x", Some(&format!("id-{n}"))).duplicate);
+            let now = std::fs::metadata(&f.idx).unwrap().ino();
+            if inode.is_some_and(|i| i != now) {
+                replaced += 1;
+            }
+            inode = Some(now);
+        }
+        drop(tx);
+        h.join().unwrap();
+        assert_eq!(replaced, 0, "the index was rewritten {replaced} times");
+        assert_eq!(
+            f.writer(&[("x", Some("id-0"))]),
+            [true],
+            "ids still remembered"
+        );
     }
 
     #[test]
