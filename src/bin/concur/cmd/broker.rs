@@ -328,11 +328,16 @@ fn send_all(
                 return Err(e.into());
             }
             // The broker went away mid-request: reconnect (starting a new one) and send every
-            // unanswered line again, with the same ids.
-            tries += 1;
-            if let Ok(n) = connect(home, a, ctx) {
-                *c = n;
-            }
+            // unanswered line again, with the same ids. Never on the dead connection: its
+            // client still counts the unanswered lines as in flight.
+            *c = loop {
+                tries += 1;
+                match connect(home, a, ctx) {
+                    Ok(n) => break n,
+                    Err(e) if tries >= RETRIES => return Err(e),
+                    Err(_) => {}
+                }
+            };
             sent = done;
         }
     }
