@@ -15,8 +15,8 @@
 //!   allocated ahead in the index and written out to the device (no flush) before the data is
 //!   written; the data's single `fdatasync` flushes the disk cache after it, and appended bytes
 //!   are visible after a crash only through that sync's journal commit, so the batch is never
-//!   durable without its record. (On another filesystem than the index, the record is
-//!   `fdatasync`ed itself.)
+//!   durable without its record. (On another filesystem than the index, or on one other than
+//!   ext4 and XFS, the record is `fdatasync`ed itself.)
 //! - **Retry ids, written once.** Before a batch's data is written, its ids and the batch's
 //!   length and SHA-256 are written to a dedup index (in the home, one per file). At start-up
 //!   the last index record is checked against the file (is a byte range with that hash at a
@@ -29,8 +29,8 @@
 //! ## Not guaranteed
 //! - The one-flush path relies on Linux semantics: a disk cache flush makes every write the
 //!   device completed before it durable, and a journaling filesystem publishes appended bytes
-//!   only with the journal commit of their new size (ext4, XFS). On a filesystem without a
-//!   journal a power loss between the data reaching the disk and the flush could keep the
+//!   only with the journal commit of their new size (ext4, XFS; other filesystems get a
+//!   second `fdatasync`). On ext4 without a journal (or ext2, which shares its magic) a power loss between the data reaching the disk and the flush could keep the
 //!   batch without its record (a retry of an unacknowledged id then writes it twice); acked
 //!   appends are durable either way.
 //! - The dedup window is the last [`WINDOW`] ids per file (and the index is keyed by path:
@@ -72,8 +72,9 @@ pub const WINDOW: usize = 65_536;
 /// How long a batch waits for the sidecar lock before it fails (nothing is written then).
 pub const LOCK_WAIT: Duration = Duration::from_secs(30);
 
-/// Index records written before the index file is compacted to the window.
-const COMPACT_AFTER: usize = 8192;
+/// Index records no longer remembered (pushed out of the window) that the index file may hold
+/// before it is compacted to the window.
+const COMPACT_AFTER: usize = if cfg!(test) { 64 } else { 8192 };
 
 /// The dedup index grows by this many zero bytes at a time (written and synced once), so that
 /// writing a record is an overwrite inside the file: its `fdatasync` flushes one data block and
@@ -168,7 +169,9 @@ struct Writer {
     index_end: u64,
     /// The index's filesystem (`st_dev`).
     index_dev: u64,
-    /// False once `sync_file_range` was refused.
+    /// False on a filesystem where a record written out without a flush is not made durable
+    /// by the data's `fdatasync` (only ext4 and XFS qualify), or once `sync_file_range` was
+    /// refused.
     write_out_works: bool,
     /// The index file's size: zeros from `index_end` up to here.
     index_alloc: u64,
@@ -212,7 +215,7 @@ impl Writer {
             index_path,
             index_end: end as u64,
             index_dev,
-            write_out_works: true,
+            write_out_works: sys::fs::journals_appends(&index).unwrap_or(false),
             index_alloc: bytes.len() as u64,
             index,
             records: VecDeque::new(),
@@ -231,7 +234,7 @@ impl Writer {
         for r in records {
             w.remember(r);
         }
-        if !last_ok || torn_tail || lines > COMPACT_AFTER {
+        if !last_ok || torn_tail || lines > w.records.len() + COMPACT_AFTER {
             w.compact()?;
         }
         Ok(w)
@@ -469,7 +472,10 @@ impl Writer {
         if let Some(r) = record {
             self.remember(r);
             self.records_written += 1;
-            if self.records_written > COMPACT_AFTER {
+            // Compact once the index holds COMPACT_AFTER forgotten records: counting all its
+            // records instead would compact after every batch once the window itself holds
+            // more than COMPACT_AFTER records (up to WINDOW single-id batches).
+            if self.records_written > self.records.len() + COMPACT_AFTER {
                 // The batch is durable and acked either way; a failed compaction only leaves
                 // the index longer.
                 if let Err(e) = self.compact() {
@@ -628,6 +634,58 @@ mod tests {
         // ...and one whose batch did land is remembered.
         assert_eq!(f.writer(&[("x", Some("9"))]), [true]);
         assert_eq!(read_all(&f.file).unwrap(), b"x\n");
+    }
+
+    #[test]
+    fn the_index_is_compacted_once_per_compact_after_forgotten_records_not_per_batch() {
+        use std::os::unix::fs::MetadataExt;
+        let f = Files::new();
+        let (tx, h) = spawn(f.file.clone(), f.idx.clone(), Arc::clone(&f.counters)).unwrap();
+        // One id per batch: the window holds far more than COMPACT_AFTER records, none is
+        // forgotten, so nothing needs compacting. Each compaction replaces the index file.
+        let mut inode = None;
+        let mut replaced = 0;
+        for n in 0..4 * COMPACT_AFTER {
+            assert!(!append(&tx, "x", Some(&format!("id-{n}"))).duplicate);
+            let now = std::fs::metadata(&f.idx).unwrap().ino();
+            if inode.is_some_and(|i| i != now) {
+                replaced += 1;
+            }
+            inode = Some(now);
+        }
+        drop(tx);
+        h.join().unwrap();
+        assert_eq!(replaced, 0, "the index was rewritten {replaced} times");
+        assert_eq!(
+            f.writer(&[("x", Some("id-0"))]),
+            [true],
+            "ids still remembered"
+        );
+    }
+
+    #[test]
+    fn the_dedup_record_gets_its_own_fdatasync_off_ext4_and_xfs() {
+        // tmpfs stands in for btrfs, ZFS, NFS: filesystems where the data's fdatasync does not
+        // carry a record written out without a flush.
+        let shm = Path::new("/dev/shm");
+        let tmpfs = std::fs::File::open(shm)
+            .ok()
+            .is_some_and(|d| !sys::fs::journals_appends(&d).unwrap());
+        if !tmpfs {
+            eprintln!("skipped: no /dev/shm off ext4/XFS");
+            return;
+        }
+        let dir = tempfile::tempdir_in(shm).unwrap();
+        let f = Files {
+            file: dir.path().join("f.jsonl"),
+            idx: dir.path().join("f.idx"),
+            counters: Arc::new(Counters::default()),
+            _dir: dir,
+        };
+        assert_eq!(f.writer(&[("a", Some("1"))]), [false]);
+        assert_eq!(f.counters.index_writes.load(Ordering::Relaxed), 0);
+        // The index grown by a chunk (1), the record (1), the data (1).
+        assert_eq!(f.counters.fsyncs.load(Ordering::Relaxed), 3);
     }
 
     #[test]

@@ -55,6 +55,10 @@ pub const MAX_FILES: usize = 1024;
 /// broker stops reading that connection until it has written their answers.
 pub const MAX_PIPELINE: usize = 256;
 
+/// Bytes of requests a connection may have read but not yet answered: with large lines the
+/// read-ahead stops here rather than at [`MAX_PIPELINE`] requests.
+pub const MAX_PIPELINE_BYTES: usize = 4 << 20;
+
 /// The directories the broker may write under, resolved.
 #[derive(Debug, Clone, Default)]
 pub struct Roots(Vec<PathBuf>);
@@ -361,6 +365,7 @@ fn serve_conn(stream: UnixStream, state: &State) {
     }
     let mut reader = BufReader::with_capacity(4 << 10, read_half);
     let mut owed = Owed::new();
+    let mut owed_bytes = 0usize;
     let mut line = Vec::new();
     loop {
         // Pipelining: read every request already sent before answering any, so that all of
@@ -368,12 +373,14 @@ fn serve_conn(stream: UnixStream, state: &State) {
         // nothing more is waiting, or when MAX_PIPELINE answers are owed.
         if !owed.is_empty() {
             let more = owed.len() < MAX_PIPELINE
+                && owed_bytes < MAX_PIPELINE_BYTES
                 && (reader.buffer().contains(&b'\n')
                     || sys::sock::readable_now(reader.get_ref()).unwrap_or(false));
             if !more {
                 if !owed.answer_all(&mut out) {
                     return;
                 }
+                owed_bytes = 0;
                 continue;
             }
         }
@@ -401,6 +408,7 @@ fn serve_conn(stream: UnixStream, state: &State) {
             // A request cut off by EOF is never executed: the client died mid-send.
             return;
         }
+        owed_bytes += line.len();
         let slot = handle(&line, state, &mut owed);
         owed.push(slot);
     }

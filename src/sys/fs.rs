@@ -190,6 +190,22 @@ pub fn write_out(file: &File, offset: u64, len: u64) -> io::Result<()> {
     })
 }
 
+/// True when `file` is on ext4 (or ext3, which shares its magic number) or XFS, per
+/// `fstatfs(2)`: journaling filesystems where an appended file's `fdatasync` commits its new
+/// size with a disk cache flush, so that bytes [`write_out`] completed earlier on the same
+/// device are durable whenever the appended bytes are. Copy-on-write filesystems (btrfs, ZFS),
+/// network filesystems and the rest answer false.
+///
+/// # Errors
+/// The `fstatfs` error.
+pub fn journals_appends(file: &File) -> io::Result<bool> {
+    // SAFETY: statfs is plain old data; all zeros is a valid value for it.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `st` is a valid, writable statfs and the descriptor is owned by `file`.
+    cvt(unsafe { libc::fstatfs(file.as_raw_fd(), &raw mut st) })?;
+    Ok(st.f_type == libc::EXT4_SUPER_MAGIC || st.f_type == libc::XFS_SUPER_MAGIC)
+}
+
 /// Flushes data and all metadata: `fsync(2)`.
 pub fn sync_all(file: &File) -> io::Result<()> {
     retry_eintr(|| file.sync_all())

@@ -566,3 +566,80 @@ fn a_refused_request_in_a_pipelined_burst_is_answered_in_its_place() {
     assert_eq!(std::fs::read_to_string(&target).unwrap(), "a\nc\n");
     assert!(!outside.exists());
 }
+
+#[test]
+fn a_broker_lost_mid_append_that_cannot_be_restarted_exits_unreachable() {
+    use std::io::BufRead;
+    let e = BrokerEnv::new();
+    // A stand-in broker that reads the request and dies without answering.
+    let listener = std::os::unix::net::UnixListener::bind(e.t.home.join("broker.sock")).unwrap();
+    let target = e.root.join("log.jsonl");
+    let client =
+        e.t.cmd(["broker", "append", target.to_str().unwrap(), r#"{"n":1}"#])
+            .args(["--id", "x-1", "--autostart"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+    let (conn, _) = listener.accept().unwrap();
+    let mut request = String::new();
+    std::io::BufReader::new(&conn)
+        .read_line(&mut request)
+        .unwrap();
+    assert!(request.contains("x-1"), "{request}");
+    // No broker can start any more (a broken concur.toml), so every reconnect fails.
+    write_file(&e.t.home.join("concur.toml"), "broker = 7\n");
+    drop(conn);
+    drop(listener);
+    let o = client.wait_with_output().unwrap();
+    assert_code(&o, 74);
+    assert!(stderr(&o).contains("cannot start broker"), "{}", stderr(&o));
+    assert!(!target.exists());
+}
+
+#[test]
+fn lines_in_flight_behind_a_refusal_are_resent_when_the_broker_dies() {
+    use std::io::{BufRead, Write};
+    let e = BrokerEnv::new();
+    // A stand-in broker that refuses the first of two pipelined lines and dies before
+    // answering the second; --autostart then starts a real broker.
+    let sock = e.t.home.join("broker.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let target = e.root.join("log.jsonl");
+    let mut client =
+        e.t.cmd(["broker", "append", target.to_str().unwrap(), "-"])
+            .args(["--id", "r", "--autostart"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+    client
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"{\"n\":1}\n{\"n\":2}\n")
+        .unwrap();
+    let (mut conn, _) = listener.accept().unwrap();
+    let mut reader = std::io::BufReader::new(conn.try_clone().unwrap());
+    let mut request = String::new();
+    reader.read_line(&mut request).unwrap();
+    assert!(request.contains("\"r-1\""), "{request}");
+    request.clear();
+    reader.read_line(&mut request).unwrap();
+    assert!(request.contains("\"r-2\""), "{request}");
+    conn.write_all(
+        b"{\"ok\":false,\"id\":\"r-1\",\"error\":{\"kind\":\"permission\",\"message\":\"no\"}}\n",
+    )
+    .unwrap();
+    drop(reader);
+    drop(conn);
+    drop(listener);
+    let o = client.wait_with_output().unwrap();
+    assert_code(&o, 77);
+    assert_eq!(
+        std::fs::read_to_string(&target).unwrap_or_default(),
+        "{\"n\":2}\n",
+        "the line sent behind the refusal is resent to the new broker"
+    );
+}

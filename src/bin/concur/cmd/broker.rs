@@ -300,9 +300,12 @@ fn send_all(
     let file = a.file.as_path();
     let (mut done, mut sent, mut tries) = (0, 0, 0);
     let mut refused: Option<CliError> = None;
+    // Lines that may be sent: all of them, until a refusal stops it at those already sent
+    // (which a reconnect still resends: they were sent, and must be answered).
+    let mut stop = lines.len();
     loop {
         let mut step = Ok(());
-        while refused.is_none() && step.is_ok() && sent < lines.len() && sent - done < PIPELINE {
+        while step.is_ok() && sent < stop && sent - done < PIPELINE {
             let (line, id) = &lines[sent];
             step = c.send_append(file, line, id.as_deref());
             sent += 1;
@@ -317,6 +320,9 @@ fn send_all(
                     done += 1;
                 }
                 Ok(Err(f)) => {
+                    if refused.is_none() {
+                        stop = sent;
+                    }
                     refused.get_or_insert_with(|| f.into_error(file).into());
                     done += 1;
                 }
@@ -328,11 +334,16 @@ fn send_all(
                 return Err(e.into());
             }
             // The broker went away mid-request: reconnect (starting a new one) and send every
-            // unanswered line again, with the same ids.
-            tries += 1;
-            if let Ok(n) = connect(home, a, ctx) {
-                *c = n;
-            }
+            // unanswered line again, with the same ids. Never on the dead connection: its
+            // client still counts the unanswered lines as in flight.
+            *c = loop {
+                tries += 1;
+                match connect(home, a, ctx) {
+                    Ok(n) => break n,
+                    Err(e) if tries >= RETRIES => return Err(e),
+                    Err(_) => {}
+                }
+            };
             sent = done;
         }
     }
