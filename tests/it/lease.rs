@@ -211,3 +211,20 @@ fn release_renew_and_show_speak_json() {
     );
     assert_code(&t.run(["lease", "acquire", "x", "--session", "../A"]), 4);
 }
+
+#[test]
+fn an_enormous_wait_waits_and_acquires_when_the_holder_releases() {
+    let t = TestEnv::new();
+    assert_code(&t.run(["--session", "a", "lease", "acquire", "w1"]), 0);
+    // -w 1e19: more seconds than the clock can add to now; a wait for ever, not a crash.
+    let waiter = t
+        .cmd(["--session", "b", "lease", "acquire", "w1", "-w", "1e19"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert_code(&t.run(["--session", "a", "lease", "release", "w1"]), 0);
+    let o = waiter.wait_with_output().unwrap();
+    assert_code(&o, 0);
+    assert!(token(&o) > 0, "{}", stdout(&o));
+}

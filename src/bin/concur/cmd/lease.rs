@@ -104,7 +104,10 @@ pub fn run(args: Args, ctx: &Ctx) -> Result<Exit, CliError> {
                     .unwrap_or_default(),
             };
             let wait = Duration::try_from_secs_f64(wait)
-                .map_err(|_| CliError::usage(format!("-w {wait}: not a number of seconds")))?;
+                .map_err(|_| CliError::usage(format!("-w {wait}: not a number of seconds")))?
+                // A wait longer than a century is one for ever; capped, its deadline
+                // (now + wait) cannot overflow the clock (`-w 1e19` panicked there).
+                .min(Duration::from_secs(100 * 365 * 86_400));
             match store.acquire_wait(&req, wait)? {
                 Acquired::Granted(l) => {
                     warn_if_dead(ctx, &req.session);
