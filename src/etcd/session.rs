@@ -261,7 +261,7 @@ pub fn start(
     client
         .put(&session_key(client, &session.id), &value, lease)
         .map_err(undo)?;
-    if let Some(old) = keeper(reg, &id)? {
+    if let Some(old) = keeper(reg, &id).map_err(undo)? {
         let _ = stop_keeper(reg, &id);
         if old.lease != lease {
             let _ = client.revoke(old.lease);
@@ -274,7 +274,13 @@ pub fn start(
         start_time: sys::proc::start_time(pid).unwrap_or(0),
         lease,
     };
-    let path = keeper_path(reg, &id)?;
+    let path = match keeper_path(reg, &id) {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = sys::supervise::kill(pid, libc::SIGTERM);
+            return Err(undo(e));
+        }
+    };
     let dir = path.parent().unwrap_or(Path::new("."));
     let json = serde_json::to_vec(&k).expect("a keeper record serialises");
     if let Err(e) = crate::session::write_atomic(dir, &path, &json) {
