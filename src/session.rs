@@ -104,6 +104,32 @@ pub(crate) fn boot_id() -> Result<&'static str> {
     Ok(BOOT.get_or_init(|| b))
 }
 
+/// A boot-clock reading and the boot it belongs to: what store rows' expiry is judged against.
+/// A deadline recorded in another boot has passed (every holder of that boot is gone).
+pub(crate) struct BootClock {
+    pub(crate) now_ms: u64,
+    pub(crate) boot_id: &'static str,
+}
+
+impl BootClock {
+    /// Reads the boot clock now.
+    pub(crate) fn now() -> Result<BootClock> {
+        Ok(BootClock {
+            now_ms: sys::proc::boot_clock_ms(),
+            boot_id: boot_id()?,
+        })
+    }
+
+    /// Milliseconds left until `expires_ms` of boot `boot_id`; 0 when passed or of another boot.
+    pub(crate) fn remaining(&self, expires_ms: u64, boot_id: &str) -> u64 {
+        if boot_id == self.boot_id {
+            expires_ms.saturating_sub(self.now_ms)
+        } else {
+            0
+        }
+    }
+}
+
 /// Milliseconds since the Unix epoch (wall clock: for display only, never for expiry).
 pub fn now_unix_ms() -> u64 {
     std::time::SystemTime::now()

@@ -286,11 +286,14 @@ pub trait Target: Sync {
     fn sizes(&self) -> Sizes;
     /// The invariant, in words, for these sizes (`count == 100`).
     fn expected(&self, sizes: &Sizes) -> String;
-    /// Creates the fixture in a fresh round directory.
+    /// Creates the fixture in a fresh round directory; the default creates nothing (the
+    /// writers create what they write).
     ///
     /// # Errors
     /// Any I/O error creating it.
-    fn setup(&self, dir: &Path, mode: Mode, sizes: &Sizes) -> Result<()>;
+    fn setup(&self, _dir: &Path, _mode: Mode, _sizes: &Sizes) -> Result<()> {
+        Ok(())
+    }
     /// Runs one round; the default starts every writer at once and waits for all.
     ///
     /// # Errors

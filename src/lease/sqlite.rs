@@ -14,6 +14,7 @@
 //!
 //! Not guaranteed: the database must be on a local filesystem (WAL needs shared memory).
 
+use crate::session::BootClock as Clock;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -161,11 +162,7 @@ impl Row_ {
     }
 
     fn expires_in(&self, clock: &Clock) -> u64 {
-        if self.boot_id == clock.boot_id {
-            self.expires_ms.saturating_sub(clock.now_ms)
-        } else {
-            0
-        }
+        clock.remaining(self.expires_ms, &self.boot_id)
     }
 
     fn lease(&self, clock: &Clock) -> Option<Lease> {
@@ -189,21 +186,6 @@ impl Row_ {
             session: self.completed_by.clone()?,
             at: self.completed_at.unwrap_or(0),
             token: self.token,
-        })
-    }
-}
-
-/// The boot clock reading a transaction works with.
-struct Clock {
-    now_ms: u64,
-    boot_id: String,
-}
-
-impl Clock {
-    fn now() -> Result<Clock> {
-        Ok(Clock {
-            now_ms: sys::proc::boot_clock_ms(),
-            boot_id: crate::session::boot_id()?.to_owned(),
         })
     }
 }

@@ -31,6 +31,7 @@ mod glob;
 pub mod hook;
 mod path;
 
+use crate::session::BootClock as Clock;
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
@@ -261,11 +262,7 @@ impl Row {
     }
 
     fn expires_in(&self, clock: &Clock) -> u64 {
-        if self.boot_id == clock.boot_id {
-            self.expires_ms.saturating_sub(clock.now_ms)
-        } else {
-            0
-        }
+        clock.remaining(self.expires_ms, &self.boot_id)
     }
 
     fn reservation(&self, clock: &Clock, live: Liveness) -> Reservation {
@@ -283,24 +280,6 @@ impl Row {
             expires_in_ms: self.expires_in(clock),
             holder: live.name(),
         }
-    }
-}
-
-/// The boot clock reading one call works with.
-struct Clock {
-    now_ms: u64,
-    boot_id: String,
-}
-
-impl Clock {
-    fn now() -> Result<Clock> {
-        Ok(Clock {
-            now_ms: sys::proc::boot_clock_ms(),
-            boot_id: sys::proc::boot_id().map_err(Error::with(
-                "cannot read boot id",
-                Path::new("/proc/sys/kernel/random/boot_id"),
-            ))?,
-        })
     }
 }
 

@@ -45,10 +45,6 @@ impl Target for JsonlAppend {
         format!("{} whole lines", s.writers * s.ops)
     }
 
-    fn setup(&self, _dir: &Path, _mode: Mode, _s: &Sizes) -> Result<()> {
-        Ok(())
-    }
-
     fn write(&self, spec: &WriterSpec, ev: &mut Events) -> Result<()> {
         let path = spec.dir.join(FILE);
         for i in 0..spec.ops {
