@@ -83,24 +83,13 @@ pub fn run(args: Args, ctx: &Ctx) -> Result<Exit, CliError> {
     if let Some(Sub::Status { name }) = &args.sub {
         return status(name, ctx);
     }
-    if let Some(exit) = on_etcd(&args, ctx)? {
+    let (max, start) = checked(&args)?;
+    if let Some(exit) = on_etcd(&args, max, &args.operands[start..], ctx)? {
         return Ok(exit);
     }
     let mut rest = args.operands;
+    rest.drain(..start);
     let name = args.name.unwrap_or_default();
-    if rest.first().is_some_and(|a| a == "--") {
-        rest.remove(0);
-    }
-    let Some(max) = args.max else {
-        return Err(CliError::usage(
-            "--max N is required to run a command in a slot",
-        ));
-    };
-    if rest.is_empty() == args.command.is_none() {
-        return Err(CliError::usage(
-            "give a command to run (after --) or -c CMD, not both",
-        ));
-    }
     let (timeout, max_hold) = wait_limits(args.timeout.as_deref(), args.max_hold.as_deref())?;
     let session = ctx.session()?.map(|s| s.to_string());
     let slot = Slot::open(ctx.home()?, &name, max)?;
@@ -236,26 +225,29 @@ fn status(name: &str, ctx: &Ctx) -> Result<Exit, CliError> {
     Ok(Exit::Ok)
 }
 
-/// With an etcd backend, runs the slot there (same checks as the local path); `None`: local.
-#[cfg(feature = "etcd")]
-fn on_etcd(args: &Args, ctx: &Ctx) -> Result<Option<Exit>, CliError> {
-    let Some(client) = ctx.etcd()? else {
-        return Ok(None);
-    };
-    let rest = match args.operands.split_first() {
-        Some((first, tail)) if first == "--" => tail,
-        _ => &args.operands[..],
-    };
+/// The checks every backend makes of a command line: `--max` given, and exactly one of a
+/// command (after an optional `--`) or `-c`. Returns the maximum and where the command starts.
+fn checked(args: &Args) -> Result<(u32, usize), CliError> {
     let Some(max) = args.max else {
         return Err(CliError::usage(
             "--max N is required to run a command in a slot",
         ));
     };
-    if rest.is_empty() == args.command.is_none() {
+    let start = usize::from(args.operands.first().is_some_and(|a| a == "--"));
+    if (args.operands.len() == start) == args.command.is_none() {
         return Err(CliError::usage(
             "give a command to run (after --) or -c CMD, not both",
         ));
     }
+    Ok((max, start))
+}
+
+/// With an etcd backend, runs the slot there (same checks as the local path); `None`: local.
+#[cfg(feature = "etcd")]
+fn on_etcd(args: &Args, max: u32, rest: &[OsString], ctx: &Ctx) -> Result<Option<Exit>, CliError> {
+    let Some(client) = ctx.etcd()? else {
+        return Ok(None);
+    };
     let secs = |v: &Option<String>, what: &str| match v {
         Some(s) => parse_secs(s)
             .map(Some)
@@ -284,7 +276,12 @@ fn on_etcd(args: &Args, ctx: &Ctx) -> Result<Option<Exit>, CliError> {
 
 /// This build has no etcd support: refuses a configured backend, else runs locally.
 #[cfg(not(feature = "etcd"))]
-fn on_etcd(_args: &Args, ctx: &Ctx) -> Result<Option<Exit>, CliError> {
+fn on_etcd(
+    _args: &Args,
+    _max: u32,
+    _rest: &[OsString],
+    ctx: &Ctx,
+) -> Result<Option<Exit>, CliError> {
     ctx.etcd()?;
     Ok(None)
 }
