@@ -122,12 +122,18 @@ fn usage_errors_help_and_version_are_the_full_parsers() {
 #[test]
 fn a_closed_stdout_reaches_a_command_as_dev_null_as_with_std_start_up() {
     let t = TestEnv::new();
-    // The command reports what its stdout is; concur runs with stdout closed (`>&-`).
-    let probe = "readlink /proc/$$/fd/1 >&2 || echo closed >&2";
+    // The command reports on stderr what its own stdout is. Not a shell: dash applies a
+    // `>&2` to its own descriptors before it runs the command, so `readlink /proc/$$/fd/1 >&2`
+    // would report the redirection, not what the shell was given.
+    let probe = "import os\n\
+                 try:\n    t = os.readlink('/proc/self/fd/1')\n\
+                 except OSError:\n    t = 'closed'\n\
+                 os.write(2, (t + '\\n').encode())\n";
+    // concur runs with stdout closed (`>&-`).
     let o = std::process::Command::new("sh")
         .args(["-c", "exec \"$@\" >&-", "sh"])
         .arg(bin())
-        .args(["lock", "l", "-c", probe])
+        .args(["lock", "l", "python3", "-c", probe])
         .env("CONCUR_HOME", &t.home)
         .current_dir(t.dir.path())
         .output()
