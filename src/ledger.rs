@@ -125,12 +125,7 @@ pub fn line_hash(prev: &str, line_without_hash: &Map<String, Value>) -> String {
     let mut h = Sha256::new();
     h.update(prev.as_bytes());
     h.update(canon.as_bytes());
-    let digest = h.finalize();
-    let mut hex = String::with_capacity(64);
-    for b in digest {
-        let _ = write!(hex, "{b:02x}");
-    }
-    hex
+    crate::hex::encode(&h.finalize())
 }
 
 /// What [`append`] wrote.

@@ -76,6 +76,7 @@ pub mod error;
 #[cfg(feature = "etcd")]
 pub mod etcd;
 pub mod fence;
+mod hex;
 pub mod home;
 pub mod hook;
 pub mod id;

@@ -51,14 +51,7 @@ use crate::sys;
 /// assert_ne!(e, concur::replace::etag(b"hello"));
 /// ```
 pub fn etag(content: &[u8]) -> String {
-    use std::fmt::Write;
-    let digest = Sha256::digest(content);
-    digest[..16]
-        .iter()
-        .fold(String::with_capacity(32), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
+    crate::hex::encode(&Sha256::digest(content)[..16])
 }
 
 /// A file's content and its etag, read at one instant.

@@ -263,7 +263,7 @@ impl Writer {
         let len = usize::try_from(r.len).unwrap_or(usize::MAX);
         let mut start = 0;
         while start + len <= region.len() {
-            if hex(&Sha256::digest(&region[start..start + len])) == r.sha {
+            if crate::hex::encode(&Sha256::digest(&region[start..start + len])) == r.sha {
                 sys::fs::sync_data(&f).map_err(Error::with("cannot sync", &self.file))?;
                 self.counters.fsyncs.fetch_add(1, Ordering::Relaxed);
                 return Ok(true);
@@ -449,7 +449,7 @@ impl Writer {
             ids: ids.to_vec(),
             off: before,
             len: buf.len() as u64,
-            sha: hex(&Sha256::digest(buf)),
+            sha: crate::hex::encode(&Sha256::digest(buf)),
         });
         let record_at = self.index_end;
         if let Some(r) = &record {
@@ -524,20 +524,11 @@ fn memchr_newline(b: &[u8]) -> Option<usize> {
     b.iter().position(|&c| c == b'\n')
 }
 
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(s, "{b:02x}");
-    }
-    s
-}
-
 /// The dedup index file for `file` inside `dir`: named by a hash of the path.
 pub fn index_path(dir: &Path, file: &Path) -> PathBuf {
     use std::os::unix::ffi::OsStrExt;
     let h = Sha256::digest(file.as_os_str().as_bytes());
-    dir.join(format!("{}.idx", &hex(&h)[..32]))
+    dir.join(format!("{}.idx", &crate::hex::encode(&h)[..32]))
 }
 
 /// Reads a whole file.
@@ -623,7 +614,7 @@ mod tests {
             ids: vec!["9".into()],
             off: 0,
             len: 2,
-            sha: hex(&Sha256::digest(b"x\n")),
+            sha: crate::hex::encode(&Sha256::digest(b"x\n")),
         };
         let mut line = serde_json::to_vec(&r).unwrap();
         line.push(b'\n');

@@ -38,11 +38,7 @@ use crate::token;
 /// digits of the SHA-256 of its full path (token names cannot hold `/`).
 pub fn override_token(target: &Target) -> String {
     let h = sha2::Sha256::digest(target.full().as_bytes());
-    let mut s = String::from("override-");
-    for b in &h[..16] {
-        let _ = write!(s, "{b:02x}");
-    }
-    s
+    format!("override-{}", crate::hex::encode(&h[..16]))
 }
 
 /// The session id a payload names (`session_id`, Cursor's `conversation_id`), else `fallback`.
