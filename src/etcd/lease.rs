@@ -19,6 +19,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::client::Client;
+use super::pool::Slot;
+use super::wire::{Compare, Op};
 use crate::error::{Error, Result};
 
 #[derive(Debug)]
@@ -29,13 +31,19 @@ struct State {
     lost: AtomicBool,
 }
 
-impl State {
-    fn margin(&self) -> Duration {
-        (self.ttl / 10).max(Duration::from_millis(250))
-    }
+/// The safety margin the holder subtracts from a lease's TTL (clock-rate differences).
+fn margin(ttl: Duration) -> Duration {
+    (ttl / 10).max(Duration::from_millis(250))
+}
 
+/// How often a lease of `ttl` is renewed.
+fn period(ttl: Duration) -> Duration {
+    (ttl / 3).max(Duration::from_millis(100))
+}
+
+impl State {
     fn acked(&self, sent: Instant, ttl: Duration) {
-        let until = sent + ttl.saturating_sub(self.margin());
+        let until = sent + ttl.saturating_sub(margin(self.ttl));
         let mut v = self
             .valid_until
             .lock()
@@ -65,6 +73,8 @@ pub struct Lease {
     state: Arc<State>,
     stop: Option<mpsc::Sender<()>>,
     thread: Option<JoinHandle<()>>,
+    /// The pool slot this lease came from or goes back to (see [`super::pool`]).
+    slot: Option<Slot>,
 }
 
 impl Lease {
@@ -75,20 +85,67 @@ impl Lease {
     pub fn grant(client: &Client, ttl: Duration) -> Result<Lease> {
         let sent = Instant::now();
         let (id, granted) = client.grant(ttl)?;
+        let until = sent + granted.saturating_sub(margin(granted));
+        Lease::keep(client, id, granted, until, period(granted))
+    }
+
+    /// A lease from the client's pool when it has one ([`Client::use_lease_pool`]), else
+    /// [`Lease::grant`]. Release it with [`Lease::release_key`] or [`Lease::put_back`] so it can
+    /// be reused.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when a grant finds no member.
+    pub fn take(client: &Client, ttl: Duration) -> Result<Lease> {
+        match client.lease_pool() {
+            Some(pool) => pool.take(client, ttl),
+            None => Lease::grant(client, ttl),
+        }
+    }
+
+    /// Takes over pooled lease `id`, which its last holder could count on for `left` more.
+    pub(crate) fn adopt(
+        client: &Client,
+        id: i64,
+        ttl: Duration,
+        left: Duration,
+        slot: Slot,
+    ) -> Result<Lease> {
+        // Renew at once when the last renewal is older than a keepalive period.
+        let first = if left + period(ttl) < ttl {
+            Duration::ZERO
+        } else {
+            period(ttl)
+        };
+        let now = Instant::now();
+        Ok(Lease::keep(client, id, ttl, now + left, first)?.with_slot(slot))
+    }
+
+    pub(crate) fn with_slot(mut self, slot: Slot) -> Lease {
+        self.slot = Some(slot);
+        self
+    }
+
+    /// Starts keeping lease `id` alive (first renewal after `first`), valid until `until`.
+    fn keep(
+        client: &Client,
+        id: i64,
+        ttl: Duration,
+        until: Instant,
+        first: Duration,
+    ) -> Result<Lease> {
         let state = Arc::new(State {
             id,
-            ttl: granted,
-            valid_until: Mutex::new(sent),
+            ttl,
+            valid_until: Mutex::new(until),
             lost: AtomicBool::new(false),
         });
-        state.acked(sent, granted);
         let (tx, rx) = mpsc::channel();
         let thread = {
             let client = client.clone();
             let state = Arc::clone(&state);
             std::thread::Builder::new()
                 .name(format!("etcd-lease-{id:x}"))
-                .spawn(move || keep_alive(&client, &state, &rx))
+                .spawn(move || keep_alive(&client, &state, &rx, first))
                 .map_err(|e| Error::io("cannot start lease keepalive thread", "etcd", e))?
         };
         Ok(Lease {
@@ -96,7 +153,38 @@ impl Lease {
             state,
             stop: Some(tx),
             thread: Some(thread),
+            slot: None,
         })
+    }
+
+    /// Runs `attempt` (a transaction that puts a key on this lease). If the cluster does not
+    /// know a pooled lease (revoked by someone else, or another cluster now answers on these
+    /// endpoints), the lease is dropped from the pool and `attempt` runs once more on a freshly
+    /// granted one.
+    ///
+    /// # Errors
+    /// `attempt`'s error; [`Error::Io`] when the grant finds no member.
+    pub(crate) fn known<T>(
+        lease: &mut Lease,
+        client: &Client,
+        mut attempt: impl FnMut(&Lease) -> Result<T>,
+    ) -> Result<T> {
+        match attempt(lease) {
+            Err(Error::Io { source, .. })
+                if lease.is_pooled() && source.to_string().contains("lease not found") =>
+            {
+                let ttl = lease.ttl();
+                let stale = std::mem::replace(lease, Lease::grant(client, ttl)?);
+                let _ = stale.detach();
+                attempt(lease)
+            }
+            r => r,
+        }
+    }
+
+    /// Whether this lease came from a pool (it is reused after [`Lease::release_key`]).
+    pub fn is_pooled(&self) -> bool {
+        self.slot.is_some()
     }
 
     /// The lease id.
@@ -155,14 +243,63 @@ impl Lease {
         self.stop_thread();
         let id = self.state.id;
         self.state.lost.store(true, Ordering::Release);
-        self.client.revoke(id)
+        self.client.revoke(id)?;
+        if let Some(slot) = self.slot.take() {
+            slot.clear();
+        }
+        Ok(())
     }
 
-    /// Stops the keepalive and leaves the lease to expire after its TTL; returns its id.
+    /// Stops the keepalive and leaves the lease to expire after its TTL; returns its id. A
+    /// pooled lease is not reused (its keys stay attached).
     pub fn detach(mut self) -> i64 {
         self.stop_thread();
         self.state.lost.store(true, Ordering::Release);
         self.state.id
+    }
+
+    /// Releases the one key this holder put on the lease (`key`, created at revision `token`).
+    /// A pooled lease: one transaction deletes the key if it is still that one, and the lease
+    /// goes back to the pool (see [`super::pool`]); if the delete gets no answer the lease is
+    /// revoked instead. A lease of its own: revoked, which deletes the key with it.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when no member answered (the key then goes when the lease expires).
+    pub fn release_key(self, key: &[u8], token: i64) -> Result<()> {
+        if self.slot.is_none() {
+            return self.revoke();
+        }
+        let deleted = self.client.txn(
+            &[Compare::CreateRevision(key.to_vec(), token)],
+            &[Op::Delete(key.to_vec())],
+            &[],
+        );
+        match deleted {
+            // Deleted now, or already gone (expired, revoked): nothing of ours is on the lease.
+            Ok(_) => {
+                self.put_back();
+                Ok(())
+            }
+            Err(_) => self.revoke(),
+        }
+    }
+
+    /// Gives back a lease that has no key attached: a pooled one returns to the pool with its
+    /// validity, a lease of its own is revoked (best effort).
+    pub fn put_back(mut self) {
+        let Some(slot) = self.slot.take() else {
+            let _ = self.revoke();
+            return;
+        };
+        self.stop_thread();
+        let left = self.remaining();
+        self.state.lost.store(true, Ordering::Release);
+        if left.is_zero() {
+            // Its bound passed: it may be gone; keyless either way, so let it run out.
+            slot.clear();
+        } else {
+            slot.put_back(self.state.id, self.state.ttl, left);
+        }
     }
 }
 
@@ -170,17 +307,20 @@ impl Drop for Lease {
     fn drop(&mut self) {
         if self.thread.is_some() {
             self.stop_thread();
-            if !self.state.lost.swap(true, Ordering::AcqRel) {
-                let _ = self.client.revoke(self.state.id);
+            if !self.state.lost.swap(true, Ordering::AcqRel)
+                && self.client.revoke(self.state.id).is_ok()
+                && let Some(slot) = self.slot.take()
+            {
+                slot.clear();
             }
         }
     }
 }
 
 /// The keepalive loop: every TTL/3, sooner after a failure, until stopped or the lease is gone.
-fn keep_alive(client: &Client, state: &State, stop: &mpsc::Receiver<()>) {
-    let period = (state.ttl / 3).max(Duration::from_millis(100));
-    let mut wait = period;
+fn keep_alive(client: &Client, state: &State, stop: &mpsc::Receiver<()>, first: Duration) {
+    let period = period(state.ttl);
+    let mut wait = first;
     loop {
         match stop.recv_timeout(wait) {
             Err(RecvTimeoutError::Timeout) => {}

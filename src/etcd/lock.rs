@@ -68,6 +68,7 @@ impl Holder {
 #[derive(Debug)]
 pub struct LockGuard {
     name: String,
+    key: Vec<u8>,
     token: i64,
     lease: Option<Lease>,
 }
@@ -96,14 +97,15 @@ impl LockGuard {
         self.lease().check()
     }
 
-    /// Releases the lock: revokes the holder's lease, which deletes the key with it (one
-    /// request; the key can only be on this lease, so nobody else's key is touched).
+    /// Releases the lock in one request: revokes the holder's own lease, which deletes the key
+    /// with it, or, for a pooled lease, deletes the key if it still has this holder's token and
+    /// puts the lease back (see [`Lease::release_key`]). Nobody else's key is touched.
     ///
     /// # Errors
     /// [`Error::Io`] when no member answered (the lease then expires after its TTL).
     pub fn unlock(mut self) -> Result<()> {
         let lease = self.lease.take().expect("lease present until unlock");
-        lease.revoke()
+        lease.release_key(&self.key, self.token)
     }
 
     /// Leaves the lock held after this process exits, until the lease's TTL runs out unrenewed.
@@ -165,39 +167,49 @@ pub fn lock(
     let started = Instant::now();
     let deadline = wait.deadline(started);
     let key = key(client, name);
-    let lease = Lease::grant(client, ttl)?;
+    let mut lease = Lease::take(client, ttl)?;
     let value = owner_value(session);
     loop {
         lease.check()?; // stopped while waiting past the TTL: the lease is gone
-        let t = client.txn(
-            &[Compare::CreateRevision(key.clone(), 0)],
-            &[
-                Op::Put(key.clone(), value.clone(), lease.id()),
-                Op::Get(key.clone()),
-            ],
-            &[Op::Get(key.clone())],
-        )?;
+        let t = Lease::known(&mut lease, client, |lease| {
+            client.txn(
+                &[Compare::CreateRevision(key.clone(), 0)],
+                &[
+                    Op::Put(key.clone(), value.clone(), lease.id()),
+                    Op::Get(key.clone()),
+                ],
+                &[Op::Get(key.clone())],
+            )
+        })?;
         let held = t.gets.first().cloned().flatten();
         match held {
             Some(kv) if kv.lease == lease.id() => {
                 // Won now, or an earlier attempt that timed out had committed: our own key.
                 return Ok(Some(LockGuard {
                     name: name.to_string(),
+                    key,
                     token: kv.create_revision,
                     lease: Some(lease),
                 }));
             }
-            Some(_) if matches!(wait, Wait::No) => return Ok(None),
+            // Not ours: nothing was put on the lease, which can go back as it is.
+            Some(_) if matches!(wait, Wait::No) => {
+                lease.put_back();
+                return Ok(None);
+            }
             Some(_) => {
-                super::wait_for_delete(
+                let woke = super::wait_for_delete(
                     client,
                     &key,
                     None,
                     t.revision + 1,
                     deadline,
                     super::RECHECK,
-                )
-                .map_err(|()| timeout("etcd lock", name, started))?;
+                );
+                if woke.is_err() {
+                    lease.put_back();
+                    return Err(timeout("etcd lock", name, started));
+                }
             }
             // Deleted between the compare and the read: try again at once.
             None => {}

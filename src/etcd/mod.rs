@@ -30,6 +30,7 @@ mod http;
 pub mod json;
 pub mod lease;
 pub mod lock;
+pub mod pool;
 pub mod semaphore;
 pub mod session;
 pub mod tasks;
@@ -41,6 +42,7 @@ use std::time::{Duration, Instant};
 pub use client::{Client, MemberStatus, Timeouts, parse_url};
 pub use lease::Lease;
 pub use lock::{Holder, LockGuard};
+pub use pool::Pool;
 pub use semaphore::Permit;
 pub use wire::{Compare, KeyValue, Op, TxnResponse};
 

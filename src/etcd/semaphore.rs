@@ -24,6 +24,7 @@ use crate::error::{Error, Result};
 /// A held slot. Dropping it frees the slot (best effort); [`Permit::release`] reports.
 #[derive(Debug)]
 pub struct Permit {
+    key: Vec<u8>,
     token: i64,
     rank: usize,
     lease: Option<Lease>,
@@ -45,13 +46,14 @@ impl Permit {
         self.lease.as_ref().expect("lease present until release")
     }
 
-    /// Frees the slot: revokes the lease, which deletes the holder key with it.
+    /// Frees the slot in one request (see [`Lease::release_key`]): the holder key goes, with
+    /// the lease or on its own when the lease is pooled.
     ///
     /// # Errors
     /// [`Error::Io`] when no member answered (the lease then expires after its TTL).
     pub fn release(mut self) -> Result<()> {
         let lease = self.lease.take().expect("lease present until release");
-        lease.revoke()
+        lease.release_key(&self.key, self.token)
     }
 }
 
@@ -101,23 +103,29 @@ pub fn acquire(
     let max_key = client.key(&format!("slot/{name}/max"));
     let pfx = prefix(client, name);
     let end = prefix_end(&pfx);
-    let lease = Lease::grant(client, ttl)?;
-    let mut key = pfx.clone();
-    key.extend_from_slice(format!("{:016x}", lease.id()).as_bytes());
-    let me = Op::Put(key.clone(), owner_value(session), lease.id());
+    let mut lease = Lease::take(client, ttl)?;
+    let holder_key = |lease: &Lease| {
+        let mut key = pfx.clone();
+        key.extend_from_slice(format!("{:016x}", lease.id()).as_bytes());
+        key
+    };
     // One transaction: record `max` if this is the first claim, put our holder key (on our own
     // lease: a retry after a lost answer rewrites the same key, keeping its create revision),
     // and read the recorded `max` and the ranking.
-    let t = client.txn(
-        &[Compare::CreateRevision(max_key.clone(), 0)],
-        &[
-            Op::Put(max_key.clone(), max.to_string().into_bytes(), 0),
-            me.clone(),
-            Op::Get(max_key.clone()),
-            Op::Prefix(pfx.clone()),
-        ],
-        &[me, Op::Get(max_key.clone()), Op::Prefix(pfx.clone())],
-    )?;
+    let t = Lease::known(&mut lease, client, |lease| {
+        let me = Op::Put(holder_key(lease), owner_value(session), lease.id());
+        client.txn(
+            &[Compare::CreateRevision(max_key.clone(), 0)],
+            &[
+                Op::Put(max_key.clone(), max.to_string().into_bytes(), 0),
+                me.clone(),
+                Op::Get(max_key.clone()),
+                Op::Prefix(pfx.clone()),
+            ],
+            &[me, Op::Get(max_key.clone()), Op::Prefix(pfx.clone())],
+        )
+    })?;
+    let key = holder_key(&lease);
     let recorded = t.gets.first().cloned().flatten().map(|kv| kv.value_str());
     if recorded.as_deref() != Some(max.to_string().as_str()) {
         let _ = lease.revoke();
@@ -138,21 +146,23 @@ pub fn acquire(
                 "slot {name}: our claim vanished (lease expired while waiting)"
             )));
         };
+        let token = kvs[rank].create_revision;
         if rank < max {
             return Ok(Some(Permit {
-                token: kvs[rank].create_revision,
+                key,
+                token,
                 rank,
                 lease: Some(lease),
             }));
         }
         if matches!(wait, Wait::No) {
-            lease.revoke()?;
+            lease.release_key(&key, token)?;
             return Ok(None);
         }
         if super::wait_for_delete(client, &pfx, Some(&end), rev + 1, deadline, super::RECHECK)
             .is_err()
         {
-            let _ = lease.revoke();
+            let _ = lease.release_key(&key, token);
             return Err(timeout("etcd slot", name, started));
         }
     }

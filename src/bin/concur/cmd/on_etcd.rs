@@ -8,7 +8,8 @@ use std::time::Duration;
 use concur::ErrorKind;
 use concur::child::{command_for, describe, status_code};
 use concur::etcd::hold::{self, Outcome};
-use concur::etcd::{Client, Wait, lock, semaphore, token};
+use concur::etcd::{Client, Pool, Wait, lock, semaphore, token};
+use concur::home::Home;
 
 use super::lock::{Plan, Target};
 use super::token::Action;
@@ -25,13 +26,27 @@ pub fn named_lock(ctx: &Ctx, name: Option<&str>, plan: &Plan) -> Result<Option<E
         return Ok(None);
     };
     match ctx.etcd()? {
-        Some(client) => lock(&client, name, plan).map(Some),
+        Some(client) => lock(&client, name, plan, ctx.home().ok()).map(Some),
         None => Ok(None),
     }
 }
 
+/// `client` reusing leases from `home`'s pool for `HOLD_TTL` holders (see
+/// [`concur::etcd::pool`]); without a home, or when the pool cannot be set up, `client` as it is.
+fn pooled(client: &Client, home: Option<&Home>) -> Client {
+    match home.map(|h| Pool::open(h, client, HOLD_TTL)) {
+        Some(Ok(pool)) => client.clone().use_lease_pool(pool),
+        _ => client.clone(),
+    }
+}
+
 /// `concur lock --name NAME CMD` on etcd.
-pub fn lock(client: &Client, name: &str, plan: &Plan) -> Result<Exit, CliError> {
+pub fn lock(
+    client: &Client,
+    name: &str,
+    plan: &Plan,
+    home: Option<&Home>,
+) -> Result<Exit, CliError> {
     let refuse = |what: &str| {
         Err(CliError::usage(format!(
             "{what} is not available for etcd locks (--name with a backend)"
@@ -58,6 +73,7 @@ pub fn lock(client: &Client, name: &str, plan: &Plan) -> Result<Exit, CliError> 
         None => Wait::Forever,
     };
     let session = plan.session.as_deref();
+    let client = &pooled(client, home);
     let busy = |msg: String| CliError::new(Exit::Code(plan.conflict_code), "conflict", msg);
     let started = std::time::Instant::now();
     let guard = if let Some(g) = lock::lock(client, name, HOLD_TTL, Wait::No, session)? {
@@ -175,6 +191,8 @@ pub struct SlotRun<'a> {
     pub shell_command: Option<&'a std::ffi::OsString>,
     pub json: bool,
     pub session: Option<&'a str>,
+    /// The concur home, for the lease pool.
+    pub home: Option<&'a Home>,
 }
 
 /// `concur slot NAME --max N CMD` on etcd.
@@ -192,6 +210,7 @@ pub fn slot(client: &Client, r: &SlotRun<'_>) -> Result<Exit, CliError> {
         None => Wait::Forever,
     };
     let name = r.name;
+    let client = &pooled(client, r.home);
     let busy = |what: &str| {
         CliError::new(
             Exit::Code(r.conflict_code),

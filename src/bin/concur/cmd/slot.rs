@@ -269,6 +269,7 @@ fn on_etcd(args: &Args, max: u32, rest: &[OsString], ctx: &Ctx) -> Result<Option
             shell_command: args.command.as_ref(),
             json: ctx.json,
             session: session.as_deref(),
+            home: ctx.home().ok(),
         },
     )
     .map(Some)
