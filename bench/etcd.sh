@@ -57,11 +57,11 @@ echo
 echo "| operation | 1 node ops/s | 3 nodes ops/s |"
 echo "|---|---|---|"
 declare -A one
-for op in put lock slot token session; do
+for op in put lock lock-pooled slot slot-pooled token session; do
   one[$op]=$("$ops" "$url" "$op" 300 | python3 -c 'import json,sys; print(json.load(sys.stdin)["ops_per_s"])')
 done
 start_cluster 3
-for op in put lock slot token session; do
+for op in put lock lock-pooled slot slot-pooled token session; do
   three=$("$ops" "$url" "$op" 300 | python3 -c 'import json,sys; print(json.load(sys.stdin)["ops_per_s"])')
   echo "| $op | ${one[$op]} | $three |"
 done

@@ -2,27 +2,39 @@
 //! and prints one JSON line (ops/s, mean µs). Used by `bench/etcd.sh`, which starts the servers.
 //!
 //! OPs: `put` (raw put, the floor), `lock` (lock + unlock), `slot` (acquire + release of 1 of 4),
-//! `token` (issue + take), `session` (register + end).
+//! `token` (issue + take), `session` (register + end); `lock-pooled` and `slot-pooled` are `lock`
+//! and `slot` with a lease pool in a scratch home (as the CLI holds them): no grant or revoke.
 
 use std::time::{Duration, Instant};
 
-use concur::etcd::{Client, Wait, lock, semaphore, session, token};
+use concur::etcd::{Client, Pool, Wait, lock, semaphore, session, token};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
     let [_, url, op, n] = args.as_slice() else {
-        return Err("usage: etcd_ops URL put|lock|slot|token|session N".into());
+        return Err(
+            "usage: etcd_ops URL put|lock|slot|token|session|lock-pooled|slot-pooled N".into(),
+        );
     };
     let n: u32 = n.parse()?;
-    let c = Client::new(url)?;
     let ttl = Duration::from_secs(10);
+    let scratch = tempfile::tempdir()?;
+    let c = Client::new(url)?;
+    let (c, op) = match op.strip_suffix("-pooled") {
+        Some(base) => {
+            let home = concur::Home::at(scratch.path())?;
+            let pool = Pool::open(&home, &c, ttl)?;
+            (c.use_lease_pool(pool), base)
+        }
+        None => (c, op.as_str()),
+    };
     let sid = concur::SessionId::new("bench")?;
     let info = serde_json::json!({ "pid": std::process::id() });
     // One warm-up round opens the connection.
     c.put(b"concur/bench/warm", b"1", 0)?;
     let start = Instant::now();
     for i in 0..n {
-        match op.as_str() {
+        match op {
             "put" => {
                 c.put(b"concur/bench/k", i.to_string().as_bytes(), 0)?;
             }
@@ -44,7 +56,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!(
         "{}",
         serde_json::json!({
-            "op": op,
+            "op": args[2],
             "n": n,
             "ops_per_s": (f64::from(n) / el.as_secs_f64()).round(),
             "mean_us": (el.as_secs_f64() * 1e6 / f64::from(n)).round(),
