@@ -11,6 +11,7 @@ use concur::etcd::lock;
 use crate::etcd::verb;
 use crate::etcd_util::{Cluster, available};
 use crate::util::{TestEnv, assert_code};
+use concur::etcd::Client;
 
 /// The pool's slot files (`etcd-leases/CLUSTER-TTL/N` in the home), with their contents.
 fn records(t: &TestEnv) -> Vec<(PathBuf, String)> {
@@ -36,27 +37,35 @@ fn lease_in(record: &str, state: &str) -> Option<i64> {
     i64::from_str_radix(f.next()?, 16).ok()
 }
 
-#[test]
-fn lock_and_slot_processes_reuse_one_lease_and_leave_no_key() {
-    if !available("lock_and_slot_processes_reuse_one_lease_and_leave_no_key") {
-        return;
+/// Runs `concur ARGS` on `url` in `t` and returns its exit code.
+fn code(t: &TestEnv, url: &str, args: &[&str]) -> Option<i32> {
+    let o = verb(t, Some(url), args).output().unwrap();
+    eprintln!("{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    o.status.code()
+}
+
+/// A single-node cluster, a client of it and a fresh home, when etcd is installed.
+fn setup(test: &str) -> Option<(Cluster, Client, TestEnv, String)> {
+    if !available(test) {
+        return None;
     }
     let cl = Cluster::start(1);
     let c = cl.client();
-    let t = TestEnv::new();
     let url = cl.url();
+    Some((cl, c, TestEnv::new(), url))
+}
+
+#[test]
+fn lock_and_slot_processes_reuse_one_lease_and_leave_no_key() {
+    let Some((_cl, c, t, url)) = setup("lock_and_slot_processes_reuse_one_lease_and_leave_no_key")
+    else {
+        return;
+    };
     for _ in 0..4 {
-        assert_code(
-            &verb(&t, Some(&url), ["lock", "--name", "p", "true"])
-                .output()
-                .unwrap(),
-            0,
-        );
-        assert_code(
-            &verb(&t, Some(&url), ["slot", "s", "--max", "2", "true"])
-                .output()
-                .unwrap(),
-            0,
+        assert_eq!(code(&t, &url, &["lock", "--name", "p", "true"]), Some(0));
+        assert_eq!(
+            code(&t, &url, &["slot", "s", "--max", "2", "true"]),
+            Some(0)
         );
     }
     // Eight holds, one after another: one lease, granted once, back in the pool, keyless.
@@ -72,20 +81,11 @@ fn lock_and_slot_processes_reuse_one_lease_and_leave_no_key() {
 
 #[test]
 fn a_dead_holders_lease_is_never_adopted() {
-    if !available("a_dead_holders_lease_is_never_adopted") {
+    let Some((_cl, c, t, url)) = setup("a_dead_holders_lease_is_never_adopted") else {
         return;
-    }
-    let cl = Cluster::start(1);
-    let c = cl.client();
-    let t = TestEnv::new();
-    let url = cl.url();
+    };
     // A first hold puts a clean lease in the pool; the holder below adopts it.
-    assert_code(
-        &verb(&t, Some(&url), ["lock", "--name", "k", "true"])
-            .output()
-            .unwrap(),
-        0,
-    );
+    assert_eq!(code(&t, &url, &["lock", "--name", "k", "true"]), Some(0));
     let mut holder = verb(
         &t,
         Some(&url),
@@ -118,19 +118,11 @@ fn a_dead_holders_lease_is_never_adopted() {
 
 #[test]
 fn a_pooled_lease_the_cluster_does_not_know_is_replaced() {
-    if !available("a_pooled_lease_the_cluster_does_not_know_is_replaced") {
+    let Some((_cl, c, t, url)) = setup("a_pooled_lease_the_cluster_does_not_know_is_replaced")
+    else {
         return;
-    }
-    let cl = Cluster::start(1);
-    let c = cl.client();
-    let t = TestEnv::new();
-    let url = cl.url();
-    assert_code(
-        &verb(&t, Some(&url), ["lock", "--name", "u", "true"])
-            .output()
-            .unwrap(),
-        0,
-    );
+    };
+    assert_eq!(code(&t, &url, &["lock", "--name", "u", "true"]), Some(0));
     let recs = records(&t);
     let real = lease_in(&recs[0].1, "clean").expect("pooled");
     // Revoked behind the pool's back (an operator, `etcdctl lease revoke`): the record still
@@ -142,12 +134,7 @@ fn a_pooled_lease_the_cluster_does_not_know_is_replaced() {
     assert_code(&o, 0);
     assert!(lock::holder(&c, "u").unwrap().is_none());
     // The next hold is pooled again, on a lease the cluster knows.
-    assert_code(
-        &verb(&t, Some(&url), ["lock", "--name", "u", "true"])
-            .output()
-            .unwrap(),
-        0,
-    );
+    assert_eq!(code(&t, &url, &["lock", "--name", "u", "true"]), Some(0));
     let leases = c.leases().unwrap();
     let recs = records(&t);
     let now = lease_in(&recs[0].1, "clean").expect("pooled");
