@@ -102,22 +102,22 @@ impl Lease {
         }
     }
 
-    /// Takes over pooled lease `id`, which its last holder could count on for `left` more.
+    /// Takes over pooled lease `id`, which its last holder could count on until `until`.
     pub(crate) fn adopt(
         client: &Client,
         id: i64,
         ttl: Duration,
-        left: Duration,
+        until: Instant,
         slot: Slot,
     ) -> Result<Lease> {
         // Renew at once when the last renewal is older than a keepalive period.
+        let left = until.saturating_duration_since(Instant::now());
         let first = if left + period(ttl) < ttl {
             Duration::ZERO
         } else {
             period(ttl)
         };
-        let now = Instant::now();
-        Ok(Lease::keep(client, id, ttl, now + left, first)?.with_slot(slot))
+        Ok(Lease::keep(client, id, ttl, until, first)?.with_slot(slot))
     }
 
     pub(crate) fn with_slot(mut self, slot: Slot) -> Lease {
@@ -292,13 +292,11 @@ impl Lease {
             return;
         };
         self.stop_thread();
-        let left = self.remaining();
-        self.state.lost.store(true, Ordering::Release);
-        if left.is_zero() {
-            // Its bound passed: it may be gone; keyless either way, so let it run out.
+        if self.state.lost.swap(true, Ordering::AcqRel) {
+            // The server said it is gone: keyless either way.
             slot.clear();
         } else {
-            slot.put_back(self.state.id, self.state.ttl, left);
+            slot.put_back(self.state.id, self.state.ttl, self.state.valid_until());
         }
     }
 }

@@ -40,7 +40,7 @@ use std::fs::File;
 use std::io::Read as _;
 use std::os::unix::fs::FileExt as _;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sha2::Digest as _;
 
@@ -143,12 +143,18 @@ impl Pool {
             return Lease::grant(client, ttl);
         };
         if let Some(r) = record.filter(|r| r.clean && r.ttl_ms == millis(ttl)) {
+            // The monotonic clock before the boot clock, and the bound fixed as an instant now:
+            // time that passes from here on (a stopped process, a slow write to the home) comes
+            // off the adopted bound instead of being added to it. The boot clock is read in
+            // whole milliseconds, rounded down: one more off.
+            let read = Instant::now();
             let clock = BootClock::now()?;
-            let left = clock.remaining(r.until_ms, &r.boot);
+            let left = clock.remaining(r.until_ms, &r.boot).saturating_sub(1);
             if left >= millis(ttl) / 3 {
                 let dirty = Record { clean: false, ..r };
                 if slot.write(&dirty).is_ok() {
-                    return Lease::adopt(client, r.id, ttl, Duration::from_millis(left), slot);
+                    let until = read + Duration::from_millis(left);
+                    return Lease::adopt(client, r.id, ttl, until, slot);
                 }
             }
         }
@@ -192,12 +198,19 @@ impl Slot {
         self.file.write_all_at(r.line().as_bytes(), 0)
     }
 
-    /// Records that lease `id` has no key attached and is valid for `left` more (by the
-    /// holder's bound), then unlocks the slot.
-    pub(crate) fn put_back(self, id: i64, ttl: Duration, left: Duration) {
+    /// Records that lease `id` has no key attached and is valid until `until` (the holder's
+    /// bound), then unlocks the slot.
+    pub(crate) fn put_back(self, id: i64, ttl: Duration, until: Instant) {
+        // The boot clock before the monotonic one: time that passes between the two reads
+        // comes off the recorded bound instead of being added to it.
         let Ok(clock) = BootClock::now() else {
             return; // the record stays dirty: the lease is abandoned, not reused
         };
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            // Its bound passed: it may be gone; keyless either way, so let it run out.
+            return self.clear();
+        }
         let left_ms = u64::try_from(left.as_millis()).unwrap_or(u64::MAX);
         let _ = self.write(&Record {
             clean: true,

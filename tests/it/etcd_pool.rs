@@ -5,6 +5,7 @@
 use std::io::BufRead;
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::time::Duration;
 
 use concur::etcd::lock;
 
@@ -140,4 +141,102 @@ fn a_pooled_lease_the_cluster_does_not_know_is_replaced() {
     let now = lease_in(&recs[0].1, "clean").expect("pooled");
     assert_ne!(now, real);
     assert!(leases.contains(&now), "{leases:?} {recs:?}");
+}
+
+/// Whether `strace` can trace here (installed, ptrace allowed); prints why a test is skipped.
+fn strace_works(test: &str) -> bool {
+    let ok = std::process::Command::new("strace")
+        .args(["-o", "/dev/null", "true"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        eprintln!("skipping {test}: strace is not installed or may not trace (Debian strace)");
+    }
+    ok
+}
+
+#[test]
+fn time_an_adopter_spends_stopped_comes_off_its_bound() {
+    let name = "time_an_adopter_spends_stopped_comes_off_its_bound";
+    if !available(name) || !strace_works(name) {
+        return;
+    }
+    let cl = Cluster::start(1);
+    let c = cl.client();
+    let t = TestEnv::new();
+    let url = cl.url();
+    // A fresh lease goes back to the pool with about 9 s of its 10 s TTL left.
+    assert_code(
+        &verb(&t, Some(&url), ["lock", "--name", "k", "true"])
+            .output()
+            .unwrap(),
+        0,
+    );
+    // The next holder reads that record, then stalls for 7 s in its first write (the `dirty`
+    // mark; a stopped process or a slow home does the same): when it goes on, the server
+    // keeps the lease about 3 s more, not 9. A holder that still counted 9 s renewed only after
+    // a keepalive period (3.3 s) — after the server had let the lease and the lock go.
+    let pid_file = t.path("a.pid");
+    let script = format!("echo $$ > {}; echo held; read _", pid_file.display());
+    let concur = verb(&t, None, Vec::<&str>::new());
+    let mut a = std::process::Command::new("strace");
+    a.args(["-o", "/dev/null", "-e", "trace=pwrite64"])
+        .args(["-e", "inject=pwrite64:delay_enter=7000000:when=1"])
+        .arg(concur.get_program())
+        .args(["lock", "--name", "k", "-c", &script])
+        .envs(concur.get_envs().filter_map(|(k, v)| Some((k, v?))))
+        .env("CONCUR_BACKEND", &url)
+        .current_dir(concur.get_current_dir().unwrap())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped());
+    let mut a = a.spawn().unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(a.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    if line != "held\n" {
+        // Slowed so much that its bound passed before it could acquire: it must not have run.
+        let st = a.wait().unwrap();
+        assert!(!st.success(), "{line:?}");
+        return;
+    }
+    let lease = lock::holder(&c, "k").unwrap().expect("held").lease;
+    // A second holder checks, once it gets the lock, whether the first one's command still runs.
+    let check = format!(
+        "kill -0 $(cat {}) 2>/dev/null && echo overlap || echo alone",
+        pid_file.display()
+    );
+    let b = verb(&t, Some(&url), ["lock", "--name", "k", "-q", "-c", &check])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut b = Some(b);
+    // Either the first holder renews its lease (its bound said it must, at once) and keeps the
+    // lock until told to finish, or the second gets the lock — then the first's command must
+    // be gone.
+    let renewed = crate::util::retry(
+        "a renewal or a second holder",
+        Duration::from_secs(60),
+        || {
+            if b.as_mut().unwrap().try_wait().unwrap().is_some() {
+                return Some(false);
+            }
+            let left = c.time_to_live(lease).unwrap();
+            (left > Duration::from_secs(5)).then_some(true)
+        },
+    );
+    if renewed {
+        drop(a.stdin.take()); // the first command ends; the second may go
+    }
+    let out = b.take().unwrap().wait_with_output().unwrap();
+    drop(a.stdin.take());
+    a.wait().unwrap();
+    assert_code(&out, 0);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "alone\n",
+        "renewed: {renewed}"
+    );
 }
