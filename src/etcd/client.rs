@@ -15,7 +15,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -49,6 +49,9 @@ struct Shared {
     prefix: Vec<u8>,
     preferred: AtomicUsize,
     timeouts: Timeouts,
+    /// Set once a write that may put a key failed in a way that leaves its outcome unknown (it
+    /// may still be applied, even after a later answer): see [`Client::had_uncertain_write`].
+    uncertain_write: AtomicBool,
 }
 
 /// A client for an etcd cluster, speaking its HTTP/JSON gateway.
@@ -83,6 +86,8 @@ impl Clone for Client {
 /// Why one attempt failed.
 struct Fail {
     retry: bool,
+    /// Whether the request may have reached a member (false: the connection never opened).
+    sent: bool,
     message: String,
     code: i64,
 }
@@ -157,6 +162,7 @@ impl Client {
                 prefix: prefix.into_bytes(),
                 preferred: AtomicUsize::new(0),
                 timeouts,
+                uncertain_write: AtomicBool::new(false),
             }),
             conn: Arc::new(Mutex::new(None)),
             pool: None,
@@ -183,6 +189,14 @@ impl Client {
             conn: Arc::clone(&self.conn),
             pool: self.pool.clone(),
         }
+    }
+
+    /// Whether a transaction or put through this client (or a clone) was retried after an
+    /// attempt whose outcome is unknown: that attempt may still be applied, after later answers
+    /// too, so a key it puts can appear on its lease at any time. A pooled lease is then revoked
+    /// instead of put back (see [`super::pool`]).
+    pub fn had_uncertain_write(&self) -> bool {
+        self.shared.uncertain_write.load(Ordering::Relaxed)
     }
 
     /// The endpoints, in rotation order.
@@ -223,6 +237,7 @@ impl Client {
             *slot = None;
             let c = Conn::connect(&self.shared.endpoints[idx], t).map_err(|e| Fail {
                 retry: true,
+                sent: false,
                 message: e.to_string(),
                 code: 14,
             })?;
@@ -235,6 +250,7 @@ impl Client {
             *slot = None;
             let c = Conn::connect(&self.shared.endpoints[idx], t).map_err(|e| Fail {
                 retry: true,
+                sent: true, // the first send on the old connection may have arrived
                 message: e.to_string(),
                 code: 14,
             })?;
@@ -247,6 +263,7 @@ impl Client {
                 *slot = None;
                 return Err(Fail {
                     retry: true,
+                    sent: true,
                     message: e.to_string(),
                     code: 14,
                 });
@@ -254,6 +271,7 @@ impl Client {
         };
         let v: Value = serde_json::from_slice(&resp).map_err(|e| Fail {
             retry: true,
+            sent: true,
             message: format!("unreadable answer: {e}"),
             code: 14,
         })?;
@@ -273,6 +291,7 @@ impl Client {
         }
         Err(Fail {
             retry,
+            sent: true,
             message,
             code,
         })
@@ -286,7 +305,13 @@ impl Client {
         let mut tried = 0;
         loop {
             let idx = self.shared.preferred.load(Ordering::Relaxed) % n;
-            match self.attempt(idx, path, &body) {
+            let answer = self.attempt(idx, path, &body);
+            if matches!(&answer, Err(f) if f.retry && f.sent)
+                && matches!(path, "/v3/kv/txn" | "/v3/kv/put")
+            {
+                self.shared.uncertain_write.store(true, Ordering::Relaxed);
+            }
+            match answer {
                 Ok(v) => return Ok(v),
                 Err(f) if f.retry && Instant::now() < deadline => {
                     // Another thread may have moved on already; only advance from where we were.

@@ -287,8 +287,12 @@ impl Lease {
     /// Gives back a lease that has no key attached: a pooled one returns to the pool with its
     /// validity, a lease of its own is revoked (best effort).
     pub fn put_back(mut self) {
-        let Some(slot) = self.slot.take() else {
+        if self.slot.is_none() || self.client.had_uncertain_write() {
+            // Not pooled, or a retried write may yet put a key on it: revoke (best effort).
             let _ = self.revoke();
+            return;
+        }
+        let Some(slot) = self.slot.take() else {
             return;
         };
         self.stop_thread();

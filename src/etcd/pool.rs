@@ -24,7 +24,9 @@
 //! Putting a lease back ([`super::Lease::release_key`]): the holder deletes its key with a
 //! transaction that compares the key's create revision (its fencing token), then writes `clean`
 //! with its own validity bound and unlocks. A failed or unanswered delete revokes the lease
-//! instead; if that fails too the record stays `dirty`.
+//! instead; if that fails too the record stays `dirty`. A holder whose client retried a write
+//! after an unanswered attempt ([`Client::had_uncertain_write`]) revokes instead of putting
+//! back: the unanswered attempt may still be applied and put a key on the lease.
 //!
 //! Guarantees: a lease recorded `clean` has no key attached; a lease in use is used by one process
 //! (the slot lock); the holder's validity bound is never later than the server's expiry (it only

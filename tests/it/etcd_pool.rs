@@ -240,3 +240,30 @@ fn time_an_adopter_spends_stopped_comes_off_its_bound() {
         "renewed: {renewed}"
     );
 }
+
+#[test]
+fn a_lease_a_retried_write_may_yet_land_on_is_revoked_not_pooled() {
+    let Some((_cl, c, t, url)) =
+        setup("a_lease_a_retried_write_may_yet_land_on_is_revoked_not_pooled")
+    else {
+        return;
+    };
+    // A member that takes the request and never answers (the kernel accepts the connection):
+    // the first transaction's outcome is unknown, and the client retries on the real member.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let real = url.trim_start_matches("etcd://");
+    let both = format!("etcd://{},{real}", silent.local_addr().unwrap());
+    // First hold: the grant times out on the silent member and goes to the real one; the
+    // lease goes into this endpoint list's pool.
+    assert_eq!(code(&t, &both, &["lock", "--name", "r", "true"]), Some(0));
+    let pooled = lease_in(&records(&t)[0].1, "clean").expect("pooled");
+    // Second hold adopts it; its acquire is sent to the silent member first. That request
+    // could still be applied later and put the lock key back on the lease: so the lease must
+    // not go back to the pool.
+    assert_eq!(code(&t, &both, &["lock", "--name", "r", "true"]), Some(0));
+    let recs = records(&t);
+    assert_eq!(lease_in(&recs[0].1, "clean"), None, "{recs:?}");
+    let leases = c.leases().unwrap();
+    assert!(!leases.contains(&pooled), "{leases:?}");
+    drop(silent);
+}
