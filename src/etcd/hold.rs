@@ -4,8 +4,9 @@
 //! Guarantees: if the holder's own validity bound for the lease passes before the command ends
 //! (renewals failed: partition, lost quorum, or the lease was revoked), the command is killed
 //! (SIGKILL) at that moment and the outcome says so — the command never keeps running as if it
-//! still held the lock. The check is a timer set to the bound, re-armed as renewals extend it;
-//! no polling.
+//! still held the lock. The check is a timer on the boot clock set to the bound, re-armed as
+//! renewals extend it; no polling. The boot clock counts suspend: a machine that wakes past the
+//! bound kills the command at once, not a whole suspension later.
 //!
 //! If the caller itself dies (killed, crashed), the command gets SIGKILL from the kernel
 //! (`PR_SET_PDEATHSIG`): it never runs on after its holder stopped renewing the lease.
@@ -14,13 +15,13 @@
 //! command that does not fork off work). Fence writes made under the lock ([`super::fence`])
 //! for protection that does not depend on timing.
 
+use std::os::fd::AsFd;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, ExitStatus};
-use std::sync::mpsc;
-use std::time::Duration;
 
 use super::lease::Lease;
 use crate::error::{Error, Result};
+use crate::sys::timer::{BootTimer, wait_readable};
 
 /// How a command run under a lease ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,24 +47,31 @@ pub fn run(lease: &Lease, cmd: &mut Command) -> Result<Outcome> {
         .spawn()
         .map_err(|e| Error::io("cannot run command", &program, e))?;
     let pid = child.id();
-    let (tx, rx) = mpsc::channel();
-    // Waits without reaping: until `child.wait()` below, the pid stays ours to signal.
+    let failed = |e: std::io::Error| {
+        let _ = crate::sys::supervise::kill(pid, libc::SIGKILL);
+        Error::io("cannot wait for command", &program, e)
+    };
+    // A thread waits for the exit without reaping (until `child.wait()` below, the pid stays
+    // ours to signal) and closes its end of the pipe: the pipe turns readable at the exit.
+    let (exited, tell) = crate::sys::signal::pipe().map_err(failed)?;
     std::thread::spawn(move || {
-        let _ = tx.send(crate::sys::nowait::wait_exited(pid));
+        let _ = crate::sys::nowait::wait_exited(pid);
+        drop(tell);
     });
+    let timer = BootTimer::new().map_err(failed)?;
     let mut lost = false;
     loop {
-        let wait = lease.remaining().max(Duration::from_millis(1));
-        match rx.recv_timeout(wait) {
-            Ok(_) | Err(mpsc::RecvTimeoutError::Disconnected) => break,
-            Err(mpsc::RecvTimeoutError::Timeout) if lease.is_valid() => {}
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                lost = true;
-                let _ = crate::sys::supervise::kill(pid, libc::SIGKILL);
-                let _ = rx.recv();
-                break;
-            }
+        if !lease.is_valid() {
+            lost = true;
+            let _ = crate::sys::supervise::kill(pid, libc::SIGKILL);
+            break;
         }
+        timer.fire_at(lease.valid_until()).map_err(failed)?;
+        let ready = wait_readable(&[exited.as_fd(), timer.as_fd()]).map_err(failed)?;
+        if ready[0] {
+            break;
+        }
+        // The timer fired: renewals may have moved the bound; check again.
     }
     let st = child
         .wait()

@@ -5,8 +5,11 @@
 //! The holder counts from the moment it *sent* the last keepalive that was acknowledged (not
 //! when the answer arrived), adds the TTL the server granted, and subtracts a safety margin
 //! (a tenth of the TTL, at least 250 ms) for clock-rate differences. It never compares its wall
-//! clock with another machine's: only its own monotonic clock is used. Servers extend leases on
-//! a leader change, so the server-side expiry can only come later than this bound.
+//! clock with another machine's: only its own boot clock (`CLOCK_BOOTTIME`) is used, which —
+//! unlike `Instant` — keeps counting while the machine is suspended, as the TTL does on the
+//! servers: a laptop that wakes after its TTL finds its lease invalid, not valid for the time it
+//! had left when it went to sleep. Servers extend leases on a leader change, so the server-side
+//! expiry can only come later than this bound.
 //!
 //! Not guaranteed: that a paused process notices in time. A holder stopped (SIGSTOP, swapped out,
 //! a long GC pause) past its TTL loses the lease while it is not looking; that is why every
@@ -22,12 +25,14 @@ use super::client::Client;
 use super::pool::Slot;
 use super::wire::{Compare, Op};
 use crate::error::{Error, Result};
+use crate::sys::proc::boot_clock;
 
 #[derive(Debug)]
 struct State {
     id: i64,
     ttl: Duration,
-    valid_until: Mutex<Instant>,
+    /// The holder's bound, a point on the boot clock ([`boot_clock`]).
+    valid_until: Mutex<Duration>,
     lost: AtomicBool,
 }
 
@@ -42,7 +47,8 @@ fn period(ttl: Duration) -> Duration {
 }
 
 impl State {
-    fn acked(&self, sent: Instant, ttl: Duration) {
+    /// A keepalive sent at `sent` (boot clock) was answered with `ttl`.
+    fn acked(&self, sent: Duration, ttl: Duration) {
         let until = sent + ttl.saturating_sub(margin(self.ttl));
         let mut v = self
             .valid_until
@@ -53,7 +59,8 @@ impl State {
         }
     }
 
-    fn valid_until(&self) -> Instant {
+    /// The holder's bound on the boot clock.
+    fn valid_until(&self) -> Duration {
         *self
             .valid_until
             .lock()
@@ -83,7 +90,7 @@ impl Lease {
     /// # Errors
     /// [`Error::Io`] when no member answered.
     pub fn grant(client: &Client, ttl: Duration) -> Result<Lease> {
-        let sent = Instant::now();
+        let sent = boot_clock();
         let (id, granted) = client.grant(ttl)?;
         let until = sent + granted.saturating_sub(margin(granted));
         Lease::keep(client, id, granted, until, period(granted))
@@ -102,16 +109,17 @@ impl Lease {
         }
     }
 
-    /// Takes over pooled lease `id`, which its last holder could count on until `until`.
+    /// Takes over pooled lease `id`, which its last holder could count on until `until` (boot
+    /// clock).
     pub(crate) fn adopt(
         client: &Client,
         id: i64,
         ttl: Duration,
-        until: Instant,
+        until: Duration,
         slot: Slot,
     ) -> Result<Lease> {
         // Renew at once when the last renewal is older than a keepalive period.
-        let left = until.saturating_duration_since(Instant::now());
+        let left = until.saturating_sub(boot_clock());
         let first = if left + period(ttl) < ttl {
             Duration::ZERO
         } else {
@@ -125,12 +133,13 @@ impl Lease {
         self
     }
 
-    /// Starts keeping lease `id` alive (first renewal after `first`), valid until `until`.
+    /// Starts keeping lease `id` alive (first renewal after `first`), valid until `until` (boot
+    /// clock).
     fn keep(
         client: &Client,
         id: i64,
         ttl: Duration,
-        until: Instant,
+        until: Duration,
         first: Duration,
     ) -> Result<Lease> {
         let state = Arc::new(State {
@@ -199,7 +208,7 @@ impl Lease {
 
     /// Whether the holder may still act on this lease (see the module docs for the bound).
     pub fn is_valid(&self) -> bool {
-        !self.state.lost.load(Ordering::Acquire) && Instant::now() < self.state.valid_until()
+        !self.state.lost.load(Ordering::Acquire) && boot_clock() < self.state.valid_until()
     }
 
     /// How long the lease is still valid for, by the holder's own bound.
@@ -207,9 +216,16 @@ impl Lease {
         if self.state.lost.load(Ordering::Acquire) {
             return Duration::ZERO;
         }
-        self.state
-            .valid_until()
-            .saturating_duration_since(Instant::now())
+        self.state.valid_until().saturating_sub(boot_clock())
+    }
+
+    /// The holder's bound as a point on the boot clock (`CLOCK_BOOTTIME`, see
+    /// [`crate::sys::timer::BootTimer`]); zero once the server said the lease is gone.
+    pub fn valid_until(&self) -> Duration {
+        if self.state.lost.load(Ordering::Acquire) {
+            return Duration::ZERO;
+        }
+        self.state.valid_until()
     }
 
     /// `Ok` while valid; a precondition error once the holder must consider itself expired.
@@ -328,9 +344,10 @@ fn keep_alive(client: &Client, state: &State, stop: &mpsc::Receiver<()>, first: 
             Err(RecvTimeoutError::Timeout) => {}
             Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
         }
-        let sent = Instant::now();
+        let sent = boot_clock();
         // Give up on this round when the lease would be invalid anyway; try again promptly.
-        let deadline = state.valid_until().max(sent + period);
+        let left = state.valid_until().saturating_sub(sent);
+        let deadline = Instant::now() + left.max(period);
         match client.keep_alive_once(state.id, deadline) {
             Ok(ttl) if ttl.is_zero() => {
                 state.lost.store(true, Ordering::Release);

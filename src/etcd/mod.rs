@@ -21,7 +21,7 @@
 //!
 //! Not guaranteed: anything across a cluster that has lost its quorum (calls fail with exit 74
 //! after the call deadline; nothing is written unprotected); clock-based expiry across machines
-//! (none is used: leases are the server's, the holder's bound is its own monotonic clock).
+//! (none is used: leases are the server's, the holder's bound is its own boot clock).
 
 pub mod client;
 pub mod fence;

@@ -42,7 +42,7 @@ use std::fs::File;
 use std::io::Read as _;
 use std::os::unix::fs::FileExt as _;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use sha2::Digest as _;
 
@@ -145,18 +145,15 @@ impl Pool {
             return Lease::grant(client, ttl);
         };
         if let Some(r) = record.filter(|r| r.clean && r.ttl_ms == millis(ttl)) {
-            // The monotonic clock before the boot clock, and the bound fixed as an instant now:
-            // time that passes from here on (a stopped process, a slow write to the home) comes
-            // off the adopted bound instead of being added to it. The boot clock is read in
-            // whole milliseconds, rounded down: one more off.
-            let read = Instant::now();
+            // The bound is a point on the boot clock, recorded rounded down to a millisecond:
+            // adopted as it is, so time that passes from here on (a stopped process, a slow
+            // write to the home) comes off what is left of it.
             let clock = BootClock::now()?;
-            let left = clock.remaining(r.until_ms, &r.boot).saturating_sub(1);
-            if left >= millis(ttl) / 3 {
+            if clock.remaining(r.until_ms, &r.boot) >= millis(ttl) / 3 {
                 let dirty = Record { clean: false, ..r };
                 if slot.write(&dirty).is_ok() {
-                    let until = read + Duration::from_millis(left);
-                    return Lease::adopt(client, r.id, ttl, until, slot);
+                    let until = Duration::from_millis(dirty.until_ms);
+                    return Lease::adopt(client, dirty.id, ttl, until, slot);
                 }
             }
         }
@@ -201,24 +198,22 @@ impl Slot {
     }
 
     /// Records that lease `id` has no key attached and is valid until `until` (the holder's
-    /// bound), then unlocks the slot.
-    pub(crate) fn put_back(self, id: i64, ttl: Duration, until: Instant) {
-        // The boot clock before the monotonic one: time that passes between the two reads
-        // comes off the recorded bound instead of being added to it.
+    /// bound on the boot clock), then unlocks the slot.
+    pub(crate) fn put_back(self, id: i64, ttl: Duration, until: Duration) {
         let Ok(clock) = BootClock::now() else {
             return; // the record stays dirty: the lease is abandoned, not reused
         };
-        let left = until.saturating_duration_since(Instant::now());
-        if left.is_zero() {
+        // Rounded down to a millisecond: never later than the holder's bound.
+        let until_ms = millis(until);
+        if until_ms <= clock.now_ms {
             // Its bound passed: it may be gone; keyless either way, so let it run out.
             return self.clear();
         }
-        let left_ms = u64::try_from(left.as_millis()).unwrap_or(u64::MAX);
         let _ = self.write(&Record {
             clean: true,
             id,
             ttl_ms: millis(ttl),
-            until_ms: clock.now_ms.saturating_add(left_ms),
+            until_ms,
             boot: clock.boot_id.to_string(),
         });
     }

@@ -18,6 +18,7 @@ pub mod proc;
 pub mod signal;
 pub mod sock;
 pub mod supervise;
+pub mod timer;
 
 /// Retries a system call while it fails with EINTR.
 pub(crate) fn retry_eintr<T>(mut f: impl FnMut() -> std::io::Result<T>) -> std::io::Result<T> {

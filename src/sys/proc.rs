@@ -78,8 +78,8 @@ pub fn boot_id() -> io::Result<String> {
         .to_owned())
 }
 
-/// `CLOCK_BOOTTIME` in milliseconds: monotonic, counts suspend, restarts at each boot.
-pub fn boot_clock_ms() -> u64 {
+/// `CLOCK_BOOTTIME`: monotonic, counts suspend (unlike `Instant`), restarts at each boot.
+pub fn boot_clock() -> std::time::Duration {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
@@ -87,7 +87,13 @@ pub fn boot_clock_ms() -> u64 {
     // SAFETY: ts is a valid, writable timespec.
     let r = unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &raw mut ts) };
     debug_assert_eq!(r, 0);
-    ts.tv_sec.cast_unsigned() * 1000 + ts.tv_nsec.cast_unsigned() / 1_000_000
+    let nanos = u32::try_from(ts.tv_nsec).unwrap_or(0);
+    std::time::Duration::new(ts.tv_sec.cast_unsigned(), nanos)
+}
+
+/// [`boot_clock`] in whole milliseconds (rounded down).
+pub fn boot_clock_ms() -> u64 {
+    u64::try_from(boot_clock().as_millis()).unwrap_or(u64::MAX)
 }
 
 /// Caps glibc's malloc arenas (`M_ARENA_MAX`): a daemon with a thread per connection keeps its
