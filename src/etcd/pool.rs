@@ -36,7 +36,10 @@
 //! a fresh lease and tries again.
 //!
 //! Not guaranteed: reuse. When every slot is busy, or the last holder's renewal is too old, a
-//! lease is granted as without the pool.
+//! lease is granted as without the pool. On a home on NFS, `flock` is emulated with POSIX locks,
+//! which belong to the process: two threads of one process could take the same slot at once
+//! there (the CLI takes one slot per process; a library user with such a home should give each
+//! thread its own pool directory, or no pool).
 
 use std::fs::File;
 use std::io::Read as _;
