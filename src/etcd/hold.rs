@@ -15,7 +15,7 @@
 //! command that does not fork off work). Fence writes made under the lock ([`super::fence`])
 //! for protection that does not depend on timing.
 
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, ExitStatus};
 
@@ -51,13 +51,19 @@ pub fn run(lease: &Lease, cmd: &mut Command) -> Result<Outcome> {
         let _ = crate::sys::supervise::kill(pid, libc::SIGKILL);
         Error::io("cannot wait for command", &program, e)
     };
-    // A thread waits for the exit without reaping (until `child.wait()` below, the pid stays
-    // ours to signal) and closes its end of the pipe: the pipe turns readable at the exit.
-    let (exited, tell) = crate::sys::signal::pipe().map_err(failed)?;
-    std::thread::spawn(move || {
-        let _ = crate::sys::nowait::wait_exited(pid);
-        drop(tell);
-    });
+    // Something that turns readable when the command exits, without reaping it (until
+    // `child.wait()` below, the pid stays ours to signal): a pidfd, or where the kernel has none
+    // (before 5.3) a pipe whose write end a waiting thread closes at the exit.
+    let exited: OwnedFd = if let Ok(fd) = crate::sys::pidfd::open(pid) {
+        fd.into()
+    } else {
+        let (exited, tell) = crate::sys::signal::pipe().map_err(failed)?;
+        std::thread::spawn(move || {
+            let _ = crate::sys::nowait::wait_exited(pid);
+            drop(tell);
+        });
+        exited.into()
+    };
     let timer = BootTimer::new().map_err(failed)?;
     let mut lost = false;
     loop {

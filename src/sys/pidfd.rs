@@ -15,6 +15,12 @@ use std::time::Duration;
 #[derive(Debug)]
 pub struct PidFd(OwnedFd);
 
+impl From<PidFd> for OwnedFd {
+    fn from(fd: PidFd) -> OwnedFd {
+        fd.0
+    }
+}
+
 /// Opens a pidfd for `pid` (close-on-exec, as every pidfd is).
 ///
 /// # Errors
@@ -29,6 +35,13 @@ pub fn open(pid: u32) -> io::Result<PidFd> {
     let fd = libc::c_int::try_from(fd).map_err(|_| io::Error::from_raw_os_error(libc::EBADF))?;
     // SAFETY: the kernel just returned this descriptor to us; nothing else owns it.
     Ok(PidFd(unsafe { OwnedFd::from_raw_fd(fd) }))
+}
+
+impl std::os::fd::AsFd for PidFd {
+    /// Readable once the process has exited (a zombie counts).
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.0.as_fd()
+    }
 }
 
 impl PidFd {
