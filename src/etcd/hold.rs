@@ -5,8 +5,10 @@
 //! (renewals failed: partition, lost quorum, or the lease was revoked), the command is killed
 //! (SIGKILL) at that moment and the outcome says so — the command never keeps running as if it
 //! still held the lock. The check is a timer on the boot clock set to the bound, re-armed as
-//! renewals extend it; no polling. The boot clock counts suspend: a machine that wakes past the
-//! bound kills the command at once, not a whole suspension later.
+//! renewals extend it, and a wake-up from the keepalive thread when the server says the lease is
+//! gone (revoked): the command is killed then, not at the bound; no polling. The boot clock
+//! counts suspend: a machine that wakes past the bound kills the command at once, not a whole
+//! suspension later.
 //!
 //! If the caller itself dies (killed, crashed), the command gets SIGKILL from the kernel
 //! (`PR_SET_PDEATHSIG`): it never runs on after its holder stopped renewing the lease.
@@ -38,6 +40,9 @@ pub enum Outcome {
 /// [`Error::Io`] when the command cannot be started.
 pub fn run(lease: &Lease, cmd: &mut Command) -> Result<Outcome> {
     let program = cmd.get_program().to_owned();
+    let gone = lease
+        .gone()
+        .map_err(|e| Error::io("cannot wait for command", &program, e))?;
     let parent = crate::sys::supervise::getpid();
     // SAFETY: the closure only calls prctl and getppid, which are async-signal-safe.
     unsafe {
@@ -73,11 +78,12 @@ pub fn run(lease: &Lease, cmd: &mut Command) -> Result<Outcome> {
             break;
         }
         timer.fire_at(lease.valid_until()).map_err(failed)?;
-        let ready = wait_readable(&[exited.as_fd(), timer.as_fd()]).map_err(failed)?;
+        let ready = wait_readable(&[exited.as_fd(), timer.as_fd(), gone]).map_err(failed)?;
         if ready[0] {
             break;
         }
-        // The timer fired: renewals may have moved the bound; check again.
+        // The timer fired (renewals may have moved the bound) or a keepalive found the lease
+        // gone: check again.
     }
     let st = child
         .wait()

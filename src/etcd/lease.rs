@@ -15,9 +15,11 @@
 //! a long GC pause) past its TTL loses the lease while it is not looking; that is why every
 //! protected write carries a fencing token checked by etcd (see [`super::fence`]).
 
+use std::fs::File;
+use std::os::fd::{AsFd as _, BorrowedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -34,6 +36,11 @@ struct State {
     /// The holder's bound, a point on the boot clock ([`boot_clock`]).
     valid_until: Mutex<Duration>,
     lost: AtomicBool,
+    /// A pipe's read end that hangs up once the server said the lease is gone ([`Lease::gone`]),
+    /// made on first use; set only under `tell`.
+    gone: OnceLock<File>,
+    /// Its write end, closed by the keepalive thread when it finds the lease gone.
+    tell: Mutex<Option<File>>,
 }
 
 /// The safety margin the holder subtracts from a lease's TTL (clock-rate differences).
@@ -147,6 +154,8 @@ impl Lease {
             ttl,
             valid_until: Mutex::new(until),
             lost: AtomicBool::new(false),
+            gone: OnceLock::new(),
+            tell: Mutex::new(None),
         });
         let (tx, rx) = mpsc::channel();
         let thread = {
@@ -226,6 +235,28 @@ impl Lease {
             return Duration::ZERO;
         }
         self.state.valid_until()
+    }
+
+    /// A descriptor that turns readable (hangs up) once a keepalive finds the lease gone, so a
+    /// waiter (`hold::run`) acts at once instead of at its bound. Check [`Lease::is_valid`] after
+    /// taking it: a lease found gone before stays unnoticed by the descriptor.
+    pub(crate) fn gone(&self) -> std::io::Result<BorrowedFd<'_>> {
+        let mut tell = self
+            .state
+            .tell
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if self.state.gone.get().is_none() {
+            let (gone, w) = crate::sys::signal::pipe()?;
+            *tell = Some(w);
+            let _ = self.state.gone.set(gone);
+        }
+        drop(tell);
+        self.state
+            .gone
+            .get()
+            .map(File::as_fd)
+            .ok_or_else(|| std::io::Error::other("lease notice pipe missing"))
     }
 
     /// `Ok` while valid; a precondition error once the holder must consider itself expired.
@@ -351,6 +382,14 @@ fn keep_alive(client: &Client, state: &State, stop: &mpsc::Receiver<()>, first: 
         match client.keep_alive_once(state.id, deadline) {
             Ok(ttl) if ttl.is_zero() => {
                 state.lost.store(true, Ordering::Release);
+                // Wakes a waiter on `Lease::gone` (after the store: taking the lock orders them).
+                drop(
+                    state
+                        .tell
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .take(),
+                );
                 return;
             }
             Ok(ttl) => {

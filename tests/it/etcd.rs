@@ -593,6 +593,32 @@ fn etcd_command_under_a_lost_lease_is_killed() {
     assert!(lock::holder(&c, "H").unwrap().is_none());
 }
 
+#[test]
+fn etcd_command_is_killed_when_a_keepalive_finds_the_lease_gone_not_at_the_old_bound() {
+    let test = "etcd_command_is_killed_when_a_keepalive_finds_the_lease_gone";
+    if !available(test) {
+        return;
+    }
+    let cl = Cluster::start(1);
+    let c = cl.client();
+    // TTL 15 s: renewed every 5 s; the holder's own bound is 13.5 s after the grant.
+    let g = lock::lock(&c, "H", Duration::from_secs(15), Wait::No, None)
+        .unwrap()
+        .unwrap();
+    let bound = g.lease().valid_until();
+    // Revoked at once: another holder may take the lock now. The holder learns it at its next
+    // keepalive (within 5 s) and must kill the command then, not run it on until its old bound.
+    c.revoke(g.lease().id()).unwrap();
+    let out = hold::run(g.lease(), Command::new("sleep").arg("300")).unwrap();
+    assert!(matches!(out, Outcome::LeaseLost(_)), "{out:?}");
+    let now = concur::sys::proc::boot_clock();
+    assert!(
+        now < bound,
+        "the command ran on until the holder's old bound ({bound:?}, now {now:?}) after a \
+         keepalive had found its lease revoked"
+    );
+}
+
 // ---------------------------------------------------------------- the verbs, on both backends
 
 /// Runs `scenario` once on the local backend and once on a fresh single-node etcd (when etcd is
