@@ -17,7 +17,7 @@
 //! command that does not fork off work). Fence writes made under the lock ([`super::fence`])
 //! for protection that does not depend on timing.
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, ExitStatus};
 
@@ -52,45 +52,56 @@ pub fn run(lease: &Lease, cmd: &mut Command) -> Result<Outcome> {
         .spawn()
         .map_err(|e| Error::io("cannot run command", &program, e))?;
     let pid = child.id();
-    let failed = |e: std::io::Error| {
-        let _ = crate::sys::supervise::kill(pid, libc::SIGKILL);
-        Error::io("cannot wait for command", &program, e)
-    };
-    // Something that turns readable when the command exits, without reaping it (until
-    // `child.wait()` below, the pid stays ours to signal): a pidfd, or where the kernel has none
-    // (before 5.3) a pipe whose write end a waiting thread closes at the exit.
+    match watch(lease, pid, gone) {
+        Ok(lost) => {
+            let st = child
+                .wait()
+                .map_err(|e| Error::io("cannot wait for command", &program, e))?;
+            Ok(if lost {
+                Outcome::LeaseLost(st)
+            } else {
+                Outcome::Exited(st)
+            })
+        }
+        Err(e) => {
+            // Nothing watches the lease any more: the command must not run on unprotected.
+            let _ = crate::sys::supervise::kill(pid, libc::SIGKILL);
+            let _ = child.wait();
+            Err(Error::io("cannot wait for command", &program, e))
+        }
+    }
+}
+
+/// Waits until command `pid` exits (`Ok(false)`) or the lease is lost, in which case the
+/// command gets SIGKILL (`Ok(true)`). The command is not reaped.
+fn watch(lease: &Lease, pid: u32, gone: BorrowedFd<'_>) -> std::io::Result<bool> {
+    // Something that turns readable when the command exits, without reaping it (until the
+    // caller's `child.wait()`, the pid stays ours to signal): a pidfd, or where the kernel has
+    // none (before 5.3) a pipe whose write end a waiting thread closes at the exit.
     let exited: OwnedFd = if let Ok(fd) = crate::sys::pidfd::open(pid) {
         fd.into()
     } else {
-        let (exited, tell) = crate::sys::signal::pipe().map_err(failed)?;
-        std::thread::spawn(move || {
-            let _ = crate::sys::nowait::wait_exited(pid);
-            drop(tell);
-        });
+        let (exited, tell) = crate::sys::signal::pipe()?;
+        std::thread::Builder::new()
+            .name("etcd-hold-wait".into())
+            .spawn(move || {
+                let _ = crate::sys::nowait::wait_exited(pid);
+                drop(tell);
+            })?;
         exited.into()
     };
-    let timer = BootTimer::new().map_err(failed)?;
-    let mut lost = false;
+    let timer = BootTimer::new()?;
     loop {
         if !lease.is_valid() {
-            lost = true;
             let _ = crate::sys::supervise::kill(pid, libc::SIGKILL);
-            break;
+            return Ok(true);
         }
-        timer.fire_at(lease.valid_until()).map_err(failed)?;
-        let ready = wait_readable(&[exited.as_fd(), timer.as_fd(), gone]).map_err(failed)?;
+        timer.fire_at(lease.valid_until())?;
+        let ready = wait_readable(&[exited.as_fd(), timer.as_fd(), gone])?;
         if ready[0] {
-            break;
+            return Ok(false);
         }
         // The timer fired (renewals may have moved the bound) or a keepalive found the lease
         // gone: check again.
     }
-    let st = child
-        .wait()
-        .map_err(|e| Error::io("cannot wait for command", &program, e))?;
-    Ok(if lost {
-        Outcome::LeaseLost(st)
-    } else {
-        Outcome::Exited(st)
-    })
 }
