@@ -44,7 +44,7 @@
 use std::fs::File;
 use std::io::Read as _;
 use std::os::unix::fs::FileExt as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use sha2::Digest as _;
@@ -130,11 +130,6 @@ impl Pool {
             .join(format!("{cluster}-{}s", ttl.as_secs()));
         sys::fs::mkdir(&dir, 0o700).map_err(Error::with("cannot create directory", &dir))?;
         Ok(Pool { dir })
-    }
-
-    /// The pool's directory.
-    pub fn dir(&self) -> &Path {
-        &self.dir
     }
 
     /// A lease of `ttl` for this process: a clean pooled one adopted, else a new one (pooled
