@@ -1,7 +1,7 @@
 //! The library's one error type.
 //!
 //! Every variant says what was attempted and, where there is one, on which path. The CLI maps
-//! [`Error::kind`] onto the exit codes of DESIGN.md; library users can match on the kind instead of
+//! [`Error::kind`] onto the exit codes of README.md's table; library users can match on the kind instead of
 //! parsing messages. Contention is not an error: a busy lock is a value (`Ok(None)`), and only a
 //! wait that ran out of time becomes [`Error::Timeout`].
 

@@ -7,8 +7,10 @@
 //! stack bounds to guard against stack overflow, which reads and parses `/proc/self/maps` — a
 //! fifth of a short verb's instructions (callgrind). What is lost is only the overflow message:
 //! a stack overflow still ends the process, with SIGSEGV. Arguments and environment work as
-//! usual (glibc hands them to `std` before `main`); stdout is flushed on the way out, and a
-//! panic still exits 101. On other systems (musl, macOS, the BSDs) `std`'s start-up runs as
+//! usual (glibc hands them to `std` before `main`) and stdout is flushed on the way out. A panic
+//! ends the process as it would under `std`'s `main`: the release profile sets `panic = "abort"`,
+//! so there it dies of SIGABRT (exit status 134 in a shell); in a build that unwinds (the test
+//! profile) it exits 101. On other systems (musl, macOS, the BSDs) `std`'s start-up runs as
 //! usual, since there it is what gives `std::env::args` the arguments.
 
 // Doc comments on clap items are --help text, read by people in a terminal, not rustdoc.

@@ -40,9 +40,10 @@ enum Action {
     Status,
     /// Stop the running broker (SIGTERM; it drains first) and wait until it is gone
     Stop {
-        /// Seconds to wait for it to stop
-        #[arg(long, default_value_t = 30.0, value_name = "SECS")]
-        wait: f64,
+        /// How long to wait for it to stop (30, 30s, 2m)
+        #[arg(long, default_value = "30s", value_name = "DURATION",
+              value_parser = super::value::duration)]
+        wait: Duration,
     },
     /// Append a line through the broker; acked means durable
     ///
@@ -166,10 +167,8 @@ fn status(ctx: &Ctx) -> Result<Exit, CliError> {
     Ok(Exit::Ok)
 }
 
-fn stop(ctx: &Ctx, wait: f64) -> Result<Exit, CliError> {
+fn stop(ctx: &Ctx, wait: Duration) -> Result<Exit, CliError> {
     let home = ctx.home()?;
-    let wait = Duration::try_from_secs_f64(wait)
-        .map_err(|_| CliError::usage("--wait must be a non-negative number of seconds"))?;
     let stopped = broker::stop(home, wait)?;
     if ctx.json {
         ctx.print_json(&serde_json::json!({ "stopped": stopped }));

@@ -79,8 +79,9 @@ pub struct Args {
     #[arg(long, value_name = "CMD", requires = "cmd")]
     setup: Option<String>,
     /// Per-run timeout in seconds for --cmd runs (built-in: per writer process)
-    #[arg(long, value_name = "SECS", default_value_t = 20.0)]
-    timeout: f64,
+    #[arg(long, value_name = "DURATION", default_value = "20s",
+          value_parser = super::value::duration)]
+    timeout: Duration,
     /// Write a self-contained HTML timeline (one lane per writer) to FILE
     #[arg(long, value_name = "FILE")]
     report: Option<PathBuf>,
@@ -101,9 +102,9 @@ pub fn run_writer(a: &WriterArgs, _ctx: &Ctx) -> Result<Exit, CliError> {
 
 /// Runs `concur diagnose`.
 pub fn run(a: &Args, ctx: &Ctx) -> Result<Exit, CliError> {
-    if !(a.timeout.is_finite() && a.timeout > 0.0 && a.timeout <= 86_400.0) {
+    if a.timeout.is_zero() || a.timeout > Duration::from_secs(86_400) {
         return Err(CliError::usage(
-            "--timeout must be between 0 and 86400 seconds",
+            "--timeout must be more than 0 and at most 1d",
         ));
     }
     let exe = std::env::current_exe()
@@ -111,7 +112,7 @@ pub fn run(a: &Args, ctx: &Ctx) -> Result<Exit, CliError> {
     let mut harness = Harness {
         exe,
         per_session: a.per_session,
-        timeout: Duration::from_secs_f64(a.timeout),
+        timeout: a.timeout,
         backend: None,
     };
     let backend = ctx.backend_flag.as_deref().filter(|u| !u.is_empty());
@@ -407,7 +408,7 @@ fn run_custom(
         writers: a.writers.map_or(4, usize::from),
         ops,
         rounds,
-        timeout: Duration::from_secs_f64(a.timeout),
+        timeout: a.timeout,
     };
     progress(0, 1, "custom");
     let out = custom::run(harness, &opts)?;

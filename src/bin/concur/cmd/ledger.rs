@@ -33,14 +33,15 @@ enum Action {
         /// The entry: a JSON object without seq/prev/hash, or `-` for stdin
         #[arg(value_name = "JSON")]
         entry: String,
-        /// Seconds to wait for the lock (0: try once); on timeout exit 1, nothing written
+        /// How long to wait for the lock (10, 1.5s, 1m; 0: try once); on timeout exit 1, nothing written
         #[arg(
             short = 'w',
             long = "wait",
-            value_name = "SECS",
-            default_value_t = 10.0
+            value_name = "DURATION",
+            default_value = "10",
+            value_parser = super::value::duration
         )]
-        wait: f64,
+        wait: Duration,
         /// Do not fdatasync before reporting success
         #[arg(long)]
         no_fsync: bool,
@@ -65,20 +66,16 @@ enum Action {
     Repair {
         /// The ledger file
         file: PathBuf,
-        /// Seconds to wait for the lock
+        /// How long to wait for the lock (10, 1.5s, 1m)
         #[arg(
             short = 'w',
             long = "wait",
-            value_name = "SECS",
-            default_value_t = 10.0
+            value_name = "DURATION",
+            default_value = "10",
+            value_parser = super::value::duration
         )]
-        wait: f64,
+        wait: Duration,
     },
-}
-
-fn wait_of(secs: f64) -> Result<Duration, CliError> {
-    Duration::try_from_secs_f64(secs)
-        .map_err(|_| CliError::usage(format!("-w {secs}: not a number of seconds")))
 }
 
 /// Runs `concur ledger`.
@@ -108,7 +105,7 @@ pub fn run(args: Args, ctx: &Ctx) -> Result<Exit, CliError> {
                 return super::broker::ledger_append(&file, &entry, autostart, ctx);
             }
             let opts = Options {
-                wait: Some(wait_of(wait)?),
+                wait: Some(wait),
                 fsync: !no_fsync,
             };
             let a = ledger::append(&file, &entry, opts)?;
@@ -148,7 +145,7 @@ pub fn run(args: Args, ctx: &Ctx) -> Result<Exit, CliError> {
         }
         Action::Repair { file, wait } => {
             let opts = Options {
-                wait: Some(wait_of(wait)?),
+                wait: Some(wait),
                 fsync: true,
             };
             let r = ledger::repair(&file, opts)?;

@@ -55,7 +55,8 @@ pub struct Args {
         alias = "nonblocking"
     )]
     nonblock: bool,
-    /// Wait at most SECS (fractions allowed; 0 = -n) — a timer, not polling
+    /// Wait at most SECS (fractions and units allowed: 1.5, 30s, 5m; 0 = -n) — a timer, not
+    /// polling
     #[arg(
         short = 'w',
         long = "timeout",
@@ -91,7 +92,7 @@ pub struct Args {
     /// A named lock in the runtime home (<home>/locks/NAME) instead of FILE
     #[arg(long, value_name = "NAME")]
     name: Option<String>,
-    /// Kill the command's process group after SECS and release the lock
+    /// Kill the command's process group after SECS (or 30s, 5m, ...) and release the lock
     #[arg(long, value_name = "SECS")]
     max_hold: Option<String>,
     /// Hand the lock to the command as descriptor N (the lock then lives as long as it does)
@@ -163,19 +164,25 @@ const EX_OSERR: u8 = 71;
 const EX_CANTCREAT: u8 = 73;
 const EX_NOPERM: u8 = 77;
 
-/// Parses `-w SECS` and `--max-hold SECS` (a zero hold limit is refused), as usage errors.
+/// Parses `-w` and `--max-hold` of `concur lock` and `concur slot` (a zero hold limit is
+/// refused), as usage errors. Both take every duration spelling (`90`, `1.5s`, `5m`); flock(1)'s
+/// decimal seconds are one of them. The `flock`/`lockf` programs keep their seconds-only
+/// syntax ([`parse_secs`]).
 pub fn wait_limits(
     timeout: Option<&str>,
     max_hold: Option<&str>,
 ) -> Result<(Option<Duration>, Option<Duration>), CliError> {
+    let any = |s: &str| {
+        parse_secs(s)
+            .map(|d| d.min(super::value::FOREVER))
+            .or_else(|| super::value::duration(s).ok())
+    };
     let timeout = timeout
-        .map(|s| {
-            parse_secs(s).ok_or_else(|| CliError::usage(format!("invalid timeout value: '{s}'")))
-        })
+        .map(|s| any(s).ok_or_else(|| CliError::usage(format!("invalid timeout value: '{s}'"))))
         .transpose()?;
     let max_hold = max_hold
         .map(|s| {
-            parse_secs(s)
+            any(s)
                 .filter(|d| !d.is_zero())
                 .ok_or_else(|| CliError::usage(format!("invalid --max-hold value: '{s}'")))
         })
