@@ -280,15 +280,17 @@ pub struct Cleanup {
 }
 
 impl Registry {
-    /// Ends session `id`: releases its leases in `store`, removes its markers and pointer values,
-    /// then its record (last, so a crash half-way leaves a record `gc` can finish).
+    /// Ends session `id`: releases its leases in `store` (local or etcd) and its reservations
+    /// (local whatever the backend), removes its markers and pointer values, then its record
+    /// (last, so a crash half-way leaves a record `gc` can finish).
     ///
     /// Slots need nothing here: they are kernel locks, released when their holder exits.
     ///
     /// # Errors
     /// The first failure; what was done before it stays done.
     pub fn end(&self, id: &SessionId, store: &dyn crate::lease::Store) -> Result<Cleanup> {
-        let leases = store.release_session(id)?;
+        let mut leases = store.release_session(id)?;
+        leases.extend(crate::reserve::release_session(&self.home, id)?);
         let markers = crate::marker::Markers::new(&self.home, std::collections::BTreeMap::new())
             .remove_session(id)?;
         let pointers = crate::marker::Pointers::new(&self.home).remove_session(id)?;
