@@ -618,6 +618,8 @@ fn run_plain(mut cmd: std::process::Command, how: &Supervise) -> std::io::Result
     unsafe {
         cmd.pre_exec(move || {
             for &(ours, theirs) in &fds {
+                // dup_to's contract: in the child between fork and exec; `theirs` is the descriptor number
+                // the user asked the command to get (`--fd N`).
                 supervise::dup_to(ours, theirs)?;
             }
             Ok(())
