@@ -8,7 +8,6 @@ use concur::child::{self, Supervise};
 use concur::lock::Holder;
 use concur::slot::Slot;
 
-#[cfg(feature = "etcd")]
 use super::lock::wait_limits;
 use crate::ctx::{Ctx, print_line};
 use crate::exit::{CliError, Exit};
