@@ -172,11 +172,7 @@ pub fn wait_limits(
     timeout: Option<&str>,
     max_hold: Option<&str>,
 ) -> Result<(Option<Duration>, Option<Duration>), CliError> {
-    let any = |s: &str| {
-        parse_secs(s)
-            .map(|d| d.min(super::value::FOREVER))
-            .or_else(|| super::value::duration(s).ok())
-    };
+    let any = |s: &str| super::value::duration(s).ok();
     let timeout = timeout
         .map(|s| any(s).ok_or_else(|| CliError::usage(format!("invalid timeout value: '{s}'"))))
         .transpose()?;
