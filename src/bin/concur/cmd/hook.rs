@@ -1,5 +1,5 @@
 //! `concur hook claude|codex|gemini|cursor` (an agent's hook, payload on stdin) and
-//! `concur hook install`.
+//! `concur hook install|uninstall|doctor|plugin` (in `hook_setup.rs`).
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -9,16 +9,18 @@ use concur::hook::{self, Agent, Answer, Event};
 use crate::ctx::{Ctx, print_line};
 use crate::exit::{CliError, Exit};
 
-/// Agent hooks (claude, codex, gemini, cursor): write guard, sessions; hook install
+/// Agent hooks (claude, codex, gemini, cursor): write guard, reservations, sessions; install
 ///
-/// Reads the agent's hook payload on stdin. Denies file-tool writes to `[guard] protect` paths
-/// (fail closed); at SessionStart registers the agent, exports the session id and names the
-/// other live sessions in the same directory; at SessionEnd releases the session's leases.
+/// Reads the agent's hook payload on stdin. Denies file-tool edits and shell-tool writes to
+/// `[guard] protect` paths and to files another live session reserved (fail closed); at
+/// SessionStart registers the agent process, exports the session id and names the other live
+/// sessions; at SessionEnd releases the session's leases.
 ///
-/// Example (.claude/settings.json, or let `concur hook install` write it):
-///   {"hooks": {"PreToolUse": [{"matcher": "Write|Edit|MultiEdit|NotebookEdit",
-///     "hooks": [{"type": "command", "command": "concur hook claude"}]}]}}
-///   concur hook install --agent claude --settings .claude/settings.json --dry-run
+/// Set up (user-level settings by default; --project for the checkout's own):
+///   concur hook install --agent claude --dry-run     # show the diff
+///   concur hook install --agent claude               # ~/.claude/settings.json
+///   concur hook doctor                               # would the hooks run, fail closed?
+///   concur hook uninstall --agent claude             # put the file back as it was
 #[derive(Debug, clap::Args)]
 #[command(verbatim_doc_comment)]
 pub struct Args {
@@ -28,13 +30,15 @@ pub struct Args {
 
 #[derive(Debug, clap::Subcommand)]
 enum Action {
-    /// Claude Code hook (PreToolUse, SessionStart, SessionEnd)
+    /// Claude Code hook (PreToolUse Write/Edit/MultiEdit/NotebookEdit/Bash, SessionStart,
+    /// SessionEnd)
     Claude,
-    /// Codex CLI hook (PreToolUse incl. apply_patch, SessionStart)
+    /// Codex CLI hook (PreToolUse Edit/Write/apply_patch/Bash, SessionStart)
     Codex,
-    /// Gemini CLI hook (BeforeTool write_file/replace, SessionStart, SessionEnd)
+    /// Gemini CLI hook (BeforeTool write_file/replace/edit/run_shell_command, SessionStart,
+    /// SessionEnd)
     Gemini,
-    /// Cursor hook (preToolUse Write/StrReplace/Edit, conversation_id)
+    /// Cursor hook (preToolUse, beforeShellExecution, sessionStart; conversation_id)
     Cursor,
     /// Git pre-commit hook: refuse a commit staging files another live session reserved
     ///
