@@ -84,11 +84,12 @@ fn run_hook_env(
     env: &[(&str, &Path)],
 ) -> Output {
     let mut c = Command::new(shell);
+    for v in concur::id::ENV_VARS {
+        c.env_remove(v);
+    }
     c.args(["-c", command])
         .envs(env.iter().copied())
         .env("CONCUR_HOME", home)
-        .env_remove("CONCUR_SESSION")
-        .env_remove("CLAUDE_CODE_SESSION_ID")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
