@@ -52,8 +52,10 @@ enum Action {
     /// gone, the tool call is refused (exit 2), not let through. For codex, also trusts the
     /// hooks, turns them on and makes the concur home writable from the sandbox (config.toml).
     ///
-    /// Example: concur hook install --agent claude              # ~/.claude/settings.json
-    ///          concur hook install --agent codex --project     # ./.codex/hooks.json
+    /// Examples:
+    ///   concur hook install --agent claude            # ~/.claude/settings.json
+    ///   concur hook install --agent codex --project   # ./.codex/hooks.json + ~/.codex/config.toml
+    #[command(verbatim_doc_comment)]
     Install {
         /// The agent: claude, codex, gemini or cursor
         #[arg(long, value_parser = AGENTS, required_unless_present = "git")]
@@ -89,6 +91,7 @@ enum Action {
     /// pid a hook launched like the agent launches it records, a missing binary fails closed
     ///
     /// Exit 0 when every check passes, 3 otherwise.
+    ///
     /// Example: concur hook doctor --agent claude --json
     Doctor {
         /// The agent (default: every agent whose settings exist)
