@@ -23,6 +23,8 @@ mod etcd_util;
 mod fence;
 mod home;
 mod hook;
+mod hook_agent;
+mod hook_install;
 mod hostile;
 mod isolate;
 mod json;
