@@ -28,6 +28,7 @@
 //! ask. Liveness is local to this machine.
 
 pub mod git;
+pub mod git_guard;
 mod glob;
 pub mod hook;
 mod path;

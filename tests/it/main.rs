@@ -21,6 +21,7 @@ mod etcd_session;
 #[cfg(feature = "etcd")]
 mod etcd_util;
 mod fence;
+mod git_guard;
 mod home;
 mod hook;
 mod hook_agent;
