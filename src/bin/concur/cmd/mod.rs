@@ -69,6 +69,9 @@ pub enum Command {
     /// (internal) one writer process of `concur diagnose`
     #[command(name = "diagnose-writer", hide = true)]
     DiagnoseWriter(diagnose::WriterArgs),
+    /// (internal) a writer of `concur diagnose --chaos` under its tracer
+    #[command(name = "diagnose-chaos", hide = true)]
+    DiagnoseChaos(diagnose::ChaosArgs),
     /// Run a command in one of N slots (a counting semaphore across processes)
     Slot(slot::Args),
     Scan(scan::Args),
@@ -99,6 +102,7 @@ impl Command {
             Command::Reservations(_) => "reservations",
             Command::Diagnose(_) => "diagnose",
             Command::DiagnoseWriter(_) => "diagnose-writer",
+            Command::DiagnoseChaos(_) => "diagnose-chaos",
             Command::Slot(_) => "slot",
             Command::Scan(_) => "scan",
             Command::Sweep(_) => "sweep",
@@ -128,6 +132,7 @@ impl Command {
             Command::Reservations(a) => reservations::run(&a, ctx),
             Command::Diagnose(a) => diagnose::run(&a, ctx),
             Command::DiagnoseWriter(a) => diagnose::run_writer(&a, ctx),
+            Command::DiagnoseChaos(a) => diagnose::run_chaos(&a, ctx),
             Command::Slot(a) => slot::run(a, ctx),
             Command::Scan(a) => scan::run(a, ctx),
             Command::Sweep(a) => sweep::run(a, ctx),
