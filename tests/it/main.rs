@@ -4,6 +4,7 @@ mod util;
 
 mod append;
 mod broker;
+mod chaos;
 mod diagnose;
 #[cfg(feature = "etcd")]
 mod etcd;
