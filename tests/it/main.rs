@@ -30,6 +30,7 @@ mod lease;
 mod ledger;
 mod lock;
 mod marker;
+mod once;
 mod replace;
 mod reserve;
 mod scan;

@@ -22,6 +22,7 @@ pub mod lockf;
 pub mod marker;
 #[cfg(feature = "etcd")]
 pub mod on_etcd;
+pub mod once;
 pub mod pointer;
 pub mod read;
 pub mod release;
@@ -74,6 +75,8 @@ pub enum Command {
     DiagnoseChaos(diagnose::ChaosArgs),
     /// Run a command in one of N slots (a counting semaphore across processes)
     Slot(slot::Args),
+    /// Run a command once for all callers that ask at the same time (single-flight)
+    Once(once::Args),
     Scan(scan::Args),
     Sweep(sweep::Args),
 }
@@ -104,6 +107,7 @@ impl Command {
             Command::DiagnoseWriter(_) => "diagnose-writer",
             Command::DiagnoseChaos(_) => "diagnose-chaos",
             Command::Slot(_) => "slot",
+            Command::Once(_) => "once",
             Command::Scan(_) => "scan",
             Command::Sweep(_) => "sweep",
         }
@@ -134,6 +138,7 @@ impl Command {
             Command::DiagnoseWriter(a) => diagnose::run_writer(&a, ctx),
             Command::DiagnoseChaos(a) => diagnose::run_chaos(&a, ctx),
             Command::Slot(a) => slot::run(a, ctx),
+            Command::Once(a) => once::run(&a, ctx),
             Command::Scan(a) => scan::run(a, ctx),
             Command::Sweep(a) => sweep::run(a, ctx),
         }
@@ -165,6 +170,7 @@ pub fn verb_parser(name: &str) -> Option<clap::Command> {
         "release" => ("release", release::Args::augment_args),
         "reservations" => ("reservations", reservations::Args::augment_args),
         "slot" => ("slot", slot::Args::augment_args),
+        "once" => ("once", once::Args::augment_args),
         "sweep" => ("sweep", sweep::Args::augment_args),
         _ => return None,
     };
