@@ -542,3 +542,8 @@ fn a_builtin_writer_past_its_timeout_is_killed_and_the_target_is_not_safe() {
         "{rs:?}"
     );
 }
+
+#[test]
+fn single_flight_naive_runs_the_refresh_twice_and_concur_once_is_safe() {
+    caught_and_safe("single-flight");
+}

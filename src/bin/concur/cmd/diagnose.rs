@@ -21,7 +21,7 @@ use crate::exit::{CliError, Exit};
 /// concur target (or a check of your script) is not SAFE.
 ///
 /// Targets: json-counter, jsonl-append, token, semaphore, header-once, replace, hash-ledger,
-/// task-start, session-pointer, sqlite, broker.
+/// task-start, session-pointer, sqlite, broker, edit-race, single-flight.
 ///
 /// With the global --backend etcd://H:P[,H:P..][/prefix], the concur writers of json-counter
 /// (alias lock: the naive update under `lock --name`), token, semaphore (alias slot) and
@@ -35,6 +35,13 @@ use crate::exit::{CliError, Exit};
 ///   concur --backend etcd://10.0.0.1:2379 diagnose --targets lock,slot --writers 8
 ///   concur diagnose --cmd 'bash hooks/count.sh' --check counter:n.json:.count --ops 20
 ///   concur diagnose --cmd 'sh take.sh' --setup 'echo t > token' --check winners:won --rounds 20
+///   concur diagnose --chaos --seed 1 --rounds 50 --check 'lines:log:^entry$' \
+///     --cmd 'cd "$CONCUR_STATE_DIR"; [ -f log ] || echo "# header" > log; echo entry >> log'
+///
+/// --chaos delays every writer's file-system calls (open, stat, read, write, rename, link,
+/// unlink, mkdir, flock; its children's too) at random from a seed, so check-then-act windows
+/// open wide; when a round breaks, the calls of each writer on the round's files are printed in
+/// the order they ran, with the seed (--seed N replays the same delays).
 ///
 /// Your script sees CONCUR_STATE_DIR (fresh per round; cwd of --setup and the checks),
 /// CONCUR_WRITER, CONCUR_ROUND, CONCUR_RUN and with --per-session its own CONCUR_SESSION.
