@@ -373,6 +373,13 @@ impl Tracer<'_> {
         } else if event != 0 {
             // fork/clone/exec events and group stops: carry on.
             let _ = ptrace::cont(pid, 0);
+        } else if matches!(
+            sig,
+            libc::SIGSTOP | libc::SIGTSTP | libc::SIGTTIN | libc::SIGTTOU
+        ) && ptrace::in_group_stop(pid)
+        {
+            // A group-stop of a stop signal already delivered: resume without sending it again.
+            let _ = ptrace::cont(pid, 0);
         } else if self.tracees.get(&pid).is_some_and(|t| t.call.is_some()) {
             let _ = ptrace::cont_to_exit(pid, sig);
         } else {

@@ -134,6 +134,15 @@ pub fn event_msg(pid: i32) -> io::Result<u64> {
     Ok(msg)
 }
 
+/// True when a tracee stopped with a stop signal is in a group-stop (the signal was already
+/// delivered), not in the signal's delivery stop: `PTRACE_GETSIGINFO` fails with EINVAL then.
+pub fn in_group_stop(pid: i32) -> bool {
+    // SAFETY: an all-zero siginfo_t is a valid value to be overwritten.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    request(libc::PTRACE_GETSIGINFO, pid, 0, (&raw mut info) as usize)
+        .is_err_and(|e| e.raw_os_error() == Some(libc::EINVAL))
+}
+
 /// A stopped call's arguments (at a seccomp stop) or result (at a syscall-exit stop).
 #[derive(Debug, Clone, Copy)]
 pub enum CallInfo {
