@@ -3,7 +3,7 @@
 //!
 //! Every writer process runs under its own tracer (`concur diagnose-chaos SPEC -- concur
 //! diagnose-writer ...`): the tracer starts the writer with a seccomp filter that makes the
-//! listed calls ([`CALLS`]: open/openat, stat/access, read, write, rename, link, unlink, mkdir,
+//! listed calls (open/openat, stat/access, read, write, rename, link, unlink, mkdir,
 //! flock and their `*at` forms) stop for it; children and threads are traced too. At each stop
 //! it draws a delay from the seed and holds the call that long before letting it run, and at
 //! the call's exit records what it did to a file under the round's directory (the shared
@@ -80,60 +80,51 @@ const fn sys(nr: libc::c_long, name: &'static str, arg: Arg) -> Sys {
     Sys { nr, name, arg }
 }
 
-/// The perturbed calls.
+/// The perturbed calls both supported architectures have (the `*at` forms, descriptors,
+/// `flock`).
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+const AT_CALLS: &[Sys] = &[
+    sys(libc::SYS_openat, "openat", Arg::At(0)),
+    sys(libc::SYS_openat2, "openat2", Arg::At(0)),
+    sys(libc::SYS_newfstatat, "newfstatat", Arg::At(0)),
+    sys(libc::SYS_statx, "statx", Arg::At(0)),
+    sys(libc::SYS_faccessat, "faccessat", Arg::At(0)),
+    sys(libc::SYS_faccessat2, "faccessat2", Arg::At(0)),
+    sys(libc::SYS_read, "read", Arg::Fd(0)),
+    sys(libc::SYS_pread64, "pread64", Arg::Fd(0)),
+    sys(libc::SYS_write, "write", Arg::Fd(0)),
+    sys(libc::SYS_pwrite64, "pwrite64", Arg::Fd(0)),
+    sys(libc::SYS_renameat, "renameat", Arg::At(0)),
+    sys(libc::SYS_renameat2, "renameat2", Arg::At(0)),
+    sys(libc::SYS_linkat, "linkat", Arg::At(0)),
+    sys(libc::SYS_unlinkat, "unlinkat", Arg::At(0)),
+    sys(libc::SYS_mkdirat, "mkdirat", Arg::At(0)),
+    sys(libc::SYS_flock, "flock", Arg::Fd(0)),
+];
+
+/// The older path-only calls x86-64 still has.
 #[cfg(target_arch = "x86_64")]
-const CALLS: &[Sys] = &[
+const PATH_CALLS: &[Sys] = &[
     sys(libc::SYS_open, "open", Arg::Path(0)),
     sys(libc::SYS_creat, "creat", Arg::Path(0)),
-    sys(libc::SYS_openat, "openat", Arg::At(0)),
-    sys(libc::SYS_openat2, "openat2", Arg::At(0)),
     sys(libc::SYS_stat, "stat", Arg::Path(0)),
     sys(libc::SYS_lstat, "lstat", Arg::Path(0)),
-    sys(libc::SYS_newfstatat, "newfstatat", Arg::At(0)),
-    sys(libc::SYS_statx, "statx", Arg::At(0)),
     sys(libc::SYS_access, "access", Arg::Path(0)),
-    sys(libc::SYS_faccessat, "faccessat", Arg::At(0)),
-    sys(libc::SYS_faccessat2, "faccessat2", Arg::At(0)),
-    sys(libc::SYS_read, "read", Arg::Fd(0)),
-    sys(libc::SYS_pread64, "pread64", Arg::Fd(0)),
-    sys(libc::SYS_write, "write", Arg::Fd(0)),
-    sys(libc::SYS_pwrite64, "pwrite64", Arg::Fd(0)),
     sys(libc::SYS_rename, "rename", Arg::Path(0)),
-    sys(libc::SYS_renameat, "renameat", Arg::At(0)),
-    sys(libc::SYS_renameat2, "renameat2", Arg::At(0)),
     sys(libc::SYS_link, "link", Arg::Path(0)),
-    sys(libc::SYS_linkat, "linkat", Arg::At(0)),
     sys(libc::SYS_unlink, "unlink", Arg::Path(0)),
-    sys(libc::SYS_unlinkat, "unlinkat", Arg::At(0)),
     sys(libc::SYS_mkdir, "mkdir", Arg::Path(0)),
-    sys(libc::SYS_mkdirat, "mkdirat", Arg::At(0)),
-    sys(libc::SYS_flock, "flock", Arg::Fd(0)),
 ];
-
-/// The perturbed calls (aarch64 has only the `*at` forms).
-#[cfg(target_arch = "aarch64")]
-const CALLS: &[Sys] = &[
-    sys(libc::SYS_openat, "openat", Arg::At(0)),
-    sys(libc::SYS_openat2, "openat2", Arg::At(0)),
-    sys(libc::SYS_newfstatat, "newfstatat", Arg::At(0)),
-    sys(libc::SYS_statx, "statx", Arg::At(0)),
-    sys(libc::SYS_faccessat, "faccessat", Arg::At(0)),
-    sys(libc::SYS_faccessat2, "faccessat2", Arg::At(0)),
-    sys(libc::SYS_read, "read", Arg::Fd(0)),
-    sys(libc::SYS_pread64, "pread64", Arg::Fd(0)),
-    sys(libc::SYS_write, "write", Arg::Fd(0)),
-    sys(libc::SYS_pwrite64, "pwrite64", Arg::Fd(0)),
-    sys(libc::SYS_renameat, "renameat", Arg::At(0)),
-    sys(libc::SYS_renameat2, "renameat2", Arg::At(0)),
-    sys(libc::SYS_linkat, "linkat", Arg::At(0)),
-    sys(libc::SYS_unlinkat, "unlinkat", Arg::At(0)),
-    sys(libc::SYS_mkdirat, "mkdirat", Arg::At(0)),
-    sys(libc::SYS_flock, "flock", Arg::Fd(0)),
-];
-
-/// No perturbed calls where the filter's architecture check is not written.
+#[cfg(not(target_arch = "x86_64"))]
+const PATH_CALLS: &[Sys] = &[];
 #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-const CALLS: &[Sys] = &[];
+const AT_CALLS: &[Sys] = &[];
+
+/// The perturbed calls on this architecture (none where the filter's architecture check is not
+/// written).
+fn calls() -> Vec<Sys> {
+    AT_CALLS.iter().chain(PATH_CALLS).copied().collect()
+}
 
 /// What one tracer is told: the seed, which writer of which round it traces, and the round's
 /// directory (calls on files under it are the ones delayed most and reported).
@@ -228,7 +219,8 @@ pub enum Ended {
 /// # Errors
 /// When the architecture is not supported, or the writer cannot be started or traced.
 pub fn trace(spec: &TraceSpec, argv: &[OsString]) -> Result<Ended> {
-    if CALLS.is_empty() {
+    let calls = calls();
+    if calls.is_empty() {
         return Err(Error::Invalid(
             "--chaos is supported on x86-64 and aarch64 only".into(),
         ));
@@ -237,7 +229,7 @@ pub fn trace(spec: &TraceSpec, argv: &[OsString]) -> Result<Ended> {
         return Err(Error::Invalid("diagnose-chaos: no command".into()));
     };
     let dir = std::fs::canonicalize(&spec.dir).unwrap_or_else(|_| spec.dir.clone());
-    let nrs: Vec<libc::c_long> = CALLS.iter().map(|s| s.nr).collect();
+    let nrs: Vec<libc::c_long> = calls.iter().map(|s| s.nr).collect();
     let filter = ptrace::filter(&nrs);
     let sigfd = ptrace::sigchld_fd().map_err(Error::with("cannot watch children", &dir))?;
     let mut cmd = Command::new(prog);
@@ -258,6 +250,7 @@ pub fn trace(spec: &TraceSpec, argv: &[OsString]) -> Result<Ended> {
         spec,
         dir,
         main: i32::try_from(child.id()).unwrap_or(-1),
+        calls,
         tracees: HashMap::new(),
         procs: 0,
         armed: false,
@@ -274,6 +267,8 @@ struct Tracer<'a> {
     spec: &'a TraceSpec,
     dir: PathBuf,
     main: i32,
+    /// The filtered calls; a seccomp stop's event message is an index into it.
+    calls: Vec<Sys>,
     tracees: HashMap<i32, Tracee>,
     procs: usize,
     armed: bool,
@@ -389,7 +384,7 @@ impl Tracer<'_> {
 
     fn on_entry(&mut self, pid: i32) {
         let idx = ptrace::event_msg(pid).unwrap_or(u64::MAX);
-        let Some(&sys) = usize::try_from(idx).ok().and_then(|i| CALLS.get(i)) else {
+        let Some(&sys) = usize::try_from(idx).ok().and_then(|i| self.calls.get(i)) else {
             let _ = ptrace::cont(pid, 0);
             return;
         };

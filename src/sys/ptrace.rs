@@ -16,6 +16,9 @@ use super::cvt;
 const AUDIT_ARCH: u32 = 0xC000_003E;
 #[cfg(target_arch = "aarch64")]
 const AUDIT_ARCH: u32 = 0xC000_00B7;
+/// Elsewhere no call is filtered (`diagnose --chaos` refuses to run).
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+const AUDIT_ARCH: u32 = 0;
 
 /// Installs a seccomp filter in the calling process: each of `calls` (system call numbers)
 /// stops for the tracer with its index in `calls` as the event message; everything else runs

@@ -4,25 +4,17 @@
 
 use serde_json::Value;
 
+use crate::diagnose::diagnose_doc;
 use crate::util::*;
 
 /// The daily-log hook of issue 17: check, then create with `>` (truncating), then append.
 const HEADER_RACE: &str =
     r#"cd "$CONCUR_STATE_DIR"; [ -f log ] || echo '# header' > log; echo entry >> log"#;
 
-fn diagnose_json(t: &TestEnv, args: &[&str]) -> (i32, Value) {
-    let mut all = vec!["diagnose", "--json"];
-    all.extend_from_slice(args);
-    let o = t.run(&all);
-    let v: Value = serde_json::from_str(stdout(&o).trim())
-        .unwrap_or_else(|e| panic!("bad json ({e}): {}\nstderr: {}", stdout(&o), stderr(&o)));
-    (code(&o), v)
-}
-
 #[test]
 fn chaos_catches_the_daily_log_header_race_with_a_fixed_seed_and_shows_the_schedule() {
     let t = TestEnv::new();
-    let (c, v) = diagnose_json(
+    let (c, v) = diagnose_doc(
         &t,
         &[
             "--chaos",
@@ -73,7 +65,7 @@ fn chaos_catches_the_daily_log_header_race_with_a_fixed_seed_and_shows_the_sched
 #[test]
 fn concur_writers_stay_safe_under_chaos() {
     let t = TestEnv::new();
-    let (c, v) = diagnose_json(&t, &["--chaos", "--seed", "3", "--mode", "concur"]);
+    let (c, v) = diagnose_doc(&t, &["--chaos", "--seed", "3", "--mode", "concur"]);
     let rs = v["results"].as_array().unwrap();
     assert!(rs.len() >= 10, "{v}");
     for r in rs {
@@ -86,7 +78,7 @@ fn concur_writers_stay_safe_under_chaos() {
 #[test]
 fn naive_writers_are_still_caught_under_chaos_with_the_schedule() {
     let t = TestEnv::new();
-    let (_, v) = diagnose_json(
+    let (_, v) = diagnose_doc(
         &t,
         &[
             "--chaos",
@@ -114,7 +106,7 @@ fn naive_writers_are_still_caught_under_chaos_with_the_schedule() {
 /// The delays one lone writer's calls got, in order (a check that always fails makes the
 /// schedule be reported).
 fn delays(t: &TestEnv, seed: &str) -> Vec<u64> {
-    let (_, v) = diagnose_json(
+    let (_, v) = diagnose_doc(
         t,
         &[
             "--chaos",

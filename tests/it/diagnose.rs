@@ -6,17 +6,20 @@ use serde_json::Value;
 
 use crate::util::*;
 
-/// Runs `concur diagnose ARGS --json`, returning the exit code and the results array.
-fn diagnose(t: &TestEnv, args: &[&str]) -> (i32, Vec<Value>) {
+/// Runs `concur diagnose ARGS --json`, returning the exit code and the whole document.
+pub(crate) fn diagnose_doc(t: &TestEnv, args: &[&str]) -> (i32, Value) {
     let mut all = vec!["diagnose", "--json"];
     all.extend_from_slice(args);
     let o = t.run(&all);
     let v: Value = serde_json::from_str(stdout(&o).trim())
         .unwrap_or_else(|e| panic!("bad json ({e}): {}\nstderr: {}", stdout(&o), stderr(&o)));
-    (
-        code(&o),
-        v["results"].as_array().cloned().unwrap_or_default(),
-    )
+    (code(&o), v)
+}
+
+/// Runs `concur diagnose ARGS --json`, returning the exit code and the results array.
+fn diagnose(t: &TestEnv, args: &[&str]) -> (i32, Vec<Value>) {
+    let (c, v) = diagnose_doc(t, args);
+    (c, v["results"].as_array().cloned().unwrap_or_default())
 }
 
 fn result<'a>(rs: &'a [Value], target: &str, mode: &str) -> &'a Value {

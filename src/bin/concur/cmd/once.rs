@@ -70,6 +70,7 @@ pub fn run(a: &Args, ctx: &Ctx) -> Result<Exit, CliError> {
             "no command: concur once KEY -- COMMAND [ARGS]",
         ));
     };
+    ctx.note_local("once");
     let once = Once::new(ctx.home()?, &a.key)?.ttl(ttl);
     let flight = once.run(cmd, !ctx.json).map_err(|e| match e {
         concur::Error::Io { action, .. } if action == concur::once::CANNOT_RUN => {
