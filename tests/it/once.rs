@@ -222,3 +222,79 @@ fn bad_input_exits_with_the_documented_codes_and_writes_nothing() {
     assert_code(&o, 69);
     assert!(!t.home.join("once/k.result").exists());
 }
+
+/// True once `pid` has exited (a zombie not yet reaped counts as exited).
+fn exited(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| {
+        s.rsplit(')')
+            .next()
+            .is_some_and(|r| r.trim_start().starts_with('Z'))
+    })
+}
+
+#[test]
+fn no_takeover_while_a_dead_leaders_command_still_has_a_child_running() {
+    let t = TestEnv::new();
+    mkfifo(&t.path("gate"));
+    mkfifo(&t.path("gate2"));
+    let n = 3;
+    // The leader's command leaves a straggler (a subshell blocked on gate2) that inherits the
+    // probe lock and the key's lock descriptor. Killing the leader kills the command, not the
+    // straggler: no waiter may run while it lives.
+    let script = r"exec 9>probe; flock -n 9 || echo OVERLAP >> bad
+echo $PPID >> runs; (read y < gate2) & read x < gate; echo done-by-$PPID";
+    let mut b = Barrier::new();
+    for _ in 0..n {
+        b.spawn(&once_cmd(&t, "straggle", script));
+    }
+    b.release();
+    let lock = t.home.join("once/straggle.lock");
+    let leader: i32 = retry("the leader to run", Duration::from_secs(20), || {
+        lines(&t.path("runs")).first().and_then(|l| l.parse().ok())
+    });
+    retry("the others to wait", Duration::from_secs(20), || {
+        (blocked_waiters(&lock) == n - 1).then_some(())
+    });
+    // SAFETY: kill has no memory-safety preconditions; the pid is our grandchild's.
+    assert_eq!(unsafe { libc::kill(leader, libc::SIGKILL) }, 0);
+    retry("the leader to die", Duration::from_secs(20), || {
+        assert_eq!(
+            lines(&t.path("runs")).len(),
+            1,
+            "a waiter took over while the dead leader's straggler still ran"
+        );
+        exited(leader).then_some(())
+    });
+    assert_eq!(blocked_waiters(&lock), n - 1, "the key must still be held");
+    assert_eq!(lines(&t.path("runs")).len(), 1);
+    // The straggler ends: now exactly one waiter takes over, and nothing overlapped.
+    drop(
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(t.path("gate2"))
+            .unwrap(),
+    );
+    let second: i32 = retry("a waiter to take over", Duration::from_secs(20), || {
+        lines(&t.path("runs")).get(1).and_then(|l| l.parse().ok())
+    });
+    retry(
+        "the takeover's straggler to wait on gate2",
+        Duration::from_secs(20),
+        || (blocked_waiters(&lock) == n - 2).then_some(()),
+    );
+    open_gate(&t);
+    drop(
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(t.path("gate2"))
+            .unwrap(),
+    );
+    let outs = b.run_all();
+    assert!(!t.path("bad").exists(), "two runs overlapped");
+    assert_eq!(lines(&t.path("runs")).len(), 2);
+    let ok: Vec<&Output> = outs.iter().filter(|o| o.status.success()).collect();
+    assert_eq!(ok.len(), n - 1);
+    for o in ok {
+        assert_eq!(stdout(o), format!("done-by-{second}\n"));
+    }
+}
