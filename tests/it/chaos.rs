@@ -146,3 +146,30 @@ fn seed_without_chaos_is_a_usage_error() {
     let o = t.run(["diagnose", "--seed", "1"]);
     assert_code(&o, 2);
 }
+
+#[test]
+fn the_table_is_followed_by_the_seed_and_the_schedule_that_broke_it() {
+    let t = TestEnv::new();
+    let o = t.run([
+        "diagnose",
+        "--chaos",
+        "--seed",
+        "4",
+        "--targets",
+        "token",
+        "--mode",
+        "naive",
+    ]);
+    let out = stdout(&o);
+    assert!(out.starts_with("TARGET "), "{out}");
+    assert!(
+        out.contains("chaos: seed 4 (replay the same delays with --chaos --seed 4)"),
+        "{out}"
+    );
+    assert!(out.contains("token naive broke in round 0"), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.trim_start().starts_with('+') && l.contains(" w")),
+        "{out}"
+    );
+}
