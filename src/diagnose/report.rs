@@ -77,6 +77,7 @@ mod tests {
             seconds: 0.5,
             pass: true,
             trace: Vec::new(),
+            chaos: None,
         }
     }
 

@@ -15,6 +15,7 @@ pub mod nowait;
 pub mod ofd;
 pub mod pidfd;
 pub mod proc;
+pub mod ptrace;
 pub mod signal;
 pub mod sock;
 pub mod supervise;

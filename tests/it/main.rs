@@ -4,6 +4,7 @@ mod util;
 
 mod append;
 mod broker;
+mod chaos;
 mod diagnose;
 mod durations;
 #[cfg(feature = "etcd")]
@@ -33,6 +34,7 @@ mod lease;
 mod ledger;
 mod lock;
 mod marker;
+mod once;
 mod replace;
 mod reserve;
 mod scan;

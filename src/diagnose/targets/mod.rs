@@ -23,6 +23,7 @@ mod jsonl_append;
 mod replace;
 mod semaphore;
 mod session_pointer;
+mod single_flight;
 mod sqlite;
 mod task_start;
 mod token;
@@ -42,6 +43,7 @@ pub fn all() -> Vec<&'static dyn Target> {
         &sqlite::Sqlite,
         &broker::Broker,
         &edit_race::EditRace,
+        &single_flight::SingleFlight,
     ]
 }
 

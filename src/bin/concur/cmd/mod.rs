@@ -23,6 +23,7 @@ pub mod lockf;
 pub mod marker;
 #[cfg(feature = "etcd")]
 pub mod on_etcd;
+pub mod once;
 pub mod pointer;
 pub mod read;
 pub mod release;
@@ -70,8 +71,13 @@ pub enum Command {
     /// (internal) one writer process of `concur diagnose`
     #[command(name = "diagnose-writer", hide = true)]
     DiagnoseWriter(diagnose::WriterArgs),
+    /// (internal) a writer of `concur diagnose --chaos` under its tracer
+    #[command(name = "diagnose-chaos", hide = true)]
+    DiagnoseChaos(diagnose::ChaosArgs),
     /// Run a command in one of N slots (a counting semaphore across processes)
     Slot(slot::Args),
+    /// Run a command once for all callers that ask at the same time (single-flight)
+    Once(once::Args),
     Scan(scan::Args),
     Sweep(sweep::Args),
 }
@@ -100,7 +106,9 @@ impl Command {
             Command::Reservations(_) => "reservations",
             Command::Diagnose(_) => "diagnose",
             Command::DiagnoseWriter(_) => "diagnose-writer",
+            Command::DiagnoseChaos(_) => "diagnose-chaos",
             Command::Slot(_) => "slot",
+            Command::Once(_) => "once",
             Command::Scan(_) => "scan",
             Command::Sweep(_) => "sweep",
         }
@@ -129,7 +137,9 @@ impl Command {
             Command::Reservations(a) => reservations::run(&a, ctx),
             Command::Diagnose(a) => diagnose::run(&a, ctx),
             Command::DiagnoseWriter(a) => diagnose::run_writer(&a, ctx),
+            Command::DiagnoseChaos(a) => diagnose::run_chaos(&a, ctx),
             Command::Slot(a) => slot::run(a, ctx),
+            Command::Once(a) => once::run(&a, ctx),
             Command::Scan(a) => scan::run(a, ctx),
             Command::Sweep(a) => sweep::run(a, ctx),
         }
@@ -161,6 +171,7 @@ pub fn verb_parser(name: &str) -> Option<clap::Command> {
         "release" => ("release", release::Args::augment_args),
         "reservations" => ("reservations", reservations::Args::augment_args),
         "slot" => ("slot", slot::Args::augment_args),
+        "once" => ("once", once::Args::augment_args),
         "sweep" => ("sweep", sweep::Args::augment_args),
         _ => return None,
     };
