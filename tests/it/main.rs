@@ -5,6 +5,7 @@ mod util;
 mod append;
 mod broker;
 mod diagnose;
+mod docs;
 #[cfg(feature = "etcd")]
 mod etcd;
 #[cfg(feature = "etcd")]
