@@ -1,4 +1,4 @@
-//! Documentation that runs: every shell block (```sh, ```bash, ```console) in README.md and
+//! Documentation that runs: every shell block (fenced `sh`, `bash`, `console`) in README.md and
 //! docs/*.md is executed here with the real binary first on `PATH`, in a scratch directory with
 //! a fresh `HOME` and `CONCUR_HOME`, and a doc example that breaks fails the tests.
 //!
@@ -8,9 +8,9 @@
 //!
 //! # Writing blocks that run
 //!
-//! - ```sh and ```bash blocks run as one bash script under `set -e` and must exit 0; a command
+//! - `sh` and `bash` blocks run as one bash script under `set -e` and must exit 0; a command
 //!   that is meant to fail is written `cmd || true`, `cmd && ...`, or the block says `exit N`.
-//! - ```console blocks are `$ command` lines (a trailing `\` continues one), each followed by the
+//! - `console` blocks are `$ command` lines (a trailing `\` continues one), each followed by the
 //!   output it shows (stdout and stderr together), which is compared: whitespace runs count as
 //!   one space, `…` in a line stands for any text, a line `...` for any number of lines. A command
 //!   with no output shown is not compared. A command must exit 0 unless its line or its last
@@ -20,7 +20,7 @@
 //!     counted and listed, and kept rare.
 //!   - `etcd`: runs with `CONCUR_BACKEND` set to a test etcd (every `etcd://...` URL in the block
 //!     becomes its URL); skipped, and said so, where etcd is not installed.
-//!   - `exit N`: the status a ```sh/```bash block must end with.
+//!   - `exit N`: the status an `sh` or `bash` block must end with.
 //!   - `cwd repo`: runs in the checkout instead of the scratch directory (read-only verbs on
 //!     `examples/`).
 //!   - `setup:` on the first line, then shell lines up to `-->`: run first, hidden from the
@@ -32,6 +32,7 @@
 //! `CONCUR_SESSION` is `s1`.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -64,7 +65,10 @@ fn pages() -> Vec<String> {
         .expect("docs/")
         .filter_map(|e| {
             let name = e.ok()?.file_name().into_string().ok()?;
-            name.ends_with(".md").then(|| format!("docs/{name}"))
+            Path::new(&name)
+                .extension()
+                .is_some_and(|e| e == "md")
+                .then(|| format!("docs/{name}"))
         })
         .collect();
     docs.sort();
@@ -148,7 +152,12 @@ fn directives(comment: &[String], b: &mut Block) -> Result<(), String> {
             "skip" if !arg.trim().is_empty() => b.skip = Some(arg.trim().to_string()),
             "skip" => return Err("skip needs a reason".into()),
             "etcd" => b.etcd = true,
-            "exit" => b.exit = arg.trim().parse().map_err(|_| format!("bad exit {arg:?}"))?,
+            "exit" => {
+                b.exit = arg
+                    .trim()
+                    .parse()
+                    .map_err(|_| format!("bad exit {arg:?}"))?;
+            }
             "cwd" if arg.trim() == "repo" => b.cwd_repo = true,
             "setup:" => {
                 if single {
@@ -273,28 +282,41 @@ fn lines_match(shown: &[String], actual: &[String]) -> bool {
 
 /// The test etcd for a page's `etcd` blocks, started on first use.
 #[cfg(feature = "etcd")]
-struct Etcd(Option<Option<crate::etcd_util::Cluster>>);
+enum Etcd {
+    NotYet,
+    Missing,
+    Running(crate::etcd_util::Cluster),
+}
 
 #[cfg(feature = "etcd")]
 impl Etcd {
     /// Its URL, or `None` where etcd is not installed.
     fn url(&mut self, page: &str) -> Option<String> {
-        self.0
-            .get_or_insert_with(|| {
-                crate::etcd_util::available(&format!("the etcd blocks of {page}"))
-                    .then(|| crate::etcd_util::Cluster::start(1))
-            })
-            .as_ref()
-            .map(crate::etcd_util::Cluster::url)
+        if matches!(self, Etcd::NotYet) {
+            *self = if crate::etcd_util::available(&format!("the etcd blocks of {page}")) {
+                Etcd::Running(crate::etcd_util::Cluster::start(1))
+            } else {
+                Etcd::Missing
+            };
+        }
+        match self {
+            Etcd::Running(c) => Some(c.url()),
+            _ => None,
+        }
     }
 }
 
 #[cfg(not(feature = "etcd"))]
-struct Etcd(Option<()>);
+enum Etcd {
+    NotYet,
+}
 
 #[cfg(not(feature = "etcd"))]
 impl Etcd {
-    fn url(&mut self, _page: &str) -> Option<String> {
+    /// No etcd backend in this build: every etcd block is skipped.
+    #[allow(clippy::unused_self)]
+    fn url(&mut self, page: &str) -> Option<String> {
+        eprintln!("skipping the etcd blocks of {page}: built without the etcd feature");
         None
     }
 }
@@ -405,7 +427,16 @@ fn run_block(page: &str, b: &Block, etcd: &mut Etcd, tally: &mut Tally) {
     let setup: String = b.setup.iter().map(|l| fix(l) + "\n").collect();
     let where_ = format!("{page}:{} (```{})", b.line, b.lang);
     if b.lang == "console" {
-        run_console(b, &scratch, &cwd, url.as_deref(), &setup, &fix, &where_, tally);
+        run_console(
+            b,
+            &scratch,
+            &cwd,
+            url.as_deref(),
+            &setup,
+            &fix,
+            &where_,
+            tally,
+        );
     } else {
         // The ERR trap names the failing line; script line L is doc line b.line + L - offset.
         let head = format!(
@@ -463,15 +494,13 @@ fn run_console(
     let steps = steps(b);
     let mut script = format!("{PRELUDE}set -e\n{setup}set +e\n");
     for (n, s) in steps.iter().enumerate() {
-        script.push_str(&format!(
+        let _ = write!(
+            script,
             "printf '\\n@@doctest-step {n}@@\\n'\n{{ {}\n}} 2>&1\nprintf '\\n@@doctest-status %d@@\\n' $?\n",
             fix(&s.command)
-        ));
+        );
     }
-    let out = scratch
-        .bash(&script, cwd, url)
-        .output()
-        .expect("run bash");
+    let out = scratch.bash(&script, cwd, url).output().expect("run bash");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let mut seen = BTreeMap::new();
     let mut current: Option<(usize, Vec<String>)> = None;
@@ -526,7 +555,7 @@ fn check_page(page: &str) {
     let text = std::fs::read_to_string(repo().join(page)).expect("read page");
     let blocks = parse(&text).unwrap_or_else(|e| panic!("{page}: {e}"));
     let mut tally = Tally::default();
-    let mut etcd = Etcd(None);
+    let mut etcd = Etcd::NotYet;
     for b in &blocks {
         if let Some(reason) = &b.skip {
             tally.marked.push(format!("{page}:{} ({reason})", b.line));
@@ -618,12 +647,18 @@ fn console_output_matching_understands_ellipses() {
     let s = |v: &[&str]| v.iter().map(|l| (*l).to_string()).collect::<Vec<_>>();
     assert!(lines_match(&s(&["a … c"]), &s(&["a b b c"])));
     assert!(!lines_match(&s(&["a … c"]), &s(&["a b b d"])));
-    assert!(lines_match(&s(&["x", "...", "z"]), &s(&["x", "y", "y", "z"])));
+    assert!(lines_match(
+        &s(&["x", "...", "z"]),
+        &s(&["x", "y", "y", "z"])
+    ));
     assert!(lines_match(&s(&["x", "...", "z"]), &s(&["x", "z"])));
     assert!(!lines_match(&s(&["x", "z"]), &s(&["x", "y", "z"])));
     assert_eq!(squeeze("  a   b\tc "), "a b c");
     assert_eq!(
-        with_url("x etcd://10.0.0.1:2379,10.0.0.2:2379 y", "etcd://127.0.0.1:5"),
+        with_url(
+            "x etcd://10.0.0.1:2379,10.0.0.2:2379 y",
+            "etcd://127.0.0.1:5"
+        ),
         "x etcd://127.0.0.1:5 y"
     );
 }

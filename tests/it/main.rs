@@ -4,6 +4,7 @@ mod util;
 
 mod append;
 mod broker;
+mod cli;
 mod diagnose;
 mod docs;
 #[cfg(feature = "etcd")]

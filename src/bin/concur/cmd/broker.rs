@@ -60,6 +60,7 @@ pub struct AppendArgs {
     pub file: PathBuf,
     /// The line: JSON (written compact, key order kept), raw text with --raw, or `-` for
     /// stdin lines
+    #[arg(allow_hyphen_values = true)]
     pub line: String,
     /// Write the line as raw text (UTF-8; newline and NUL refused)
     #[arg(long)]

@@ -31,7 +31,7 @@ enum Action {
         /// The ledger file (created 0600 if missing)
         file: PathBuf,
         /// The entry: a JSON object without seq/prev/hash, or `-` for stdin
-        #[arg(value_name = "JSON")]
+        #[arg(value_name = "JSON", allow_hyphen_values = true)]
         entry: String,
         /// Seconds to wait for the lock (0: try once); on timeout exit 1, nothing written
         #[arg(

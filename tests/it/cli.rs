@@ -1,0 +1,138 @@
+//! What a new user runs into first: empty input to `write`, values that start with `-`, a
+//! missing directory, a relative `CONCUR_HOME`, usage errors under `--json`.
+
+use crate::util::{TestEnv, assert_code, content, stderr, stdout};
+
+#[test]
+fn write_refuses_empty_content_unless_allow_empty() {
+    let t = TestEnv::new();
+    let f = t.path("notes.md");
+    assert_code(&t.run(["write", "notes.md", "keep me\n"]), 0);
+    // `edit | concur write notes.md -` where edit failed: empty stdin.
+    let o = t.run_stdin(["write", "notes.md", "-"], b"");
+    assert_code(&o, 4);
+    let err = stderr(&o);
+    assert!(
+        err.starts_with("concur: write: refusing empty content (notes.md)")
+            && err.contains("--allow-empty")
+            && err.lines().count() == 1,
+        "{err}"
+    );
+    assert_eq!(content(&f).unwrap(), b"keep me\n");
+    // The same with an etag that still matches: still refused.
+    let etag = stdout(&t.run(["read", "--etag", "notes.md"]));
+    let o = t.run_stdin(["write", "--if-match", etag.trim(), "notes.md"], b"");
+    assert_code(&o, 4);
+    assert_code(&t.run(["write", "notes.md", ""]), 4);
+    assert_eq!(content(&f).unwrap(), b"keep me\n");
+    assert_code(
+        &t.run_stdin(["write", "--allow-empty", "notes.md", "-"], b""),
+        0,
+    );
+    assert_eq!(content(&f).unwrap(), b"");
+}
+
+#[test]
+fn values_starting_with_a_hyphen_are_values_not_options() {
+    let t = TestEnv::new();
+    assert_code(&t.run(["append", "--raw", "daily.md", "- entry"]), 0);
+    assert_code(
+        &t.run(["append", "--raw", "--header", "- header", "d2.md", "-1"]),
+        0,
+    );
+    assert_code(&t.run(["append", "n.jsonl", "-5", "--no-fsync"]), 0);
+    assert_eq!(content(&t.path("daily.md")).unwrap(), b"- entry\n");
+    assert_eq!(content(&t.path("d2.md")).unwrap(), b"- header\n-1\n");
+    assert_eq!(content(&t.path("n.jsonl")).unwrap(), b"-5\n");
+    assert_code(&t.run(["write", "w.txt", "-x"]), 0);
+    assert_eq!(content(&t.path("w.txt")).unwrap(), b"-x");
+    let o = t.run([
+        "json",
+        "j.json",
+        ".a = $a | .b = $b",
+        "--arg",
+        "a",
+        "-1",
+        "--argjson",
+        "b",
+        "-2",
+        "--init",
+        "{}",
+    ]);
+    assert_code(&o, 0);
+    assert_eq!(stdout(&o).trim(), r#"{"a":"-1","b":-2}"#);
+    let o = t
+        .cmd(["pointer", "set", "p", "-3"])
+        .env("CONCUR_SESSION", "s1")
+        .output();
+    assert_code(&o.unwrap(), 0);
+    // `-` alone is still stdin, and options are still options.
+    let o = t.run_stdin(["append", "--raw", "s.md", "-"], b"from stdin\n");
+    assert_code(&o, 0);
+    assert_eq!(content(&t.path("s.md")).unwrap(), b"from stdin\n");
+}
+
+#[test]
+fn a_missing_directory_is_named() {
+    let t = TestEnv::new();
+    for (args, dir) in [
+        (vec!["append", "--raw", "logs/today.md", "x"], "logs"),
+        (vec!["write", "nodir/x.txt", "x"], "nodir"),
+        (vec!["lock", "nodir/x.txt.lock", "true"], "nodir"),
+        (vec!["json", "nodir/a/b.json", ".", "--init", "{}"], "nodir"),
+    ] {
+        let o = t.run(&args);
+        let err = stderr(&o);
+        assert!(
+            err.contains(&format!("directory {dir} does not exist")) && err.lines().count() == 1,
+            "{args:?}: {err}"
+        );
+        assert_ne!(o.status.code(), Some(0));
+    }
+    assert!(!t.path("nodir").exists() && !t.path("logs").exists());
+}
+
+#[test]
+fn a_relative_concur_home_is_refused() {
+    let t = TestEnv::new();
+    for args in [vec!["home"], vec!["lock", "--name", "x", "true"]] {
+        let o = t
+            .cmd(&args)
+            .env("CONCUR_HOME", "rel/home")
+            .output()
+            .unwrap();
+        assert_code(&o, 4);
+        let err = stderr(&o);
+        assert!(
+            err.contains("CONCUR_HOME must be an absolute path") && err.contains("rel/home"),
+            "{err}"
+        );
+    }
+    assert!(!t.path("rel").exists(), "a relative home was created");
+}
+
+#[test]
+fn json_usage_errors_are_json_on_stdout() {
+    let t = TestEnv::new();
+    for args in [
+        vec!["--json", "append"],
+        vec!["append", "--json", "--bogus", "f"],
+        vec!["--json", "no-such-verb"],
+    ] {
+        let o = t.run(&args);
+        assert_code(&o, 2);
+        let v: serde_json::Value = serde_json::from_str(stdout(&o).trim())
+            .unwrap_or_else(|e| panic!("{args:?}: {e}: {:?}", stdout(&o)));
+        assert_eq!(v["ok"], false);
+        assert_eq!(v["error"]["kind"], "usage");
+        assert_eq!(v["error"]["exit"], 2);
+        let msg = v["error"]["message"].as_str().unwrap();
+        assert!(!msg.is_empty() && !msg.contains('\n'), "{msg}");
+        assert!(stderr(&o).contains("Usage:"), "clap's text stays on stderr");
+    }
+    // Without --json: nothing on stdout. Help is not an error.
+    assert!(t.run(["append"]).stdout.is_empty());
+    let o = t.run(["--json", "--help"]);
+    assert_code(&o, 0);
+    assert!(stdout(&o).starts_with("Collision-free"), "{}", stdout(&o));
+}
