@@ -136,3 +136,38 @@ fn json_usage_errors_are_json_on_stdout() {
     assert_code(&o, 0);
     assert!(stdout(&o).starts_with("Collision-free"), "{}", stdout(&o));
 }
+
+#[test]
+fn json_path_updates_create_what_is_missing_as_jq_does() {
+    let t = TestEnv::new();
+    let run = |file: &str, filter: &str| {
+        let o = t
+            .cmd(["json", file, filter, "--init", "{}", "--arg", "id", "s1"])
+            .output()
+            .unwrap();
+        assert_code(&o, 0);
+        stdout(&o).trim().to_string()
+    };
+    assert_eq!(run("a.json", ".a.b.c = 1"), r#"{"a":{"b":{"c":1}}}"#);
+    assert_eq!(
+        run("b.json", r#"setpath(["a","b"]; 1)"#),
+        r#"{"a":{"b":1}}"#
+    );
+    assert_eq!(run("c.json", ".x[2] = 1"), r#"{"x":[null,null,1]}"#);
+    assert_eq!(
+        run("d.json", ".sessions[$id] = {since: 5}"),
+        r#"{"sessions":{"s1":{"since":5}}}"#
+    );
+    assert_eq!(
+        run("d.json", ".sessions[$id].n += 1"),
+        r#"{"sessions":{"s1":{"since":5,"n":1}}}"#
+    );
+    assert_eq!(
+        run("e.json", "$ENV.CONCUR_SESSION // \"unset\""),
+        r#""unset""#
+    );
+    assert_eq!(
+        content(&t.path("a.json")).unwrap(),
+        b"{\n  \"a\": {\n    \"b\": {\n      \"c\": 1\n    }\n  }\n}\n"
+    );
+}

@@ -26,6 +26,7 @@ mod home;
 mod hook;
 mod hostile;
 mod isolate;
+mod jq_diff;
 mod json;
 mod lease;
 mod ledger;
