@@ -21,6 +21,10 @@
 //!   - `etcd`: runs with `CONCUR_BACKEND` set to a test etcd (every `etcd://...` URL in the block
 //!     becomes its URL); skipped, and said so, where etcd is not installed.
 //!   - `exit N`: the status an `sh` or `bash` block must end with.
+//!   - `file PATH`: the block is a file's content, not commands: not run, but written to PATH
+//!     in the working directory of every later block of the page.
+//!   - `racy REASON`: a console block whose output and status vary (it shows a race): each
+//!     command must still run (not exit 2, 126, 127 or 64 and above), nothing is compared.
 //!   - `cwd repo`: runs in the checkout instead of the scratch directory (read-only verbs on
 //!     `examples/`).
 //!   - `setup:` on the first line, then shell lines up to `-->`: run first, hidden from the
@@ -50,6 +54,11 @@ struct Block {
     etcd: bool,
     exit: i32,
     cwd_repo: bool,
+    /// `racy REASON`: status and output vary from run to run (a race is being shown).
+    racy: Option<String>,
+    /// Not run: written to this path (relative) in the working directory of the page's later
+    /// blocks.
+    file: Option<String>,
     setup: Vec<String>,
 }
 
@@ -135,7 +144,13 @@ fn parse(text: &str) -> Result<Vec<Block>, String> {
 }
 
 fn has_directives(b: &Block) -> bool {
-    b.skip.is_some() || b.etcd || b.exit != 0 || b.cwd_repo || !b.setup.is_empty()
+    b.skip.is_some()
+        || b.etcd
+        || b.exit != 0
+        || b.cwd_repo
+        || b.racy.is_some()
+        || b.file.is_some()
+        || !b.setup.is_empty()
 }
 
 /// Applies the directives of one `<!-- doctest ... -->` comment (its lines, the first after
@@ -146,11 +161,19 @@ fn directives(comment: &[String], b: &mut Block) -> Result<(), String> {
         Some(f) => (f.trim(), true),
         None => (first, false),
     };
-    for d in first.split(';').map(str::trim).filter(|d| !d.is_empty()) {
+    // `skip REASON` takes the rest of the line, `;` included.
+    let parts: Vec<&str> = if first.starts_with("skip") || first.starts_with("racy") {
+        vec![first]
+    } else {
+        first.split(';').collect()
+    };
+    for d in parts.into_iter().map(str::trim).filter(|d| !d.is_empty()) {
         let (word, arg) = d.split_once(' ').unwrap_or((d, ""));
         match word {
             "skip" if !arg.trim().is_empty() => b.skip = Some(arg.trim().to_string()),
             "skip" => return Err("skip needs a reason".into()),
+            "racy" if !arg.trim().is_empty() => b.racy = Some(arg.trim().to_string()),
+            "racy" => return Err("racy needs a reason".into()),
             "etcd" => b.etcd = true,
             "exit" => {
                 b.exit = arg
@@ -159,6 +182,7 @@ fn directives(comment: &[String], b: &mut Block) -> Result<(), String> {
                     .map_err(|_| format!("bad exit {arg:?}"))?;
             }
             "cwd" if arg.trim() == "repo" => b.cwd_repo = true,
+            "file" if !arg.trim().is_empty() => b.file = Some(arg.trim().to_string()),
             "setup:" => {
                 if single {
                     return Err("setup: takes the lines below it".into());
@@ -397,6 +421,7 @@ impl Scratch {
 #[derive(Default)]
 struct Tally {
     run: usize,
+    files: usize,
     on_etcd: usize,
     marked: Vec<String>,
     no_etcd: Vec<usize>,
@@ -404,7 +429,13 @@ struct Tally {
 }
 
 /// Runs one block, adding what went wrong to `tally.failures`.
-fn run_block(page: &str, b: &Block, etcd: &mut Etcd, tally: &mut Tally) {
+fn run_block(
+    page: &str,
+    b: &Block,
+    files: &[(String, String)],
+    etcd: &mut Etcd,
+    tally: &mut Tally,
+) {
     let url = if b.etcd {
         let Some(url) = etcd.url(page) else {
             tally.no_etcd.push(b.line);
@@ -419,6 +450,12 @@ fn run_block(page: &str, b: &Block, etcd: &mut Etcd, tally: &mut Tally) {
         None => s.to_string(),
     };
     let scratch = Scratch::new();
+    for (path, text) in files {
+        let p = scratch.dir.path().join("work").join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        let mut f = std::fs::File::create(&p).unwrap();
+        std::io::Write::write_all(&mut f, text.as_bytes()).unwrap();
+    }
     let cwd = if b.cwd_repo {
         repo()
     } else {
@@ -473,6 +510,12 @@ fn run_block(page: &str, b: &Block, etcd: &mut Etcd, tally: &mut Tally) {
             ));
         }
     }
+    // A block may leave a broker running (append --broker --autostart): stop it.
+    let _ = scratch
+        .bash("concur broker stop", &cwd, None)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
     tally.run += 1;
     if url.is_some() {
         tally.on_etcd += 1;
@@ -535,6 +578,17 @@ fn run_console(
         };
         let shown: Vec<String> = s.expected.iter().map(|l| squeeze(l)).collect();
         let actual: Vec<String> = lines.iter().map(|l| squeeze(l)).collect();
+        if b.racy.is_some() {
+            if *code == 2 || *code >= 64 {
+                tally.failures.push(format!(
+                    "{where_}: line {}: `{}`: exit {code} (a racy block's command must still run)\n--- actual\n{}",
+                    s.line,
+                    s.command,
+                    lines.join("\n")
+                ));
+            }
+            continue;
+        }
         let output_ok = shown.is_empty() || lines_match(&shown, &actual);
         if *code != s.exit || !output_ok {
             tally.failures.push(format!(
@@ -556,18 +610,28 @@ fn check_page(page: &str) {
     let blocks = parse(&text).unwrap_or_else(|e| panic!("{page}: {e}"));
     let mut tally = Tally::default();
     let mut etcd = Etcd::NotYet;
+    let mut files = Vec::new();
     for b in &blocks {
         if let Some(reason) = &b.skip {
             tally.marked.push(format!("{page}:{} ({reason})", b.line));
             continue;
         }
-        run_block(page, b, &mut etcd, &mut tally);
+        if let Some(path) = &b.file {
+            files.push((
+                path.clone(),
+                b.body.iter().map(|l| format!("{l}\n")).collect(),
+            ));
+            tally.files += 1;
+            continue;
+        }
+        run_block(page, b, &files, &mut etcd, &mut tally);
     }
     eprintln!(
-        "docs: {page}: {} shell blocks, {} run ({} on etcd), {} marked not run, {} etcd blocks skipped (no etcd)",
+        "docs: {page}: {} shell blocks, {} run ({} on etcd), {} files for later blocks, {} marked not run, {} etcd blocks skipped (no etcd)",
         blocks.len(),
         tally.run,
         tally.on_etcd,
+        tally.files,
         tally.marked.len(),
         tally.no_etcd.len()
     );
@@ -597,6 +661,7 @@ macro_rules! pages {
         fn every_page_is_tested_and_every_block_is_run_or_marked() {
             let tested = [$($page),*];
             let mut total = 0;
+            let mut files = 0;
             let mut marked = Vec::new();
             let mut etcd = 0;
             for page in pages() {
@@ -607,6 +672,7 @@ macro_rules! pages {
                 let text = std::fs::read_to_string(repo().join(&page)).unwrap();
                 let blocks = parse(&text).unwrap_or_else(|e| panic!("{page}: {e}"));
                 total += blocks.len();
+                files += blocks.iter().filter(|b| b.file.is_some()).count();
                 etcd += blocks.iter().filter(|b| b.etcd && b.skip.is_none()).count();
                 marked.extend(
                     blocks
@@ -615,8 +681,8 @@ macro_rules! pages {
                 );
             }
             eprintln!(
-                "docs: {total} shell blocks in README.md and docs/*.md: {} run ({etcd} of them on etcd), {} marked not run",
-                total - marked.len(),
+                "docs: {total} shell blocks in README.md and docs/*.md: {} run ({etcd} of them on etcd), {files} files the next blocks use, {} marked not run",
+                total - marked.len() - files,
                 marked.len()
             );
             for m in &marked {
