@@ -33,7 +33,9 @@
 //!
 //! The scratch directory has `bin/` (first on `PATH`, holding `concur` and the stubs), `home/`
 //! (`HOME`, with `CONCUR_HOME` at `home/.local/state/concur`) and the working directory `work/`;
-//! `CONCUR_SESSION` is `s1`.
+//! `CONCUR_SESSION` is `s1`. Paths under `/tmp/` and `/var/tmp/` in a block (legacy marker and
+//! token paths) are rewritten to the scratch directory's `tmp/`: a test never writes to the
+//! machine's /tmp.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -375,7 +377,7 @@ struct Scratch {
 impl Scratch {
     fn new() -> Scratch {
         let dir = tempfile::tempdir().expect("tempdir");
-        for d in ["bin", "home", "work"] {
+        for d in ["bin", "home", "work", "tmp"] {
             std::fs::create_dir(dir.path().join(d)).unwrap();
         }
         std::os::unix::fs::symlink(bin(), dir.path().join("bin/concur")).unwrap();
@@ -445,11 +447,20 @@ fn run_block(
     } else {
         None
     };
-    let fix = |s: &str| match &url {
-        Some(u) => with_url(s, u),
-        None => s.to_string(),
-    };
     let scratch = Scratch::new();
+    // /tmp and /var/tmp paths in examples (legacy marker and token paths) stay in the scratch
+    // directory: a test never writes to the machine's /tmp.
+    let tmp = format!("{}/", scratch.dir.path().join("tmp").display());
+    let fix = |s: &str| {
+        let s = s
+            .replace("/var/tmp/", "\0")
+            .replace("/tmp/", "\0")
+            .replace('\0', &tmp);
+        match &url {
+            Some(u) => with_url(&s, u),
+            None => s,
+        }
+    };
     for (path, text) in files {
         let p = scratch.dir.path().join("work").join(path);
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
@@ -617,10 +628,12 @@ fn check_page(page: &str) {
             continue;
         }
         if let Some(path) = &b.file {
-            files.push((
-                path.clone(),
-                b.body.iter().map(|l| format!("{l}\n")).collect(),
-            ));
+            let text = b.body.iter().fold(String::new(), |mut t, l| {
+                t.push_str(l);
+                t.push('\n');
+                t
+            });
+            files.push((path.clone(), text));
             tally.files += 1;
             continue;
         }
