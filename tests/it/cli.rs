@@ -171,3 +171,55 @@ fn json_path_updates_create_what_is_missing_as_jq_does() {
         b"{\n  \"a\": {\n    \"b\": {\n      \"c\": 1\n    }\n  }\n}\n"
     );
 }
+
+/// docs/diagnose.md names `lock` and `slot`: they are aliases on the local backend too.
+#[test]
+fn diagnose_target_aliases_work_locally() {
+    let t = TestEnv::new();
+    let o = t.run([
+        "diagnose",
+        "--targets",
+        "lock,slot",
+        "--mode",
+        "protected",
+        "--rounds",
+        "1",
+    ]);
+    assert_code(&o, 0);
+    let out = stdout(&o);
+    assert!(
+        out.contains("json-counter  concur") && out.contains("semaphore     concur"),
+        "{out}"
+    );
+    assert_code(&t.run(["diagnose", "--targets", "nope"]), 2);
+}
+
+#[test]
+fn one_winner_is_singular_and_a_missing_scan_root_reads_well() {
+    let t = TestEnv::new();
+    let o = t.run([
+        "diagnose",
+        "--rounds",
+        "1",
+        "--writers",
+        "1",
+        "--setup",
+        "echo t > token",
+        "--cmd",
+        r#"cd "$CONCUR_STATE_DIR" && mv token taken && echo 0 >> won"#,
+        "--check",
+        "winners:won",
+    ]);
+    assert_code(&o, 0);
+    let out = stdout(&o);
+    assert!(
+        out.contains("1 winner (") && !out.contains("1 winners"),
+        "{out}"
+    );
+    let o = t.run(["scan", "nonexistent"]);
+    let err = stderr(&o);
+    assert_eq!(
+        err.trim(),
+        "concur: scan: cannot scan (nonexistent): No such file or directory"
+    );
+}

@@ -21,7 +21,8 @@ use crate::exit::{CliError, Exit};
 /// concur target (or a check of your script) is not SAFE.
 ///
 /// Targets: json-counter, jsonl-append, token, semaphore, header-once, replace, hash-ledger,
-/// task-start, session-pointer, sqlite, broker.
+/// task-start, session-pointer, sqlite, broker, edit-race; aliases: lock (json-counter),
+/// slot (semaphore).
 ///
 /// With the global --backend etcd://H:P[,H:P..][/prefix], the concur writers of json-counter
 /// (alias lock: the naive update under `lock --name`), token, semaphore (alias slot) and
