@@ -213,7 +213,7 @@ fn one_winner_is_singular_and_a_missing_scan_root_reads_well() {
     assert_code(&o, 0);
     let out = stdout(&o);
     assert!(
-        out.contains("1 winner (") && !out.contains("1 winners"),
+        out.contains("  1 winner  ") && !out.contains("1 winners"),
         "{out}"
     );
     let o = t.run(["scan", "nonexistent"]);
