@@ -5,6 +5,7 @@ mod util;
 mod append;
 mod broker;
 mod cli;
+mod completions;
 mod diagnose;
 mod docs;
 #[cfg(feature = "etcd")]

@@ -148,6 +148,11 @@ fn parse_args() -> Cli {
     cli
 }
 
+/// The whole command tree, for completions and man pages.
+fn cli_command() -> clap::Command {
+    <Cli as clap::CommandFactory>::command()
+}
+
 /// Prints clap's error (or help, or version) and exits as clap does; a usage error under
 /// `--json` is also printed on stdout as `{"ok":false,"error":{"kind":"usage",...}}`.
 fn usage_exit(e: &clap::Error) -> ! {

@@ -7,6 +7,7 @@ use crate::exit::{CliError, Exit};
 
 pub mod append;
 pub mod broker;
+pub mod completions;
 pub mod diagnose;
 pub mod fenced;
 pub mod flock;
@@ -73,6 +74,8 @@ pub enum Command {
     Slot(slot::Args),
     Scan(scan::Args),
     Sweep(sweep::Args),
+    Completions(completions::Args),
+    Man(completions::ManArgs),
 }
 
 impl Command {
@@ -102,6 +105,8 @@ impl Command {
             Command::Slot(_) => "slot",
             Command::Scan(_) => "scan",
             Command::Sweep(_) => "sweep",
+            Command::Completions(_) => "completions",
+            Command::Man(_) => "man",
         }
     }
 
@@ -131,6 +136,8 @@ impl Command {
             Command::Slot(a) => slot::run(a, ctx),
             Command::Scan(a) => scan::run(a, ctx),
             Command::Sweep(a) => sweep::run(a, ctx),
+            Command::Completions(a) => completions::run(&a),
+            Command::Man(a) => completions::run_man(&a),
         }
     }
 }
