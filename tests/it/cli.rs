@@ -223,3 +223,18 @@ fn one_winner_is_singular_and_a_missing_scan_root_reads_well() {
         "concur: scan: cannot scan (nonexistent): No such file or directory"
     );
 }
+
+#[test]
+fn top_level_help_of_every_verb_group_has_an_example() {
+    let t = TestEnv::new();
+    for verb in ["home", "session", "marker", "pointer", "ledger", "lease"] {
+        let o = t.run([verb, "--help"]);
+        assert_code(&o, 0);
+        let help = stdout(&o);
+        assert!(
+            help.contains("Example"),
+            "concur {verb} --help has no example:\n{help}"
+        );
+        assert!(help.contains(&format!("concur {verb}")), "{help}");
+    }
+}

@@ -9,7 +9,9 @@ use concur::ledger::{self, Options};
 use crate::ctx::{Ctx, print_line};
 use crate::exit::{CliError, Exit};
 
-/// Hash-chained JSONL: each line carries seq, prev and hash = SHA-256(prev ‖ canonical line).
+/// Hash-chained JSONL ledgers: append (locked, tail-only), verify, repair
+///
+/// Each line carries seq, prev and hash = SHA-256(prev ‖ canonical line).
 ///
 /// `append` holds FILE.lock (waiting at most -w seconds; on timeout it fails with exit 1 and
 /// writes nothing) and reads only the file's tail. `verify` names the first bad line and exits 3.

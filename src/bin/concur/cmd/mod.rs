@@ -40,7 +40,6 @@ pub mod write;
 /// The verbs.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Print the runtime home (created 0700 and checked on first use)
     Home(home::Args),
     Broker(broker::Args),
     Isolate(isolate::Args),
@@ -53,15 +52,10 @@ pub enum Command {
     Token(token::Args),
     /// Run a command while holding a file lock (flock(1) compatible)
     Lock(lock::Args),
-    /// Register, end, list and collect sessions (pid + start time, so reused pids are not live)
     Session(session::Args),
-    /// Session-scoped markers (set/check/clear/migrate) with a legacy-path fallback
     Marker(marker::Args),
-    /// Session-scoped pointers: one value per session under a shared name
     Pointer(pointer::Args),
-    /// Hash-chained JSONL ledgers: append (locked, tail-only), verify, repair
     Ledger(ledger::Args),
-    /// Task leases: one live holder, growing fencing tokens, build-once
     Lease(lease::Args),
     Reserve(reserve::Args),
     Release(release::Args),
