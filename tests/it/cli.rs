@@ -238,3 +238,14 @@ fn top_level_help_of_every_verb_group_has_an_example() {
         assert!(help.contains(&format!("concur {verb}")), "{help}");
     }
 }
+
+#[test]
+fn reservations_says_when_none_are_held() {
+    let t = TestEnv::new();
+    let o = t.run(["reservations"]);
+    assert_code(&o, 0);
+    assert!(o.stdout.is_empty());
+    assert_eq!(stderr(&o).trim(), "no reservations held");
+    let o = t.run(["--json", "reservations"]);
+    assert_eq!(stdout(&o).trim(), r#"{"ok":true,"reservations":[]}"#);
+}
