@@ -249,3 +249,19 @@ fn reservations_says_when_none_are_held() {
     let o = t.run(["--json", "reservations"]);
     assert_eq!(stdout(&o).trim(), r#"{"ok":true,"reservations":[]}"#);
 }
+
+#[test]
+fn broker_append_names_the_bad_stdin_line() {
+    let t = TestEnv::new();
+    let o = t.run_stdin(
+        ["broker", "append", "log.jsonl", "-"],
+        b"{\"a\":1}\n{\"b\":2}\n{x\n",
+    );
+    assert_code(&o, 4);
+    let err = stderr(&o);
+    assert!(
+        err.contains("stdin line 3: invalid JSON") && err.contains("at column 2"),
+        "{err}"
+    );
+    assert!(!t.path("log.jsonl").exists(), "a line was written");
+}
