@@ -213,7 +213,9 @@ fn print(ctx: &Ctx, suite: bool, about: &About, outcomes: &[Outcome]) {
                 about.backend, e.prefix
             );
         }
-        let _ = out.write_all(report::table(outcomes).as_bytes());
+        // On a terminal the rows are fitted to its width (long observations wrap).
+        let width = concur::sys::tty::width(std::io::stdout());
+        let _ = out.write_all(report::table_fitted(outcomes, width).as_bytes());
         // Aligned with the table's first column.
         let w = outcomes
             .iter()
