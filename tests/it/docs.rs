@@ -23,8 +23,9 @@
 //!   - `exit N`: the status an `sh` or `bash` block must end with.
 //!   - `file PATH`: the block is a file's content, not commands: not run, but written to PATH
 //!     in the working directory of every later block of the page.
-//!   - `racy REASON`: a console block whose output and status vary (it shows a race): each
-//!     command must still run (not exit 2, 126, 127 or 64 and above), nothing is compared.
+//!   - `racy REASON`: output and status vary from run to run (it shows a race, or verdicts that
+//!     depend on timing): each command (a console block) or the block must still run — not exit
+//!     2, 126, 127 or 64 and above — and nothing is compared.
 //!   - `cwd repo`: runs in the checkout instead of the scratch directory (read-only verbs on
 //!     `examples/`).
 //!   - `setup:` on the first line, then shell lines up to `-->`: run first, hidden from the
@@ -498,7 +499,12 @@ fn run_block(
             .expect("run bash");
         let code = out.status.code().unwrap_or(-1);
         let stderr = String::from_utf8_lossy(&out.stderr);
-        if code != b.exit {
+        let failed = if b.racy.is_some() {
+            code == 2 || code == -1 || code >= 64
+        } else {
+            code != b.exit
+        };
+        if failed {
             let failed = stderr
                 .lines()
                 .filter_map(|l| l.strip_prefix("@@doctest-err "))
