@@ -265,3 +265,33 @@ fn broker_append_names_the_bad_stdin_line() {
     );
     assert!(!t.path("log.jsonl").exists(), "a line was written");
 }
+
+#[test]
+fn hook_install_on_invalid_json_names_the_users_file_and_leaves_nothing() {
+    let t = TestEnv::new();
+    let settings = t.path("settings.json");
+    assert_code(&t.run(["write", "settings.json", "{bad"]), 0);
+    let before: Vec<_> = std::fs::read_dir(t.dir.path()).unwrap().collect();
+    let o = t.run([
+        "hook",
+        "install",
+        "--agent",
+        "claude",
+        "--settings",
+        settings.to_str().unwrap(),
+    ]);
+    assert_code(&o, 4);
+    let err = stderr(&o);
+    assert!(
+        err.contains(&format!("{} is not valid JSON", settings.display())),
+        "{err}"
+    );
+    assert_eq!(content(&settings).unwrap(), b"{bad");
+    assert!(!t.path("settings.json.bak").exists());
+    let after: Vec<_> = std::fs::read_dir(t.dir.path()).unwrap().collect();
+    assert_eq!(
+        before.len(),
+        after.len(),
+        "install left files beside the settings"
+    );
+}
