@@ -83,6 +83,7 @@ pub mod home;
 pub mod hook;
 pub mod id;
 pub mod isolate;
+mod jq;
 pub mod json;
 pub mod lease;
 pub mod ledger;

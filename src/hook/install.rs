@@ -241,7 +241,13 @@ pub fn install(settings: &Path, agent: Agent, command: &str, dry_run: bool) -> R
     if let Some(b) = &before {
         write_new(&copy, b)?;
     }
-    let preview = update.apply(&copy)?;
+    // An error about the copy is about the user's file: name that one.
+    let preview = update.apply(&copy).map_err(|e| match e {
+        Error::Invalid(m) => {
+            Error::Invalid(m.replace(&copy.display().to_string(), &settings.display().to_string()))
+        }
+        other => other,
+    })?;
     let after = read_opt(&copy)?.unwrap_or_default();
     let diff = line_diff(before.as_deref().unwrap_or(""), &after);
     let changed = preview.changed || preview.created;

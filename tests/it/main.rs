@@ -5,7 +5,10 @@ mod util;
 mod append;
 mod broker;
 mod chaos;
+mod cli;
+mod completions;
 mod diagnose;
+mod docs;
 mod durations;
 #[cfg(feature = "etcd")]
 mod etcd;
@@ -29,6 +32,7 @@ mod hook_agent;
 mod hook_install;
 mod hostile;
 mod isolate;
+mod jq_diff;
 mod json;
 mod lease;
 mod ledger;

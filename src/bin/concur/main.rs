@@ -143,11 +143,52 @@ fn run() -> u8 {
 fn parse_args() -> Cli {
     use clap::{CommandFactory, FromArgMatches};
     let mut command = Cli::command();
-    let mut matches = command.get_matches_mut();
-    let cli = Cli::from_arg_matches_mut(&mut matches).unwrap_or_else(|e| e.exit());
+    let mut matches = command
+        .try_get_matches_from_mut(std::env::args_os())
+        .unwrap_or_else(|e| usage_exit(&e));
+    let cli = Cli::from_arg_matches_mut(&mut matches).unwrap_or_else(|e| usage_exit(&e));
     std::mem::forget(matches);
     std::mem::forget(command);
     cli
+}
+
+/// The whole command tree, for completions and man pages.
+fn cli_command() -> clap::Command {
+    <Cli as clap::CommandFactory>::command()
+}
+
+/// Prints clap's error (or help, or version) and exits as clap does; a usage error under
+/// `--json` is also printed on stdout as `{"ok":false,"error":{"kind":"usage",...}}`.
+fn usage_exit(e: &clap::Error) -> ! {
+    use clap::error::ErrorKind;
+    let json = std::env::args_os()
+        .skip(1)
+        .take_while(|a| a != "--")
+        .any(|a| a == "--json");
+    let usage = !matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    );
+    if json && usage {
+        let text = e.render().to_string();
+        // The error's first paragraph, on one line.
+        let message = text
+            .lines()
+            .map(str::trim)
+            .take_while(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ");
+        let message = message.trim_start_matches("error: ");
+        let v = serde_json::json!({
+            "ok": false,
+            "error": { "kind": "usage", "message": message, "exit": 2 },
+        });
+        ctx::print_line(&v.to_string());
+        let _ = std::io::Write::flush(&mut std::io::stdout());
+    }
+    e.exit()
 }
 
 /// Exactly `concur hook AGENT`, the line agents run for every tool call: it has no options to

@@ -47,8 +47,10 @@ pub fn all() -> Vec<&'static dyn Target> {
     ]
 }
 
-/// The built-in target called `name`.
+/// The built-in target called `name`, or by its alias (`lock` is json-counter, `slot` is
+/// semaphore: [`super::etcd::ALIASES`]), on every backend.
 pub fn find(name: &str) -> Option<&'static dyn Target> {
+    let name = super::etcd::resolve(name);
     all().into_iter().find(|t| t.name() == name)
 }
 

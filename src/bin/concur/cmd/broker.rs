@@ -61,6 +61,7 @@ pub struct AppendArgs {
     pub file: PathBuf,
     /// The line: JSON (written compact, key order kept), raw text with --raw, or `-` for
     /// stdin lines
+    #[arg(allow_hyphen_values = true)]
     pub line: String,
     /// Write the line as raw text (UTF-8; newline and NUL refused)
     #[arg(long)]
@@ -196,18 +197,30 @@ pub fn append(a: &AppendArgs, ctx: &Ctx) -> Result<Exit, CliError> {
             let l =
                 l.map_err(|e| CliError::new(Exit::Io, "io", format!("cannot read stdin: {e}")))?;
             let id = a.id.as_ref().map(|id| format!("{id}-{}", n + 1));
-            v.push((parse_line(&l, a.raw)?, id));
+            let line = parse_line(&l, a.raw).map_err(|mut e| {
+                // serde counts within the one line: its column is what matters.
+                let why = e.message.replace(" at line 1 column ", " at column ");
+                e.message = format!("stdin line {}: {why}", n + 1);
+                e
+            })?;
+            v.push((line, id));
         }
         v
     } else {
         vec![(parse_line(&a.line, a.raw)?, a.id.clone())]
     };
     // Check every line before anything is sent: bad input writes nothing.
-    for (l, id) in &lines {
-        l.encode()?;
-        if let Some(id) = id {
-            broker::protocol::check_id(id)?;
-        }
+    for (n, (l, id)) in lines.iter().enumerate() {
+        let checked = l
+            .encode()
+            .and_then(|_| id.as_deref().map_or(Ok(()), broker::protocol::check_id));
+        checked.map_err(|e| {
+            let mut e = CliError::from(e);
+            if lines.len() > 1 {
+                e.message = format!("stdin line {}: {}", n + 1, e.message);
+            }
+            e
+        })?;
     }
     let auto = auto_id_prefix();
     let mut client = match connect(home, a, ctx) {

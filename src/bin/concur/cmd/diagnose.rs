@@ -21,7 +21,8 @@ use crate::exit::{CliError, Exit};
 /// concur target (or a check of your script) is not SAFE.
 ///
 /// Targets: json-counter, jsonl-append, token, semaphore, header-once, replace, hash-ledger,
-/// task-start, session-pointer, sqlite, broker, edit-race, single-flight.
+/// task-start, session-pointer, sqlite, broker, edit-race, single-flight; aliases: lock
+/// (json-counter), slot (semaphore).
 ///
 /// With the global --backend etcd://H:P[,H:P..][/prefix], the concur writers of json-counter
 /// (alias lock: the naive update under `lock --name`), token, semaphore (alias slot) and
@@ -254,7 +255,9 @@ fn print(ctx: &Ctx, suite: bool, about: &About, outcomes: &[Outcome], seed: Opti
                 about.backend, e.prefix
             );
         }
-        let _ = out.write_all(report::table(outcomes).as_bytes());
+        // On a terminal the rows are fitted to its width (long observations wrap).
+        let width = concur::sys::tty::width(std::io::stdout());
+        let _ = out.write_all(report::table_fitted(outcomes, width).as_bytes());
         // Aligned with the table's first column.
         let w = outcomes
             .iter()

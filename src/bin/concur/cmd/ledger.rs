@@ -9,7 +9,9 @@ use concur::ledger::{self, Options};
 use crate::ctx::{Ctx, print_line};
 use crate::exit::{CliError, Exit};
 
-/// Hash-chained JSONL: each line carries seq, prev and hash = SHA-256(prev ‖ canonical line).
+/// Hash-chained JSONL ledgers: append (locked, tail-only), verify, repair
+///
+/// Each line carries seq, prev and hash = SHA-256(prev ‖ canonical line).
 ///
 /// `append` holds FILE.lock (waiting at most -w seconds; on timeout it fails with exit 1 and
 /// writes nothing) and reads only the file's tail. `verify` names the first bad line and exits 3.
@@ -31,7 +33,7 @@ enum Action {
         /// The ledger file (created 0600 if missing)
         file: PathBuf,
         /// The entry: a JSON object without seq/prev/hash, or `-` for stdin
-        #[arg(value_name = "JSON")]
+        #[arg(value_name = "JSON", allow_hyphen_values = true)]
         entry: String,
         /// How long to wait for the lock (10, 1.5s, 1m; 0: try once); on timeout exit 1, nothing written
         #[arg(

@@ -148,6 +148,8 @@ pub struct Plan {
     pub pass_fd: Option<i32>,
     pub json: bool,
     pub session: Option<String>,
+    /// `--name NAME` on the local backend: the command gets `NAME:TOKEN` in `$CONCUR_FENCE`.
+    pub fence_name: Option<String>,
 }
 
 /// A failure with the exit code the dialect gives it.
@@ -275,6 +277,7 @@ pub fn run(args: Args, ctx: &Ctx) -> Result<Exit, CliError> {
         pass_fd: args.pass_fd,
         json: ctx.json,
         session,
+        fence_name: args.name.clone(),
     };
     dispatch(ctx, args.name.as_deref(), &plan)
 }
@@ -529,12 +532,20 @@ pub fn execute(plan: &Plan, home: Option<&concur::Home>) -> Result<u8, Failure> 
 fn run_command(
     plan: &Plan,
     guard: Option<&mut concur::lock::LockGuard>,
-    _home: Option<&concur::Home>,
+    home: Option<&concur::Home>,
     waited: Duration,
 ) -> Result<u8, Failure> {
-    let Some(cmd) = child::command_for(&plan.argv, plan.shell_command.as_ref()) else {
+    let Some(mut cmd) = child::command_for(&plan.argv, plan.shell_command.as_ref()) else {
         return Ok(0);
     };
+    // The command can fence its own writes: concur write --fence "$CONCUR_FENCE" ...
+    if let (Some(name), Some(home), Some(g)) = (&plan.fence_name, home, guard.as_deref()) {
+        let fence = concur::fence::next_local(home, name, g).map_err(|e| {
+            let code = crate::exit::Exit::from_kind(e.kind()).code();
+            fail(code, e.kind().name(), e.to_string())
+        })?;
+        cmd.env("CONCUR_FENCE", fence.to_string());
+    }
     let program = cmd.get_program().to_string_lossy().into_owned();
     if plan.verbose {
         verbose(plan, &format!("executing {program}"));

@@ -7,6 +7,7 @@ use crate::exit::{CliError, Exit};
 
 pub mod append;
 pub mod broker;
+pub mod completions;
 pub mod diagnose;
 pub mod fenced;
 pub mod flock;
@@ -41,7 +42,6 @@ pub mod write;
 /// The verbs.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Print the runtime home (created 0700 and checked on first use)
     Home(home::Args),
     Broker(broker::Args),
     Isolate(isolate::Args),
@@ -54,15 +54,10 @@ pub enum Command {
     Token(token::Args),
     /// Run a command while holding a file lock (flock(1) compatible)
     Lock(lock::Args),
-    /// Register, end, list and collect sessions (pid + start time, so reused pids are not live)
     Session(session::Args),
-    /// Session-scoped markers (set/check/clear/migrate) with a legacy-path fallback
     Marker(marker::Args),
-    /// Session-scoped pointers: one value per session under a shared name
     Pointer(pointer::Args),
-    /// Hash-chained JSONL ledgers: append (locked, tail-only), verify, repair
     Ledger(ledger::Args),
-    /// Task leases: one live holder, growing fencing tokens, build-once
     Lease(lease::Args),
     Reserve(reserve::Args),
     Release(release::Args),
@@ -80,6 +75,8 @@ pub enum Command {
     Once(once::Args),
     Scan(scan::Args),
     Sweep(sweep::Args),
+    Completions(completions::Args),
+    Man(completions::ManArgs),
 }
 
 impl Command {
@@ -111,6 +108,8 @@ impl Command {
             Command::Once(_) => "once",
             Command::Scan(_) => "scan",
             Command::Sweep(_) => "sweep",
+            Command::Completions(_) => "completions",
+            Command::Man(_) => "man",
         }
     }
 
@@ -142,6 +141,8 @@ impl Command {
             Command::Once(a) => once::run(&a, ctx),
             Command::Scan(a) => scan::run(a, ctx),
             Command::Sweep(a) => sweep::run(a, ctx),
+            Command::Completions(a) => completions::run(&a),
+            Command::Man(a) => completions::run_man(&a),
         }
     }
 }
