@@ -36,6 +36,29 @@ pub(crate) fn candidates(
     Some(tree)
 }
 
+/// Whether `n` sits inside a conditional (an `if` body or a shell `a && b` list): a constant
+/// write there initialises a missing file (idempotent: every racer writes the same bytes), while
+/// one after an early-exit guard (`if exists: return`, then write a marker) claims a one-shot
+/// action and stays a check-then-act.
+pub(crate) fn in_conditional(n: Node) -> bool {
+    let mut p = n.parent();
+    while let Some(a) = p {
+        match a.kind() {
+            "if_statement" | "list" | "conditional_expression" | "ternary_expression" => {
+                return true;
+            }
+            "function_definition"
+            | "function_declaration"
+            | "arrow_function"
+            | "program"
+            | "module" => return false,
+            _ => {}
+        }
+        p = a.parent();
+    }
+    false
+}
+
 /// Whether a rename from template `source` to `dest` consumes a one-shot token: the destination
 /// says so (`consumed`, `claimed`, `taken`) or the source is a token.
 pub(crate) fn consumes(source: &str, dest: &str) -> bool {
@@ -44,6 +67,16 @@ pub(crate) fn consumes(source: &str, dest: &str) -> bool {
         .iter()
         .any(|w| dest.contains(w))
         || source.to_ascii_lowercase().contains("token")
+}
+
+/// What a function does to locks, from its body (a per-file function summary applied at its
+/// call sites): a lock helper takes a lock its caller then holds; an unlock helper releases it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LockFn {
+    /// Takes a lock that outlives the call.
+    Lock,
+    /// Releases a lock.
+    Unlock,
 }
 
 /// Earlier reads and enclosing existence checks within one scope (a function body).

@@ -131,6 +131,8 @@ pub struct Finding {
     pub reason: String,
     /// How sure the scanner is.
     pub confidence: Confidence,
+    /// The other findings at the same site, weaker than this one (`pattern (risk): reason`).
+    pub notes: Vec<String>,
 }
 
 /// Facts a front end knows about a site besides its pattern.
@@ -193,8 +195,12 @@ pub fn judge(pattern: Pattern, f: &Facts) -> (Risk, String) {
         Pattern::ReadModifyWrite if f.locked => {
             (Risk::Safe, "read-modify-write under a lock".into())
         }
+        Pattern::ReadModifyWrite if f.private => (
+            Risk::Low,
+            "read-modify-write of a per-process file (pid or unique temp): one writer only".into(),
+        ),
         Pattern::ReadModifyWrite => (
-            Risk::High,
+            if f.hook { Risk::High } else { Risk::Medium },
             format!(
                 "read then write without a lock: concurrent updates are lost{}",
                 detail(&f.detail)
@@ -202,7 +208,7 @@ pub fn judge(pattern: Pattern, f: &Facts) -> (Risk, String) {
         ),
         Pattern::CheckThenAct if f.locked => (Risk::Safe, "check-then-act under a lock".into()),
         Pattern::CheckThenAct => (
-            Risk::High,
+            if f.hook { Risk::High } else { Risk::Medium },
             format!(
                 "existence check then {}: two processes can both pass the check",
                 if f.action.is_empty() { "act" } else { f.action }
@@ -251,7 +257,10 @@ pub fn judge(pattern: Pattern, f: &Facts) -> (Risk, String) {
             ),
         ),
         Pattern::Sqlite => match (f.wal, f.busy_timeout) {
-            (true, true) => (Risk::Safe, "SQLite in WAL mode with a busy timeout".into()),
+            (true, true) => (
+                Risk::Safe,
+                "SQLite in WAL mode with a busy timeout set".into(),
+            ),
             (true, false) => (
                 Risk::Medium,
                 "SQLite in WAL mode but no busy timeout: concurrent writers get SQLITE_BUSY".into(),
@@ -321,7 +330,8 @@ pub fn fix_for(pattern: Pattern, template: &str) -> &'static str {
 }
 
 /// Whether a write can be the "act" of a check-then-act race: an exclusive create cannot (the
-/// loser fails instead of overwriting).
+/// loser fails instead of overwriting), nor can an atomic rename (whoever renames last wins
+/// whole; the check decides nothing a reader could see half-done).
 pub fn is_act(p: Pattern) -> bool {
-    p != Pattern::ExclusiveCreate
+    !matches!(p, Pattern::ExclusiveCreate | Pattern::AtomicRename)
 }
