@@ -431,18 +431,25 @@ impl Walker<'_, '_, '_> {
             locked,
             ..Default::default()
         };
-        if pattern == Pattern::Overwrite
-            && writer.is_some_and(|w| self.constant_output(w))
-            && common::in_conditional(stmt)
-        {
-            // Every racer writes the same bytes: no check-then-act, no lost update.
+        if pattern == Pattern::Overwrite && writer.is_some_and(|w| self.constant_output(w)) {
+            // Every racer writes the same bytes: no lost update, and no check-then-act when it
+            // initialises a missing file (in the guard's body).
             let path = snippet(self.text(dest));
             let site = Site {
                 lines: self.lines(stmt),
                 path: &path,
                 template: &template,
             };
-            self.u.emit(&site, pattern, &facts);
+            let constant = Facts {
+                constant: true,
+                ..facts.clone()
+            };
+            self.u.emit(&site, pattern, &constant);
+            if !common::in_conditional(stmt) {
+                let key = resolve::normalize(&template);
+                self.scope
+                    .check_then_act(self.u, &site, &key, "write", locked);
+            }
         } else {
             self.write_with(stmt, dest, pattern, &facts, "write");
         }

@@ -159,6 +159,11 @@ pub struct Facts {
     pub private: bool,
     /// A free-form detail for the reason (the lock file, the read site line, ...).
     pub detail: String,
+    /// overwrite: the content is a constant (every writer writes the same bytes).
+    pub constant: bool,
+    /// The path is a staging temp (`*.tmp`, `*.new`), a lock file (`*.lock`) or names a
+    /// session: not a file other sessions read whole.
+    pub scoped: bool,
 }
 
 /// The risk and one-line reason for a pattern with its facts.
@@ -187,6 +192,14 @@ pub fn judge(pattern: Pattern, f: &Facts) -> (Risk, String) {
                 .to_string(),
         ),
         Pattern::Overwrite if f.locked => (Risk::Safe, "truncating write under a lock".into()),
+        Pattern::Overwrite if f.constant => (
+            Risk::Low,
+            "truncating write of constant content: every writer writes the same bytes".into(),
+        ),
+        Pattern::Overwrite if f.scoped => (
+            Risk::Medium,
+            "truncating write of a staging temp, lock file or per-session file: no lock".into(),
+        ),
         Pattern::Overwrite => (
             if f.hook { Risk::High } else { Risk::Medium },
             "truncating write, no lock: readers can see it empty or half-written, last writer wins"

@@ -441,6 +441,19 @@ impl Walker<'_, '_, '_> {
         bounded && !checked
     }
 
+    /// The check-then-act follow-up of a write of template `t` (no read-modify-write: the
+    /// written value is a constant).
+    fn scope_check(&mut self, call: Node, t: &str, locked: bool) {
+        let t = resolve::normalize(t);
+        let site = Site {
+            lines: self.lines(call),
+            path: &t,
+            template: &t,
+        };
+        self.scope
+            .check_then_act(self.u, &site, &t, "write", locked);
+    }
+
     /// The name a function is bound to: its own, or the variable it is assigned to.
     fn function_name(&self, n: Node) -> Option<&str> {
         if let Some(name) = n.child_by_field_name("name") {
@@ -549,13 +562,21 @@ impl Walker<'_, '_, '_> {
                     a.kind() == "string"
                         || (a.kind() == "template_string" && !self.text(*a).contains("${"))
                 });
-                if constant && p == Pattern::Overwrite && common::in_conditional(n) {
-                    // Every racer writes the same bytes: no check-then-act, no lost update.
+                if constant && p == Pattern::Overwrite {
+                    // Every racer writes the same bytes: no lost update, and no check-then-act
+                    // when it initialises a missing file (in the guard's body).
                     let facts = Facts {
                         locked,
+                        constant: true,
                         ..Default::default()
                     };
                     self.emit_at(n, first, p, &facts);
+                    if !common::in_conditional(n)
+                        && let Some(a) = first
+                    {
+                        let t = self.tpl(a);
+                        self.scope_check(n, &t, locked);
+                    }
                 } else {
                     self.write(n, first, p, locked);
                 }
@@ -772,11 +793,14 @@ mod tests {
             "const fs = require('fs');\n\
              fs.writeFileSync('/var/a', 'x', {flag: 'a'});\n\
              fs.writeFileSync('/var/b', 'x', {flag: 'wx'});\n\
-             fs.writeFileSync('/var/c', 'x', 'utf8');\n",
+             fs.writeFileSync('/var/c', body, 'utf8');\n\
+             fs.writeFileSync('/var/d', '{}', 'utf8');\n",
         );
         assert!(f.contains(&(2, Pattern::Append, Risk::Low, "/var/a".into())));
         assert!(f.contains(&(3, Pattern::ExclusiveCreate, Risk::Safe, "/var/b".into())));
         assert!(f.contains(&(4, Pattern::Overwrite, Risk::Medium, "/var/c".into())));
+        // constant content: every writer writes the same bytes
+        assert!(f.contains(&(5, Pattern::Overwrite, Risk::Low, "/var/d".into())));
     }
 
     #[test]

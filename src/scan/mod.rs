@@ -526,6 +526,7 @@ impl Unit<'_> {
         let mut facts = facts.clone();
         facts.hook = self.hook;
         facts.private = resolve::is_unique(&template) || template.contains("<pid>");
+        facts.scoped = resolve::is_scoped(&template);
         if pattern == Pattern::CheckThenAct && facts.private {
             return; // a per-process file has no second process to race with
         }

@@ -614,9 +614,17 @@ impl Walker<'_, '_, '_> {
         }
         let facts = Facts {
             locked,
+            constant: true,
             ..Default::default()
         };
         self.emit_at(call, arg, Pattern::Overwrite, &facts);
+        if !common::in_conditional(call)
+            && let Some(a) = arg
+        {
+            // After an early-exit guard a constant write claims a one-shot action.
+            let t = self.tpl(a);
+            self.after_write(call, &t, Pattern::Overwrite, locked, "write");
+        }
     }
 
     // ---- calls ----------------------------------------------------------------------------
@@ -692,8 +700,7 @@ impl Walker<'_, '_, '_> {
                 self.write(n, arg, p, locked);
             }
             "write_text" | "write_bytes" => {
-                let constant =
-                    args.first().is_some_and(|a| is_literal(*a)) && common::in_conditional(n);
+                let constant = args.first().is_some_and(|a| is_literal(*a));
                 self.write_constant(n, obj, constant, locked);
             }
             "read_text" | "read_bytes" => self.read(obj, line),

@@ -48,6 +48,21 @@ pub fn is_unique(t: &str) -> bool {
     t.contains("<mktemp>") || t.contains("<random>")
 }
 
+/// Whether a template names a staging temp (`*.tmp`, `*.temp`, `*.new`), a lock file
+/// (`*.lock`) or a per-session file (a session id in the name): written by one session, or
+/// read by nobody whole.
+pub fn is_scoped(t: &str) -> bool {
+    let name = t.rsplit('/').next().unwrap_or(t).to_ascii_lowercase();
+    let stem_ext = |e: &str| name.ends_with(e) || name.contains(&format!("{e}."));
+    stem_ext(".tmp")
+        || stem_ext(".temp")
+        || std::path::Path::new(&name)
+            .extension()
+            .is_some_and(|e| e == "new" || e == "lock")
+        || (name.starts_with('<') && (name.contains("tmp") || name.contains("temp")))
+        || t.to_ascii_lowercase().contains("session")
+}
+
 /// Whether a template is a predictable path in a shared temp directory.
 pub fn is_predictable_tmp(t: &str) -> bool {
     (t.starts_with("/tmp/") || t.starts_with("/var/tmp/") || t.starts_with("/dev/shm/"))
