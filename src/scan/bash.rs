@@ -1287,7 +1287,9 @@ fn fielded_children(n: Node) -> Vec<(Option<&'static str>, Node)> {
 fn last_command(n: Node) -> Option<Node> {
     match n.kind() {
         "command" => Some(n),
-        "pipeline" => {
+        // `[ -f x ] || echo a > x`: tree-sitter-bash binds the redirect to the whole list, but
+        // only its last command writes.
+        "pipeline" | "list" => {
             let c = n.named_child(n.named_child_count().checked_sub(1)?)?;
             last_command(c)
         }

@@ -325,3 +325,139 @@ fn a_missing_path_is_a_clear_error() {
     );
     assert_eq!(err.lines().count(), 1);
 }
+
+/// The plugin fixture (tests/fixtures/scan-plugin): hooks registered in a plugin's
+/// `hooks/hooks.json` under `${CLAUDE_PLUGIN_ROOT}`, a module they import, lock helpers in
+/// Python and a sourced bash library, idempotent acts, and a test file.
+fn plugin_json(t: &TestEnv, extra: &[&str]) -> Value {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/scan-plugin");
+    let mut args = vec![
+        "scan".to_string(),
+        dir.display().to_string(),
+        "--json".into(),
+    ];
+    args.extend(extra.iter().map(ToString::to_string));
+    let o = t.run(&args);
+    assert_code(&o, 0);
+    serde_json::from_str(stdout(&o).trim()).unwrap()
+}
+
+#[test]
+fn plugin_hooks_and_the_modules_they_import_are_hook_code() {
+    let t = TestEnv::new();
+    let v = plugin_json(&t, &[]);
+    // lib/store.py is imported by the plugin hook: its unlocked read-modify-write is high
+    let f = one(&v, "lib/store.py", 11, "read-modify-write");
+    assert_eq!(f["risk"], "high", "{f}");
+    assert!(f["reason"].as_str().unwrap().contains("runs as a hook"));
+    // a real check-then-act in the hook stays high
+    assert_eq!(
+        one(&v, "hooks/scripts/save.py", 36, "check-then-act")["risk"],
+        "high"
+    );
+}
+
+#[test]
+fn lock_helpers_cover_their_callers_writes() {
+    let t = TestEnv::new();
+    let v = plugin_json(&t, &[]);
+    // Python: `_acquire_lock(f)` wraps fcntl.flock; the write after it is locked
+    let f = one(&v, "hooks/scripts/save.py", 23, "overwrite");
+    assert_eq!(f["locked"], true, "{f}");
+    assert_eq!(f["risk"], "safe", "{f}");
+    // `open(p, "r+")` does not truncate: no finding at all there
+    assert!(at(&v, "hooks/scripts/save.py", 20).is_empty());
+    // bash: staging_lock_acquire from a sourced library takes a mkdir lock
+    let f = one(&v, "hooks/scripts/stamp.sh", 11, "read-modify-write");
+    assert_eq!(f["risk"], "safe", "{f}");
+    // after staging_lock_release the same update is unlocked again
+    assert_eq!(
+        one(&v, "hooks/scripts/stamp.sh", 14, "read-modify-write")["risk"],
+        "high"
+    );
+}
+
+#[test]
+fn idempotent_acts_are_not_check_then_act() {
+    let t = TestEnv::new();
+    let v = plugin_json(&t, &[]);
+    // `[ -d d ] || mkdir -p d`, `[ -f x ] && rm -f x`, `touch`: nothing reported
+    for line in [5, 6, 8] {
+        assert!(
+            at(&v, "hooks/scripts/stamp.sh", line).is_empty(),
+            "line {line}"
+        );
+    }
+    // `[ -f x ] || echo '{}' > x`: a constant write, low, no check-then-act
+    let f = at(&v, "hooks/scripts/stamp.sh", 7);
+    assert_eq!(f.len(), 1);
+    assert_eq!(f[0]["risk"], "low");
+    // Python: exists then write_text("{}"), unlink in try/except OSError
+    assert_eq!(at(&v, "hooks/scripts/save.py", 30)[0]["risk"], "low");
+    assert!(at(&v, "hooks/scripts/save.py", 33).is_empty());
+}
+
+#[test]
+fn tests_are_left_out_unless_asked_and_exclude_drops_files() {
+    let t = TestEnv::new();
+    let v = plugin_json(&t, &[]);
+    assert!(
+        findings(&v)
+            .iter()
+            .all(|f| f["file"] != "tests/test_store.py")
+    );
+    let v = plugin_json(&t, &["--include-tests"]);
+    assert!(
+        findings(&v)
+            .iter()
+            .any(|f| f["file"] == "tests/test_store.py")
+    );
+    let v = plugin_json(&t, &["--exclude", "lib"]);
+    assert!(findings(&v).iter().all(|f| f["file"] != "lib/store.py"));
+    let v = plugin_json(&t, &["--exclude", "hooks/**/*.sh"]);
+    assert!(
+        findings(&v)
+            .iter()
+            .all(|f| f["file"] != "hooks/scripts/stamp.sh")
+    );
+    assert!(findings(&v).iter().any(|f| f["file"] == "lib/store.py"));
+}
+
+#[test]
+fn one_finding_per_site_worst_first() {
+    let t = TestEnv::new();
+    let v = plugin_json(&t, &[]);
+    let fs = findings(&v);
+    let mut sites: Vec<(String, u64)> = fs
+        .iter()
+        .map(|f| (f["file"].to_string(), f["line_start"].as_u64().unwrap()))
+        .collect();
+    let n = sites.len();
+    sites.sort();
+    sites.dedup();
+    assert_eq!(sites.len(), n, "one finding per site");
+    let rank = |r: &Value| {
+        ["safe", "low", "medium", "high"]
+            .iter()
+            .position(|x| r == x)
+    };
+    let risks: Vec<_> = fs.iter().map(|f| rank(&f["risk"])).collect();
+    assert!(risks.windows(2).all(|w| w[0] >= w[1]), "{risks:?}");
+    // the plain overwrite under the read-modify-write is a note, not a second row
+    let f = one(&v, "lib/store.py", 11, "read-modify-write");
+    assert!(
+        f["notes"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("overwrite (high)")
+    );
+}
+
+#[test]
+fn base_prefixed_arithmetic_is_not_a_parse_problem() {
+    let t = TestEnv::new();
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/scan-plugin");
+    let o = t.run(["scan", dir.to_str().unwrap()]);
+    assert_code(&o, 0);
+    assert!(!stderr(&o).contains("parse problem"), "{}", stderr(&o));
+}
