@@ -164,6 +164,11 @@ pub struct Facts {
     /// The path is a staging temp (`*.tmp`, `*.new`), a lock file (`*.lock`) or names a
     /// session: not a file other sessions read whole.
     pub scoped: bool,
+    /// overwrite: the path is a resolved document other processes read whole (JSON, JSONL,
+    /// Markdown, YAML, TOML, CSV, text): a half-written copy of it breaks a reader. A flag, a
+    /// stamp or a path the scanner could not resolve (maybe a unique temp, maybe a caller's
+    /// argument) is not claimed `high`.
+    pub document: bool,
 }
 
 /// The risk and one-line reason for a pattern with its facts.
@@ -201,7 +206,11 @@ pub fn judge(pattern: Pattern, f: &Facts) -> (Risk, String) {
             "truncating write of a staging temp, lock file or per-session file: no lock".into(),
         ),
         Pattern::Overwrite => (
-            if f.hook { Risk::High } else { Risk::Medium },
+            if f.hook && f.document {
+                Risk::High
+            } else {
+                Risk::Medium
+            },
             "truncating write, no lock: readers can see it empty or half-written, last writer wins"
                 .into(),
         ),
@@ -221,7 +230,11 @@ pub fn judge(pattern: Pattern, f: &Facts) -> (Risk, String) {
         ),
         Pattern::CheckThenAct if f.locked => (Risk::Safe, "check-then-act under a lock".into()),
         Pattern::CheckThenAct => (
-            if f.hook { Risk::High } else { Risk::Medium },
+            if f.hook && !f.scoped {
+                Risk::High
+            } else {
+                Risk::Medium
+            },
             format!(
                 "existence check then {}: two processes can both pass the check",
                 if f.action.is_empty() { "act" } else { f.action }

@@ -527,6 +527,7 @@ impl Unit<'_> {
         facts.hook = self.hook;
         facts.private = resolve::is_unique(&template) || template.contains("<pid>");
         facts.scoped = resolve::is_scoped(&template);
+        facts.document = resolve::is_document(&template);
         if pattern == Pattern::CheckThenAct && facts.private {
             return; // a per-process file has no second process to race with
         }

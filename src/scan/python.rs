@@ -444,6 +444,31 @@ impl Walker<'_, '_, '_> {
                 resolve::normalize(&arg0())
             }
             "home" | "expanduser_home" => "$HOME".into(),
+            // pathlib: `p.with_suffix(".tmp")`, `p.with_name("x")`
+            "with_suffix" | "with_name" => {
+                let Some(obj) = n
+                    .child_by_field_name("function")
+                    .and_then(|f| f.child_by_field_name("object"))
+                else {
+                    return "<expr>".into();
+                };
+                let base = self.tpl(obj);
+                let (dir, name) = base.rsplit_once('/').unwrap_or(("", base.as_str()));
+                let new = if method == "with_name" {
+                    arg0()
+                } else {
+                    let stem = match name.rfind('.') {
+                        Some(i) if i > 0 => &name[..i],
+                        _ => name,
+                    };
+                    format!("{stem}{}", arg0())
+                };
+                if dir.is_empty() {
+                    new
+                } else {
+                    format!("{dir}/{new}")
+                }
+            }
             "getcwd" | "cwd" => "$PWD".into(),
             "gettempdir" => "/tmp".into(),
             "getpid" => "<pid>".into(),

@@ -63,6 +63,24 @@ pub fn is_scoped(t: &str) -> bool {
         || t.to_ascii_lowercase().contains("session")
 }
 
+/// Whether a template is a resolved path to a document readers take whole: a JSON, JSONL,
+/// NDJSON, Markdown, YAML, TOML, CSV or text file whose name the scanner resolved (see
+/// [`super::findings::Facts::document`]).
+pub fn is_document(t: &str) -> bool {
+    let name = t.rsplit('/').next().unwrap_or(t);
+    let ext = std::path::Path::new(name)
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    is_resolved(t)
+        && !name.starts_with('<')
+        && matches!(
+            ext.as_str(),
+            "json" | "jsonl" | "ndjson" | "md" | "yaml" | "yml" | "toml" | "csv" | "txt"
+        )
+}
+
 /// Whether a template is a predictable path in a shared temp directory.
 pub fn is_predictable_tmp(t: &str) -> bool {
     (t.starts_with("/tmp/") || t.starts_with("/var/tmp/") || t.starts_with("/dev/shm/"))

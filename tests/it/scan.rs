@@ -461,3 +461,19 @@ fn base_prefixed_arithmetic_is_not_a_parse_problem() {
     assert_code(&o, 0);
     assert!(!stderr(&o).contains("parse problem"), "{}", stderr(&o));
 }
+
+#[test]
+fn a_hook_overwrite_is_high_only_for_a_document_readers_take_whole() {
+    let t = TestEnv::new();
+    let v = plugin_json(&t, &[]);
+    // a timestamp stamp: last writer wins, nothing reads it half-written as a document
+    assert_eq!(
+        one(&v, "hooks/scripts/stamp.sh", 15, "overwrite")["risk"],
+        "medium"
+    );
+    // a JSON document other sessions read whole
+    assert_eq!(
+        one(&v, "hooks/scripts/stamp.sh", 16, "overwrite")["risk"],
+        "high"
+    );
+}
