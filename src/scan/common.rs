@@ -59,6 +59,16 @@ pub(crate) fn in_conditional(n: Node) -> bool {
     false
 }
 
+/// Whether a template says enough to compare with another: two expressions the scanner did
+/// not follow (`<expr>`, `<cmd>`) are not the same path just because both are unknown.
+pub(crate) fn comparable(t: &str) -> bool {
+    !t.replace("<expr>", "")
+        .replace("<cmd>", "")
+        .replace(['/', '.', '-', '_'], "")
+        .trim()
+        .is_empty()
+}
+
 /// Whether a rename from template `source` to `dest` consumes a one-shot token: the destination
 /// says so (`consumed`, `claimed`, `taken`) or the source is a token.
 pub(crate) fn consumes(source: &str, dest: &str) -> bool {
@@ -111,7 +121,9 @@ impl Scope {
 
     /// Records a read of `template` (normalised) at `line`.
     pub(crate) fn read(&mut self, template: &str, line: usize) {
-        self.reads.push((resolve::normalize(template), line));
+        if comparable(template) {
+            self.reads.push((resolve::normalize(template), line));
+        }
     }
 
     /// A check-then-act finding at `site` when an enclosing existence check guards `key` (the
@@ -124,7 +136,7 @@ impl Scope {
         action: &'static str,
         locked: bool,
     ) {
-        if self.guards.iter().any(|g| g == key) {
+        if comparable(key) && self.guards.iter().any(|g| g == key) {
             let f = Facts {
                 locked,
                 action,
@@ -288,7 +300,7 @@ pub(crate) trait CallWrites<'a>: Walk {
     /// check guards that path.
     fn guarded_act(&mut self, call: Node, arg: Option<Node>, action: &'static str, locked: bool) {
         let t = resolve::normalize(&arg.map(|a| self.tpl(a)).unwrap_or_default());
-        if self.parts().1.guards.contains(&t) {
+        if comparable(&t) && self.parts().1.guards.contains(&t) {
             let f = Facts {
                 locked,
                 action,

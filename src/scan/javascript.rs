@@ -804,6 +804,15 @@ mod tests {
     }
 
     #[test]
+    fn two_unknown_paths_are_not_one() {
+        // a check of one unresolved path does not guard a write of another
+        let f = found(
+            "function f(cwd, id) {\n  if (fs.existsSync(projectDir())) {\n    fs.writeFileSync(flagFor(id), body);\n  }\n}\n",
+        );
+        assert!(!f.iter().any(|x| x.1 == Pattern::CheckThenAct), "{f:?}");
+    }
+
+    #[test]
     fn early_return_on_exists_is_a_check_then_act() {
         let f = found(
             "function f(id) {\n  const m = `/var/run/x-${id}`;\n  if (fs.existsSync(m)) return;\n  fs.writeFileSync(m, '1');\n}\n",

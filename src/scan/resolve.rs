@@ -30,8 +30,14 @@ pub struct Env {
 }
 
 impl Env {
-    /// Records `name = value`.
+    /// Records `name = value`. A value the scanner did not follow (`<expr>`) is kept as
+    /// `<name>`: two uses of one variable are one path, two unknown expressions are not.
     pub fn set(&mut self, name: &str, template: String) {
+        let template = if template == "<expr>" {
+            format!("<{name}>")
+        } else {
+            template
+        };
         let unique = is_unique(&template);
         self.vars
             .insert(name.to_string(), Value { template, unique });
@@ -179,6 +185,27 @@ mod tests {
         let p = |v: &[&str]| join(&v.iter().map(ToString::to_string).collect::<Vec<_>>());
         assert_eq!(p(&["$HOME", ".agent", "h.json"]), "$HOME/.agent/h.json");
         assert_eq!(p(&["a", "/tmp", "x"]), "/tmp/x");
+    }
+
+    #[test]
+    fn an_unfollowed_value_is_named_by_its_variable() {
+        let mut env = Env::default();
+        env.set("flagDir", "<expr>".into());
+        assert_eq!(env.get("flagDir").unwrap().template, "<flagDir>");
+        assert!(crate::scan::common::comparable("<flagDir>"));
+        assert!(!crate::scan::common::comparable("<expr>"));
+        assert!(!crate::scan::common::comparable("<expr>/<cmd>"));
+    }
+
+    #[test]
+    fn documents_scoped_files_and_flags() {
+        assert!(is_document("$HOME/.agent/state.json"));
+        assert!(!is_document("$HOME/.agent/last-run"));
+        assert!(!is_document("<path>"));
+        assert!(is_scoped("$HOME/.agent/state.json.tmp"));
+        assert!(is_scoped("$HOME/.agent/x.lock"));
+        assert!(is_scoped("/tmp/x-$SESSION_ID.json"));
+        assert!(!is_scoped("$HOME/.agent/state.json"));
     }
 
     #[test]
