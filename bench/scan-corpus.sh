@@ -9,7 +9,11 @@
 #   precision     3 random samples (seeds 1, 2, 3) of 20 `high` sites: share labelled high;
 #                 an unlabelled sampled site is listed (label it, then run again)
 #
-# Usage: bench/scan-corpus.sh [--corpus DIR] [--no-fetch] [--verbose] [-- SCAN-OPTIONS...]
+# With --semgrep, the same trees also go through semgrep (bench/scan-semgrep.yml, a comparable
+# rule set for Python and JS/TS; `pip install semgrep`, SEMGREP=path to override) and the wall
+# times of both are printed with their ratio (both on every core).
+#
+# Usage: bench/scan-corpus.sh [--corpus DIR] [--no-fetch] [--verbose] [--semgrep] [-- SCAN-OPTIONS...]
 #   DIR (default ~/.cache/concur-scan-corpus) holds one checkout per repository, named as in
 #   repos.tsv; missing ones are cloned at the pinned commit unless --no-fetch.
 #   needs: git, python3, a build (CONCUR_BIN, default target/release/concur or target/debug).
@@ -19,11 +23,13 @@ ROOT=$PWD
 CORPUS="${HOME}/.cache/concur-scan-corpus"
 FETCH=1
 VERBOSE=0
+SEMGREP_RUN=0
 while [ $# -gt 0 ]; do
     case "$1" in
     --corpus) CORPUS=$2; shift 2 ;;
     --no-fetch) FETCH=0; shift ;;
     --verbose) VERBOSE=1; shift ;;
+    --semgrep) SEMGREP_RUN=1; shift ;;
     --) shift; break ;;
     *) echo "bench/scan-corpus.sh: unknown argument: $1" >&2; exit 2 ;;
     esac
@@ -60,6 +66,29 @@ while IFS=$'\t' read -r name url commit; do
     end=$(date +%s.%N)
     echo "$name $(python3 -c "print(f'{$end - $start:.2f}')")" >>"$out/times"
 done <tests/corpus/scan/repos.tsv
+
+if [ "$SEMGREP_RUN" = 1 ]; then
+    SG="${SEMGREP:-semgrep}"
+    dirs=()
+    while IFS=$'\t' read -r name _ _; do
+        case "$name" in ''|'#'*) continue ;; esac
+        dirs+=("$CORPUS/$name")
+    done <tests/corpus/scan/repos.tsv
+    start=$(date +%s.%N)
+    "$BIN" scan --json "${dirs[@]}" >"$out/all.json" 2>/dev/null
+    mid=$(date +%s.%N)
+    SEMGREP_ENABLE_VERSION_CHECK=0 "$SG" scan --config bench/scan-semgrep.yml --metrics=off \
+        --disable-version-check --quiet --json -j "$(nproc)" "${dirs[@]}" >"$out/semgrep.json" 2>/dev/null || true
+    end=$(date +%s.%N)
+    python3 - "$start" "$mid" "$end" "$out" <<'PY'
+import json, sys
+a, b, c, out = float(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
+n_scan = len(json.load(open(out + "/all.json"))["findings"])
+n_sg = len(json.load(open(out + "/semgrep.json")).get("results", []))
+print(f"concur scan: {b - a:.2f} s, {n_scan} findings; semgrep: {c - b:.2f} s, {n_sg} results; "
+      f"scan / semgrep = {(b - a) / (c - b):.3f}")
+PY
+fi
 
 python3 - "$out" tests/corpus/scan/labels.tsv "$VERBOSE" <<'PY'
 import json, os, random, sys
