@@ -665,32 +665,21 @@ impl Walker<'_, '_, '_> {
     /// does not release it takes a lock its caller then holds; one that releases (`flock -u`,
     /// `rm`/`rmdir`) without taking one releases it.
     fn lock_helpers(&self, root: Node) -> HashMap<String, common::LockFn> {
-        let mut out = HashMap::new();
-        let mut stack = vec![root];
-        while let Some(k) = stack.pop() {
-            if k.kind() == "function_definition"
-                && let (Some(name), Some(body)) =
-                    (k.child_by_field_name("name"), k.child_by_field_name("body"))
-            {
-                let t = self.text(body);
-                let flock = t.contains("flock ") && !t.contains("flock -u");
-                let mkdir = ["if mkdir", "until mkdir", "! mkdir", "while mkdir"]
-                    .iter()
-                    .any(|m| t.contains(m));
-                let release = t.contains("flock -u")
-                    || ((t.contains("rm ") || t.contains("rmdir "))
-                        && lockish(self.text(name))
-                        && !mkdir);
-                if (flock || mkdir) && !release {
-                    out.insert(self.text(name).to_string(), common::LockFn::Lock);
-                } else if release && !flock {
-                    out.insert(self.text(name).to_string(), common::LockFn::Unlock);
-                }
+        common::lock_summaries(root, self.src, |name, t| {
+            let flock = t.contains("flock ") && !t.contains("flock -u");
+            let mkdir = ["if mkdir", "until mkdir", "! mkdir", "while mkdir"]
+                .iter()
+                .any(|m| t.contains(m));
+            let release = t.contains("flock -u")
+                || ((t.contains("rm ") || t.contains("rmdir ")) && lockish(name) && !mkdir);
+            if (flock || mkdir) && !release {
+                Some(common::LockFn::Lock)
+            } else if release && !flock {
+                Some(common::LockFn::Unlock)
+            } else {
+                None
             }
-            let mut c = k.walk();
-            stack.extend(k.named_children(&mut c));
-        }
-        out
+        })
     }
 
     /// What calling `name` does to locks: this file's summary, else (a function from a sourced

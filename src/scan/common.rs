@@ -89,6 +89,31 @@ pub(crate) enum LockFn {
     Unlock,
 }
 
+/// The function summaries of one tree (bash and Python: `function_definition` nodes with
+/// `name` and `body`): `classify(name, body_text)` says what each function does to locks.
+pub(crate) fn lock_summaries(
+    root: Node,
+    src: &str,
+    classify: impl Fn(&str, &str) -> Option<LockFn>,
+) -> std::collections::HashMap<String, LockFn> {
+    let mut out = std::collections::HashMap::new();
+    let mut stack = vec![root];
+    while let Some(k) = stack.pop() {
+        if k.kind() == "function_definition"
+            && let (Some(name), Some(body)) =
+                (k.child_by_field_name("name"), k.child_by_field_name("body"))
+        {
+            let name = &src[name.byte_range()];
+            if let Some(f) = classify(name, &src[body.byte_range()]) {
+                out.insert(name.to_string(), f);
+            }
+        }
+        let mut c = k.walk();
+        stack.extend(k.named_children(&mut c));
+    }
+    out
+}
+
 /// Earlier reads and enclosing existence checks within one scope (a function body).
 #[derive(Default)]
 pub(crate) struct Scope {

@@ -608,25 +608,16 @@ impl Walker<'_, '_, '_> {
     /// whose body calls `fcntl.flock`/`lockf` with `LOCK_UN` releases a lock, with `LOCK_EX`/
     /// `LOCK_SH` takes one that outlives the call (no `with` scope ends it).
     fn lock_helpers(&self, root: Node) -> HashMap<String, common::LockFn> {
-        let mut out = HashMap::new();
-        let mut stack = vec![root];
-        while let Some(k) = stack.pop() {
-            if k.kind() == "function_definition"
-                && let (Some(name), Some(body)) =
-                    (k.child_by_field_name("name"), k.child_by_field_name("body"))
-            {
-                let t = self.text(body);
-                let locks = t.contains("flock(") || t.contains("lockf(");
-                if locks && t.contains("LOCK_UN") {
-                    out.insert(self.text(name).to_string(), common::LockFn::Unlock);
-                } else if locks && (t.contains("LOCK_EX") || t.contains("LOCK_SH")) {
-                    out.insert(self.text(name).to_string(), common::LockFn::Lock);
-                }
+        common::lock_summaries(root, self.src, |_, t| {
+            let locks = t.contains("flock(") || t.contains("lockf(");
+            if locks && t.contains("LOCK_UN") {
+                Some(common::LockFn::Unlock)
+            } else if locks && (t.contains("LOCK_EX") || t.contains("LOCK_SH")) {
+                Some(common::LockFn::Lock)
+            } else {
+                None
             }
-            let mut c = k.walk();
-            stack.extend(k.named_children(&mut c));
-        }
-        out
+        })
     }
 
     /// A truncating write of `arg`'s path whose content is `constant` (a literal): under an
