@@ -453,20 +453,23 @@ impl Walker<'_, '_, '_> {
         } else {
             self.write_with(stmt, dest, pattern, &facts, "write");
         }
-        // pid-file daemons: `echo $$ > x.pid`
+        // pid-file daemons: `echo $$ > x.pid`; `echo $! > x.pid` after starting one in the
+        // background is a lazy start (`is_running || start`), racy without a lock.
+        let pid_of = writer.map_or("", |w| self.text(w));
         if std::path::Path::new(&template)
             .extension()
             .is_some_and(|e| e.eq_ignore_ascii_case("pid"))
-            && writer.is_some_and(|w| {
-                let t = self.text(w);
-                t.contains("$$") || t.contains("$!")
-            })
+            && (pid_of.contains("$$") || pid_of.contains("$!"))
         {
             let path = snippet(self.text(dest));
             let site = Site {
                 lines: self.lines(stmt),
                 path: &path,
                 template: &template,
+            };
+            let facts = Facts {
+                action: if pid_of.contains("$!") { "start" } else { "" },
+                ..facts
             };
             self.u.emit(&site, Pattern::Socket, &facts);
         }

@@ -153,7 +153,8 @@ pub struct Facts {
     pub busy_timeout: bool,
     /// The file runs as an agent hook (concurrently across sessions).
     pub hook: bool,
-    /// check-then-act: what the guarded action is (`write`, `rm`, `mkdir`, ...).
+    /// check-then-act: what the guarded action is (`write`, `rm`, `mkdir`, ...); socket:
+    /// `start` for a pid file written with a just-started daemon's pid (`$!`).
     pub action: &'static str,
     /// The path is per-process (a pid, mktemp or random name): one writer only.
     pub private: bool,
@@ -300,6 +301,11 @@ pub fn judge(pattern: Pattern, f: &Facts) -> (Risk, String) {
                 "SQLite without WAL or busy timeout: concurrent writers get SQLITE_BUSY".into(),
             ),
         },
+        Pattern::Socket if f.action == "start" && !f.locked => (
+            if f.hook { Risk::High } else { Risk::Medium },
+            "pid-file lazy start without a lock: two callers can both find no daemon and both start one"
+                .into(),
+        ),
         Pattern::Socket => (
             Risk::Low,
             "socket or pid-file daemon: single owner only if the start is locked".into(),

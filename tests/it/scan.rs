@@ -477,3 +477,13 @@ fn a_hook_overwrite_is_high_only_for_a_document_readers_take_whole() {
         "high"
     );
 }
+
+#[test]
+fn a_pid_file_lazy_start_in_a_hook_is_high() {
+    let t = TestEnv::new();
+    let v = plugin_json(&t, &[]);
+    // `kill -0 $(cat pid) || { daemon & echo $! > pid; }` without a lock
+    let f = one(&v, "hooks/scripts/stamp.sh", 20, "socket");
+    assert_eq!(f["risk"], "high", "{f}");
+    assert!(f["reason"].as_str().unwrap().contains("lazy start"), "{f}");
+}
