@@ -487,3 +487,15 @@ fn a_pid_file_lazy_start_in_a_hook_is_high() {
     assert_eq!(f["risk"], "high", "{f}");
     assert!(f["reason"].as_str().unwrap().contains("lazy start"), "{f}");
 }
+
+#[test]
+fn a_bad_exclude_glob_is_a_clear_error() {
+    let t = TestEnv::new();
+    let o = t.run(["scan", fixtures().to_str().unwrap(), "--exclude", "[abc"]);
+    assert_code(&o, 4);
+    assert_eq!(
+        stderr(&o).trim(),
+        "concur: scan: invalid exclude glob ([abc): unbalanced ["
+    );
+    assert!(stdout(&o).is_empty());
+}
