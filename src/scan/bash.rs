@@ -122,6 +122,17 @@ fn unquote(s: &str) -> String {
 
 /// Analyses one bash text into `unit`.
 pub(crate) fn analyze(unit: &mut Unit, src: &str, base: usize, locked: bool) {
+    // `$((10#$X))` (a base prefix) is valid bash that tree-sitter-bash cannot parse; `+` in its
+    // place keeps every byte offset and the meaning for the scanner (a number).
+    let fixed;
+    let src = if src.contains("#$") {
+        static RE: OnceLock<regex::Regex> = OnceLock::new();
+        let re = RE.get_or_init(|| regex::Regex::new(r"\b(\d+)#\$").expect("valid"));
+        fixed = re.replace_all(src, "${1}+$$").into_owned();
+        fixed.as_str()
+    } else {
+        src
+    };
     let Some(tree) = common::candidates(unit, &language(), query(), src, base) else {
         return;
     };
@@ -139,7 +150,9 @@ pub(crate) fn analyze(unit: &mut Unit, src: &str, base: usize, locked: bool) {
         lock_ctx: false,
         loops: Vec::new(),
         fallthrough: None,
+        summaries: HashMap::new(),
     };
+    w.summaries = w.lock_helpers(root);
     w.visit(root);
 }
 
@@ -163,6 +176,8 @@ struct Walker<'u, 'a, 's> {
     loops: Vec<bool>,
     /// A mkdir lock that can fall through was attempted: later writes may run unlocked.
     fallthrough: Option<String>,
+    /// This file's lock helpers: function name → takes or releases a lock.
+    summaries: HashMap<String, common::LockFn>,
 }
 
 const READERS: &[&str] = &[
@@ -416,18 +431,45 @@ impl Walker<'_, '_, '_> {
             locked,
             ..Default::default()
         };
-        self.write_with(stmt, dest, pattern, &facts, "write");
-        // pid-file daemons: `echo $$ > x.pid`
+        if pattern == Pattern::Overwrite && writer.is_some_and(|w| self.constant_output(w)) {
+            // Every racer writes the same bytes: no lost update, and no check-then-act when it
+            // initialises a missing file (in the guard's body).
+            let path = snippet(self.text(dest));
+            let site = Site {
+                lines: self.lines(stmt),
+                path: &path,
+                template: &template,
+            };
+            let constant = Facts {
+                constant: true,
+                ..facts.clone()
+            };
+            self.u.emit(&site, pattern, &constant);
+            if !common::in_conditional(stmt) {
+                let key = resolve::normalize(&template);
+                self.scope
+                    .check_then_act(self.u, &site, &key, "write", locked);
+            }
+        } else {
+            self.write_with(stmt, dest, pattern, &facts, "write");
+        }
+        // pid-file daemons: `echo $$ > x.pid`; `echo $! > x.pid` after starting one in the
+        // background is a lazy start (`is_running || start`), racy without a lock.
+        let pid_of = writer.map_or("", |w| self.text(w));
         if std::path::Path::new(&template)
             .extension()
             .is_some_and(|e| e.eq_ignore_ascii_case("pid"))
-            && writer.is_some_and(|w| self.text(w).contains("$$"))
+            && (pid_of.contains("$$") || pid_of.contains("$!"))
         {
             let path = snippet(self.text(dest));
             let site = Site {
                 lines: self.lines(stmt),
                 path: &path,
                 template: &template,
+            };
+            let facts = Facts {
+                action: if pid_of.contains("$!") { "start" } else { "" },
+                ..facts
             };
             self.u.emit(&site, Pattern::Socket, &facts);
         }
@@ -619,6 +661,63 @@ impl Walker<'_, '_, '_> {
         (bounded || failure_break) && !checked
     }
 
+    // ---- function summaries ---------------------------------------------------------------
+
+    /// The file's lock helpers (what each function does to locks, applied at its call sites):
+    /// a function that takes a `flock` (not `-u`) or a mkdir lock (`mkdir` in a condition) and
+    /// does not release it takes a lock its caller then holds; one that releases (`flock -u`,
+    /// `rm`/`rmdir`) without taking one releases it.
+    fn lock_helpers(&self, root: Node) -> HashMap<String, common::LockFn> {
+        common::lock_summaries(root, self.src, |name, t| {
+            let flock = t.contains("flock ") && !t.contains("flock -u");
+            let mkdir = ["if mkdir", "until mkdir", "! mkdir", "while mkdir"]
+                .iter()
+                .any(|m| t.contains(m));
+            let release = t.contains("flock -u")
+                || ((t.contains("rm ") || t.contains("rmdir ")) && lockish(name) && !mkdir);
+            if (flock || mkdir) && !release {
+                Some(common::LockFn::Lock)
+            } else if release && !flock {
+                Some(common::LockFn::Unlock)
+            } else {
+                None
+            }
+        })
+    }
+
+    /// What calling `name` does to locks: this file's summary, else (a function from a sourced
+    /// library) its name: `lock_acquire`, `acquire_lock`, `staging_lock_acquire` take a lock;
+    /// `lock_release`, `release_lock`, `unlock` release it.
+    fn lock_fn(&self, name: &str) -> Option<common::LockFn> {
+        if let Some(s) = self.summaries.get(name) {
+            return Some(*s);
+        }
+        let n = name.to_ascii_lowercase();
+        if !n.contains("lock") || n.contains("flock") || n.contains("block") || n.contains("clock")
+        {
+            return None;
+        }
+        if n.contains("release") || n.contains("unlock") || n.contains("drop") {
+            Some(common::LockFn::Unlock)
+        } else if n.contains("acquire") || n.contains("take") || n.contains("get") || n == "lock" {
+            Some(common::LockFn::Lock)
+        } else {
+            None
+        }
+    }
+
+    /// Whether a writer prints only constant text (`echo '{}'`, `printf ''`, `:`, `true`).
+    fn constant_output(&self, w: Node) -> bool {
+        if w.kind() != "command" {
+            return false;
+        }
+        matches!(self.cmd_name(w), "echo" | "printf" | ":" | "true")
+            && self.args(w).iter().all(|a| {
+                matches!(a.kind(), "raw_string" | "word" | "number")
+                    || (a.kind() == "string" && a.named_child_count() == 0)
+            })
+    }
+
     // ---- commands -------------------------------------------------------------------------
 
     fn cmd_name<'n>(&'n self, cmd: Node) -> &'n str {
@@ -655,7 +754,17 @@ impl Walker<'_, '_, '_> {
     }
 
     fn reparse(&mut self, lang: Lang, n: Node, locked: bool) {
-        let text = self.string_value(n);
+        let mut text = self.string_value(n);
+        if lang != Lang::Bash && n.kind() == "string" && text.contains('$') {
+            // The shell expands `$VAR` in a double-quoted program text before the interpreter
+            // sees it: stand a plain name in for each expansion (same length not needed: the
+            // line numbers are what findings carry).
+            static RE: OnceLock<regex::Regex> = OnceLock::new();
+            let re = RE.get_or_init(|| {
+                regex::Regex::new(r"\$\{[^}]*\}|\$[A-Za-z_][A-Za-z0-9_]*|\$\d").expect("valid")
+            });
+            text = re.replace_all(&text, "shell_value").into_owned();
+        }
         let base = self.base + n.start_position().row;
         let locked = locked || self.locked();
         self.u.analyze(lang, &text, base, locked);
@@ -673,6 +782,19 @@ impl Walker<'_, '_, '_> {
             .collect();
         let line = self.lines(n).0;
         let locked = self.locked();
+        match self.lock_fn(&name) {
+            Some(common::LockFn::Lock) => {
+                self.locks.push(format!("fn:{name}"));
+                return;
+            }
+            Some(common::LockFn::Unlock) => {
+                if let Some(pos) = self.locks.iter().rposition(|l| l.starts_with("fn:")) {
+                    self.locks.remove(pos);
+                }
+                return;
+            }
+            None => {}
+        }
         match name.as_str() {
             "flock" | "lockf" => self.flock(n, &args, &texts),
             "concur" => self.concur(n, &args, &texts),
@@ -712,7 +834,9 @@ impl Walker<'_, '_, '_> {
                 };
                 self.write_with(n, dst, Pattern::AtomicRename, &facts, "mv");
             }
-            "touch" => {
+            // `touch` creates or updates the time, never truncates: not a write the scanner
+            // judges (but a path the command writes, for `written_paths`).
+            "touch" if self.u.removed.is_some() => {
                 for &i in &plain {
                     self.write(n, args[i], Pattern::Overwrite, locked, "touch");
                 }
@@ -727,7 +851,12 @@ impl Walker<'_, '_, '_> {
             "rm" | "rmdir" | "unlink" => {
                 self.removals(&texts);
                 // `unlink` is not judged by the scanner (only recorded for `written_paths`).
-                let judged = if name == "unlink" {
+                // `rm -f` tolerates a missing file: idempotent, no race to lose.
+                let force = texts
+                    .iter()
+                    .any(|t| t.starts_with('-') && !t.starts_with("--") && t.contains('f'))
+                    || texts.iter().any(|t| t == "--force");
+                let judged = if name == "unlink" || force {
                     &[][..]
                 } else {
                     &plain[..]
@@ -774,7 +903,7 @@ impl Walker<'_, '_, '_> {
                         } else {
                             self.locks.push(resolve::normalize(&t));
                         }
-                    } else {
+                    } else if !parents {
                         let key = resolve::normalize(&t);
                         self.scope
                             .check_then_act(self.u, &site, &key, "mkdir", locked);
@@ -1091,6 +1220,12 @@ impl Walker<'_, '_, '_> {
     }
 }
 
+/// Whether a function name speaks of a lock (`lock_release`, `unlock`, `release_lock`).
+fn lockish(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    n.contains("lock") || n.contains("release")
+}
+
 /// The index of the command word behind a `sudo`/`command`/`env` prefix: options (and the
 /// values of `sudo -u/-g/-C/-h/-p/-U` and `env -u/-C/-S`) and `env`'s `VAR=x` words are skipped.
 fn wrapped(prefix: &str, texts: &[String]) -> Option<usize> {
@@ -1144,7 +1279,9 @@ fn fielded_children(n: Node) -> Vec<(Option<&'static str>, Node)> {
 fn last_command(n: Node) -> Option<Node> {
     match n.kind() {
         "command" => Some(n),
-        "pipeline" => {
+        // `[ -f x ] || echo a > x`: tree-sitter-bash binds the redirect to the whole list, but
+        // only its last command writes.
+        "pipeline" | "list" => {
             let c = n.named_child(n.named_child_count().checked_sub(1)?)?;
             last_command(c)
         }

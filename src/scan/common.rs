@@ -36,6 +36,39 @@ pub(crate) fn candidates(
     Some(tree)
 }
 
+/// Whether `n` sits inside a conditional (an `if` body or a shell `a && b` list): a constant
+/// write there initialises a missing file (idempotent: every racer writes the same bytes), while
+/// one after an early-exit guard (`if exists: return`, then write a marker) claims a one-shot
+/// action and stays a check-then-act.
+pub(crate) fn in_conditional(n: Node) -> bool {
+    let mut p = n.parent();
+    while let Some(a) = p {
+        match a.kind() {
+            "if_statement" | "list" | "conditional_expression" | "ternary_expression" => {
+                return true;
+            }
+            "function_definition"
+            | "function_declaration"
+            | "arrow_function"
+            | "program"
+            | "module" => return false,
+            _ => {}
+        }
+        p = a.parent();
+    }
+    false
+}
+
+/// Whether a template says enough to compare with another: two expressions the scanner did
+/// not follow (`<expr>`, `<cmd>`) are not the same path just because both are unknown.
+pub(crate) fn comparable(t: &str) -> bool {
+    !t.replace("<expr>", "")
+        .replace("<cmd>", "")
+        .replace(['/', '.', '-', '_'], "")
+        .trim()
+        .is_empty()
+}
+
 /// Whether a rename from template `source` to `dest` consumes a one-shot token: the destination
 /// says so (`consumed`, `claimed`, `taken`) or the source is a token.
 pub(crate) fn consumes(source: &str, dest: &str) -> bool {
@@ -44,6 +77,41 @@ pub(crate) fn consumes(source: &str, dest: &str) -> bool {
         .iter()
         .any(|w| dest.contains(w))
         || source.to_ascii_lowercase().contains("token")
+}
+
+/// What a function does to locks, from its body (a per-file function summary applied at its
+/// call sites): a lock helper takes a lock its caller then holds; an unlock helper releases it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LockFn {
+    /// Takes a lock that outlives the call.
+    Lock,
+    /// Releases a lock.
+    Unlock,
+}
+
+/// The function summaries of one tree (bash and Python: `function_definition` nodes with
+/// `name` and `body`): `classify(name, body_text)` says what each function does to locks.
+pub(crate) fn lock_summaries(
+    root: Node,
+    src: &str,
+    classify: impl Fn(&str, &str) -> Option<LockFn>,
+) -> std::collections::HashMap<String, LockFn> {
+    let mut out = std::collections::HashMap::new();
+    let mut stack = vec![root];
+    while let Some(k) = stack.pop() {
+        if k.kind() == "function_definition"
+            && let (Some(name), Some(body)) =
+                (k.child_by_field_name("name"), k.child_by_field_name("body"))
+        {
+            let name = &src[name.byte_range()];
+            if let Some(f) = classify(name, &src[body.byte_range()]) {
+                out.insert(name.to_string(), f);
+            }
+        }
+        let mut c = k.walk();
+        stack.extend(k.named_children(&mut c));
+    }
+    out
 }
 
 /// Earlier reads and enclosing existence checks within one scope (a function body).
@@ -78,7 +146,9 @@ impl Scope {
 
     /// Records a read of `template` (normalised) at `line`.
     pub(crate) fn read(&mut self, template: &str, line: usize) {
-        self.reads.push((resolve::normalize(template), line));
+        if comparable(template) {
+            self.reads.push((resolve::normalize(template), line));
+        }
     }
 
     /// A check-then-act finding at `site` when an enclosing existence check guards `key` (the
@@ -91,7 +161,7 @@ impl Scope {
         action: &'static str,
         locked: bool,
     ) {
-        if self.guards.iter().any(|g| g == key) {
+        if comparable(key) && self.guards.iter().any(|g| g == key) {
             let f = Facts {
                 locked,
                 action,
@@ -255,7 +325,7 @@ pub(crate) trait CallWrites<'a>: Walk {
     /// check guards that path.
     fn guarded_act(&mut self, call: Node, arg: Option<Node>, action: &'static str, locked: bool) {
         let t = resolve::normalize(&arg.map(|a| self.tpl(a)).unwrap_or_default());
-        if self.parts().1.guards.contains(&t) {
+        if comparable(&t) && self.parts().1.guards.contains(&t) {
             let f = Facts {
                 locked,
                 action,

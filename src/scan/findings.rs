@@ -131,6 +131,8 @@ pub struct Finding {
     pub reason: String,
     /// How sure the scanner is.
     pub confidence: Confidence,
+    /// The other findings at the same site, weaker than this one (`pattern (risk): reason`).
+    pub notes: Vec<String>,
 }
 
 /// Facts a front end knows about a site besides its pattern.
@@ -151,12 +153,23 @@ pub struct Facts {
     pub busy_timeout: bool,
     /// The file runs as an agent hook (concurrently across sessions).
     pub hook: bool,
-    /// check-then-act: what the guarded action is (`write`, `rm`, `mkdir`, ...).
+    /// check-then-act: what the guarded action is (`write`, `rm`, `mkdir`, ...); socket:
+    /// `start` for a pid file written with a just-started daemon's pid (`$!`).
     pub action: &'static str,
     /// The path is per-process (a pid, mktemp or random name): one writer only.
     pub private: bool,
     /// A free-form detail for the reason (the lock file, the read site line, ...).
     pub detail: String,
+    /// overwrite: the content is a constant (every writer writes the same bytes).
+    pub constant: bool,
+    /// The path is a staging temp (`*.tmp`, `*.new`), a lock file (`*.lock`) or names a
+    /// session: not a file other sessions read whole.
+    pub scoped: bool,
+    /// overwrite: the path is a resolved document other processes read whole (JSON, JSONL,
+    /// Markdown, YAML, TOML, CSV, text): a half-written copy of it breaks a reader. A flag, a
+    /// stamp or a path the scanner could not resolve (maybe a unique temp, maybe a caller's
+    /// argument) is not claimed `high`.
+    pub document: bool,
 }
 
 /// The risk and one-line reason for a pattern with its facts.
@@ -185,16 +198,32 @@ pub fn judge(pattern: Pattern, f: &Facts) -> (Risk, String) {
                 .to_string(),
         ),
         Pattern::Overwrite if f.locked => (Risk::Safe, "truncating write under a lock".into()),
+        Pattern::Overwrite if f.constant => (
+            Risk::Low,
+            "truncating write of constant content: every writer writes the same bytes".into(),
+        ),
+        Pattern::Overwrite if f.scoped => (
+            Risk::Medium,
+            "truncating write of a staging temp, lock file or per-session file: no lock".into(),
+        ),
         Pattern::Overwrite => (
-            if f.hook { Risk::High } else { Risk::Medium },
+            if f.hook && f.document {
+                Risk::High
+            } else {
+                Risk::Medium
+            },
             "truncating write, no lock: readers can see it empty or half-written, last writer wins"
                 .into(),
         ),
         Pattern::ReadModifyWrite if f.locked => {
             (Risk::Safe, "read-modify-write under a lock".into())
         }
+        Pattern::ReadModifyWrite if f.private => (
+            Risk::Low,
+            "read-modify-write of a per-process file (pid or unique temp): one writer only".into(),
+        ),
         Pattern::ReadModifyWrite => (
-            Risk::High,
+            if f.hook { Risk::High } else { Risk::Medium },
             format!(
                 "read then write without a lock: concurrent updates are lost{}",
                 detail(&f.detail)
@@ -202,7 +231,11 @@ pub fn judge(pattern: Pattern, f: &Facts) -> (Risk, String) {
         ),
         Pattern::CheckThenAct if f.locked => (Risk::Safe, "check-then-act under a lock".into()),
         Pattern::CheckThenAct => (
-            Risk::High,
+            if f.hook && !f.scoped {
+                Risk::High
+            } else {
+                Risk::Medium
+            },
             format!(
                 "existence check then {}: two processes can both pass the check",
                 if f.action.is_empty() { "act" } else { f.action }
@@ -251,7 +284,10 @@ pub fn judge(pattern: Pattern, f: &Facts) -> (Risk, String) {
             ),
         ),
         Pattern::Sqlite => match (f.wal, f.busy_timeout) {
-            (true, true) => (Risk::Safe, "SQLite in WAL mode with a busy timeout".into()),
+            (true, true) => (
+                Risk::Safe,
+                "SQLite in WAL mode with a busy timeout set".into(),
+            ),
             (true, false) => (
                 Risk::Medium,
                 "SQLite in WAL mode but no busy timeout: concurrent writers get SQLITE_BUSY".into(),
@@ -265,6 +301,11 @@ pub fn judge(pattern: Pattern, f: &Facts) -> (Risk, String) {
                 "SQLite without WAL or busy timeout: concurrent writers get SQLITE_BUSY".into(),
             ),
         },
+        Pattern::Socket if f.action == "start" && !f.locked => (
+            if f.hook { Risk::High } else { Risk::Medium },
+            "pid-file lazy start without a lock: two callers can both find no daemon and both start one"
+                .into(),
+        ),
         Pattern::Socket => (
             Risk::Low,
             "socket or pid-file daemon: single owner only if the start is locked".into(),
@@ -321,7 +362,8 @@ pub fn fix_for(pattern: Pattern, template: &str) -> &'static str {
 }
 
 /// Whether a write can be the "act" of a check-then-act race: an exclusive create cannot (the
-/// loser fails instead of overwriting).
+/// loser fails instead of overwriting), nor can an atomic rename (whoever renames last wins
+/// whole; the check decides nothing a reader could see half-done).
 pub fn is_act(p: Pattern) -> bool {
-    p != Pattern::ExclusiveCreate
+    !matches!(p, Pattern::ExclusiveCreate | Pattern::AtomicRename)
 }

@@ -80,7 +80,12 @@ pub fn group(findings: &[Finding]) -> Vec<Resource> {
             let writer = fs
                 .iter()
                 .filter(|f| f.pattern != Pattern::PredictableTmp)
-                .max_by_key(|f| f.risk);
+                .max_by_key(|f| {
+                    (
+                        f.risk,
+                        matches!(f.pattern, Pattern::ReadModifyWrite | Pattern::CheckThenAct),
+                    )
+                });
             let fix = match writer {
                 _ if worst.risk == Risk::Safe => "-".to_string(),
                 Some(w) if w.pattern == Pattern::Flock => "concur lock --name".to_string(),

@@ -9,7 +9,7 @@
 //! Not guaranteed: receivers are not type-checked (any `.rename(a, b)` with two arguments is
 //! taken as a rename); paths built by functions the scanner does not know become `<expr>`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::OnceLock;
 
 use tree_sitter::{Language, Node, Query};
@@ -58,7 +58,9 @@ pub(crate) fn analyze(unit: &mut Unit, lang: Lang, src: &str, base: usize, locke
         held: Held::new(locked),
         scope: Scope::default(),
         dbs: HashMap::new(),
+        locked_fns: HashSet::new(),
     };
+    w.locked_fns = w.called_only_under_lock(root);
     w.visit(root);
     let dbs: Vec<DbSite> = w.dbs.into_values().collect();
     for db in dbs {
@@ -86,6 +88,25 @@ struct Walker<'u, 'a, 's> {
     held: Held,
     scope: Scope,
     dbs: HashMap<String, DbSite>,
+    /// Functions of this file called only from inside a lock wrapper's callback (a lock held
+    /// by every caller covers their bodies).
+    locked_fns: HashSet<String>,
+}
+
+/// Whether a callee is a lock wrapper that runs its callback under a lock (`withLock`,
+/// `withFileLock`, `runExclusive`, `lockfile.lock(p, fn)` style helpers).
+fn lock_wrapper(callee: &str) -> bool {
+    let m = callee
+        .rsplit('.')
+        .next()
+        .unwrap_or(callee)
+        .to_ascii_lowercase();
+    m.starts_with("withlock")
+        || m.ends_with("withlock")
+        || m.contains("withfilelock")
+        || m == "runexclusive"
+        || m == "withmutex"
+        || m == "locked"
 }
 
 const FUNCTIONS: &[&str] = &[
@@ -110,6 +131,12 @@ impl Walk for Walker<'_, '_, '_> {
         let kind = n.kind();
         if FUNCTIONS.contains(&kind) {
             let (locks, outer) = (self.held.locks, self.scope.enter_function());
+            if self
+                .function_name(n)
+                .is_some_and(|f| self.locked_fns.contains(f))
+            {
+                self.held.locks += 1;
+            }
             self.visit_children(n);
             self.held.locks = locks;
             self.scope.leave_function(outer);
@@ -165,7 +192,12 @@ impl Walk for Walker<'_, '_, '_> {
                 }
             }
             "call_expression" => {
+                let wrapper = n
+                    .child_by_field_name("function")
+                    .is_some_and(|f| lock_wrapper(self.text(f)));
+                self.held.locks += usize::from(wrapper);
                 self.visit_children(n);
+                self.held.locks -= usize::from(wrapper);
                 self.call(n);
             }
             "new_expression" => {
@@ -409,6 +441,59 @@ impl Walker<'_, '_, '_> {
         bounded && !checked
     }
 
+    /// The check-then-act follow-up of a write of template `t` (no read-modify-write: the
+    /// written value is a constant).
+    fn scope_check(&mut self, call: Node, t: &str, locked: bool) {
+        let t = resolve::normalize(t);
+        let site = Site {
+            lines: self.lines(call),
+            path: &t,
+            template: &t,
+        };
+        self.scope
+            .check_then_act(self.u, &site, &t, "write", locked);
+    }
+
+    /// The name a function is bound to: its own, or the variable it is assigned to.
+    fn function_name(&self, n: Node) -> Option<&str> {
+        if let Some(name) = n.child_by_field_name("name") {
+            return Some(self.text(name));
+        }
+        let p = n.parent()?;
+        (p.kind() == "variable_declarator")
+            .then(|| p.child_by_field_name("name").map(|x| self.text(x)))
+            .flatten()
+    }
+
+    /// The functions of this file called only inside a lock wrapper's arguments (a lock
+    /// held by the caller across the call: a cross-function lock scope).
+    fn called_only_under_lock(&self, root: Node) -> HashSet<String> {
+        let mut inside: HashSet<String> = HashSet::new();
+        let mut outside: HashSet<String> = HashSet::new();
+        let mut stack = vec![(root, false)];
+        while let Some((k, under)) = stack.pop() {
+            let mut under_kids = under;
+            if k.kind() == "call_expression"
+                && let Some(f) = k.child_by_field_name("function")
+            {
+                let callee = self.text(f);
+                if lock_wrapper(callee) {
+                    under_kids = true;
+                } else if f.kind() == "identifier" {
+                    if under {
+                        inside.insert(callee.to_string());
+                    } else {
+                        outside.insert(callee.to_string());
+                    }
+                }
+            }
+            let mut c = k.walk();
+            stack.extend(k.named_children(&mut c).map(|x| (x, under_kids)));
+        }
+        inside.retain(|f| !outside.contains(f));
+        inside
+    }
+
     fn db_binding(&mut self, name: &str, value: Node) {
         let value = if value.kind() == "await_expression" {
             value.named_child(0).unwrap_or(value)
@@ -427,8 +512,9 @@ impl Walker<'_, '_, '_> {
         let args = self.call_args(value);
         let Some(first) = args.first() else { return };
         let template = self.tpl(*first);
-        // better-sqlite3 defaults to a 5 s busy timeout; node:sqlite and sqlite3 do not.
-        let better = !ctor.contains('.') && ctor == "Database";
+        // better-sqlite3 defaults to a 5 s busy timeout; node:sqlite, sqlite3 and bun:sqlite
+        // (whose `Database` has the same name) do not.
+        let better = !ctor.contains('.') && ctor == "Database" && !self.src.contains("bun:sqlite");
         let opts = args.get(1).map_or("", |a| self.text(*a));
         let facts = Facts {
             busy_timeout: better || opts.contains("timeout"),
@@ -472,7 +558,28 @@ impl Walker<'_, '_, '_> {
                     self.flags(args.get(2).copied()).as_deref(),
                     Pattern::Overwrite,
                 );
-                self.write(n, first, p, locked);
+                let constant = args.get(1).is_some_and(|a| {
+                    a.kind() == "string"
+                        || (a.kind() == "template_string" && !self.text(*a).contains("${"))
+                });
+                if constant && p == Pattern::Overwrite {
+                    // Every racer writes the same bytes: no lost update, and no check-then-act
+                    // when it initialises a missing file (in the guard's body).
+                    let facts = Facts {
+                        locked,
+                        constant: true,
+                        ..Default::default()
+                    };
+                    self.emit_at(n, first, p, &facts);
+                    if !common::in_conditional(n)
+                        && let Some(a) = first
+                    {
+                        let t = self.tpl(a);
+                        self.scope_check(n, &t, locked);
+                    }
+                } else {
+                    self.write(n, first, p, locked);
+                }
                 if p == Pattern::Overwrite
                     && args
                         .get(1)
@@ -532,7 +639,12 @@ impl Walker<'_, '_, '_> {
                 self.mkdir(n, first, recursive, locked);
             }
             "unlink" | "unlinkSync" | "rm" | "rmSync" | "rmdir" | "rmdirSync" => {
-                self.guarded_act(n, first, "rm", locked);
+                // In a `try` (a missing file is caught) or with `force: true` a removal is
+                // idempotent: no race to lose.
+                let force = args.get(1).is_some_and(|a| self.text(*a).contains("force"));
+                if self.held.in_try == 0 && !force {
+                    self.guarded_act(n, first, "rm", locked);
+                }
             }
             "readFileSync" | "readFile" | "createReadStream" => self.read(first, line),
             "lock" | "lockSync"
@@ -681,11 +793,23 @@ mod tests {
             "const fs = require('fs');\n\
              fs.writeFileSync('/var/a', 'x', {flag: 'a'});\n\
              fs.writeFileSync('/var/b', 'x', {flag: 'wx'});\n\
-             fs.writeFileSync('/var/c', 'x', 'utf8');\n",
+             fs.writeFileSync('/var/c', body, 'utf8');\n\
+             fs.writeFileSync('/var/d', '{}', 'utf8');\n",
         );
         assert!(f.contains(&(2, Pattern::Append, Risk::Low, "/var/a".into())));
         assert!(f.contains(&(3, Pattern::ExclusiveCreate, Risk::Safe, "/var/b".into())));
         assert!(f.contains(&(4, Pattern::Overwrite, Risk::Medium, "/var/c".into())));
+        // constant content: every writer writes the same bytes
+        assert!(f.contains(&(5, Pattern::Overwrite, Risk::Low, "/var/d".into())));
+    }
+
+    #[test]
+    fn two_unknown_paths_are_not_one() {
+        // a check of one unresolved path does not guard a write of another
+        let f = found(
+            "function f(cwd, id) {\n  if (fs.existsSync(projectDir())) {\n    fs.writeFileSync(flagFor(id), body);\n  }\n}\n",
+        );
+        assert!(!f.iter().any(|x| x.1 == Pattern::CheckThenAct), "{f:?}");
     }
 
     #[test]

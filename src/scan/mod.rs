@@ -102,9 +102,10 @@ pub struct ParseError {
 /// The result of a scan.
 #[derive(Debug, Clone, Default)]
 pub struct Report {
-    /// Every finding, ordered by file and line.
+    /// One finding per site (the strongest; the others are its notes), worst first, then by
+    /// file and line.
     pub findings: Vec<Finding>,
-    /// Writers grouped by resolved template.
+    /// Writers grouped by resolved template (every pattern seen, notes included).
     pub inventory: Vec<Resource>,
     /// Parse errors met (each lowered nearby confidence).
     pub parse_errors: Vec<ParseError>,
@@ -112,6 +113,8 @@ pub struct Report {
     pub files: usize,
     /// Bytes parsed.
     pub bytes: u64,
+    /// Files left out as tests (see [`ScanOptions::include_tests`]).
+    pub skipped_tests: usize,
 }
 
 /// What to scan and how.
@@ -119,17 +122,26 @@ pub struct Report {
 pub struct ScanOptions {
     /// Drop findings below this risk (the inventory is built from what is kept).
     pub min_risk: Option<Risk>,
+    /// Scan test files too (`tests/`, `__tests__/`, `*.test.*`, `test_*.py`, ...); by default
+    /// they are left out of a directory scan (a file given by name is always scanned).
+    pub include_tests: bool,
+    /// Glob patterns of files to leave out, matched against the path relative to the scanned
+    /// directory (`*` within a component, `**` across components; a pattern without `/`
+    /// matches any component, like `.gitignore`).
+    pub exclude: Vec<String>,
 }
 
 /// Scans files and directories.
 ///
 /// File names in the report are relative to the scanned directory (or as given, for a file).
-/// Hidden directories other than `.claude`/`.codex`, `node_modules`, `.git` and `target` are
-/// skipped; unreadable or non-UTF-8 files are skipped silently.
+/// Hidden directories other than `.claude`/`.codex`/`.cursor`/`.gemini`, `node_modules`,
+/// `.git` and `target` are skipped, and so are tests unless [`ScanOptions::include_tests`];
+/// unreadable or non-UTF-8 files are skipped silently. Files are parsed in parallel on every
+/// core.
 ///
 /// # Errors
 ///
-/// A path that does not exist or cannot be read as a directory.
+/// A path that does not exist or cannot be read as a directory, or an invalid exclude glob.
 ///
 /// # Examples
 ///
@@ -142,66 +154,238 @@ pub struct ScanOptions {
 /// assert!(report.findings.iter().any(|f| f.template == "/tmp/marker"));
 /// ```
 pub fn scan(paths: &[PathBuf], opts: &ScanOptions) -> Result<Report> {
-    // The tree walks recurse once per syntax level; deeply nested (e.g. minified) code needs
-    // more than a default stack, so the scan runs on a thread with a large one.
-    let (paths, opts) = (paths.to_vec(), opts.clone());
-    std::thread::Builder::new()
-        .name("concur-scan".into())
-        .stack_size(256 << 20)
-        .spawn(move || scan_on_this_thread(&paths, &opts))
-        .map_err(|e| Error::io("spawn scan thread", Path::new("."), e))?
-        .join()
-        .unwrap_or_else(|p| std::panic::resume_unwind(p))
-}
-
-fn scan_on_this_thread(paths: &[PathBuf], opts: &ScanOptions) -> Result<Report> {
+    let excludes = opts
+        .exclude
+        .iter()
+        .map(|g| {
+            glob_regex(g)
+                .ok_or_else(|| Error::Invalid(format!("invalid exclude glob ({g}): unbalanced [")))
+        })
+        .collect::<Result<Vec<_>>>()?;
     let mut report = Report::default();
+    let mut raw = Vec::new();
     for root in paths {
         let meta = std::fs::metadata(root).map_err(Error::with("cannot scan", root))?;
-        let mut files = Vec::new();
-        let hook_scripts = if meta.is_dir() {
+        let mut jobs: Vec<Job> = Vec::new();
+        let hook_files = if meta.is_dir() {
+            let mut files = Vec::new();
             walk(root, &mut files).map_err(Error::with("read directory", root))?;
             files.sort();
-            hooks::hook_scripts(root)
-        } else {
-            files.push(root.clone());
-            HashSet::new()
-        };
-        for path in files {
-            let Ok(bytes) = std::fs::read(&path) else {
-                continue;
-            };
-            let Some(lang) = Lang::detect(&path, &bytes) else {
-                continue;
-            };
-            let Ok(src) = String::from_utf8(bytes) else {
-                continue;
-            };
-            let display = if meta.is_dir() {
-                path.strip_prefix(root)
+            let mut json = Vec::new();
+            for path in files {
+                let display = path
+                    .strip_prefix(root)
                     .unwrap_or(&path)
                     .to_string_lossy()
-                    .into_owned()
-            } else {
-                root.to_string_lossy().into_owned()
-            };
-            let hook = hooks::is_hook(&hook_scripts, &display);
+                    .into_owned();
+                if excludes.iter().any(|re| re.is_match(&display)) {
+                    continue;
+                }
+                if Path::new(&display)
+                    .extension()
+                    .is_some_and(|e| e.eq_ignore_ascii_case("json"))
+                {
+                    json.push(display);
+                    continue;
+                }
+                if !opts.include_tests && hooks::is_test(&display) {
+                    report.skipped_tests += 1;
+                    continue;
+                }
+                jobs.push(Job {
+                    path,
+                    display,
+                    lang: None,
+                    src: String::new(),
+                });
+            }
+            read_sources(&mut jobs);
+            let langs: Vec<(String, Lang)> = jobs
+                .iter()
+                .filter_map(|j| j.lang.map(|l| (j.display.clone(), l)))
+                .collect();
+            hooks::hook_files(root, &langs, &json)
+        } else {
+            jobs.push(Job {
+                path: root.clone(),
+                display: root.to_string_lossy().into_owned(),
+                lang: None,
+                src: String::new(),
+            });
+            read_sources(&mut jobs);
+            HashSet::new()
+        };
+        jobs.retain(|j| j.lang.is_some());
+        for j in &jobs {
             report.files += 1;
-            report.bytes += src.len() as u64;
-            let (f, e) = scan_source(&display, lang, &src, hook);
-            report.findings.extend(f);
+            report.bytes += j.src.len() as u64;
+        }
+        for (f, e) in scan_jobs(&jobs, &hook_files)? {
+            raw.extend(f);
             report.parse_errors.extend(e);
         }
     }
     if let Some(min) = opts.min_risk {
-        report.findings.retain(|f| f.risk >= min);
+        raw.retain(|f| f.risk >= min);
     }
-    report.inventory = inventory::group(&report.findings);
+    report.inventory = inventory::group(&raw);
+    report.findings = one_per_site(raw);
     Ok(report)
 }
 
+/// A file to scan: where it is, its name in the report, its language and text once read.
+struct Job {
+    path: PathBuf,
+    display: String,
+    lang: Option<Lang>,
+    src: String,
+}
+
+fn read_sources(jobs: &mut [Job]) {
+    for j in jobs {
+        let Ok(bytes) = std::fs::read(&j.path) else {
+            continue;
+        };
+        let Some(lang) = Lang::detect(&j.path, &bytes) else {
+            continue;
+        };
+        let Ok(src) = String::from_utf8(bytes) else {
+            continue;
+        };
+        j.lang = Some(lang);
+        j.src = src;
+    }
+}
+
+type Scanned = (Vec<Finding>, Vec<ParseError>);
+
+/// Scans the jobs on every core. The tree walks recurse once per syntax level; deeply nested
+/// (e.g. minified) code needs more than a default stack, so each worker gets a large one.
+fn scan_jobs(jobs: &[Job], hook_files: &HashSet<String>) -> Result<Vec<Scanned>> {
+    let workers = std::thread::available_parallelism()
+        .map_or(1, std::num::NonZero::get)
+        .min(jobs.len().max(1));
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut results: Vec<(usize, Scanned)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                std::thread::Builder::new()
+                    .name("concur-scan".into())
+                    .stack_size(256 << 20)
+                    .spawn_scoped(s, || {
+                        let mut out = Vec::new();
+                        loop {
+                            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            let Some(j) = jobs.get(i) else { break };
+                            let Some(lang) = j.lang else { continue };
+                            let hook = hook_files.contains(&j.display);
+                            out.push((i, scan_source(&j.display, lang, &j.src, hook)));
+                        }
+                        out
+                    })
+            })
+            .collect::<std::io::Result<_>>()
+            .map_err(|e| Error::io("spawn scan thread", Path::new("."), e))?;
+        let mut all = Vec::new();
+        for h in handles {
+            all.extend(h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
+        }
+        Ok::<_, Error>(all)
+    })?;
+    results.sort_by_key(|(i, _)| *i);
+    Ok(results.into_iter().map(|(_, r)| r).collect())
+}
+
+/// One finding per site (file and first line): the worst (then the most specific pattern)
+/// stands, the others become its notes. Sorted worst first, then by file and line.
+fn one_per_site(mut raw: Vec<Finding>) -> Vec<Finding> {
+    raw.sort_by(|a, b| {
+        (&a.file, a.line_start)
+            .cmp(&(&b.file, b.line_start))
+            .then_with(|| strength(b).cmp(&strength(a)))
+    });
+    let mut out: Vec<Finding> = Vec::new();
+    for f in raw {
+        if let Some(last) = out.last_mut()
+            && last.file == f.file
+            && last.line_start == f.line_start
+        {
+            let note = format!("{} ({}): {}", f.pattern.name(), f.risk.name(), f.reason);
+            if !last.notes.contains(&note) {
+                last.notes.push(note);
+            }
+            continue;
+        }
+        out.push(f);
+    }
+    out.sort_by(|a, b| {
+        b.risk
+            .cmp(&a.risk)
+            .then_with(|| (&a.file, a.line_start).cmp(&(&b.file, b.line_start)))
+    });
+    out
+}
+
+/// How strongly a finding speaks for its site: its risk, then its pattern (a read-modify-write
+/// or check-then-act says more than the plain write under it; a location finding says least).
+fn strength(f: &Finding) -> (Risk, u8) {
+    let p = match f.pattern {
+        Pattern::PredictableTmp => 0,
+        Pattern::Append | Pattern::Overwrite => 1,
+        Pattern::AtomicRename | Pattern::ExclusiveCreate | Pattern::Sqlite | Pattern::Socket => 2,
+        Pattern::Flock | Pattern::MkdirLock => 3,
+        Pattern::CheckThenAct | Pattern::ReadModifyWrite | Pattern::MkdirLockFallthrough => 4,
+    };
+    (f.risk, p)
+}
+
+/// A glob as a regex over a relative path: `**` any run of characters, `*` any run within a
+/// component, `?` one character, `[...]` a class; a glob without `/` matches any component
+/// (or any trailing run of components).
+fn glob_regex(g: &str) -> Option<regex::Regex> {
+    let g = g.trim_end_matches('/');
+    let mut re = String::new();
+    let mut chars = g.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '*' if chars.peek() == Some(&'*') => {
+                chars.next();
+                if chars.peek() == Some(&'/') {
+                    chars.next();
+                    re.push_str("(?:.*/)?");
+                } else {
+                    re.push_str(".*");
+                }
+            }
+            '*' => re.push_str("[^/]*"),
+            '?' => re.push_str("[^/]"),
+            '[' => {
+                let mut class = String::from("[");
+                loop {
+                    match chars.next()? {
+                        ']' => break,
+                        '!' if class.len() == 1 => class.push('^'),
+                        '\\' => class.push_str("\\\\"),
+                        x => class.push(x),
+                    }
+                }
+                class.push(']');
+                re.push_str(&class);
+            }
+            c => re.push_str(&regex::escape(&c.to_string())),
+        }
+    }
+    let anchored = if g.contains('/') {
+        format!("^{}(?:/.*)?$", re.trim_start_matches("\\/"))
+    } else {
+        format!("(?:^|/){re}(?:/.*)?$")
+    };
+    regex::Regex::new(&anchored).ok()
+}
+
 /// Scans one source text. `file` is the name findings carry; `hook` marks a script that runs
-/// as an agent hook.
+/// as an agent hook (or code a hook runs). Findings are per write site and pattern, ordered by
+/// line; [`scan`] folds them into one per site.
 pub fn scan_source(
     file: &str,
     lang: Lang,
@@ -265,7 +449,8 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
         let ft = entry.file_type()?;
         if ft.is_dir() {
             let skip = matches!(name.as_ref(), "node_modules" | ".git" | "target")
-                || (name.starts_with('.') && !matches!(name.as_ref(), ".claude" | ".codex"));
+                || (name.starts_with('.')
+                    && !matches!(name.as_ref(), ".claude" | ".codex" | ".cursor" | ".gemini"));
             if !skip {
                 walk(&entry.path(), out)?;
             }
@@ -341,6 +526,8 @@ impl Unit<'_> {
         let mut facts = facts.clone();
         facts.hook = self.hook;
         facts.private = resolve::is_unique(&template) || template.contains("<pid>");
+        facts.scoped = resolve::is_scoped(&template);
+        facts.document = resolve::is_document(&template);
         if pattern == Pattern::CheckThenAct && facts.private {
             return; // a per-process file has no second process to race with
         }
@@ -356,6 +543,7 @@ impl Unit<'_> {
             risk,
             reason,
             confidence: Confidence::High,
+            notes: Vec::new(),
         });
         if resolve::is_predictable_tmp(&template)
             && pattern != Pattern::PredictableTmp

@@ -49,7 +49,10 @@ pub(crate) fn analyze(unit: &mut Unit, src: &str, base: usize, locked: bool) {
         dbs: Vec::new(),
         wal: false,
         busy: false,
+        tolerant: 0,
+        summaries: HashMap::new(),
     };
+    w.summaries = w.lock_helpers(root);
     w.visit(root);
     let (wal, busy) = (w.wal, w.busy);
     for (lines, path, template, timeout) in std::mem::take(&mut w.dbs) {
@@ -81,6 +84,10 @@ struct Walker<'u, 'a, 's> {
     dbs: Vec<((usize, usize), String, String, bool)>,
     wal: bool,
     busy: bool,
+    /// Enclosing `try` blocks whose handlers catch a missing file (`OSError`, ...).
+    tolerant: usize,
+    /// This file's lock helpers: function name → takes or releases a lock.
+    summaries: HashMap<String, common::LockFn>,
 }
 
 impl Walk for Walker<'_, '_, '_> {
@@ -139,8 +146,11 @@ impl Walk for Walker<'_, '_, '_> {
             }
             "try_statement" => {
                 if let Some(b) = n.child_by_field_name("body") {
+                    let tolerant = self.catches_missing(n);
                     self.held.in_try += 1;
+                    self.tolerant += usize::from(tolerant);
                     self.visit(b);
+                    self.tolerant -= usize::from(tolerant);
                     self.held.in_try -= 1;
                 }
                 let mut c = n.walk();
@@ -434,6 +444,31 @@ impl Walker<'_, '_, '_> {
                 resolve::normalize(&arg0())
             }
             "home" | "expanduser_home" => "$HOME".into(),
+            // pathlib: `p.with_suffix(".tmp")`, `p.with_name("x")`
+            "with_suffix" | "with_name" => {
+                let Some(obj) = n
+                    .child_by_field_name("function")
+                    .and_then(|f| f.child_by_field_name("object"))
+                else {
+                    return "<expr>".into();
+                };
+                let base = self.tpl(obj);
+                let (dir, name) = base.rsplit_once('/').unwrap_or(("", base.as_str()));
+                let new = if method == "with_name" {
+                    arg0()
+                } else {
+                    let stem = match name.rfind('.') {
+                        Some(i) if i > 0 => &name[..i],
+                        _ => name,
+                    };
+                    format!("{stem}{}", arg0())
+                };
+                if dir.is_empty() {
+                    new
+                } else {
+                    format!("{dir}/{new}")
+                }
+            }
             "getcwd" | "cwd" => "$PWD".into(),
             "gettempdir" => "/tmp".into(),
             "getpid" => "<pid>".into(),
@@ -548,6 +583,66 @@ impl Walker<'_, '_, '_> {
         bounded && !checked
     }
 
+    /// Whether a `try` statement's handlers catch a missing file: a bare `except`, or one
+    /// naming `OSError`, `FileNotFoundError`, `IOError`, `Exception` or `BaseException`.
+    fn catches_missing(&self, n: Node) -> bool {
+        let mut c = n.walk();
+        n.named_children(&mut c)
+            .filter(|k| k.kind() == "except_clause")
+            .any(|k| {
+                let head = self.text(k).split(':').next().unwrap_or("").to_string();
+                head.trim() == "except"
+                    || [
+                        "OSError",
+                        "FileNotFoundError",
+                        "IOError",
+                        "Exception",
+                        "BaseException",
+                    ]
+                    .iter()
+                    .any(|e| head.contains(e))
+            })
+    }
+
+    /// The file's lock helpers (a function summary of what each function locks): a function
+    /// whose body calls `fcntl.flock`/`lockf` with `LOCK_UN` releases a lock, with `LOCK_EX`/
+    /// `LOCK_SH` takes one that outlives the call (no `with` scope ends it).
+    fn lock_helpers(&self, root: Node) -> HashMap<String, common::LockFn> {
+        common::lock_summaries(root, self.src, |_, t| {
+            let locks = t.contains("flock(") || t.contains("lockf(");
+            if locks && t.contains("LOCK_UN") {
+                Some(common::LockFn::Unlock)
+            } else if locks && (t.contains("LOCK_EX") || t.contains("LOCK_SH")) {
+                Some(common::LockFn::Lock)
+            } else {
+                None
+            }
+        })
+    }
+
+    /// A truncating write of `arg`'s path whose content is `constant` (a literal): under an
+    /// existence check that is idempotent (every racer writes the same bytes), so no
+    /// check-then-act follows.
+    fn write_constant(&mut self, call: Node, arg: Option<Node>, constant: bool, locked: bool) {
+        if !constant {
+            self.write(call, arg, Pattern::Overwrite, locked);
+            return;
+        }
+        let facts = Facts {
+            locked,
+            constant: true,
+            ..Default::default()
+        };
+        self.emit_at(call, arg, Pattern::Overwrite, &facts);
+        if !common::in_conditional(call)
+            && let Some(a) = arg
+        {
+            // After an early-exit guard a constant write claims a one-shot action.
+            let t = self.tpl(a);
+            self.after_write(call, &t, Pattern::Overwrite, locked, "write");
+        }
+    }
+
     // ---- calls ----------------------------------------------------------------------------
 
     #[allow(clippy::unused_self)] // read like the other accessors
@@ -566,6 +661,17 @@ impl Walker<'_, '_, '_> {
         let line = self.lines(n).0;
         let obj = self.object(n);
         let obj_is_path = obj.is_some_and(|o| self.is_path(o));
+        match self.summaries.get(f.as_str()) {
+            Some(common::LockFn::Lock) => {
+                self.held.locks += 1;
+                return;
+            }
+            Some(common::LockFn::Unlock) => {
+                self.held.locks = self.held.locks.saturating_sub(1);
+                return;
+            }
+            None => {}
+        }
         match method.as_str() {
             "open" if f == "os.open" => {
                 let flags = args.get(1).map_or("", |a| self.text(*a));
@@ -573,11 +679,10 @@ impl Walker<'_, '_, '_> {
                     Pattern::ExclusiveCreate
                 } else if flags.contains("O_APPEND") {
                     Pattern::Append
-                } else if flags.contains("O_WRONLY")
-                    || flags.contains("O_RDWR")
-                    || flags.contains("O_TRUNC")
-                {
+                } else if flags.contains("O_TRUNC") {
                     Pattern::Overwrite
+                } else if flags.contains("O_WRONLY") || flags.contains("O_RDWR") {
+                    return; // opened in place (a lock file, a counter): nothing is truncated
                 } else {
                     self.read(args.first().copied(), line);
                     return;
@@ -600,26 +705,30 @@ impl Walker<'_, '_, '_> {
                     Pattern::ExclusiveCreate
                 } else if mode.contains('a') {
                     Pattern::Append
-                } else if mode.contains('w') || mode.contains('+') {
+                } else if mode.contains('w') {
                     Pattern::Overwrite
+                } else if mode.contains('+') {
+                    return; // `r+`: read and write in place, nothing truncated
                 } else {
                     self.read(arg, line);
                     return;
                 };
                 self.write(n, arg, p, locked);
             }
-            "write_text" | "write_bytes" => self.write(n, obj, Pattern::Overwrite, locked),
+            "write_text" | "write_bytes" => {
+                let constant = args.first().is_some_and(|a| is_literal(*a));
+                self.write_constant(n, obj, constant, locked);
+            }
             "read_text" | "read_bytes" => self.read(obj, line),
             "touch" if obj.is_some() => {
+                // `touch()` creates or updates the time, never truncates: only an
+                // `exist_ok=False` touch is a write worth a finding (an exclusive create).
                 let excl = self
                     .kwarg(n, "exist_ok")
                     .is_some_and(|v| self.text(v) == "False");
-                let p = if excl {
-                    Pattern::ExclusiveCreate
-                } else {
-                    Pattern::Overwrite
-                };
-                self.write(n, obj, p, locked);
+                if excl {
+                    self.write(n, obj, Pattern::ExclusiveCreate, locked);
+                }
             }
             "replace" | "rename" | "move"
                 if f == "os.replace" || f == "os.rename" || f == "shutil.move" || obj_is_path =>
@@ -659,7 +768,14 @@ impl Walker<'_, '_, '_> {
                 } else {
                     args.first().copied()
                 };
-                self.guarded_act(n, target, "rm", locked);
+                // A removal that tolerates a missing file is idempotent: no race to lose.
+                let tolerant = self.tolerant > 0
+                    || self
+                        .kwarg(n, "missing_ok")
+                        .is_some_and(|v| self.text(v) == "True");
+                if !tolerant {
+                    self.guarded_act(n, target, "rm", locked);
+                }
             }
             "flock" | "lockf" if f.starts_with("fcntl") => {
                 let how = args.get(1).map_or("", |a| self.text(*a));
@@ -767,6 +883,23 @@ fn env_var(key: &str) -> String {
 }
 
 /// `open` or `X.open`.
+/// Whether an expression is a literal (a string without interpolation, a number).
+fn is_literal(n: Node) -> bool {
+    match n.kind() {
+        "string" => {
+            let mut c = n.walk();
+            !n.named_children(&mut c)
+                .any(|k| k.kind() == "interpolation")
+        }
+        "integer" | "float" | "true" | "false" | "none" => true,
+        "concatenated_string" => {
+            let mut c = n.walk();
+            n.named_children(&mut c).all(is_literal)
+        }
+        _ => false,
+    }
+}
+
 fn is_open(f: &str) -> bool {
     f.rsplit('.').next() == Some("open")
 }

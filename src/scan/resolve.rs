@@ -30,8 +30,14 @@ pub struct Env {
 }
 
 impl Env {
-    /// Records `name = value`.
+    /// Records `name = value`. A value the scanner did not follow (`<expr>`) is kept as
+    /// `<name>`: two uses of one variable are one path, two unknown expressions are not.
     pub fn set(&mut self, name: &str, template: String) {
+        let template = if template == "<expr>" {
+            format!("<{name}>")
+        } else {
+            template
+        };
         let unique = is_unique(&template);
         self.vars
             .insert(name.to_string(), Value { template, unique });
@@ -46,6 +52,39 @@ impl Env {
 /// Whether a template names a unique temp.
 pub fn is_unique(t: &str) -> bool {
     t.contains("<mktemp>") || t.contains("<random>")
+}
+
+/// Whether a template names a staging temp (`*.tmp`, `*.temp`, `*.new`), a lock file
+/// (`*.lock`) or a per-session file (a session id in the name): written by one session, or
+/// read by nobody whole.
+pub fn is_scoped(t: &str) -> bool {
+    let name = t.rsplit('/').next().unwrap_or(t).to_ascii_lowercase();
+    let stem_ext = |e: &str| name.ends_with(e) || name.contains(&format!("{e}."));
+    stem_ext(".tmp")
+        || stem_ext(".temp")
+        || std::path::Path::new(&name)
+            .extension()
+            .is_some_and(|e| e == "new" || e == "lock")
+        || (name.starts_with('<') && (name.contains("tmp") || name.contains("temp")))
+        || t.to_ascii_lowercase().contains("session")
+}
+
+/// Whether a template is a resolved path to a document readers take whole: a JSON, JSONL,
+/// NDJSON, Markdown, YAML, TOML, CSV or text file whose name the scanner resolved (see
+/// [`super::findings::Facts::document`]).
+pub fn is_document(t: &str) -> bool {
+    let name = t.rsplit('/').next().unwrap_or(t);
+    let ext = std::path::Path::new(name)
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    is_resolved(t)
+        && !name.starts_with('<')
+        && matches!(
+            ext.as_str(),
+            "json" | "jsonl" | "ndjson" | "md" | "yaml" | "yml" | "toml" | "csv" | "txt"
+        )
 }
 
 /// Whether a template is a predictable path in a shared temp directory.
@@ -146,6 +185,27 @@ mod tests {
         let p = |v: &[&str]| join(&v.iter().map(ToString::to_string).collect::<Vec<_>>());
         assert_eq!(p(&["$HOME", ".agent", "h.json"]), "$HOME/.agent/h.json");
         assert_eq!(p(&["a", "/tmp", "x"]), "/tmp/x");
+    }
+
+    #[test]
+    fn an_unfollowed_value_is_named_by_its_variable() {
+        let mut env = Env::default();
+        env.set("flagDir", "<expr>".into());
+        assert_eq!(env.get("flagDir").unwrap().template, "<flagDir>");
+        assert!(crate::scan::common::comparable("<flagDir>"));
+        assert!(!crate::scan::common::comparable("<expr>"));
+        assert!(!crate::scan::common::comparable("<expr>/<cmd>"));
+    }
+
+    #[test]
+    fn documents_scoped_files_and_flags() {
+        assert!(is_document("$HOME/.agent/state.json"));
+        assert!(!is_document("$HOME/.agent/last-run"));
+        assert!(!is_document("<path>"));
+        assert!(is_scoped("$HOME/.agent/state.json.tmp"));
+        assert!(is_scoped("$HOME/.agent/x.lock"));
+        assert!(is_scoped("/tmp/x-$SESSION_ID.json"));
+        assert!(!is_scoped("$HOME/.agent/state.json"));
     }
 
     #[test]
