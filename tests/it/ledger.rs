@@ -53,12 +53,10 @@ fn torn_tail_is_named_repaired_and_no_complete_line_is_lost() {
     let o = t.run(["ledger", "verify", fs]);
     assert_code(&o, 3);
     assert!(stderr(&o).contains("line 6: torn line"), "{}", stderr(&o));
-    // Append refuses to build on a torn tail.
-    assert_code(&t.run(["ledger", "append", fs, "{\"i\":6}"]), 3);
     let o = t.run(["ledger", "repair", fs]);
     assert_code(&o, 0);
     assert!(
-        stdout(&o).contains("removed a torn final line"),
+        stdout(&o).contains("cut a torn final line"),
         "{}",
         stdout(&o)
     );
@@ -67,6 +65,43 @@ fn torn_tail_is_named_repaired_and_no_complete_line_is_lost() {
     // Nothing torn: repair changes nothing.
     assert!(stdout(&t.run(["ledger", "repair", fs])).contains("nothing to repair"));
     assert_eq!(content(&f).unwrap(), before);
+}
+
+#[test]
+fn the_next_append_cuts_a_torn_tail_says_so_and_goes_on() {
+    let t = TestEnv::new();
+    let f = t.path("l.jsonl");
+    let fs = f.to_str().unwrap();
+    for i in 0..3 {
+        assert_code(
+            &t.run(["ledger", "append", fs, &format!("{{\"i\":{i}}}")]),
+            0,
+        );
+    }
+    let before = content(&f).unwrap();
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&f)
+        .unwrap()
+        .write_all(b"{\"i\":3,\"prev\":\"0")
+        .unwrap();
+    // verify stays strict until someone appends or repairs
+    assert_code(&t.run(["ledger", "verify", fs]), 3);
+    let o = t.run(["ledger", "append", fs, "{\"i\":4}"]);
+    assert_code(&o, 0);
+    assert!(stdout(&o).starts_with("4 "), "{}", stdout(&o));
+    assert!(
+        stderr(&o).contains("cut a torn final line (16 bytes)"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(content(&f).unwrap().starts_with(&before));
+    assert_code(&t.run(["ledger", "verify", fs]), 0);
+    // --json reports it too; a second append has nothing to cut.
+    let o = t.run(["--json", "ledger", "append", fs, "{\"i\":5}"]);
+    let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(v["seq"], 5);
+    assert!(v.get("repaired").is_none(), "{v}");
 }
 
 #[test]
