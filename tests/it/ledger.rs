@@ -91,7 +91,7 @@ fn the_next_append_cuts_a_torn_tail_says_so_and_goes_on() {
     assert_code(&o, 0);
     assert!(stdout(&o).starts_with("4 "), "{}", stdout(&o));
     assert!(
-        stderr(&o).contains("cut a torn final line (16 bytes)"),
+        stderr(&o).contains("cut a torn final line (16 bytes, never acknowledged)"),
         "{}",
         stderr(&o)
     );
