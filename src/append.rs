@@ -413,9 +413,8 @@ impl AppendOptions {
         }
     }
 
-    /// Writes `line` at the end of `file` under the sidecar lock `guard`: first cuts what a
-    /// killed appender left (see [`crate::sidecar`]), and starts the line on a fresh line if the
-    /// file ends in an unterminated line that no concur appender left (a hand-edited file).
+    /// Writes `line` at the end of `file` under the sidecar lock `guard` (see
+    /// [`SidecarGuard::prepare_append`]), then syncs it after releasing the lock.
     fn write_line(
         &self,
         path: &Path,
@@ -425,31 +424,12 @@ impl AppendOptions {
         created: bool,
     ) -> Result<Appended> {
         let g = guard.as_ref().expect("write_line runs under the lock");
-        g.cut_torn_append(file, path)?;
-        let start = sys::fileio::size(file).map_err(Error::with("cannot stat", path))?;
-        let terminated = start == 0
-            || last_byte(file, start).map_err(Error::with("cannot read", path))? == b'\n';
-        let joined;
-        let buf = if terminated {
-            line
+        let (start, fresh_line) = g.prepare_append(file, path)?;
+        if fresh_line {
+            g.write_append(file, path, start, &[b"\n", line].concat())?;
         } else {
-            joined = [b"\n", line].concat();
-            &joined
-        };
-        g.begin_append(file, path, start, buf.len() as u64)?;
-        let written = sys::fs::write_once(file, buf);
-        if !matches!(written, Ok(n) if n == buf.len()) {
-            // Nothing or a fragment landed (disk full): cut it off again.
-            sys::fileio::truncate(file, start)
-                .and_then(|()| sys::fs::sync_data(file))
-                .map_err(Error::with("cannot remove partial line", path))?;
-            g.end_append()?;
-            let e = written
-                .err()
-                .unwrap_or_else(|| std::io::Error::from_raw_os_error(libc::ENOSPC));
-            return Err(Error::io("cannot append", path, e));
+            g.write_append(file, path, start, line)?;
         }
-        g.end_append()?;
         // Other appenders may write while this one syncs (their fdatasync flushes this line too).
         drop(guard.take());
         if self.fsync {
@@ -464,14 +444,6 @@ impl AppendOptions {
             header: false,
         })
     }
-}
-
-/// The byte at `len - 1` of `file`.
-fn last_byte(file: &File, len: u64) -> std::io::Result<u8> {
-    use std::os::unix::fs::FileExt;
-    let mut b = [0u8; 1];
-    file.read_exact_at(&mut b, len - 1)?;
-    Ok(b[0])
 }
 
 /// The whole file, or `None` if it does not exist (symlinks refused).

@@ -256,21 +256,7 @@ pub fn append(path: &Path, entry: &Value, opts: Options) -> Result<Appended> {
         }
     };
     let (line, hash) = build_line(entry, seq, &prev);
-    guard.begin_append(&file, path, len, line.len() as u64)?;
-    let n = sys::fs::write_once(&file, line.as_bytes());
-    if !matches!(n, Ok(n) if n == line.len()) {
-        let _ = file.set_len(len);
-        guard.end_append()?;
-        return Err(match n {
-            Err(e) => Error::io("cannot write", path, e),
-            Ok(_) => Error::io(
-                "short write to",
-                path,
-                std::io::Error::new(std::io::ErrorKind::WriteZero, "disk full?"),
-            ),
-        });
-    }
-    guard.end_append()?;
+    guard.write_append(&file, path, len, line.as_bytes())?;
     drop(guard);
     if opts.fsync {
         sys::fs::sync_data(&file).map_err(Error::with("cannot sync", path))?;

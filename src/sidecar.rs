@@ -98,13 +98,62 @@ impl SidecarGuard {
         Ok(cut)
     }
 
+    /// Gets `target` (open for reading and appending) ready for an append under this lock:
+    /// cuts a torn write a dead holder left, then returns the file's length and whether the
+    /// new bytes must start with a newline (the file ends in an unterminated line nobody
+    /// recorded: edited by hand, or written by another tool; it is kept).
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the target or the lock file cannot be read or written.
+    pub fn prepare_append(&self, target: &File, target_path: &Path) -> Result<(u64, bool)> {
+        use std::os::unix::fs::FileExt;
+        self.cut_torn_append(target, target_path)?;
+        let len = sys::fileio::size(target).map_err(Error::with("cannot stat", target_path))?;
+        if len == 0 {
+            return Ok((0, false));
+        }
+        let mut last = [0u8; 1];
+        sys::retry_eintr(|| target.read_exact_at(&mut last, len - 1))
+            .map_err(Error::with("cannot read", target_path))?;
+        Ok((len, last[0] != b'\n'))
+    }
+
+    /// Appends `buf` (whole lines) to `target` with one `write(2)`, recorded in the lock file
+    /// while it runs; `start` is the length [`SidecarGuard::prepare_append`] returned. A short
+    /// or failed write (disk full) is cut back to `start` before the error is returned.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the write fails or comes up short (nothing is left of it), or the
+    /// lock file cannot be written (nothing was written).
+    pub fn write_append(
+        &self,
+        target: &File,
+        target_path: &Path,
+        start: u64,
+        buf: &[u8],
+    ) -> Result<()> {
+        self.begin_append(target, target_path, start, buf.len() as u64)?;
+        let written = sys::fs::write_once(target, buf);
+        if !matches!(written, Ok(n) if n == buf.len()) {
+            sys::fileio::truncate(target, start)
+                .and_then(|()| sys::fs::sync_data(target))
+                .map_err(Error::with("cannot remove partial line", target_path))?;
+            self.end_append()?;
+            let e = written
+                .err()
+                .unwrap_or_else(|| std::io::Error::from_raw_os_error(libc::ENOSPC));
+            return Err(Error::io("cannot append", target_path, e));
+        }
+        self.end_append()
+    }
+
     /// Records in the lock file that `len` bytes are about to be appended to `target` at
     /// offset `off` (see the module docs). Call [`SidecarGuard::end_append`] once the write
     /// returned.
     ///
     /// # Errors
     /// [`Error::Io`] when the lock file cannot be written.
-    pub fn begin_append(
+    pub(crate) fn begin_append(
         &self,
         target: &File,
         target_path: &Path,
@@ -125,7 +174,7 @@ impl SidecarGuard {
     ///
     /// # Errors
     /// [`Error::Io`] when the lock file cannot be truncated.
-    pub fn end_append(&self) -> Result<()> {
+    fn end_append(&self) -> Result<()> {
         sys::fileio::truncate(&self.file, 0)
             .map_err(Error::with("cannot clear lock file", &self.path))
     }

@@ -279,6 +279,46 @@ fn fallback_direct_appends_when_no_broker_runs() {
 }
 
 #[test]
+fn a_retry_with_the_same_id_while_the_broker_is_down_and_after_it_is_back_is_written_once() {
+    let e = BrokerEnv::new();
+    let target = e.root.join("log.jsonl");
+    let t = target.to_str().unwrap();
+    let send = |line: &str| {
+        let args = [
+            "append",
+            "--broker",
+            "--id",
+            "job-1",
+            "--fallback",
+            "direct",
+            t,
+            line,
+        ];
+        e.t.run(args)
+    };
+    assert_code(&send("{\"a\":1}"), 0);
+    let o = send("{\"a\":1}");
+    assert_code(&o, 0);
+    assert!(stdout(&o).contains("duplicate job-1"), "{}", stdout(&o));
+    // The broker, started now, knows the id too; and a direct retry after it stopped as well.
+    e.start();
+    let o =
+        e.t.run(["append", "--broker", "--id", "job-1", t, "{\"a\":1}"]);
+    assert_code(&o, 0);
+    assert!(stdout(&o).contains("duplicate job-1"), "{}", stdout(&o));
+    assert_code(
+        &e.t.run(["append", "--broker", "--id", "job-2", t, "{\"a\":2}"]),
+        0,
+    );
+    assert_code(&e.t.run(["broker", "stop"]), 0);
+    assert!(stdout(&send("{\"a\":1}")).contains("duplicate job-1"));
+    assert_eq!(
+        std::fs::read_to_string(&target).unwrap(),
+        "{\"a\":1}\n{\"a\":2}\n"
+    );
+}
+
+#[test]
 fn foreign_uid_is_refused_by_peer_credentials() {
     // The system python, not a per-user shim that `nobody` may not be able to run.
     let python = Path::new("/usr/bin/python3");
