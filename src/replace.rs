@@ -24,8 +24,8 @@
 //!
 //! - Owner and extended attributes of a replaced file are not carried over: the new inode belongs
 //!   to the writer. Hard links to the old file keep the old content.
-//! - A crash can leave a `.F.<pid>.<n>.<nanos>.tmp` file beside the target; it is never renamed
-//!   into place half-written.
+//! - A killed writer leaves its `.F.<pid>-<start>.<n>.tmp` beside the target (never renamed
+//!   into place half-written); the next writer removes it (see [`crate::sys::fs::TempFile`]).
 //! - Writers that do not take `F.lock` can still replace the file between a conditional
 //!   replace's check and rename.
 
