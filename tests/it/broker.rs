@@ -132,7 +132,7 @@ fn stop_mid_run_then_kill(pid: u32, target: &Path, at: usize, total: usize) {
 }
 
 /// Test fixture writing (not a concurrency-safe write; nothing else touches these files).
-fn write_file(p: &Path, text: &str) {
+pub(crate) fn write_file(p: &Path, text: &str) {
     use std::io::Write;
     std::fs::File::create(p)
         .and_then(|mut f| f.write_all(text.as_bytes()))

@@ -38,3 +38,4 @@ mod slot;
 mod startup;
 mod sweep;
 mod token;
+mod torture;
