@@ -62,7 +62,7 @@ pub const DEFAULT_MAX_LINE: usize = 1 << 20;
 /// a newline.
 ///
 /// # Errors
-/// [`Error::Invalid`] when `input` is not exactly one valid JSON value.
+/// [`Error::Invalid`] when `input` is not exactly one valid JSON value in UTF-8.
 ///
 /// # Examples
 /// ```
@@ -71,6 +71,13 @@ pub const DEFAULT_MAX_LINE: usize = 1 << 20;
 /// assert!(concur::append::encode_json(b"{nope").is_err());
 /// ```
 pub fn encode_json(input: &[u8]) -> Result<Vec<u8>> {
+    // JSON text is UTF-8 (RFC 8259); serde_json does not check the bytes of strings it skips.
+    if let Err(e) = std::str::from_utf8(input) {
+        return Err(Error::Invalid(format!(
+            "invalid JSON: not UTF-8 (at byte {})",
+            e.valid_up_to()
+        )));
+    }
     serde_json::from_slice::<serde::de::IgnoredAny>(input)
         .map_err(|e| Error::Invalid(format!("invalid JSON: {e}")))?;
     let mut out = Vec::with_capacity(input.len() + 1);
