@@ -223,7 +223,8 @@ pub fn append(path: &Path, entry: &Value, opts: Options) -> Result<Appended> {
         read: true,
         ..sys::fs::Open::append(sys::fs::DEFAULT_MODE)
     };
-    let file = sys::fs::open(path, how).map_err(Error::with("cannot open ledger", path))?;
+    let file = sys::fs::open(path, how)
+        .map_err(|e| crate::append::open_error("cannot open ledger", path, e))?;
     guard.cut_torn_append(&file, path)?;
     let mut len = file
         .metadata()
@@ -389,8 +390,8 @@ pub struct Report {
 /// [`Error::Io`] when the file cannot be read. A broken chain is not an error: it is
 /// [`Report::problem`].
 pub fn verify(path: &Path) -> Result<Report> {
-    let file =
-        sys::fs::open(path, sys::fs::Open::READ).map_err(Error::with("cannot open", path))?;
+    let file = sys::fs::open(path, sys::fs::Open::READ)
+        .map_err(|e| crate::append::open_error("cannot open", path, e))?;
     let mut r = BufReader::new(file);
     let mut report = Report {
         path: path.to_path_buf(),
@@ -512,7 +513,8 @@ pub fn repair(path: &Path, opts: Options) -> Result<Repaired> {
         write: true,
         ..sys::fs::Open::READ
     };
-    let file = sys::fs::open(path, how).map_err(Error::with("cannot open ledger", path))?;
+    let file = sys::fs::open(path, how)
+        .map_err(|e| crate::append::open_error("cannot open ledger", path, e))?;
     let len = file
         .metadata()
         .map_err(Error::with("cannot stat", path))?

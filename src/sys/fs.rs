@@ -118,6 +118,25 @@ pub fn open(path: &Path, how: Open) -> io::Result<File> {
     Ok(file)
 }
 
+/// Opens `path` for reading, following symlinks (a configuration file may be a symlink into a
+/// dotfiles checkout), but only if it is a regular file: the open is non-blocking, so a FIFO
+/// or device fails with `EINVAL` ("not a regular file") instead of hanging or streaming
+/// forever (`/dev/zero`).
+pub fn open_regular_following(path: &Path) -> io::Result<File> {
+    let file = retry_eintr(|| {
+        OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_CLOEXEC | libc::O_NONBLOCK)
+            .open(path)
+    })?;
+    let ft = file.metadata()?.file_type();
+    if !ft.is_file() {
+        return Err(not_regular(ft));
+    }
+    set_nonblocking(&file, false)?;
+    Ok(file)
+}
+
 fn not_regular(ft: std::fs::FileType) -> io::Error {
     let what = if ft.is_fifo() {
         "is a FIFO, not a regular file"

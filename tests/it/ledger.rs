@@ -162,3 +162,26 @@ fn lock_timeout_fails_with_1_and_writes_nothing() {
     assert_code(&t.run(["ledger", "append", fs, "not json"]), 4);
     assert_eq!(content(&f).unwrap(), before);
 }
+
+#[test]
+fn a_fifo_or_device_as_the_ledger_is_refused_with_77_never_waited_on() {
+    let t = TestEnv::new();
+    let fifo = t.path("l.jsonl");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let fs = fifo.to_str().unwrap();
+    for args in [
+        vec!["ledger", "append", fs, "{\"a\":1}"],
+        vec!["ledger", "verify", fs],
+        vec!["ledger", "verify", "/dev/zero"],
+    ] {
+        let o = t.run(&args);
+        assert_code(&o, 77);
+        assert!(stderr(&o).contains("not a regular file"), "{}", stderr(&o));
+    }
+}

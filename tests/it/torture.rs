@@ -477,6 +477,15 @@ impl Torture<'_> {
     }
 }
 
+/// Stops the home's broker when the test ends, however it ends.
+struct StopBroker<'a>(&'a TestEnv);
+
+impl Drop for StopBroker<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.run(["broker", "stop"]);
+    }
+}
+
 #[test]
 fn sigkill_torture_leaves_no_torn_lost_or_doubled_record() {
     let scale = env_num("CONCUR_TORTURE_SCALE", 300);
@@ -489,6 +498,7 @@ fn sigkill_torture_leaves_no_torn_lost_or_doubled_record() {
         &t.home.join("concur.toml"),
         &format!("[broker]\nroots = [{:?}]\n", root.to_str().unwrap()),
     );
+    let _stop = StopBroker(&t);
     let mut s = Torture {
         t: &t,
         rng: Rng::new(),
@@ -505,7 +515,6 @@ fn sigkill_torture_leaves_no_torn_lost_or_doubled_record() {
         ("broker clients", s.broker_clients(&root)),
         ("broker daemon", s.broker_daemon(&root)),
     ];
-    let _ = t.run(["broker", "stop"]);
     let mut table = String::from(
         "| target | kills | attempted | acked | invalid lines | acked lost | duplicates | other |\n|---|---:|---:|---:|---:|---:|---:|---|\n",
     );

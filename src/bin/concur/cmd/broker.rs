@@ -97,6 +97,8 @@ fn exe() -> Result<PathBuf, CliError> {
 
 fn detach(ctx: &Ctx) -> Result<Exit, CliError> {
     let home = ctx.home()?;
+    // A bad configuration is the caller's error (exit 4), found before a daemon is started.
+    ctx.config()?;
     let pid = broker::spawn_daemon(home, &exe()?, ctx.config_flag.as_deref())?;
     if ctx.json {
         ctx.print_json(&serde_json::json!({ "pid": pid, "socket": broker::socket_path(home) }));
