@@ -186,6 +186,25 @@ pub(crate) fn open_error(action: &'static str, path: &Path, e: std::io::Error) -
     }
 }
 
+/// Refuses an open target that has no write bit at all (`0444`, `0400`): concur honours the
+/// mode bits for every user, root included (root's open succeeds regardless).
+pub(crate) fn refuse_read_only(file: &File, path: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = file
+        .metadata()
+        .map_err(Error::with("cannot stat", path))?
+        .permissions()
+        .mode();
+    if mode & 0o222 == 0 {
+        return Err(Error::unsafe_path(
+            "refusing",
+            path,
+            format!("is read-only (mode {:o}), for every user", mode & 0o7777),
+        ));
+    }
+    Ok(())
+}
+
 fn memmem(hay: &[u8], needle: &[u8]) -> bool {
     needle.is_empty() || hay.windows(needle.len()).any(|w| w == needle)
 }
@@ -377,6 +396,9 @@ impl AppendOptions {
             ..sys::fs::Open::append(self.mode)
         };
         let file = sys::fs::open(path, how).map_err(|e| open_error("cannot open", path, e))?;
+        if existed {
+            refuse_read_only(&file, path)?;
+        }
         let created = !existed;
         let mut guard = Some(guard);
         let r = self.write_line(path, &file, line, &mut guard, created);

@@ -225,6 +225,7 @@ pub fn append(path: &Path, entry: &Value, opts: Options) -> Result<Appended> {
     };
     let file = sys::fs::open(path, how)
         .map_err(|e| crate::append::open_error("cannot open ledger", path, e))?;
+    crate::append::refuse_read_only(&file, path)?;
     guard.cut_torn_append(&file, path)?;
     let mut len = file
         .metadata()

@@ -18,7 +18,8 @@
 //!   ([`Error::Precondition`], nothing written); see [`crate::fence`].
 //! - **Refusals.** A symlink at the target is refused (a permission error); so are FIFOs and
 //!   other non-regular files, and files this process may not write by their permission bits
-//!   (`faccessat(2)`; an immutable file counts as read-only even for root).
+//!   (`faccessat(2)`; an immutable file, or one without any write bit, counts as read-only even
+//!   for root).
 //!
 //! ## What is not
 //!

@@ -333,3 +333,41 @@ fn a_line_after_a_torn_fragment_is_a_whole_line_of_its_own() {
         &text[text.len() - 20..]
     );
 }
+
+#[test]
+fn read_only_targets_are_refused_with_77_for_every_user_root_included() {
+    use std::os::unix::fs::PermissionsExt;
+    let t = TestEnv::new();
+    let ledger = t.path("l.jsonl");
+    assert_code(
+        &t.run(["ledger", "append", ledger.to_str().unwrap(), "{\"a\":1}"]),
+        0,
+    );
+    for mode in [0o444, 0o400] {
+        let files = [t.path("a.jsonl"), t.path("s.json"), t.path("w.txt")];
+        for f in &files {
+            let _ = std::fs::remove_file(f);
+            std::fs::File::create(f)
+                .unwrap()
+                .write_all(b"{\"a\":1}\n")
+                .unwrap();
+        }
+        for f in files.iter().chain([&ledger]) {
+            std::fs::set_permissions(f, std::fs::Permissions::from_mode(mode)).unwrap();
+        }
+        let before: Vec<_> = files.iter().chain([&ledger]).map(|f| content(f)).collect();
+        for args in [
+            vec!["append", "a.jsonl", "{\"b\":2}"],
+            vec!["json", "s.json", ".a = 2"],
+            vec!["write", "w.txt", "new"],
+            vec!["ledger", "append", "l.jsonl", "{\"b\":2}"],
+        ] {
+            let o = t.run(&args);
+            assert_code(&o, 77);
+            assert!(stderr(&o).contains("read-only"), "{args:?}: {}", stderr(&o));
+        }
+        let after: Vec<_> = files.iter().chain([&ledger]).map(|f| content(f)).collect();
+        assert_eq!(before, after, "mode {mode:o}");
+        std::fs::set_permissions(&ledger, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+}
