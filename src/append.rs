@@ -72,12 +72,7 @@ pub const DEFAULT_MAX_LINE: usize = 1 << 20;
 /// ```
 pub fn encode_json(input: &[u8]) -> Result<Vec<u8>> {
     // JSON text is UTF-8 (RFC 8259); serde_json does not check the bytes of strings it skips.
-    if let Err(e) = std::str::from_utf8(input) {
-        return Err(Error::Invalid(format!(
-            "invalid JSON: not UTF-8 (at byte {})",
-            e.valid_up_to()
-        )));
-    }
+    check_utf8(input, "invalid JSON")?;
     serde_json::from_slice::<serde::de::IgnoredAny>(input)
         .map_err(|e| Error::Invalid(format!("invalid JSON: {e}")))?;
     let mut out = Vec::with_capacity(input.len() + 1);
@@ -102,6 +97,13 @@ pub fn encode_json(input: &[u8]) -> Result<Vec<u8>> {
     }
     out.push(b'\n');
     Ok(out)
+}
+
+/// Refuses bytes that are not UTF-8: `Error::Invalid("<what>: not UTF-8 (at byte N)")`.
+pub(crate) fn check_utf8(input: &[u8], what: &str) -> Result<()> {
+    std::str::from_utf8(input)
+        .map(drop)
+        .map_err(|e| Error::Invalid(format!("{what}: not UTF-8 (at byte {})", e.valid_up_to())))
 }
 
 /// Validates `input` as one raw text line (UTF-8, no newline, no NUL) and appends the newline.

@@ -339,12 +339,7 @@ pub fn nesting_depth(bytes: &[u8]) -> usize {
 }
 
 fn parse(bytes: &[u8], what: &str) -> Result<Val> {
-    if let Err(e) = std::str::from_utf8(bytes) {
-        return Err(Error::Invalid(format!(
-            "{what} is not valid JSON: not UTF-8 (at byte {})",
-            e.valid_up_to()
-        )));
-    }
+    crate::append::check_utf8(bytes, &format!("{what} is not valid JSON"))?;
     let depth = nesting_depth(bytes);
     if depth > MAX_DEPTH {
         return Err(Error::Invalid(format!(

@@ -109,12 +109,19 @@ pub fn open(path: &Path, how: Open) -> io::Result<File> {
     opts.custom_flags(flags);
     let file = retry_eintr(|| opts.open(path))?;
     if how.regular_only {
-        let ft = file.metadata()?.file_type();
-        if !ft.is_file() {
-            return Err(not_regular(ft));
-        }
-        set_nonblocking(&file, false)?;
+        return regular_blocking(file);
     }
+    Ok(file)
+}
+
+/// `file` (opened `O_NONBLOCK`) switched back to blocking, if it is a regular file; else the
+/// "not a regular file" error.
+fn regular_blocking(file: File) -> io::Result<File> {
+    let ft = file.metadata()?.file_type();
+    if !ft.is_file() {
+        return Err(not_regular(ft));
+    }
+    set_nonblocking(&file, false)?;
     Ok(file)
 }
 
@@ -129,12 +136,7 @@ pub fn open_regular_following(path: &Path) -> io::Result<File> {
             .custom_flags(libc::O_CLOEXEC | libc::O_NONBLOCK)
             .open(path)
     })?;
-    let ft = file.metadata()?.file_type();
-    if !ft.is_file() {
-        return Err(not_regular(ft));
-    }
-    set_nonblocking(&file, false)?;
-    Ok(file)
+    regular_blocking(file)
 }
 
 fn not_regular(ft: std::fs::FileType) -> io::Error {

@@ -32,24 +32,29 @@ fn eight_writers_times_200_appends_verify() {
     assert_eq!(v["entries"], 1600);
 }
 
-#[test]
-fn torn_tail_is_named_repaired_and_no_complete_line_is_lost() {
-    let t = TestEnv::new();
+/// A ledger `l.jsonl` of `n` entries followed by `torn` (what a killed writer leaves); returns
+/// its path and its content before the torn bytes.
+fn ledger_with_torn_tail(t: &TestEnv, n: usize, torn: &[u8]) -> (std::path::PathBuf, Vec<u8>) {
     let f = t.path("l.jsonl");
-    let fs = f.to_str().unwrap();
-    for i in 0..5 {
-        assert_code(
-            &t.run(["ledger", "append", fs, &format!("{{\"i\":{i}}}")]),
-            0,
-        );
+    for i in 0..n {
+        let entry = format!("{{\"i\":{i}}}");
+        assert_code(&t.run(["ledger", "append", f.to_str().unwrap(), &entry]), 0);
     }
     let before = content(&f).unwrap();
     std::fs::OpenOptions::new()
         .append(true)
         .open(&f)
         .unwrap()
-        .write_all(b"{\"i\":5,\"hash\":\"ab")
+        .write_all(torn)
         .unwrap();
+    (f, before)
+}
+
+#[test]
+fn torn_tail_is_named_repaired_and_no_complete_line_is_lost() {
+    let t = TestEnv::new();
+    let (f, before) = ledger_with_torn_tail(&t, 5, b"{\"i\":5,\"hash\":\"ab");
+    let fs = f.to_str().unwrap();
     let o = t.run(["ledger", "verify", fs]);
     assert_code(&o, 3);
     assert!(stderr(&o).contains("line 6: torn line"), "{}", stderr(&o));
@@ -70,21 +75,8 @@ fn torn_tail_is_named_repaired_and_no_complete_line_is_lost() {
 #[test]
 fn the_next_append_cuts_a_torn_tail_says_so_and_goes_on() {
     let t = TestEnv::new();
-    let f = t.path("l.jsonl");
+    let (f, before) = ledger_with_torn_tail(&t, 3, b"{\"i\":3,\"prev\":\"0");
     let fs = f.to_str().unwrap();
-    for i in 0..3 {
-        assert_code(
-            &t.run(["ledger", "append", fs, &format!("{{\"i\":{i}}}")]),
-            0,
-        );
-    }
-    let before = content(&f).unwrap();
-    std::fs::OpenOptions::new()
-        .append(true)
-        .open(&f)
-        .unwrap()
-        .write_all(b"{\"i\":3,\"prev\":\"0")
-        .unwrap();
     // verify stays strict until someone appends or repairs
     assert_code(&t.run(["ledger", "verify", fs]), 3);
     let o = t.run(["ledger", "append", fs, "{\"i\":4}"]);
