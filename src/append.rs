@@ -2,11 +2,19 @@
 //!
 //! ## What is guaranteed
 //!
-//! - **One line, one `write(2)`.** A line is validated and encoded first ([`encode_json`] re-emits
-//!   JSON compactly, [`encode_raw`] refuses newline, NUL and invalid UTF-8), then written with a
-//!   single `write(2)` on an `O_APPEND | O_NOFOLLOW` descriptor. Lines of at most `PIPE_BUF`
-//!   (4096) bytes need no lock; longer lines take the sidecar lock (`F.lock`, see
-//!   [`crate::sidecar`]) so that concur writers never interleave them.
+//! - **One line, one `write(2)`, under the lock.** A line is validated and encoded first
+//!   ([`encode_json`] re-emits JSON compactly, [`encode_raw`] refuses newline, NUL and invalid
+//!   UTF-8), then written with a single `write(2)` on an `O_APPEND | O_NOFOLLOW` descriptor while
+//!   holding the sidecar lock (`F.lock`, see [`crate::sidecar`]), so concur writers never
+//!   interleave.
+//! - **An acknowledged line is always a whole line of its own**, whatever was killed before it.
+//!   The kernel cuts a large `write(2)` short when its writer gets `SIGKILL` (between pages),
+//!   leaving a fragment with no newline. Before writing, each appender records in the lock file
+//!   where its write starts and how long it is; the next appender, under the same lock, cuts
+//!   the bytes of a recorded write that did not complete (never acknowledged). A file that ends
+//!   in an unterminated line nobody recorded (edited by hand, written by another tool) is kept:
+//!   the new line is written after a newline. The lock is released before `fdatasync`, so
+//!   appenders still sync in parallel.
 //! - **Durable before success.** `fdatasync(2)` runs before [`AppendOptions::append`] returns
 //!   (unless [`AppendOptions::fsync`] is off); a file this call created also has its directory
 //!   fsynced.
@@ -17,17 +25,18 @@
 //! - **Idempotent retries.** With [`AppendOptions::dedup_key`], under the sidecar lock, an entry
 //!   whose key value already appears in the file is not written again ([`Appended::Duplicate`]).
 //! - **No partial record after a full disk.** If the write comes up short (`ENOSPC` mid-line),
-//!   the fragment is removed under the sidecar lock: if it is still the end of the file the file
-//!   is truncated back to where the line began; if other lines were appended after it, the
-//!   fragment is overwritten in place with spaces ending in a newline, leaving a blank line (a
-//!   line of spaces) instead of a torn record. The call then fails with the I/O error.
+//!   the fragment is cut off again before the lock is released, and the call fails with the I/O
+//!   error; a file that this call created is removed again (a failed first append leaves no empty
+//!   file behind; its sidecar lock stays, as sidecars always do).
 //!
 //! ## What is not
 //!
-//! - A crash (power loss, `kill -9`) between a short write and its clean-up leaves the fragment.
-//! - Writers that do not use concur (`echo >> F`) are not serialised with long lines unless they
-//!   take `F.lock` too; on Linux a single `write(2)` to a local regular file is not interleaved
-//!   with other writes anyway, but POSIX promises that only up to `PIPE_BUF` bytes for pipes.
+//! - A power loss can leave a torn tail: the lock-file record lives in the page cache only. The
+//!   next appender then still starts its line on a fresh line, but the fragment stays (a line
+//!   readers must skip).
+//! - Writers that do not use concur (`echo >> F`) are not serialised unless they take `F.lock`
+//!   too; on Linux a single `write(2)` to a local regular file is not interleaved with other
+//!   writes anyway, but it is not cut-proof, and their fragments are not recorded.
 //! - Dedup reads the whole file under the lock: it costs O(file size) per append.
 //! - If `fdatasync` itself fails, the line may or may not be on disk; the call reports the error.
 
@@ -40,7 +49,9 @@ use crate::error::{Error, Result};
 use crate::sidecar::{self, SidecarGuard};
 use crate::sys;
 
-/// Lines longer than this (in bytes, newline included) take the sidecar lock.
+/// `PIPE_BUF`: the longest write POSIX promises atomic for pipes. Appends used to skip the lock
+/// up to this size; every append takes it now (see the module docs), the constant stays for
+/// callers that size lines by it.
 pub const PIPE_BUF: usize = 4096;
 
 /// The default `--max-line`: 1 MiB.
@@ -51,7 +62,7 @@ pub const DEFAULT_MAX_LINE: usize = 1 << 20;
 /// a newline.
 ///
 /// # Errors
-/// [`Error::Invalid`] when `input` is not exactly one valid JSON value.
+/// [`Error::Invalid`] when `input` is not exactly one valid JSON value in UTF-8.
 ///
 /// # Examples
 /// ```
@@ -60,6 +71,8 @@ pub const DEFAULT_MAX_LINE: usize = 1 << 20;
 /// assert!(concur::append::encode_json(b"{nope").is_err());
 /// ```
 pub fn encode_json(input: &[u8]) -> Result<Vec<u8>> {
+    // JSON text is UTF-8 (RFC 8259); serde_json does not check the bytes of strings it skips.
+    check_utf8(input, "invalid JSON")?;
     serde_json::from_slice::<serde::de::IgnoredAny>(input)
         .map_err(|e| Error::Invalid(format!("invalid JSON: {e}")))?;
     let mut out = Vec::with_capacity(input.len() + 1);
@@ -84,6 +97,13 @@ pub fn encode_json(input: &[u8]) -> Result<Vec<u8>> {
     }
     out.push(b'\n');
     Ok(out)
+}
+
+/// Refuses bytes that are not UTF-8: `Error::Invalid("<what>: not UTF-8 (at byte N)")`.
+pub(crate) fn check_utf8(input: &[u8], what: &str) -> Result<()> {
+    std::str::from_utf8(input)
+        .map(drop)
+        .map_err(|e| Error::Invalid(format!("{what}: not UTF-8 (at byte {})", e.valid_up_to())))
 }
 
 /// Validates `input` as one raw text line (UTF-8, no newline, no NUL) and appends the newline.
@@ -166,6 +186,25 @@ pub(crate) fn open_error(action: &'static str, path: &Path, e: std::io::Error) -
     } else {
         Error::io(action, path, e)
     }
+}
+
+/// Refuses an open target that has no write bit at all (`0444`, `0400`): concur honours the
+/// mode bits for every user, root included (root's open succeeds regardless).
+pub(crate) fn refuse_read_only(file: &File, path: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = file
+        .metadata()
+        .map_err(Error::with("cannot stat", path))?
+        .permissions()
+        .mode();
+    if mode & 0o222 == 0 {
+        return Err(Error::unsafe_path(
+            "refusing",
+            path,
+            format!("is read-only (mode {:o}), for every user", mode & 0o7777),
+        ));
+    }
+    Ok(())
 }
 
 fn memmem(hay: &[u8], needle: &[u8]) -> bool {
@@ -329,12 +368,7 @@ impl AppendOptions {
     /// error for a symlinked target or sidecar.
     pub fn append(&self, path: &Path, line: &[u8]) -> Result<Appended> {
         self.check(line)?;
-        let needs_lock = self.dedup_key.is_some() || line.len() > PIPE_BUF;
-        let guard = if needs_lock {
-            Some(self.lock(path)?)
-        } else {
-            None
-        };
+        let guard = self.lock(path)?;
         if let Some(field) = &self.dedup_key {
             let value = dedup_value(&line[..line.len() - 1], field)?;
             if let Some(existing) = read_existing(path)?
@@ -343,32 +377,43 @@ impl AppendOptions {
                 return Ok(Appended::Duplicate);
             }
         }
-        loop {
-            if let Some(header) = &self.header {
-                if self.create_with_header(path, header, line)? {
-                    return Ok(Appended::Written {
-                        created: true,
-                        header: true,
-                    });
-                }
-                // Someone else created it: append to theirs, but never create one without the
-                // header (if it vanished again, go back and try the link).
-                let how = sys::fs::Open {
-                    create: None,
-                    ..sys::fs::Open::append(self.mode)
-                };
-                match sys::fs::open(path, how) {
-                    Ok(file) => return self.write_line(path, &file, line, guard, false),
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(open_error("cannot open", path, e)),
-                }
-            } else {
-                let existed = std::fs::symlink_metadata(path).is_ok();
-                let file = sys::fs::open(path, sys::fs::Open::append(self.mode))
-                    .map_err(|e| open_error("cannot open", path, e))?;
-                return self.write_line(path, &file, line, guard, !existed);
-            }
+        if let Some(header) = &self.header
+            && self.create_with_header(path, header, line)?
+        {
+            return Ok(Appended::Written {
+                created: true,
+                header: true,
+            });
         }
+        // With a header the file exists now (it was created with one, under this lock or
+        // before): never create it without the header.
+        let existed = self.header.is_some() || std::fs::symlink_metadata(path).is_ok();
+        let how = sys::fs::Open {
+            read: true,
+            create: if self.header.is_some() {
+                None
+            } else {
+                Some(self.mode)
+            },
+            ..sys::fs::Open::append(self.mode)
+        };
+        let file = sys::fs::open(path, how).map_err(|e| open_error("cannot open", path, e))?;
+        if existed {
+            refuse_read_only(&file, path)?;
+        }
+        let created = !existed;
+        let mut guard = Some(guard);
+        let r = self.write_line(path, &file, line, &mut guard, created);
+        if r.is_err()
+            && guard.is_some()
+            && created
+            && sys::fileio::size(&file).is_ok_and(|n| n == 0)
+        {
+            // A failed first append (disk full) leaves nothing behind; still under the lock,
+            // so no other appender has opened the file meanwhile.
+            let _ = sys::fs::remove_if_exists(path);
+        }
+        r
     }
 
     /// Creates `path` holding `header` + `line` (temp + fsync + link); `Ok(false)` if it exists.
@@ -399,33 +444,25 @@ impl AppendOptions {
         }
     }
 
+    /// Writes `line` at the end of `file` under the sidecar lock `guard` (see
+    /// [`SidecarGuard::prepare_append`]), then syncs it after releasing the lock.
     fn write_line(
         &self,
         path: &Path,
         file: &File,
         line: &[u8],
-        mut guard: Option<SidecarGuard>,
+        guard: &mut Option<SidecarGuard>,
         created: bool,
     ) -> Result<Appended> {
-        match sys::fs::write_once(file, line) {
-            Ok(n) if n == line.len() => {}
-            Ok(n) => {
-                let end = sys::fileio::position(file)
-                    .map_err(Error::with("cannot find write position", path))?;
-                if guard.is_none() {
-                    guard = Some(self.lock(path)?);
-                }
-                remove_fragment(file, end - n as u64, end)
-                    .map_err(Error::with("cannot remove partial line", path))?;
-                drop(guard);
-                return Err(Error::io(
-                    "cannot append",
-                    path,
-                    std::io::Error::from_raw_os_error(libc::ENOSPC),
-                ));
-            }
-            Err(e) => return Err(Error::io("cannot append", path, e)),
+        let g = guard.as_ref().expect("write_line runs under the lock");
+        let (start, fresh_line) = g.prepare_append(file, path)?;
+        if fresh_line {
+            g.write_append(file, path, start, &[b"\n", line].concat())?;
+        } else {
+            g.write_append(file, path, start, line)?;
         }
+        // Other appenders may write while this one syncs (their fdatasync flushes this line too).
+        drop(guard.take());
         if self.fsync {
             sys::fs::sync_data(file).map_err(Error::with("cannot fsync", path))?;
             if created {
@@ -433,29 +470,11 @@ impl AppendOptions {
                 sys::fs::sync_dir(dir).map_err(Error::with("cannot fsync directory", dir))?;
             }
         }
-        drop(guard);
         Ok(Appended::Written {
             created,
             header: false,
         })
     }
-}
-
-/// Removes the fragment `start..end` of a short append (called with the sidecar lock held):
-/// truncates it away if it is still the end of the file, else blanks it into a line of spaces.
-fn remove_fragment(file: &File, start: u64, end: u64) -> std::io::Result<()> {
-    if sys::fileio::size(file)? == end {
-        sys::fileio::truncate(file, start)?;
-    } else {
-        sys::fileio::set_append(file, false)?;
-        let len = usize::try_from(end - start).unwrap_or(0);
-        let mut blank = vec![b' '; len];
-        if let Some(last) = blank.last_mut() {
-            *last = b'\n';
-        }
-        sys::fileio::write_all_at(file, &blank, start)?;
-    }
-    sys::fs::sync_data(file)
 }
 
 /// The whole file, or `None` if it does not exist (symlinks refused).
@@ -525,17 +544,30 @@ mod tests {
     }
 
     #[test]
-    fn fragment_is_truncated_at_the_end_and_blanked_in_the_middle() {
+    fn a_torn_append_left_by_a_killed_writer_is_cut_before_the_next_line() {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("f");
+        let o = AppendOptions::new();
+        o.append(&p, b"{\"a\":1}\n").unwrap();
+        // A writer that died mid-write: its record says 100 bytes at offset 8, 5 landed.
+        {
+            let g = o.lock(&p).unwrap();
+            let f = sys::fs::open(&p, sys::fs::Open::append(0o600)).unwrap();
+            g.begin_append(&f, &p, 8, 100).unwrap();
+            sys::fs::write_once(&f, b"{\"b\":").unwrap();
+        }
+        o.append(&p, b"{\"c\":3}\n").unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"{\"a\":1}\n{\"c\":3}\n");
+    }
+
+    #[test]
+    fn an_unterminated_line_nobody_recorded_is_kept_and_the_next_line_starts_fresh() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("notes.md");
         let f = sys::fs::open(&p, sys::fs::Open::append(0o600)).unwrap();
-        sys::fs::write_once(&f, b"ok\npart").unwrap();
-        remove_fragment(&f, 3, 7).unwrap();
-        assert_eq!(std::fs::read(&p).unwrap(), b"ok\n");
-        let f = sys::fs::open(&p, sys::fs::Open::append(0o600)).unwrap();
-        sys::fs::write_once(&f, b"frag{\"x\":1}\n").unwrap();
-        remove_fragment(&f, 3, 7).unwrap();
-        assert_eq!(std::fs::read(&p).unwrap(), b"ok\n   \n{\"x\":1}\n");
+        sys::fs::write_once(&f, b"edited by hand").unwrap();
+        AppendOptions::new().append(&p, b"appended\n").unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"edited by hand\nappended\n");
     }
 
     #[test]

@@ -2,7 +2,9 @@
 //!
 //! Read from `--config FILE`, else `$CONCUR_HOME/concur.toml` (absent is fine: every section is
 //! optional). An unknown key or malformed value is an error naming the line, never ignored: a
-//! typo in a guard list must not silently unprotect a file.
+//! typo in a guard list must not silently unprotect a file. The file must be a regular file
+//! (a FIFO or device is refused at once, never read from), at most [`MAX_SIZE`] bytes, in UTF-8;
+//! a symlink to one is followed.
 //!
 //! ```toml
 //! [guard]                      # paths agents may not write with their file tools
@@ -110,7 +112,8 @@ impl Config {
     ///
     /// # Errors
     /// [`Error::Config`] naming the file and line of a syntax error or unknown key;
-    /// [`Error::Io`] if an explicitly named file cannot be read.
+    /// [`Error::Config`] too for a file that is not a regular file (a FIFO, `/dev/zero`), is over
+    /// [`MAX_SIZE`] or is not UTF-8; [`Error::Io`] if an explicitly named file cannot be read.
     pub fn load(explicit: Option<&Path>, home: Option<&Path>) -> Result<Config> {
         let path = match (explicit, home) {
             (Some(p), _) => p.to_path_buf(),
@@ -123,8 +126,7 @@ impl Config {
             }
             (None, None) => return Ok(Config::default()),
         };
-        let text =
-            std::fs::read_to_string(&path).map_err(Error::with("cannot read config", &path))?;
+        let text = read_capped(&path)?;
         Config::parse(&text, &path)
     }
 
@@ -143,6 +145,44 @@ impl Config {
                 message: e.message().trim_end_matches('\n').replace('\n', "; "),
             }
         })
+    }
+}
+
+/// The most bytes a configuration file may hold.
+pub const MAX_SIZE: u64 = 1 << 20;
+
+/// Reads a configuration file: a regular file (a FIFO or device is refused, never waited on or
+/// streamed), at most [`MAX_SIZE`] bytes, in UTF-8.
+fn read_capped(path: &Path) -> Result<String> {
+    use std::io::Read;
+    let file = crate::sys::fs::open_regular_following(path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::InvalidInput && e.raw_os_error().is_none() {
+            config_error(path, e.to_string())
+        } else {
+            Error::io("cannot read config", path, e)
+        }
+    })?;
+    let mut bytes = Vec::new();
+    file.take(MAX_SIZE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(Error::with("cannot read config", path))?;
+    if bytes.len() as u64 > MAX_SIZE {
+        return Err(config_error(
+            path,
+            format!("over {MAX_SIZE} bytes: not a configuration file"),
+        ));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        config_error(path, format!("not UTF-8 (at byte {at})"))
+    })
+}
+
+fn config_error(path: &Path, message: String) -> Error {
+    Error::Config {
+        path: path.to_path_buf(),
+        line: 1,
+        message,
     }
 }
 

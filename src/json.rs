@@ -23,6 +23,10 @@
 //! - The file is written pretty-printed (two-space indent, keys in the order the filter leaves
 //!   them) with a trailing newline; original formatting and comments are not kept.
 //! - Numbers are jaq's: integers of any size stay exact, other numbers are 64-bit floats.
+//! - Documents nested deeper than [`MAX_DEPTH`] are refused ([`Error::Invalid`]). A filter
+//!   whose recursion has no end (`def f: f+1; f`) runs until the stack is exhausted: the
+//!   library cannot bound jaq's recursion, so the CLI turns the overflow into exit 4 with
+//!   [`crate::sys::signal::exit_on_stack_overflow`] (nothing has been written at that point).
 
 use std::path::Path;
 
@@ -338,7 +342,47 @@ fn check_json(text: &str) -> std::result::Result<(), String> {
         .map_err(|e| format!("invalid JSON: {e}"))
 }
 
+/// How deep arrays and objects may nest in a document (the same limit `serde_json` applies,
+/// so every JSON concur reads or writes has one bound).
+pub const MAX_DEPTH: usize = 128;
+
+/// The deepest nesting of arrays and objects in `bytes` (strings skipped), counted without
+/// recursion, so that a document nested 10,000 deep is refused before a recursive parser sees
+/// it.
+pub fn nesting_depth(bytes: &[u8]) -> usize {
+    let (mut depth, mut max, mut in_str, mut esc) = (0usize, 0usize, false, false);
+    for &b in bytes {
+        if in_str {
+            if esc {
+                esc = false;
+            } else if b == b'\\' {
+                esc = true;
+            } else if b == b'"' {
+                in_str = false;
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_str = true,
+            b'[' | b'{' => {
+                depth += 1;
+                max = max.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    max
+}
+
 fn parse(bytes: &[u8], what: &str) -> Result<Val> {
+    crate::append::check_utf8(bytes, &format!("{what} is not valid JSON"))?;
+    let depth = nesting_depth(bytes);
+    if depth > MAX_DEPTH {
+        return Err(Error::Invalid(format!(
+            "{what} nests {depth} deep, over the limit of {MAX_DEPTH}"
+        )));
+    }
     jaq_json::read::parse_single(bytes)
         .map_err(|e| Error::Invalid(format!("{what} is not valid JSON: {e}")))
 }

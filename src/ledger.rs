@@ -19,7 +19,13 @@
 //! while it reads the last line — seeking back from the end, so its cost does not grow with the
 //! file — and writes the new line with one `write(2)` on `O_APPEND`, then `fdatasync`. When the
 //! lock cannot be had in time it fails ([`Error::Timeout`]): it never writes unprotected.
-//! It refuses to extend a file whose last line is torn (no final newline): run [`repair`].
+//! A torn last line (no final newline) can only be a write that was cut short — its writer was
+//! killed, so it was never acknowledged: append repairs it first, under the same lock, exactly
+//! as [`repair`] does (a complete entry gets its newline, anything else is cut), reports what
+//! it did in [`Appended::repaired`] (the CLI prints it on stderr), and goes on. Every concur
+//! ledger writer also records its write in the lock file (see [`crate::sidecar`]), so the
+//! next holder cuts what a killed one left even before looking at the tail. [`verify`] stays
+//! strict: a torn tail is reported until someone appends or repairs.
 //!
 //! **Verify** ([`verify`]) names the first bad line and why. **Repair** ([`repair`]) only deals
 //! with a final line that has no newline: a torn write is removed; an unterminated line that is
@@ -137,6 +143,10 @@ pub struct Appended {
     pub prev: String,
     /// The new line's hash (the ledger's new head).
     pub hash: String,
+    /// A torn final line (never acknowledged: its writer was killed mid-write) that this
+    /// append found and repaired before writing, as [`repair`] would have.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repaired: Option<Repaired>,
 }
 
 /// Options for [`append`] and [`repair`].
@@ -208,25 +218,34 @@ fn build_line(entry: &Map<String, Value>, seq: u64, prev: &str) -> (String, Stri
 /// ```
 pub fn append(path: &Path, entry: &Value, opts: Options) -> Result<Appended> {
     let entry = check_entry(entry)?;
-    let _guard = sidecar::lock(&sidecar::path_for(path), opts.wait)?;
+    let guard = sidecar::lock(&sidecar::path_for(path), opts.wait)?;
     let how = sys::fs::Open {
         read: true,
         ..sys::fs::Open::append(sys::fs::DEFAULT_MODE)
     };
-    let file = sys::fs::open(path, how).map_err(Error::with("cannot open ledger", path))?;
-    let len = file
+    let file = sys::fs::open(path, how)
+        .map_err(|e| crate::append::open_error("cannot open ledger", path, e))?;
+    crate::append::refuse_read_only(&file, path)?;
+    guard.cut_torn_append(&file, path)?;
+    let mut len = file
         .metadata()
         .map_err(Error::with("cannot stat", path))?
         .len();
-    let (seq, prev) = match last_line(&file, len, path)? {
+    let mut tail = last_line(&file, len, path)?;
+    let mut repaired = None;
+    if let Tail::Torn(start) = tail {
+        let r = fix_torn_tail(&file, path, len, start, opts.fsync)?;
+        sys::fileio::set_append(&file, true).map_err(Error::with("cannot reopen", path))?;
+        len = file
+            .metadata()
+            .map_err(Error::with("cannot stat", path))?
+            .len();
+        tail = last_line(&file, len, path)?;
+        repaired = Some(r);
+    }
+    let (seq, prev) = match tail {
         Tail::Empty => (1, GENESIS.to_owned()),
-        Tail::Torn(_) => {
-            return Err(Error::Precondition(format!(
-                "{}: the last line is torn (no final newline); run `concur ledger repair {}` first",
-                path.display(),
-                path.display()
-            )));
-        }
+        Tail::Torn(_) => unreachable!("a torn tail was just repaired"),
         Tail::Line(bytes) => {
             let (seq, hash) = head_of(&bytes).ok_or_else(|| {
                 Error::Precondition(format!(
@@ -239,16 +258,8 @@ pub fn append(path: &Path, entry: &Value, opts: Options) -> Result<Appended> {
         }
     };
     let (line, hash) = build_line(entry, seq, &prev);
-    let n =
-        sys::fs::write_once(&file, line.as_bytes()).map_err(Error::with("cannot write", path))?;
-    if n != line.len() {
-        let _ = file.set_len(len);
-        return Err(Error::io(
-            "short write to",
-            path,
-            std::io::Error::new(std::io::ErrorKind::WriteZero, "disk full?"),
-        ));
-    }
+    guard.write_append(&file, path, len, line.as_bytes())?;
+    drop(guard);
     if opts.fsync {
         sys::fs::sync_data(&file).map_err(Error::with("cannot sync", path))?;
         if len == 0 {
@@ -256,7 +267,12 @@ pub fn append(path: &Path, entry: &Value, opts: Options) -> Result<Appended> {
             sys::fs::sync_dir(dir).map_err(Error::with("cannot sync directory", dir))?;
         }
     }
-    Ok(Appended { seq, prev, hash })
+    Ok(Appended {
+        seq,
+        prev,
+        hash,
+        repaired,
+    })
 }
 
 /// The `seq` and `hash` of a ledger line.
@@ -375,8 +391,8 @@ pub struct Report {
 /// [`Error::Io`] when the file cannot be read. A broken chain is not an error: it is
 /// [`Report::problem`].
 pub fn verify(path: &Path) -> Result<Report> {
-    let file =
-        sys::fs::open(path, sys::fs::Open::READ).map_err(Error::with("cannot open", path))?;
+    let file = sys::fs::open(path, sys::fs::Open::READ)
+        .map_err(|e| crate::append::open_error("cannot open", path, e))?;
     let mut r = BufReader::new(file);
     let mut report = Report {
         path: path.to_path_buf(),
@@ -498,7 +514,8 @@ pub fn repair(path: &Path, opts: Options) -> Result<Repaired> {
         write: true,
         ..sys::fs::Open::READ
     };
-    let file = sys::fs::open(path, how).map_err(Error::with("cannot open ledger", path))?;
+    let file = sys::fs::open(path, how)
+        .map_err(|e| crate::append::open_error("cannot open ledger", path, e))?;
     let len = file
         .metadata()
         .map_err(Error::with("cannot stat", path))?
@@ -510,6 +527,13 @@ pub fn repair(path: &Path, opts: Options) -> Result<Repaired> {
             terminated: false,
         });
     };
+    fix_torn_tail(&file, path, len, start, opts.fsync)
+}
+
+/// Repairs the torn tail `start..len` of the ledger open (read, write or append) as `file`,
+/// under its sidecar lock: a complete entry chaining from the line before gets its newline,
+/// anything else is cut.
+fn fix_torn_tail(file: &File, path: &Path, len: u64, start: u64, fsync: bool) -> Result<Repaired> {
     let mut torn = vec![0u8; usize::try_from(len - start).expect("fits")];
     file.read_exact_at(&mut torn, start)
         .map_err(Error::with("cannot read", path))?;
@@ -517,34 +541,27 @@ pub fn repair(path: &Path, opts: Options) -> Result<Repaired> {
     let (want_seq, want_prev) = if start == 0 {
         (1, GENESIS.to_owned())
     } else {
-        match last_line(&file, start, path)? {
+        match last_line(file, start, path)? {
             Tail::Line(b) => head_of(&b).map_or((0, String::new()), |(s, h)| (s + 1, h)),
             _ => (0, String::new()),
         }
     };
-    if want_seq > 0 && check_line(&torn, want_seq, &want_prev).is_ok() {
-        drop(file);
-        let app = sys::fs::open(path, sys::fs::Open::append(sys::fs::DEFAULT_MODE))
-            .map_err(Error::with("cannot open ledger", path))?;
-        sys::fs::write_once(&app, b"\n").map_err(Error::with("cannot write", path))?;
-        if opts.fsync {
-            sys::fs::sync_data(&app).map_err(Error::with("cannot sync", path))?;
-        }
-        return Ok(Repaired {
-            removed: None,
-            removed_bytes: 0,
-            terminated: true,
-        });
+    let terminated = want_seq > 0 && check_line(&torn, want_seq, &want_prev).is_ok();
+    if terminated {
+        sys::fileio::set_append(file, false)
+            .and_then(|()| sys::fileio::write_all_at(file, b"\n", len))
+            .map_err(Error::with("cannot write", path))?;
+    } else {
+        file.set_len(start)
+            .map_err(Error::with("cannot truncate", path))?;
     }
-    file.set_len(start)
-        .map_err(Error::with("cannot truncate", path))?;
-    if opts.fsync {
-        sys::fs::sync_data(&file).map_err(Error::with("cannot sync", path))?;
+    if fsync {
+        sys::fs::sync_data(file).map_err(Error::with("cannot sync", path))?;
     }
     Ok(Repaired {
-        removed: Some(String::from_utf8_lossy(&torn).into_owned()),
-        removed_bytes: len - start,
-        terminated: false,
+        removed: (!terminated).then(|| String::from_utf8_lossy(&torn).into_owned()),
+        removed_bytes: if terminated { 0 } else { len - start },
+        terminated,
     })
 }
 

@@ -299,6 +299,23 @@ pub struct Pointers {
     home: Home,
 }
 
+/// `text` with its control characters (newline, tab, escape, ...) written as escapes (`\n`,
+/// `\t`, `\u{1b}`), for text output: a value forged on disk cannot print a fake row or line.
+pub fn escape_controls(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// One session's pointer value, as [`Pointers::list`] reports it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct PointerValue {
@@ -319,7 +336,8 @@ impl Pointers {
     /// Sets `session`'s value of pointer `name`.
     ///
     /// # Errors
-    /// [`Error::Invalid`] for a bad name or oversize value; [`Error::Io`] when it cannot be
+    /// [`Error::Invalid`] for a bad name, an oversize value or one holding a control character
+    /// (newline, tab, ...); [`Error::Io`] when it cannot be
     /// written.
     ///
     /// # Examples
@@ -336,6 +354,12 @@ impl Pointers {
     /// ```
     pub fn set(&self, session: &SessionId, name: &str, value: &str) -> Result<()> {
         check_name(name)?;
+        if let Some((i, c)) = value.char_indices().find(|(_, c)| c.is_control()) {
+            return Err(Error::Invalid(format!(
+                "pointer value holds a control character ({}) at byte {i}: values are one line of text",
+                c.escape_default()
+            )));
+        }
         if value.len() > MAX_VALUE {
             return Err(Error::Invalid(format!(
                 "pointer value is {} bytes; the limit is {MAX_VALUE}",

@@ -18,14 +18,15 @@
 //!   ([`Error::Precondition`], nothing written); see [`crate::fence`].
 //! - **Refusals.** A symlink at the target is refused (a permission error); so are FIFOs and
 //!   other non-regular files, and files this process may not write by their permission bits
-//!   (`faccessat(2)`; an immutable file counts as read-only even for root).
+//!   (`faccessat(2)`; an immutable file, or one without any write bit, counts as read-only even
+//!   for root).
 //!
 //! ## What is not
 //!
 //! - Owner and extended attributes of a replaced file are not carried over: the new inode belongs
 //!   to the writer. Hard links to the old file keep the old content.
-//! - A crash can leave a `.F.<pid>.<n>.<nanos>.tmp` file beside the target; it is never renamed
-//!   into place half-written.
+//! - A killed writer leaves its `.F.<pid>-<start>.<n>.tmp` beside the target (never renamed
+//!   into place half-written); the next writer removes it (see [`crate::sys::fs::TempFile`]).
 //! - Writers that do not take `F.lock` can still replace the file between a conditional
 //!   replace's check and rename.
 

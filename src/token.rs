@@ -263,6 +263,24 @@ fn take_to(from: &Path, to: &Path) -> Result<Taken> {
     })
 }
 
+/// Puts a token this process took back where it was (`original`): for a take whose audit
+/// record could not be written, so that the take is all or nothing — no token burnt without a
+/// record of who took it. A [`Taken::Lost`] has nothing to put back. If a token was issued at
+/// `original` meanwhile, the taken one stays consumed (never overwritten).
+///
+/// # Errors
+/// [`Error::Io`] when the rename back fails.
+pub fn untake(taken: &Taken, original: &Path) -> Result<()> {
+    let consumed = match taken {
+        Taken::Won { consumed, .. } | Taken::Expired { consumed, .. } => consumed,
+        Taken::Lost => return Ok(()),
+    };
+    sys::fs::rename_noreplace(consumed, original)
+        .map_err(Error::with("cannot put the token back at", original))?;
+    let dir = sys::fs::parent_dir(original);
+    sys::fs::sync_dir(dir).map_err(Error::with("cannot fsync directory", dir))
+}
+
 /// Appends one record of a take to `HOME/audit.jsonl`: `{ts, ms, verb, pid, session, token,
 /// outcome}` (durable, one line per take, see [`crate::append`]).
 ///

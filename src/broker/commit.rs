@@ -36,8 +36,13 @@
 //! - The dedup window is the last [`WINDOW`] ids per file (and the index is keyed by path:
 //!   replacing the file by another keeps the ids). An id retried after that many newer ids is
 //!   written again.
-//! - If the disk fills mid-write, the batch fails; the broker cuts the file back to its length
-//!   before the write when no one else appended meanwhile, otherwise a partial line may remain.
+//! - Power loss mid-write can leave a partial batch: the lock-file record that lets the next
+//!   holder cut it (see [`crate::sidecar`]) covers killed processes, not crashes.
+//!
+//! If the disk fills mid-write, the batch fails and is cut back off under the lock. A batch
+//! that `kill -9` cut off during its `write(2)` is cut by the next holder of the sidecar lock
+//! (the restarted broker does it before its start-up check), so its ids are forgotten and the
+//! retries write each line once.
 
 use std::collections::{HashSet, VecDeque};
 use std::fs::File;
@@ -138,7 +143,8 @@ pub fn spawn(
     index: PathBuf,
     counters: Arc<Counters>,
 ) -> Result<(SyncSender<Pending>, std::thread::JoinHandle<()>)> {
-    let mut w = Writer::open(file, index, counters)?;
+    let lock = sidecar::lock(&sidecar::path_for(&index), Some(LOCK_WAIT))?;
+    let mut w = Writer::open(file, index, lock, counters)?;
     let (tx, rx) = mpsc::sync_channel(QUEUE);
     let h = std::thread::Builder::new()
         .name("concur-broker-writer".into())
@@ -146,6 +152,34 @@ pub fn spawn(
         .spawn(move || w.run(&rx))
         .map_err(Error::with("cannot spawn writer thread", Path::new("")))?;
     Ok((tx, h))
+}
+
+/// Appends `line` (without its newline) to `file` directly, in this process, with the
+/// broker's exactly-once retry ids: the same dedup index (`index`, see [`index_path`]), the
+/// same record-before-data order and start-up check. `concur append --broker --fallback
+/// direct` uses it while no broker runs, so a client that retries the same id against a down
+/// broker, then a restarted one, gets its line written once.
+///
+/// # Errors
+/// [`Error::Timeout`] when a broker (or another direct appender) holds the index longer than
+/// [`LOCK_WAIT`]; [`Error::Io`] as a broker batch would fail.
+pub fn append_direct(file: &Path, index: &Path, line: &[u8], id: Option<&str>) -> Result<Ack> {
+    let lock = sidecar::lock(&sidecar::path_for(index), Some(LOCK_WAIT))?;
+    let mut w = Writer::open(
+        file.to_path_buf(),
+        index.to_path_buf(),
+        lock,
+        Arc::new(Counters::default()),
+    )?;
+    if id.is_some_and(|id| w.seen.contains(id)) {
+        return Ok(Ack { duplicate: true });
+    }
+    let mut buf = Vec::with_capacity(line.len() + 1);
+    buf.extend_from_slice(line);
+    buf.push(b'\n');
+    let ids: Vec<String> = id.into_iter().map(str::to_owned).collect();
+    w.write_batch(&buf, &ids)?;
+    Ok(Ack { duplicate: false })
 }
 
 /// One line of the dedup index.
@@ -163,6 +197,10 @@ struct Record {
 
 struct Writer {
     file: PathBuf,
+    /// Held while this writer lives: the lock beside the index (`<index>.lock`), so that a
+    /// direct appender with retry ids ([`append_direct`]) and a broker never use one index at
+    /// once.
+    _index_lock: sidecar::SidecarGuard,
     index_path: PathBuf,
     index: File,
     /// Where the next index record goes: just past the last valid one.
@@ -183,7 +221,12 @@ struct Writer {
 }
 
 impl Writer {
-    fn open(file: PathBuf, index_path: PathBuf, counters: Arc<Counters>) -> Result<Writer> {
+    fn open(
+        file: PathBuf,
+        index_path: PathBuf,
+        index_lock: sidecar::SidecarGuard,
+        counters: Arc<Counters>,
+    ) -> Result<Writer> {
         let index = sys::fs::open(&index_path, sys::fs::Open::read_write(0o600))
             .map_err(Error::with("cannot open dedup index", &index_path))?;
         let mut bytes = Vec::new();
@@ -212,6 +255,7 @@ impl Writer {
         );
         let mut w = Writer {
             file,
+            _index_lock: index_lock,
             index_path,
             index_end: end as u64,
             index_dev,
@@ -225,7 +269,12 @@ impl Writer {
             counters,
         };
         let last_ok = match records.back() {
-            Some(r) => w.verify(r)?,
+            Some(r) => {
+                // Under the file's lock, after cutting what a killed writer tore: a batch cut
+                // off mid-write is then not in the file, and its ids are forgotten.
+                let _guard = w.cut_torn()?;
+                w.verify(r)?
+            }
             None => true,
         };
         if !last_ok {
@@ -238,6 +287,25 @@ impl Writer {
             w.compact()?;
         }
         Ok(w)
+    }
+
+    /// Takes the file's sidecar lock and cuts a torn write a killed holder left (see
+    /// [`crate::sidecar`]); `None` when the file does not exist.
+    fn cut_torn(&self) -> Result<Option<sidecar::SidecarGuard>> {
+        let guard = sidecar::lock(&sidecar::path_for(&self.file), Some(LOCK_WAIT))?;
+        let how = sys::fs::Open {
+            read: true,
+            write: true,
+            ..sys::fs::Open::READ
+        };
+        match sys::fs::open(&self.file, how) {
+            Ok(f) => {
+                guard.cut_torn_append(&f, &self.file)?;
+                Ok(Some(guard))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io("cannot open", &self.file, e)),
+        }
     }
 
     /// Is the batch of `r` in the file? Checks line starts from `r.off` on for a byte range of
@@ -437,13 +505,25 @@ impl Writer {
     /// [`write_record`](Writer::write_record)).
     fn write_batch(&mut self, buf: &[u8], ids: &[String]) -> Result<()> {
         let lock_path = sidecar::path_for(&self.file);
-        let _guard = sidecar::lock(&lock_path, Some(LOCK_WAIT))?;
-        let f = sys::fs::open(&self.file, sys::fs::Open::append(sys::fs::DEFAULT_MODE))
-            .map_err(Error::with("cannot open", &self.file))?;
+        let guard = sidecar::lock(&lock_path, Some(LOCK_WAIT))?;
+        let how = sys::fs::Open {
+            read: true,
+            ..sys::fs::Open::append(sys::fs::DEFAULT_MODE)
+        };
+        let f = sys::fs::open(&self.file, how).map_err(Error::with("cannot open", &self.file))?;
+        // What a killed writer (this broker before a restart, or a direct appender) tore is
+        // cut first; a file ending in a line nobody recorded gets a newline before the batch.
+        let (before, fresh_line) = guard.prepare_append(&f, &self.file)?;
+        let joined;
+        let buf = if fresh_line {
+            joined = [b"\n", buf].concat();
+            &joined[..]
+        } else {
+            buf
+        };
         let md = f
             .metadata()
             .map_err(Error::with("cannot stat", &self.file))?;
-        let before = md.len();
         let same_fs = std::os::unix::fs::MetadataExt::dev(&md) == self.index_dev;
         let record = (!ids.is_empty()).then(|| Record {
             ids: ids.to_vec(),
@@ -457,7 +537,7 @@ impl Writer {
             line.push(b'\n');
             self.write_record(&line, same_fs)?;
         }
-        if let Err(e) = self.write_data(&f, buf, before) {
+        if let Err(e) = self.write_data(&guard, &f, buf, before) {
             if record.is_some() {
                 // The batch is not in the file: take its record back, so that a later
                 // record never makes its ids look written. Zeros end the valid records
@@ -486,29 +566,20 @@ impl Writer {
         Ok(())
     }
 
-    /// Appends `buf` to the open file `f` (of length `before`) with one `write(2)` and makes it
-    /// durable; a file the batch created gets its directory entry synced too.
-    fn write_data(&self, f: &File, buf: &[u8], before: u64) -> Result<()> {
-        let n = sys::fs::write_once(f, buf).map_err(Error::with("cannot append to", &self.file));
-        match n {
-            Ok(n) if n == buf.len() => {}
-            other => {
-                // Cut a partial batch back off, but only if nobody appended after it.
-                if let Ok(md) = f.metadata() {
-                    let written = other.as_ref().map_or(0, |n| *n as u64);
-                    if md.len() == before + written && written > 0 {
-                        let _ = f.set_len(before);
-                    }
-                }
-                return Err(other.err().unwrap_or_else(|| {
-                    Error::io(
-                        "short write appending to",
-                        &self.file,
-                        std::io::Error::from_raw_os_error(libc::ENOSPC),
-                    )
-                }));
-            }
-        }
+    /// Appends `buf` to the open file `f` (of length `before`) with one `write(2)` under the
+    /// sidecar lock `guard` and makes it durable; a file the batch created gets its directory
+    /// entry synced too.
+    fn write_data(
+        &self,
+        guard: &sidecar::SidecarGuard,
+        f: &File,
+        buf: &[u8],
+        before: u64,
+    ) -> Result<()> {
+        // Recorded in the lock file while it runs: if the broker is killed mid-write, the next
+        // holder (this broker restarted, or a direct appender) cuts the partial batch, and the
+        // start-up check then forgets its ids, so retries write each line exactly once.
+        guard.write_append(f, &self.file, before, buf)?;
         sys::fs::sync_data(f).map_err(Error::with("cannot sync", &self.file))?;
         self.counters.fsyncs.fetch_add(1, Ordering::Relaxed);
         if before == 0 {
@@ -604,6 +675,72 @@ mod tests {
         let second = f.writer(&[("a", Some("1")), ("c", Some("2"))]);
         assert_eq!(second, [true, false]);
         assert_eq!(read_all(&f.file).unwrap(), b"a\nb\nc\n");
+    }
+
+    #[test]
+    fn a_batch_cut_off_mid_write_by_a_kill_is_cut_and_its_ids_written_once_on_retry() {
+        let f = Files::new();
+        assert_eq!(f.writer(&[("a", Some("1"))]), [false]);
+        // The broker died mid-write of a two-line batch: record and lock-file record written,
+        // the first line and part of the second landed.
+        let batch = b"b\nccc\n";
+        let r = Record {
+            ids: vec!["2".into(), "3".into()],
+            off: 2,
+            len: batch.len() as u64,
+            sha: crate::hex::encode(&Sha256::digest(batch)),
+        };
+        let mut line = serde_json::to_vec(&r).unwrap();
+        line.push(b'\n');
+        let idx = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&f.idx)
+            .unwrap();
+        let end = read_all(&f.idx)
+            .unwrap()
+            .iter()
+            .position(|&b| b == 0)
+            .unwrap();
+        idx.write_all_at(&line, end as u64).unwrap();
+        drop(idx);
+        {
+            let g = sidecar::lock(&sidecar::path_for(&f.file), None).unwrap();
+            let data = sys::fs::open(&f.file, sys::fs::Open::append(0o600)).unwrap();
+            g.begin_append(&data, &f.file, 2, batch.len() as u64)
+                .unwrap();
+            sys::fs::write_once(&data, &batch[..4]).unwrap();
+        }
+        // Restarted, the clients retry both ids: each line once, nothing torn.
+        assert_eq!(
+            f.writer(&[("b", Some("2")), ("ccc", Some("3"))]),
+            [false, false]
+        );
+        assert_eq!(read_all(&f.file).unwrap(), b"a\nb\nccc\n");
+    }
+
+    #[test]
+    fn a_direct_append_shares_the_ids_with_the_broker() {
+        let f = Files::new();
+        assert!(
+            !append_direct(&f.file, &f.idx, b"a", Some("1"))
+                .unwrap()
+                .duplicate
+        );
+        assert!(
+            append_direct(&f.file, &f.idx, b"a", Some("1"))
+                .unwrap()
+                .duplicate
+        );
+        assert_eq!(
+            f.writer(&[("a", Some("1")), ("b", Some("2"))]),
+            [true, false]
+        );
+        assert!(
+            append_direct(&f.file, &f.idx, b"b", Some("2"))
+                .unwrap()
+                .duplicate
+        );
+        assert_eq!(read_all(&f.file).unwrap(), b"a\nb\n");
     }
 
     #[test]

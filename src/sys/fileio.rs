@@ -51,8 +51,8 @@ pub fn size(file: &File) -> io::Result<u64> {
 }
 
 /// Whether this process may write `path` by its permission bits and flags (`faccessat(2)`
-/// with `AT_EACCESS`, without following a final symlink). Root passes unless the file is
-/// immutable or on a read-only filesystem.
+/// with `AT_EACCESS`, without following a final symlink). A file without any write bit
+/// (`0444`, `0400`) is read-only for root too: concur honours the mode bits for every user.
 pub fn writable(path: &std::path::Path) -> io::Result<bool> {
     use std::os::unix::ffi::OsStrExt;
     let c = std::ffi::CString::new(path.as_os_str().as_bytes())
@@ -67,7 +67,11 @@ pub fn writable(path: &std::path::Path) -> io::Result<bool> {
         )
     };
     if r == 0 {
-        return Ok(true);
+        // Root passes faccessat on any file: honour the mode bits for root too (a file with no
+        // write bit at all is read-only for everyone).
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::symlink_metadata(path)?.permissions().mode();
+        return Ok(mode & 0o222 != 0);
     }
     let e = io::Error::last_os_error();
     match e.raw_os_error() {

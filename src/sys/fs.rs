@@ -109,13 +109,34 @@ pub fn open(path: &Path, how: Open) -> io::Result<File> {
     opts.custom_flags(flags);
     let file = retry_eintr(|| opts.open(path))?;
     if how.regular_only {
-        let ft = file.metadata()?.file_type();
-        if !ft.is_file() {
-            return Err(not_regular(ft));
-        }
-        set_nonblocking(&file, false)?;
+        return regular_blocking(file);
     }
     Ok(file)
+}
+
+/// `file` (opened `O_NONBLOCK`) switched back to blocking, if it is a regular file; else the
+/// "not a regular file" error.
+fn regular_blocking(file: File) -> io::Result<File> {
+    let ft = file.metadata()?.file_type();
+    if !ft.is_file() {
+        return Err(not_regular(ft));
+    }
+    set_nonblocking(&file, false)?;
+    Ok(file)
+}
+
+/// Opens `path` for reading, following symlinks (a configuration file may be a symlink into a
+/// dotfiles checkout), but only if it is a regular file: the open is non-blocking, so a FIFO
+/// or device fails with `EINVAL` ("not a regular file") instead of hanging or streaming
+/// forever (`/dev/zero`).
+pub fn open_regular_following(path: &Path) -> io::Result<File> {
+    let file = retry_eintr(|| {
+        OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_CLOEXEC | libc::O_NONBLOCK)
+            .open(path)
+    })?;
+    regular_blocking(file)
 }
 
 fn not_regular(ft: std::fs::FileType) -> io::Error {
@@ -270,6 +291,13 @@ pub fn remove_if_exists(path: &Path) -> io::Result<()> {
 
 /// A temporary file in `dir`, created `O_EXCL` under a unique name, removed on drop unless
 /// [`TempFile::keep`] is called.
+///
+/// The name says whose it is: `.<stem>.<pid>-<start>.<n>.tmp`, with the creating process's pid
+/// and start time (clock ticks since boot, see [`super::proc::start_time`]). A process killed
+/// between creating and renaming its temp file cannot remove it, so each new temp file first
+/// removes the same stem's temp files in `dir` whose process is gone (dead, or its pid reused by
+/// a later process): litter from killed writers does not pile up. Temp files of live processes,
+/// and names in another form, are never touched.
 #[derive(Debug)]
 pub struct TempFile {
     file: Option<File>,
@@ -279,15 +307,55 @@ pub struct TempFile {
 
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
+/// `<pid>-<start>` of this process, for temp file names.
+fn temp_owner() -> &'static str {
+    static OWNER: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    OWNER.get_or_init(|| {
+        let pid = std::process::id();
+        format!("{pid}-{}", super::proc::start_time(pid).unwrap_or(0))
+    })
+}
+
+/// The owner (`pid`, `start`) a temp file name of `stem` names, if it is one.
+fn temp_name_owner(name: &[u8], stem: &str) -> Option<(u32, u64)> {
+    let name = std::str::from_utf8(name).ok()?;
+    let rest = name
+        .strip_prefix('.')?
+        .strip_prefix(stem)?
+        .strip_prefix('.')?
+        .strip_suffix(".tmp")?;
+    let (owner, n) = rest.split_once('.')?;
+    n.parse::<u64>().ok()?;
+    let (pid, start) = owner.split_once('-')?;
+    Some((pid.parse().ok()?, start.parse().ok()?))
+}
+
+/// Removes `dir`'s temp files of `stem` whose process is gone (see [`TempFile`]).
+fn remove_dead_temps(dir: &Path, stem: &str) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let me = std::process::id();
+    for e in entries.flatten() {
+        let name = e.file_name();
+        if let Some((pid, start)) = temp_name_owner(name.as_bytes(), stem)
+            && pid != me
+            && start != 0
+            && !super::proc::is_alive(pid, start)
+        {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
 impl TempFile {
-    /// Creates `dir/.<stem>.<pid>.<n>.<nanos>.tmp` with `mode`.
+    /// Creates `dir/.<stem>.<pid>-<start>.<n>.tmp` with `mode`, after removing the temp files
+    /// of `stem` that dead processes left in `dir`.
     pub fn new_in(dir: &Path, stem: &str, mode: u32) -> io::Result<TempFile> {
+        remove_dead_temps(dir, stem);
         loop {
             let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-            let nanos = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.subsec_nanos());
-            let name = format!(".{stem}.{}.{n}.{nanos}.tmp", std::process::id());
+            let name = format!(".{stem}.{}.{n}.tmp", temp_owner());
             let path = dir.join(name);
             match open(&path, Open::create_new(mode)) {
                 Ok(file) => {
@@ -362,6 +430,25 @@ pub fn set_mode(file: &File, mode: u32) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_dead_writers_temp_file_is_removed_by_the_next_one_a_live_ones_is_kept() {
+        let d = tempfile::tempdir().unwrap();
+        // A child that exited: its pid and start time name a dead process.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        let start = super::super::proc::start_time(pid).unwrap_or(1);
+        child.wait().unwrap();
+        let dead = d.path().join(format!(".f.{pid}-{start}.0.tmp"));
+        let live = d.path().join(format!(".f.{}.9.tmp", temp_owner()));
+        let other = d.path().join(".g.1-1.0.tmp");
+        for p in [&dead, &live, &other] {
+            File::create(p).unwrap();
+        }
+        let t = TempFile::new_in(d.path(), "f", 0o600).unwrap();
+        assert!(!dead.exists());
+        assert!(live.exists() && other.exists() && t.path().exists());
+    }
 
     #[test]
     fn open_refuses_a_symlink_with_eloop() {

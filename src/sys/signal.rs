@@ -131,3 +131,56 @@ pub unsafe fn inherited_fd(var: &str) -> Option<std::fs::File> {
     // promises to take it only once.
     Some(unsafe { std::fs::File::from_raw_fd(fd) })
 }
+
+/// The message and exit code [`exit_on_stack_overflow`]'s handler uses (set before it is
+/// installed; read only by the handler).
+static OVERFLOW_MSG: std::sync::OnceLock<(Vec<u8>, i32)> = std::sync::OnceLock::new();
+
+extern "C" fn on_overflow(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {
+    if let Some((msg, code)) = OVERFLOW_MSG.get() {
+        // SAFETY: write(2) and _exit(2) are async-signal-safe; `msg` is a static buffer set
+        // before the handler was installed and never changed.
+        unsafe {
+            libc::write(2, msg.as_ptr().cast(), msg.len());
+            libc::_exit(*code);
+        }
+    }
+    // SAFETY: as above.
+    unsafe { libc::_exit(134) }
+}
+
+/// Makes a stack overflow in the calling thread (SIGSEGV or SIGBUS on its guard page, caught on
+/// an alternate signal stack set up here) end the process at once with exit code
+/// `code`, after writing `msg` (one line) to stderr, instead of an abort. For verbs that run
+/// code whose recursion they cannot bound (a jq filter) before anything is written: the kernel
+/// releases their locks, and nothing half-done is left. Call at most once per process.
+///
+/// # Errors
+/// When `sigaction` fails.
+pub fn exit_on_stack_overflow(msg: &str, code: i32) -> io::Result<()> {
+    let mut line = msg.as_bytes().to_vec();
+    line.push(b'\n');
+    let _ = OVERFLOW_MSG.set((line, code));
+    // The handler needs a stack of its own: the thread's is exhausted when it runs. Leaked on
+    // purpose: it must live as long as the thread.
+    let alt: &'static mut [u8] = Box::leak(vec![0u8; 64 << 10].into_boxed_slice());
+    let ss = libc::stack_t {
+        ss_sp: alt.as_mut_ptr().cast(),
+        ss_flags: 0,
+        ss_size: alt.len(),
+    };
+    // SAFETY: `ss` describes a live, leaked buffer; a null old-stack pointer is allowed.
+    cvt(unsafe { libc::sigaltstack(&raw const ss, std::ptr::null_mut()) })?;
+    for sig in [libc::SIGSEGV, libc::SIGBUS] {
+        // SAFETY: an all-zero sigaction is valid to fill in; the handler is an extern "C" fn
+        // that only calls async-signal-safe functions.
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = on_overflow as *const () as usize;
+            sa.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
+            libc::sigemptyset(&raw mut sa.sa_mask);
+            cvt(libc::sigaction(sig, &raw const sa, std::ptr::null_mut()))?;
+        }
+    }
+    Ok(())
+}

@@ -2,6 +2,8 @@
 
 use std::collections::HashSet;
 
+use std::io::Write as _;
+
 use crate::shell::sh;
 use crate::util::*;
 
@@ -248,7 +250,8 @@ fn full_disk_exits_74_and_leaves_no_partial_line() {
             "pad {pad}: partial line left behind"
         );
     }
-    // A header-created file on the full disk: refused, and no file or temp file left.
+    // A header-created file on the full disk: refused, and no file or temp file left (only its
+    // sidecar lock, which is never removed).
     let o = t.run([
         "append",
         "--raw",
@@ -258,12 +261,28 @@ fn full_disk_exits_74_and_leaves_no_partial_line() {
         "line",
     ]);
     assert_code(&o, 74);
+    // A first append without a header: the file it created is removed again.
+    let o = t.run([
+        "append",
+        fs.0.join("new.jsonl").to_str().unwrap(),
+        &format!("{{\"pad\":\"{}\"}}", "y".repeat(5000)),
+    ]);
+    assert_code(&o, 74);
     let mut names: Vec<String> = std::fs::read_dir(&fs.0)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     names.sort();
-    assert_eq!(names, ["filler", "log.jsonl", "log.jsonl.lock"]);
+    assert_eq!(
+        names,
+        [
+            "filler",
+            "log.jsonl",
+            "log.jsonl.lock",
+            "new.jsonl.lock",
+            "new.md.lock"
+        ]
+    );
 }
 
 #[test]
@@ -289,4 +308,66 @@ fn file_verbs_say_they_stay_local_when_a_backend_is_set() {
     assert_code(&o, 0);
     assert_eq!(stderr(&o), "", "no backend, no note");
     assert_eq!(content(&f).unwrap(), b"{\"a\":1}\n{\"a\":2}\n");
+}
+
+#[test]
+fn a_line_after_a_torn_fragment_is_a_whole_line_of_its_own() {
+    // What a writer killed mid-write of a long line leaves: a fragment, no newline. Cut by the
+    // next appender when its record is in the lock file; without one (someone else's
+    // unterminated line) the next line still starts on a line of its own.
+    let t = TestEnv::new();
+    let f = t.path("log.jsonl");
+    let fs = f.to_str().unwrap();
+    assert_code(&t.run(["append", fs, "{\"i\":1}"]), 0);
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&f)
+        .unwrap()
+        .write_all(format!("{{\"i\":2,\"pad\":\"{}", "x".repeat(5000)).as_bytes())
+        .unwrap();
+    assert_code(&t.run(["append", fs, "{\"i\":3}"]), 0);
+    let text = String::from_utf8(content(&f).unwrap()).unwrap();
+    assert!(
+        text.ends_with("\n{\"i\":3}\n"),
+        "glued: {}",
+        &text[text.len() - 20..]
+    );
+}
+
+#[test]
+fn read_only_targets_are_refused_with_77_for_every_user_root_included() {
+    use std::os::unix::fs::PermissionsExt;
+    let t = TestEnv::new();
+    let ledger = t.path("l.jsonl");
+    assert_code(
+        &t.run(["ledger", "append", ledger.to_str().unwrap(), "{\"a\":1}"]),
+        0,
+    );
+    for mode in [0o444, 0o400] {
+        let files = [t.path("a.jsonl"), t.path("s.json"), t.path("w.txt")];
+        for f in &files {
+            let _ = std::fs::remove_file(f);
+            std::fs::File::create(f)
+                .unwrap()
+                .write_all(b"{\"a\":1}\n")
+                .unwrap();
+        }
+        for f in files.iter().chain([&ledger]) {
+            std::fs::set_permissions(f, std::fs::Permissions::from_mode(mode)).unwrap();
+        }
+        let before: Vec<_> = files.iter().chain([&ledger]).map(|f| content(f)).collect();
+        for args in [
+            vec!["append", "a.jsonl", "{\"b\":2}"],
+            vec!["json", "s.json", ".a = 2"],
+            vec!["write", "w.txt", "new"],
+            vec!["ledger", "append", "l.jsonl", "{\"b\":2}"],
+        ] {
+            let o = t.run(&args);
+            assert_code(&o, 77);
+            assert!(stderr(&o).contains("read-only"), "{args:?}: {}", stderr(&o));
+        }
+        let after: Vec<_> = files.iter().chain([&ledger]).map(|f| content(f)).collect();
+        assert_eq!(before, after, "mode {mode:o}");
+        std::fs::set_permissions(&ledger, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
 }

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::io::Write as _;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -132,7 +133,7 @@ fn stop_mid_run_then_kill(pid: u32, target: &Path, at: usize, total: usize) {
 }
 
 /// Test fixture writing (not a concurrency-safe write; nothing else touches these files).
-fn write_file(p: &Path, text: &str) {
+pub(crate) fn write_file(p: &Path, text: &str) {
     use std::io::Write;
     std::fs::File::create(p)
         .and_then(|mut f| f.write_all(text.as_bytes()))
@@ -276,6 +277,88 @@ fn fallback_direct_appends_when_no_broker_runs() {
     assert_code(&o, 0);
     assert!(stderr(&o).contains("appending directly"), "{}", stderr(&o));
     assert_eq!(std::fs::read_to_string(&target).unwrap(), "{\"a\":2}\n");
+}
+
+#[test]
+fn a_retry_with_the_same_id_while_the_broker_is_down_and_after_it_is_back_is_written_once() {
+    let e = BrokerEnv::new();
+    let target = e.root.join("log.jsonl");
+    let t = target.to_str().unwrap();
+    let send = |line: &str| {
+        let args = [
+            "append",
+            "--broker",
+            "--id",
+            "job-1",
+            "--fallback",
+            "direct",
+            t,
+            line,
+        ];
+        e.t.run(args)
+    };
+    assert_code(&send("{\"a\":1}"), 0);
+    let o = send("{\"a\":1}");
+    assert_code(&o, 0);
+    assert!(stdout(&o).contains("duplicate job-1"), "{}", stdout(&o));
+    // The broker, started now, knows the id too; and a direct retry after it stopped as well.
+    e.start();
+    let o =
+        e.t.run(["append", "--broker", "--id", "job-1", t, "{\"a\":1}"]);
+    assert_code(&o, 0);
+    assert!(stdout(&o).contains("duplicate job-1"), "{}", stdout(&o));
+    assert_code(
+        &e.t.run(["append", "--broker", "--id", "job-2", t, "{\"a\":2}"]),
+        0,
+    );
+    assert_code(&e.t.run(["broker", "stop"]), 0);
+    assert!(stdout(&send("{\"a\":1}")).contains("duplicate job-1"));
+    assert_eq!(
+        std::fs::read_to_string(&target).unwrap(),
+        "{\"a\":1}\n{\"a\":2}\n"
+    );
+}
+
+#[test]
+fn a_bad_special_or_non_utf8_config_exits_4_before_a_daemon_starts() {
+    let e = BrokerEnv::new();
+    let fifo = e.t.path("fifo.toml");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let bad = e.t.path("bad.toml");
+    std::fs::File::create(&bad)
+        .unwrap()
+        .write_all(b"[broker]\nroots = [\"\xff\"]\n")
+        .unwrap();
+    let typo = e.t.path("typo.toml");
+    write_file(&typo, "[brokr]\n");
+    for (config, why) in [
+        (fifo.to_str().unwrap(), "is a FIFO, not a regular file"),
+        ("/dev/zero", "is not a regular file"),
+        (bad.to_str().unwrap(), "not UTF-8"),
+        (typo.to_str().unwrap(), "unknown field"),
+    ] {
+        let o = e.t.run(["--config", config, "broker", "serve", "--detach"]);
+        assert_code(&o, 4);
+        assert!(stderr(&o).contains(why), "{config}: {}", stderr(&o));
+    }
+    // The home's own concur.toml as a FIFO: the same, not a hang.
+    let home_config = e.t.home.join("concur.toml");
+    std::fs::remove_file(&home_config).unwrap();
+    assert!(
+        Command::new("mkfifo")
+            .arg(&home_config)
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert_code(&e.t.run(["broker", "serve", "--detach"]), 4);
+    assert_code(&e.t.run(["broker", "status"]), 3);
 }
 
 #[test]

@@ -62,3 +62,47 @@ fn failing_filters_leave_the_file_byte_for_byte() {
     assert_code(&t.run(["json", "missing.json", "."]), 4);
     assert!(content(&t.path("missing.json")).is_none());
 }
+
+#[test]
+fn deep_documents_and_endless_recursion_exit_4_and_change_nothing() {
+    let t = TestEnv::new();
+    let f = t.path("s.json");
+    let original = b"{\n  \"a\": 1\n}\n".to_vec();
+    concur::replace::ReplaceOptions::new()
+        .replace(&f, &original)
+        .unwrap();
+    for filter in [
+        "def f: f+1; f",
+        "def f(x): [f(x)]; f(.)",
+        "reduce range(100000) as $i (0; [.])",
+    ] {
+        let o = t.run(["json", "s.json", filter]);
+        assert_code(&o, 4);
+        assert!(stderr(&o).contains("stack exhausted"), "{}", stderr(&o));
+        assert_eq!(content(&f).unwrap(), original, "{filter}");
+    }
+    let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+    let d = t.path("deep.json");
+    concur::replace::ReplaceOptions::new()
+        .replace(&d, deep.as_bytes())
+        .unwrap();
+    let o = t.run(["json", "deep.json", "."]);
+    assert_code(&o, 4);
+    assert!(stderr(&o).contains("nests 10000 deep"), "{}", stderr(&o));
+    assert_code(&t.run(["json", "--init", &deep, "new.json", "."]), 4);
+    assert!(content(&t.path("new.json")).is_none());
+}
+
+#[test]
+fn invalid_utf8_inside_a_json_string_is_refused() {
+    let t = TestEnv::new();
+    let o = t.run_stdin(["append", "log.jsonl", "-"], b"{\"a\":\"\xff\xfe\"}");
+    assert_code(&o, 4);
+    assert!(stderr(&o).contains("not UTF-8"), "{}", stderr(&o));
+    assert!(content(&t.path("log.jsonl")).is_none());
+    let f = t.path("bad.json");
+    concur::replace::ReplaceOptions::new()
+        .replace(&f, b"{\"a\":\"\xc3\x28\"}")
+        .unwrap();
+    assert_code(&t.run(["json", "bad.json", ".a"]), 4);
+}

@@ -32,33 +32,36 @@ fn eight_writers_times_200_appends_verify() {
     assert_eq!(v["entries"], 1600);
 }
 
-#[test]
-fn torn_tail_is_named_repaired_and_no_complete_line_is_lost() {
-    let t = TestEnv::new();
+/// A ledger `l.jsonl` of `n` entries followed by `torn` (what a killed writer leaves); returns
+/// its path and its content before the torn bytes.
+fn ledger_with_torn_tail(t: &TestEnv, n: usize, torn: &[u8]) -> (std::path::PathBuf, Vec<u8>) {
     let f = t.path("l.jsonl");
-    let fs = f.to_str().unwrap();
-    for i in 0..5 {
-        assert_code(
-            &t.run(["ledger", "append", fs, &format!("{{\"i\":{i}}}")]),
-            0,
-        );
+    for i in 0..n {
+        let entry = format!("{{\"i\":{i}}}");
+        assert_code(&t.run(["ledger", "append", f.to_str().unwrap(), &entry]), 0);
     }
     let before = content(&f).unwrap();
     std::fs::OpenOptions::new()
         .append(true)
         .open(&f)
         .unwrap()
-        .write_all(b"{\"i\":5,\"hash\":\"ab")
+        .write_all(torn)
         .unwrap();
+    (f, before)
+}
+
+#[test]
+fn torn_tail_is_named_repaired_and_no_complete_line_is_lost() {
+    let t = TestEnv::new();
+    let (f, before) = ledger_with_torn_tail(&t, 5, b"{\"i\":5,\"hash\":\"ab");
+    let fs = f.to_str().unwrap();
     let o = t.run(["ledger", "verify", fs]);
     assert_code(&o, 3);
     assert!(stderr(&o).contains("line 6: torn line"), "{}", stderr(&o));
-    // Append refuses to build on a torn tail.
-    assert_code(&t.run(["ledger", "append", fs, "{\"i\":6}"]), 3);
     let o = t.run(["ledger", "repair", fs]);
     assert_code(&o, 0);
     assert!(
-        stdout(&o).contains("removed a torn final line"),
+        stdout(&o).contains("cut a torn final line"),
         "{}",
         stdout(&o)
     );
@@ -67,6 +70,30 @@ fn torn_tail_is_named_repaired_and_no_complete_line_is_lost() {
     // Nothing torn: repair changes nothing.
     assert!(stdout(&t.run(["ledger", "repair", fs])).contains("nothing to repair"));
     assert_eq!(content(&f).unwrap(), before);
+}
+
+#[test]
+fn the_next_append_cuts_a_torn_tail_says_so_and_goes_on() {
+    let t = TestEnv::new();
+    let (f, before) = ledger_with_torn_tail(&t, 3, b"{\"i\":3,\"prev\":\"0");
+    let fs = f.to_str().unwrap();
+    // verify stays strict until someone appends or repairs
+    assert_code(&t.run(["ledger", "verify", fs]), 3);
+    let o = t.run(["ledger", "append", fs, "{\"i\":4}"]);
+    assert_code(&o, 0);
+    assert!(stdout(&o).starts_with("4 "), "{}", stdout(&o));
+    assert!(
+        stderr(&o).contains("cut a torn final line (16 bytes, never acknowledged)"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(content(&f).unwrap().starts_with(&before));
+    assert_code(&t.run(["ledger", "verify", fs]), 0);
+    // --json reports it too; a second append has nothing to cut.
+    let o = t.run(["--json", "ledger", "append", fs, "{\"i\":5}"]);
+    let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(v["seq"], 5);
+    assert!(v.get("repaired").is_none(), "{v}");
 }
 
 #[test]
@@ -126,4 +153,27 @@ fn lock_timeout_fails_with_1_and_writes_nothing() {
     assert_code(&t.run(["ledger", "append", fs, "{\"prev\":\"x\"}"]), 4);
     assert_code(&t.run(["ledger", "append", fs, "not json"]), 4);
     assert_eq!(content(&f).unwrap(), before);
+}
+
+#[test]
+fn a_fifo_or_device_as_the_ledger_is_refused_with_77_never_waited_on() {
+    let t = TestEnv::new();
+    let fifo = t.path("l.jsonl");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let fs = fifo.to_str().unwrap();
+    for args in [
+        vec!["ledger", "append", fs, "{\"a\":1}"],
+        vec!["ledger", "verify", fs],
+        vec!["ledger", "verify", "/dev/zero"],
+    ] {
+        let o = t.run(&args);
+        assert_code(&o, 77);
+        assert!(stderr(&o).contains("not a regular file"), "{}", stderr(&o));
+    }
 }

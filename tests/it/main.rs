@@ -48,3 +48,4 @@ mod slot;
 mod startup;
 mod sweep;
 mod token;
+mod torture;

@@ -1,5 +1,7 @@
 //! Session-scoped markers and pointers through the binary, with the legacy fallback.
 
+use std::io::Write as _;
+
 use crate::util::*;
 
 fn legacy_config(t: &TestEnv, warn: &str) -> std::path::PathBuf {
@@ -154,4 +156,32 @@ fn pointers_never_leak_across_sessions_and_list_skips_dead_ones() {
     let vals = v["values"].as_array().unwrap();
     assert_eq!(vals.len(), 7);
     assert!(vals.iter().all(|x| x["session"] != "s0"));
+}
+
+#[test]
+fn a_pointer_value_cannot_forge_a_row_of_pointer_list() {
+    let t = TestEnv::new();
+    let forged = "T-1\tlive\nadmin\tT-9";
+    let o = t.run(["pointer", "set", "active-task", forged, "--session", "s1"]);
+    assert_code(&o, 4);
+    assert!(stderr(&o).contains("control character"), "{}", stderr(&o));
+    assert_code(
+        &t.run(["pointer", "set", "active-task", "T-1", "--session", "s1"]),
+        0,
+    );
+    // A value forged on disk is printed escaped: still one row of three fields.
+    let file = t.home.join("pointers/active-task/s1");
+    std::fs::remove_file(&file).unwrap();
+    std::fs::File::create(&file)
+        .unwrap()
+        .write_all(forged.as_bytes())
+        .unwrap();
+    let o = t.run(["pointer", "list", "active-task"]);
+    assert_code(&o, 0);
+    let out = stdout(&o);
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert_eq!(out.trim_end().split('\t').count(), 3, "{out}");
+    assert!(out.contains("T-1\\tlive\\nadmin\\tT-9"), "{out}");
+    let o = t.run(["pointer", "get", "active-task", "--session", "s1"]);
+    assert_eq!(stdout(&o).lines().count(), 1, "{}", stdout(&o));
 }

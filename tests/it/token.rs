@@ -95,3 +95,20 @@ fn issuing_an_untaken_token_twice_is_a_conflict() {
     assert_code(&o, 0);
     assert_eq!(stdout(&o).trim(), "2");
 }
+
+#[test]
+fn a_take_whose_audit_record_cannot_be_written_puts_the_token_back() {
+    let t = TestEnv::new();
+    assert_code(&t.run(["token", "issue", "once", "--data", "\"go\""]), 0);
+    let audit = t.home.join("audit.jsonl");
+    std::os::unix::fs::symlink(t.path("elsewhere"), &audit).unwrap();
+    let o = t.run(["token", "take", "once"]);
+    assert_code(&o, 77);
+    assert!(stdout(&o).is_empty(), "{}", stdout(&o));
+    // Not burnt: once the audit can be written, the take wins.
+    std::fs::remove_file(&audit).unwrap();
+    let o = t.run(["token", "take", "once"]);
+    assert_code(&o, 0);
+    assert_eq!(stdout(&o).trim(), "\"go\"");
+    assert_code(&t.run(["token", "take", "once"]), 1);
+}

@@ -11,9 +11,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-/// The concur binary under test.
+/// The concur binary under test (`CONCUR_TEST_BIN` overrides it: bench/torture.sh runs a copy
+/// so that rebuilding meanwhile does not swap the binary under a long run).
 pub fn bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_concur"))
+    std::env::var_os("CONCUR_TEST_BIN").map_or_else(
+        || PathBuf::from(env!("CARGO_BIN_EXE_concur")),
+        PathBuf::from,
+    )
 }
 
 /// A temporary directory with a private runtime home inside it.

@@ -99,6 +99,8 @@ fn exe() -> Result<PathBuf, CliError> {
 
 fn detach(ctx: &Ctx) -> Result<Exit, CliError> {
     let home = ctx.home()?;
+    // A bad configuration is the caller's error (exit 4), found before a daemon is started.
+    ctx.config()?;
     let pid = broker::spawn_daemon(home, &exe()?, ctx.config_flag.as_deref())?;
     if ctx.json {
         ctx.print_json(&serde_json::json!({ "pid": pid, "socket": broker::socket_path(home) }));
@@ -260,8 +262,8 @@ pub fn append(a: &AppendArgs, ctx: &Ctx) -> Result<Exit, CliError> {
         })?;
     } else {
         for (line, id) in &lines {
-            direct(ctx, &a.file, line)?;
-            report(id.as_deref(), broker::Ack { duplicate: false });
+            let ack = direct(ctx, &a.file, line, id.as_deref())?;
+            report(id.as_deref(), ack);
         }
     }
     Ok(Exit::Ok)
@@ -394,11 +396,34 @@ pub fn ledger_append(
     Ok(Exit::Ok)
 }
 
-fn direct(ctx: &Ctx, file: &Path, line: &Line) -> Result<(), CliError> {
+/// `--fallback direct`: appends in this process. With a retry id, through the broker's own
+/// dedup index, so an id retried while the broker is down (and again once it is back) is
+/// written once; a broker that runs but did not answer is not bypassed then.
+fn direct(ctx: &Ctx, file: &Path, line: &Line, id: Option<&str>) -> Result<broker::Ack, CliError> {
     let config = ctx.config()?;
     let target = Roots::from_config(&config).check(file)?;
-    let mut bytes = line.encode()?;
-    bytes.push(b'\n');
-    concur::append::AppendOptions::new().append(&target, &bytes)?;
-    Ok(())
+    let bytes = line.encode()?;
+    let Some(id) = id else {
+        let mut bytes = bytes;
+        bytes.push(b'\n');
+        concur::append::AppendOptions::new().append(&target, &bytes)?;
+        return Ok(broker::Ack { duplicate: false });
+    };
+    let home = ctx.home()?;
+    if let Some(pid) = broker::running(home)? {
+        return Err(CliError::new(
+            Exit::Conflict,
+            "conflict",
+            format!(
+                "the broker (pid {pid}) runs but could not be reached; not appending directly with a retry id (it could be written twice)"
+            ),
+        ));
+    }
+    let index = broker::commit::index_path(&home.subdir("broker")?, &target);
+    Ok(broker::commit::append_direct(
+        &target,
+        &index,
+        &bytes,
+        Some(id),
+    )?)
 }

@@ -76,6 +76,12 @@ pub struct Args {
 
 /// Runs `concur json`.
 pub fn run(args: Args, ctx: &Ctx) -> Result<Exit, CliError> {
+    // A filter that recurses without end exhausts the stack while it runs, before anything is
+    // written: exit 4 (bad filter), not a crash.
+    let _ = concur::sys::signal::exit_on_stack_overflow(
+        "concur: json: the filter recursed too deeply (stack exhausted); nothing was written",
+        4,
+    );
     let (file, filter) = match (args.key.is_some(), args.file, args.filter) {
         (false, Some(file), Some(filter)) => (Some(file), filter),
         (true, Some(filter), None) => (None, filter.to_string_lossy().into_owned()),

@@ -111,6 +111,9 @@ pub fn run(args: Args, ctx: &Ctx) -> Result<Exit, CliError> {
                 fsync: !no_fsync,
             };
             let a = ledger::append(&file, &entry, opts)?;
+            if let Some(r) = &a.repaired {
+                eprintln!("concur: ledger: {}", repaired_note(&file, r));
+            }
             if ctx.json {
                 ctx.print_json(&serde_json::to_value(&a).expect("serialises"));
             } else {
@@ -153,21 +156,29 @@ pub fn run(args: Args, ctx: &Ctx) -> Result<Exit, CliError> {
             let r = ledger::repair(&file, opts)?;
             if ctx.json {
                 ctx.print_json(&serde_json::to_value(&r).expect("serialises"));
-            } else if let Some(torn) = &r.removed {
-                print_line(&format!(
-                    "{}: removed a torn final line ({} bytes): {torn}",
-                    file.display(),
-                    r.removed_bytes
-                ));
-            } else if r.terminated {
-                print_line(&format!(
-                    "{}: the final entry was complete; added its missing newline",
-                    file.display()
-                ));
+            } else if r.removed.is_some() || r.terminated {
+                print_line(&repaired_note(&file, &r));
             } else {
                 print_line(&format!("{}: nothing to repair", file.display()));
             }
             Ok(Exit::Ok)
         }
+    }
+}
+
+/// What a repair did, in one line (printed by `repair`, and on stderr by an `append` that
+/// repaired a torn tail first).
+fn repaired_note(file: &std::path::Path, r: &ledger::Repaired) -> String {
+    match &r.removed {
+        Some(torn) => format!(
+            "{}: cut a torn final line ({} bytes, never acknowledged): {}",
+            file.display(),
+            r.removed_bytes,
+            torn.escape_debug()
+        ),
+        None => format!(
+            "{}: the final entry was complete; added its missing newline",
+            file.display()
+        ),
     }
 }

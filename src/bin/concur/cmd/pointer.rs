@@ -1,6 +1,6 @@
 //! `concur pointer set|get|clear|list`: one value per session under a shared name.
 
-use concur::marker::Pointers;
+use concur::marker::{Pointers, escape_controls};
 use concur::session::Registry;
 
 use crate::ctx::{Ctx, print_line};
@@ -74,7 +74,7 @@ pub fn run(args: Args, ctx: &Ctx) -> Result<Exit, CliError> {
                     &serde_json::json!({ "name": name, "session": session.as_str(), "value": v }),
                 );
             } else if let Some(v) = &v {
-                print_line(v);
+                print_line(&escape_controls(v));
             }
             if v.is_none() {
                 return Ok(Exit::Precondition);
@@ -94,7 +94,8 @@ pub fn run(args: Args, ctx: &Ctx) -> Result<Exit, CliError> {
                 ctx.print_json(&serde_json::json!({ "name": name, "values": values }));
             } else {
                 for v in &values {
-                    print_line(&format!("{}\t{}\t{}", v.session, v.value, v.state));
+                    let value = escape_controls(&v.value);
+                    print_line(&format!("{}\t{value}\t{}", v.session, v.state));
                 }
             }
         }

@@ -97,12 +97,18 @@ pub fn run(args: Args, ctx: &Ctx) -> Result<Exit, CliError> {
                 token::check_name(n)?;
             }
             let home = ctx.home()?;
-            let (label, taken) = match (&name, &path) {
-                (Some(n), _) => (n.clone(), token::take(home, n)?),
-                (None, Some(p)) => (p.display().to_string(), token::take_path(p)?),
+            let (label, original, taken) = match (&name, &path) {
+                (Some(n), _) => (n.clone(), token::path(home, n)?, token::take(home, n)?),
+                (None, Some(p)) => (p.display().to_string(), p.clone(), token::take_path(p)?),
                 (None, None) => return Err(CliError::usage("take needs NAME or --path P")),
             };
-            token::audit(home, &label, taken.outcome(), session.as_ref())?;
+            // All or nothing: a take whose audit record cannot be written puts the token back.
+            if let Err(e) = token::audit(home, &label, taken.outcome(), session.as_ref()) {
+                if let Err(back) = token::untake(&taken, &original) {
+                    eprintln!("concur: token: {back}");
+                }
+                return Err(e.into());
+            }
             report(ctx, &label, &taken)
         }
     }
