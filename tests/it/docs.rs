@@ -725,6 +725,8 @@ pages! {
     reserve => "docs/reserve.md",
     scan => "docs/scan.md",
     sessions => "docs/sessions.md",
+    once => "docs/once.md",
+    reliability => "docs/RELIABILITY.md",
 }
 
 #[test]
