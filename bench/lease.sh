@@ -8,8 +8,7 @@
 # Usage: bench/lease.sh [hyperfine args]   (needs hyperfine and sqlite3; builds --release)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --quiet
-BIN=$PWD/target/release/concur
+BIN=$(scripts/cargo-exe --release --bin concur)
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 export CONCUR_HOME=$dir/home CONCUR_SESSION=bench
