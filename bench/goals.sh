@@ -33,7 +33,8 @@ if command -v etcd >/dev/null && command -v etcdctl >/dev/null; then
 fi
 echo "binary: $bin ($(LC_ALL=C readelf -l "$bin" 2>/dev/null | grep -q INTERP && echo dynamic || echo static))"
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) cores"
-python3 - "$bin" "$tmp" "$runs" "$url" "${etcd_eps:-}" <<'PY'
+. bench/lib/lease-sql.sh # $ACQUIRE, $RELEASE
+python3 - "$bin" "$tmp" "$runs" "$url" "${etcd_eps:-}" "$ACQUIRE" "$RELEASE" <<'PY'
 import os, statistics, subprocess, sys, time
 bin, tmp, runs, url, eps = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
 work = os.path.join(tmp, "w")
@@ -68,17 +69,7 @@ with open(payload, "w") as f:
 line = '{"event":"tool","session":"s1","n":42,"ok":true}'
 db = os.path.join(env["CONCUR_HOME"], "leases.db")
 subprocess.run([bin, "lease", "list"], env=env, stdout=subprocess.DEVNULL, check=True)
-pre = "PRAGMA busy_timeout=30000; PRAGMA synchronous=FULL;"
-acquire = pre + """ BEGIN IMMEDIATE;
-SELECT task, session, token FROM leases WHERE task = 'sql';
-UPDATE counter SET fence = fence + 1 WHERE id = 1;
-INSERT OR REPLACE INTO leases (task, session, token, once, pid, cwd, acquired_at, renewed_at,
-  ttl_ms, expires_ms, boot_id, completed_by, completed_at)
-  VALUES ('sql', 'bench', (SELECT fence FROM counter WHERE id = 1), 0, NULL, '/w', 0, 0, 600000,
-  0, 'boot', NULL, NULL);
-SELECT token FROM leases WHERE task = 'sql';
-COMMIT;"""
-release = pre + " DELETE FROM leases WHERE task = 'sql';"
+acquire, release = sys.argv[6], sys.argv[7]
 sh = "/bin/sh"
 goals = [
     ("`concur lock F true` ÷ `flock F true`", 1.0,
@@ -117,6 +108,25 @@ for name, goal, a, b, prep_a, prep_b in goals:
     ma, mb = statistics.median(ta) * 1e3, statistics.median(tb) * 1e3
     ratio = ma / mb
     print(f"| {name} | {ma:.3f} | {mb:.3f} | {ratio:.2f} | {statistics.median(pr):.2f} | ≤ {goal} | {'yes' if ratio <= goal else 'no'} |")
+
+# The durable commits in the lease pair: fsync-family calls per process and the time spent in
+# them (strace -T; strace slows every call, so only the fsync time is read from it).
+import re, shutil
+if shutil.which("strace"):
+    print()
+    print("| lease acquire, durable commits (median of 20 under strace) | fsync calls | ms in fsync | ms wall under strace |")
+    print("|---|---|---|---|")
+    for label, prep, argv in (("concur lease acquire", [bin, "session", "end"], [bin, "lease", "acquire", "cli"]),
+                              ("sqlite3 CLI", ["/usr/bin/sqlite3", db, release], ["/usr/bin/sqlite3", db, acquire])):
+        calls, spent, wall = [], [], []
+        for _ in range(20):
+            quiet(prep)
+            log = os.path.join(tmp, "strace.log")
+            wall.append(run(["/usr/bin/strace", "-f", "-T", "-e", "trace=fsync,fdatasync,sync_file_range",
+                             "-o", log] + argv))
+            times = [float(t) for t in re.findall(r"<([0-9.]+)>", open(log).read())]
+            calls.append(len(times)); spent.append(sum(times))
+        print(f"| {label} | {statistics.median(calls):.0f} | {statistics.median(spent) * 1e3:.3f} | {statistics.median(wall) * 1e3:.3f} |")
 PY
 echo
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
