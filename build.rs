@@ -5,7 +5,7 @@
 //! each start; callgrind put that at about 40% of `concur home`'s instructions. A fixed-address
 //! executable has them resolved at link time. The library and tests are unaffected.
 //!
-//! On x86_64 Linux with glibc the binary is also linked statically: `scripts/rustc-static`, the
+//! On `x86_64` Linux with glibc the binary is also linked statically: `scripts/rustc-static`, the
 //! workspace rustc wrapper set in `.cargo/config.toml`, gives the `concur` executable
 //! `-C target-feature=+crt-static -C relocation-model=static` (no dynamic loader at all). Those
 //! flags reach that one rustc invocation only, so `CARGO_CFG_TARGET_FEATURE` does not show

@@ -36,5 +36,6 @@ mod session;
 mod shell;
 mod slot;
 mod startup;
+mod static_build;
 mod sweep;
 mod token;
