@@ -153,6 +153,8 @@ pub fn run(mut cmd: Command, how: &Supervise) -> io::Result<Ended> {
                 supervise::new_process_group()?;
             }
             for &(ours, theirs) in &fds {
+                // dup_to's contract: in the child between fork and exec, laying out the descriptors the
+                // program gets: `theirs` numbers are the caller's to give.
                 supervise::dup_to(ours, theirs)?;
             }
             Ok(())
@@ -207,6 +209,7 @@ pub fn exec(mut cmd: Command, keep_fds: &[RawFd]) -> io::Error {
     unsafe {
         cmd.pre_exec(move || {
             for &fd in &fds {
+                // inherit's contract: the caller hands these descriptors to the program it execs.
                 supervise::inherit(fd)?;
             }
             Ok(())

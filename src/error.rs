@@ -1,7 +1,7 @@
 //! The library's one error type.
 //!
 //! Every variant says what was attempted and, where there is one, on which path. The CLI maps
-//! [`Error::kind`] onto the exit codes of DESIGN.md; library users can match on the kind instead of
+//! [`Error::kind`] onto the exit codes of README.md's table; library users can match on the kind instead of
 //! parsing messages. Contention is not an error: a busy lock is a value (`Ok(None)`), and only a
 //! wait that ran out of time becomes [`Error::Timeout`].
 
@@ -17,7 +17,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[non_exhaustive]
 pub enum Error {
     /// A system call failed on a path (disk full, EIO, permission, missing directory).
-    #[error("{action} ({}): {}", path.display(), IoDisplay(source))]
+    /// Shown as `ACTION (PATH): WHY`; a "no such file" where a directory on the way is missing
+    /// says which one.
+    #[error("{action} ({}): {}", path.display(), Why(action, path, source))]
     Io {
         /// What was being attempted, e.g. `"cannot open"`.
         action: &'static str,
@@ -133,12 +135,45 @@ impl Error {
     }
 }
 
+/// For ENOENT on `path`: the outermost missing directory on the way to it (`path` itself when
+/// the action works *in* it, e.g. "cannot create temporary file in"), if there is one.
+fn missing_dir(action: &str, path: &Path, e: &io::Error) -> Option<PathBuf> {
+    if e.raw_os_error() != Some(libc::ENOENT) {
+        return None;
+    }
+    let first = if action.ends_with(" in") {
+        Some(path)
+    } else {
+        path.parent()
+    };
+    let mut missing = None;
+    for dir in first.into_iter().flat_map(Path::ancestors) {
+        if dir.as_os_str().is_empty() || std::fs::symlink_metadata(dir).is_ok() {
+            break;
+        }
+        missing = Some(dir.to_path_buf());
+    }
+    missing
+}
+
 /// Classifies an OS error: permission and symlink refusals are 77, the rest 74.
 fn io_kind(e: &io::Error) -> ErrorKind {
     match e.raw_os_error() {
         Some(libc::EACCES | libc::EPERM | libc::ELOOP | libc::EROFS) => ErrorKind::Permission,
         _ if e.kind() == io::ErrorKind::PermissionDenied => ErrorKind::Permission,
         _ => ErrorKind::Io,
+    }
+}
+
+/// The reason of an [`Error::Io`]: the missing directory, if that is it, else the OS error.
+struct Why<'a>(&'a str, &'a Path, &'a io::Error);
+
+impl fmt::Display for Why<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match missing_dir(self.0, self.1, self.2) {
+            Some(dir) => write!(f, "directory {} does not exist", dir.display()),
+            None => IoDisplay(self.2).fmt(f),
+        }
     }
 }
 
@@ -168,14 +203,37 @@ mod tests {
     fn io_error_names_action_and_path_without_os_suffix() {
         let e = Error::io(
             "cannot open",
-            "/x/y",
+            "/concur-test-missing-file",
             io::Error::from_raw_os_error(libc::ENOENT),
         );
         assert_eq!(
             e.to_string(),
-            "cannot open (/x/y): No such file or directory"
+            "cannot open (/concur-test-missing-file): No such file or directory"
         );
         assert_eq!(e.kind(), ErrorKind::Io);
+    }
+
+    #[test]
+    fn a_missing_directory_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let enoent = || io::Error::from_raw_os_error(libc::ENOENT);
+        let lock = dir.path().join("nodir/sub/x.txt.lock");
+        let e = Error::io("cannot open lock file", &lock, enoent());
+        let want = format!(
+            "directory {} does not exist",
+            dir.path().join("nodir").display()
+        );
+        assert!(e.to_string().ends_with(&want), "{e}");
+        assert_eq!(e.kind(), ErrorKind::Io);
+        let e = Error::io(
+            "cannot create temporary file in",
+            dir.path().join("logs"),
+            enoent(),
+        );
+        assert!(e.to_string().contains("logs does not exist"), "{e}");
+        // The directory exists, the file does not: the plain message.
+        let e = Error::io("cannot open", dir.path().join("f"), enoent());
+        assert!(e.to_string().ends_with("No such file or directory"), "{e}");
     }
 
     #[test]

@@ -45,6 +45,8 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
+use crate::home::Home;
+use crate::lock::LockGuard;
 use crate::replace::{self, ReplaceOptions};
 
 /// A lock name and the fencing token its holder got: `NAME:TOKEN`.
@@ -180,6 +182,41 @@ impl Fencing {
         }
         Ok(Admitted { before, advanced })
     }
+}
+
+/// The fence for a new holder of the local named lock `name` (`concur lock --name` without an
+/// etcd backend): `NAME:TOKEN`, TOKEN one more than the previous holder's.
+///
+/// The counter is `<home>/fences/NAME`, advanced with a durable atomic replace, so a token is
+/// never handed out twice, even across a crash. `held` is the named lock's guard: only its
+/// holder may draw a token, which is what keeps two holders from drawing the same one.
+///
+/// # Errors
+/// [`Error::Invalid`] when the counter file is not a positive integer; [`Error::Io`] when it
+/// cannot be read or replaced.
+pub fn next_local(home: &Home, name: &str, held: &LockGuard) -> Result<Fence> {
+    let _ = held;
+    crate::id::check_name("lock", name)?;
+    let counter = home.subdir("fences")?.join(name);
+    let last = match replace::read(&counter)? {
+        None => 0,
+        Some(s) => std::str::from_utf8(&s.content)
+            .ok()
+            .and_then(|t| t.trim().parse::<i64>().ok())
+            .filter(|t| *t > 0)
+            .ok_or_else(|| {
+                Error::Invalid(format!(
+                    "fencing counter {} is not a positive integer",
+                    counter.display()
+                ))
+            })?,
+    };
+    let token = last + 1;
+    ReplaceOptions::new().replace_locked(&counter, format!("{token}\n").as_bytes())?;
+    Ok(Fence {
+        lock: name.to_string(),
+        token,
+    })
 }
 
 /// The record of accepted tokens for `target`: `target.fence`.

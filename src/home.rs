@@ -71,12 +71,23 @@ impl Home {
 /// The path the environment names, before any check.
 ///
 /// # Errors
-/// [`Error::Invalid`] when neither `CONCUR_HOME`, `XDG_STATE_HOME` nor `HOME` is set.
+/// [`Error::Invalid`] when neither `CONCUR_HOME`, `XDG_STATE_HOME` nor `HOME` is set, or when
+/// `CONCUR_HOME` is a relative path: resolved against the current directory, the state would
+/// depend on where each hook happens to run. A relative `XDG_STATE_HOME` is ignored, as the XDG
+/// base directory specification says.
 pub fn default_path() -> Result<PathBuf> {
     if let Some(p) = non_empty_env("CONCUR_HOME") {
-        return Ok(PathBuf::from(p));
+        let p = PathBuf::from(p);
+        if p.is_relative() {
+            return Err(Error::Invalid(format!(
+                "CONCUR_HOME must be an absolute path, not {:?} (relative, the state would \
+                 depend on the directory each command runs in)",
+                p.display().to_string()
+            )));
+        }
+        return Ok(p);
     }
-    if let Some(p) = non_empty_env("XDG_STATE_HOME") {
+    if let Some(p) = non_empty_env("XDG_STATE_HOME").filter(|p| Path::new(p).is_absolute()) {
         return Ok(PathBuf::from(p).join("concur"));
     }
     if let Some(p) = non_empty_env("HOME") {

@@ -123,19 +123,40 @@ impl JsonUpdate {
     /// # Errors
     /// [`Error::Invalid`] for a bad filter or a bad `--argjson` value.
     pub fn compile(&self) -> Result<Program> {
-        let names: Vec<String> = self.vars.iter().map(|(n, _)| format!("${n}")).collect();
+        let mut names: Vec<String> = self.vars.iter().map(|(n, _)| format!("${n}")).collect();
+        // jq's $ENV: the environment as an object (built only when the filter names it).
+        let env = self.filter.contains("$ENV") && !names.iter().any(|n| n == "$ENV");
+        if env {
+            names.push("$ENV".into());
+        }
         let arena = Arena::default();
-        let defs = jaq_core::defs()
-            .chain(jaq_std::defs())
-            .chain(jaq_json::defs());
-        let loader = Loader::new(defs);
-        let program = File {
-            code: self.filter.as_str(),
-            path: (),
+        let std_defs = || {
+            jaq_core::defs()
+                .chain(jaq_std::defs())
+                .chain(jaq_json::defs())
         };
-        let modules = loader
-            .load(&arena, program)
-            .map_err(|errs| Error::Invalid(load_errors(&self.filter, &errs)))?;
+        // The filter with jq's path updates (crate::jq) where it parses as a plain one; as
+        // written otherwise, and for the error message when the rewritten one does not load.
+        let rewritten = crate::jq::main_def(&self.filter).and_then(|main| {
+            let defs = std_defs().chain(crate::jq::prelude()).map(widen);
+            let defs = defs.chain([main]);
+            let main = File {
+                code: crate::jq::MAIN,
+                path: (),
+            };
+            Loader::new(defs).load(&arena, main).ok()
+        });
+        let modules = if let Some(m) = rewritten {
+            m
+        } else {
+            let program = File {
+                code: self.filter.as_str(),
+                path: (),
+            };
+            Loader::new(std_defs())
+                .load(&arena, program)
+                .map_err(|errs| Error::Invalid(load_errors(&self.filter, &errs)))?
+        };
         let funs = jaq_core::funs()
             .chain(jaq_std::funs())
             .chain(jaq_json::funs());
@@ -159,6 +180,17 @@ impl JsonUpdate {
                 Var::Json(j) => parse(j.as_bytes(), "--argjson value"),
             })
             .collect::<Result<_>>()?;
+        let mut vals = vals;
+        if env {
+            let map: serde_json::Map<String, serde_json::Value> = std::env::vars_os()
+                .map(|(k, v)| {
+                    let v = v.to_string_lossy().into_owned();
+                    (k.to_string_lossy().into_owned(), v.into())
+                })
+                .collect();
+            let text = serde_json::Value::Object(map).to_string();
+            vals.push(parse(text.as_bytes(), "$ENV")?);
+        }
         Ok(Program {
             filter,
             vals,
@@ -279,6 +311,11 @@ impl Program {
             val: value,
         }))
     }
+}
+
+/// A definition of the standard library as one of the filter's lifetime.
+fn widen<'s>(d: jaq_core::load::parse::Def<&'static str>) -> jaq_core::load::parse::Def<&'s str> {
+    d
 }
 
 /// Two-space indented JSON with a trailing newline.

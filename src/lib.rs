@@ -13,6 +13,7 @@
 //! | session id | cannot escape the home (`[A-Za-z0-9._-]{1,128}`) | [`id`] |
 //! | lock | one exclusive holder (or many shared); released by the kernel when the holder dies; waiters block in the kernel, no polling | [`lock`] |
 //! | slot | never more than N holders; a killed holder frees its slot at once; waiters block in the kernel | [`slot`] |
+//! | once | of the callers of a key that arrive while its command runs, one runs it and the rest get its output and status; a killed runner is replaced by exactly one waiter | `flock` handoff, atomic result file, [`once`] |
 //! | append | one whole line per call, durable; one header per file; dedup; no partial line on a full disk | [`append`] |
 //! | write / read | readers never see an empty or half-written file; `if_match` detects lost updates | [`replace`] |
 //! | json | no lost updates; a failing filter changes nothing | [`json`] |
@@ -44,6 +45,7 @@
 //! - [`sys`] — the only place raw system calls are made
 //! - [`sidecar`] — `F.lock` sidecar locks shared by every serialising writer
 //! - [`lock`] — file, named and byte-range locks, and who holds them
+//! - [`once`] — single-flight: one run of a command for all callers of a key at once
 //! - [`slot`] — counting semaphores (`--max N` holders) across processes
 //! - [`child`] — running a command while a lock or permit is held
 //! - [`append`] — whole-line appends to shared logs
@@ -81,11 +83,13 @@ pub mod home;
 pub mod hook;
 pub mod id;
 pub mod isolate;
+mod jq;
 pub mod json;
 pub mod lease;
 pub mod ledger;
 pub mod lock;
 pub mod marker;
+pub mod once;
 pub mod replace;
 pub mod reserve;
 pub mod scan;

@@ -150,9 +150,16 @@ pub fn spawn_daemon(home: &Home, exe: &Path, config: Option<&Path>) -> Result<u3
 }
 
 /// In a daemon started by [`spawn_daemon`]: reports readiness (or the start-up error) to the
-/// waiting parent. Does nothing when not started that way. Call once, before spawning threads.
+/// waiting parent. Does nothing when not started that way, and on every call after the first (the
+/// pipe is taken once: a second call cannot close or write a descriptor that has since been
+/// reused). Call it before spawning threads.
 pub fn report_ready(outcome: std::result::Result<(), &Error>) {
-    // SAFETY: called once per process, by the daemon's start-up, to take the inherited pipe.
+    static TAKEN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if TAKEN.swap(true, std::sync::atomic::Ordering::SeqCst) {
+        return;
+    }
+    // SAFETY: reached once per process (the flag above), by the daemon's start-up, to take the
+    // inherited pipe.
     let Some(mut f) = (unsafe { sys::signal::inherited_fd(READY_FD_VAR) }) else {
         return;
     };

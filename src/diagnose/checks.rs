@@ -258,7 +258,8 @@ impl Check {
                 } else {
                     "NO_WINNER"
                 };
-                held(n == 1, name, format!("{n} winners"))
+                let noun = if n == 1 { "winner" } else { "winners" };
+                held(n == 1, name, format!("{n} {noun}"))
             }
             Kind::Unique(f) => {
                 let text = read(f)?.unwrap_or_default();

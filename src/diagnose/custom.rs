@@ -50,6 +50,8 @@ struct Tally {
     bad_rounds: Vec<usize>,
     /// Per check: the last observation.
     last: Vec<String>,
+    /// Under `--chaos`: the first round a check broke in, and its schedule.
+    broke: Option<super::chaos::Broke>,
 }
 
 /// Runs the user's script and checks; one [`Outcome`] for the runs themselves (first) and one
@@ -121,6 +123,12 @@ pub fn run(h: &Harness, o: &Options) -> Result<Vec<Outcome>> {
                 }
             }
             tally.last[i] = ev.observed;
+        }
+        if let Some(seed) = h.chaos
+            && tally.broke.is_none()
+            && tally.first_bad.iter().flatten().any(|(r, ..)| *r == round)
+        {
+            tally.broke = Some(super::chaos::schedule(seed, round, &runs, &marks));
         }
         trace.push(RoundTrace::new(round, start, end, runs, marks));
     }
@@ -196,6 +204,7 @@ fn rows(o: &Options, tally: &Tally, trace: Vec<RoundTrace>, seconds: f64) -> Vec
         verdict: verdict.to_owned(),
         seconds,
         trace: Vec::new(),
+        chaos: None,
     };
     let expected = format!("{total_runs} runs exit 0");
     let runs_row = match tally.failures.first() {
@@ -227,12 +236,16 @@ fn rows(o: &Options, tally: &Tally, trace: Vec<RoundTrace>, seconds: f64) -> Vec
             None => row(c.spec.clone(), expected, tally.last[i].clone(), SAFE),
             Some((round, obs, name)) => {
                 let k = tally.bad_rounds[i];
+                let chaos = tally.broke.clone().filter(|b| b.round == *round);
                 let observed = if o.rounds > 1 {
                     format!("{obs} (round {round}; {k} of {} rounds)", o.rounds)
                 } else {
                     format!("{obs} (round {round})")
                 };
-                row(c.spec.clone(), expected, observed, name)
+                Outcome {
+                    chaos,
+                    ..row(c.spec.clone(), expected, observed, name)
+                }
             }
         });
     }

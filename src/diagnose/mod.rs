@@ -31,6 +31,7 @@
 //! 2. Add it to [`targets::all`] (and to the target list in `concur diagnose --help`). The CLI, the table, `--json`, the HTML report and the
 //!    test that every naive target is caught and every protected one is SAFE pick it up.
 
+pub mod chaos;
 pub mod checks;
 pub mod custom;
 pub mod etcd;

@@ -32,6 +32,9 @@ pub struct Harness {
     /// On an etcd run: the run's backend URL with its fresh key prefix (round `r` works under
     /// [`super::etcd::round_url`]). `None`: local.
     pub backend: Option<String>,
+    /// `--chaos`: every writer runs under a tracer that delays its file-system calls, drawn
+    /// from this seed ([`super::chaos`]). `None`: writers run as they are.
+    pub chaos: Option<u64>,
 }
 
 /// One round of one target: a fresh directory and the writers to start on it.
@@ -101,7 +104,18 @@ impl Round<'_> {
         let mut kids = Vec::with_capacity(specs.len());
         for spec in specs {
             let json = serde_json::to_string(&spec).unwrap_or_default();
-            let mut cmd = Command::new(&self.harness.exe);
+            let mut cmd = match self.harness.chaos {
+                Some(seed) => super::chaos::wrap(
+                    &self.harness.exe,
+                    &super::chaos::TraceSpec {
+                        seed,
+                        round: self.round,
+                        writer: spec.writer,
+                        dir: self.dir.to_path_buf(),
+                    },
+                ),
+                None => Command::new(&self.harness.exe),
+            };
             cmd.arg("diagnose-writer")
                 .arg(json)
                 .stdin(Stdio::from(
@@ -175,7 +189,8 @@ impl Batch {
         self.barrier.take();
     }
 
-    /// Blocks until writer `i` reports its next event; `None` when it ended without one.
+    /// Blocks until writer `i` reports its next event (a `call` of the chaos tracer is kept
+    /// but not returned); `None` when it ended without one.
     pub fn next_event(&mut self, i: usize) -> Option<Event> {
         let kid = &mut self.kids[i];
         let mut line = String::new();
@@ -186,7 +201,10 @@ impl Batch {
             }
             if let Ok(ev) = serde_json::from_str::<Event>(line.trim_end()) {
                 kid.events.push(ev.clone());
-                return Some(ev);
+                // The chaos tracer's reports are not the writer's choreography.
+                if ev.kind != "call" {
+                    return Some(ev);
+                }
             }
         }
     }
@@ -365,6 +383,9 @@ pub struct Outcome {
     /// Per-round traces for the HTML report.
     #[serde(skip)]
     pub trace: Vec<RoundTrace>,
+    /// Under `--chaos`, when a round broke: the seed and the schedule that broke it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chaos: Option<super::chaos::Broke>,
 }
 
 /// The verdict shown for a naive target the harness did not catch.
@@ -461,6 +482,7 @@ pub fn run_target(h: &Harness, t: &dyn Target, mode: Mode, sizes: Sizes) -> Resu
     let root = scratch_dir()?;
     let mut checks = Vec::new();
     let mut trace = Vec::new();
+    let mut broke = None;
     for round in 0..sizes.rounds {
         let dir = root.path().join(format!("round-{round}"));
         sys::fs::mkdir(&dir, 0o700).map_err(Error::with("cannot create round directory", &dir))?;
@@ -483,6 +505,11 @@ pub fn run_target(h: &Harness, t: &dyn Target, mode: Mode, sizes: Sizes) -> Resu
             None => t.check(&dir, &sizes, &runs)?,
         };
         let marks = check.marks.clone();
+        if let (Some(seed), Some(v), None) = (h.chaos, &check.violation, &broke)
+            && v != ERROR
+        {
+            broke = Some(super::chaos::schedule(seed, round, &runs, &marks));
+        }
         trace.push(RoundTrace::new(round, start, now_us(), runs, marks));
         checks.push(check);
     }
@@ -499,6 +526,7 @@ pub fn run_target(h: &Harness, t: &dyn Target, mode: Mode, sizes: Sizes) -> Resu
         seconds: began.elapsed().as_secs_f64(),
         pass,
         trace,
+        chaos: broke,
     })
 }
 

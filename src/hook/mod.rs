@@ -4,7 +4,8 @@
 //! - **`PreToolUse`** (Gemini `BeforeTool`, Cursor `preToolUse`) for a file-writing tool whose
 //!   path is protected by `[guard]` → deny, with a reason naming the concur command to use
 //!   instead ([`guard`]). Anything else → allow: exit 0, no output.
-//! - **`SessionStart`** → the agent process (the hook's parent: pid + start time) is registered
+//! - **`SessionStart`** → the agent process (the hook's nearest ancestor that is not a shell or
+//!   wrapper: pid + start time, see [`crate::session::agent_process`]) is registered
 //!   as the session, `export CONCUR_SESSION=<id>` is appended to `$CLAUDE_ENV_FILE` when set,
 //!   and `additionalContext` names the other live sessions in the same directory and the leases
 //!   they hold (nothing is printed when there are none) — [`session`].
@@ -25,8 +26,11 @@
 //! - The guard sees file tools only; shell redirections (`echo >> F`) bypass it.
 
 pub mod claude;
+pub mod codex;
+pub mod doctor;
 pub mod guard;
 pub mod install;
+pub mod plugin;
 pub mod session;
 
 use std::path::PathBuf;
@@ -89,6 +93,10 @@ pub enum Event {
         /// The agent's session id, if the payload has one.
         session: Option<String>,
     },
+    /// A payload of another agent than the hook was installed for: Cursor also runs Claude
+    /// Code's `.claude/settings.json` hooks, with its own payloads. Answered with silence, so
+    /// the Cursor hook (`concur hook cursor`) is the one that decides — never both.
+    Foreign,
     /// Anything else: allowed without a word.
     Other,
 }

@@ -542,8 +542,6 @@ impl Store for SqliteStore {
                 .map_err(|e| db_err("cannot write", &self.path, &e))?
                 .collect::<rusqlite::Result<Vec<_>>>()
                 .map_err(|e| db_err("cannot write", &self.path, &e))?;
-            let mut tasks = tasks;
-            tasks.extend(crate::reserve::release_session_in(c, session, &self.path)?);
             Ok(tasks)
         })
     }

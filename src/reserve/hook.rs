@@ -41,11 +41,12 @@ pub fn override_token(target: &Target) -> String {
     format!("override-{}", crate::hex::encode(&h[..16]))
 }
 
-/// The session id a payload names (`session_id`, Cursor's `conversation_id`), else `fallback`.
+/// The session id a payload names (`session_id`, Cursor's `conversation_id`), else what
+/// `fallback` finds (called only then: it may walk `/proc` and the registry).
 pub fn payload_session(
     agent: Agent,
     payload: &Value,
-    fallback: Option<SessionId>,
+    fallback: impl FnOnce() -> Option<SessionId>,
 ) -> Option<SessionId> {
     let id = match agent {
         Agent::Cursor => payload["conversation_id"]
@@ -53,7 +54,7 @@ pub fn payload_session(
             .or(payload["session_id"].as_str()),
         _ => payload["session_id"].as_str(),
     };
-    id.and_then(|s| SessionId::new(s).ok()).or(fallback)
+    id.and_then(|s| SessionId::new(s).ok()).or_else(fallback)
 }
 
 /// The shell command of a pre-tool payload for a shell tool, if it is one.
@@ -108,10 +109,24 @@ pub fn decide_write(home: &Home, edit: &Edit<'_>, paths: &[PathBuf]) -> Answer {
     }
 }
 
-/// Decides a shell command: its literal write targets are checked like file-tool writes.
+/// Decides a shell command: its literal write targets are checked like file-tool writes, and
+/// its git commands by what they would discard or rewrite ([`super::git_guard`]).
 pub fn decide_shell(home: &Home, edit: &Edit<'_>, command: &str) -> Answer {
     if !super::may_exist(home) {
         return Answer::allow();
+    }
+    match check_git(home, edit, command) {
+        Ok(None) => {}
+        Ok(Some(reason)) => return Answer::deny(edit.agent, &reason),
+        Err(e) => {
+            return Answer::deny(
+                edit.agent,
+                &format!(
+                    "concur reserve: cannot check what this git command would touch, so it is \
+                     refused: {e}"
+                ),
+            );
+        }
     }
     let Some(writes) = crate::scan::bash::written_paths(command) else {
         eprintln!("concur: hook: cannot parse the shell command, allowed unchecked: {command}");
@@ -136,6 +151,25 @@ pub fn decide_shell(home: &Home, edit: &Edit<'_>, command: &str) -> Answer {
             ),
         ),
     }
+}
+
+/// The git guard: `Ok(Some(reason))` when a git command in `command` would discard or rewrite
+/// a file another live session reserved.
+fn check_git(home: &Home, edit: &Edit<'_>, command: &str) -> Result<Option<String>> {
+    for run in super::git_guard::git_runs(command) {
+        let touched = super::git_guard::touched(&run, edit.cwd)?;
+        if touched.is_empty() {
+            continue;
+        }
+        if let Some(reason) = check_paths(home, edit, &touched, false)? {
+            return Ok(Some(format!(
+                "concur reserve: `{}` would discard or rewrite files another live session \
+                 reserved in this checkout, so it is refused.\n{reason}",
+                run.shown
+            )));
+        }
+    }
+    Ok(None)
 }
 
 /// `Ok(None)` to allow, `Ok(Some(reason))` to deny.

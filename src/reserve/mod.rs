@@ -14,8 +14,9 @@
 //!   `docs/*.md`. Over-reporting is possible (documented there); missing a conflict is not.
 //! - **Exclusive vs shared.** Two shared reservations may overlap; anything overlapping an
 //!   exclusive one of another session conflicts.
-//! - **Released** by [`Reservations::release`], by `session end` (the lease store's
-//!   `release_session` removes them in the same transaction as the session's leases), at once when
+//! - **Released** by [`Reservations::release`], by `session end` and the `SessionEnd` hook
+//!   ([`release_session`], called by [`crate::session::Registry::end`] after the session's leases
+//!   in whichever lease store it uses, local or etcd), at once when
 //!   the holder's session is dead (pid + start time + boot id), and on TTL only when the holder is
 //!   not known alive (an unregistered session). A live session's reservation does not expire.
 //! - **May S write P?** [`Reservations::check`] is a single read of the table (no write lock): a
@@ -27,6 +28,7 @@
 //! ask. Liveness is local to this machine.
 
 pub mod git;
+pub mod git_guard;
 mod glob;
 pub mod hook;
 mod path;
@@ -711,13 +713,24 @@ impl Reservations {
     }
 }
 
-/// Removes every reservation of `session` inside the caller's transaction (session end / gc);
-/// returns them as `reserve:<full path>` names.
-pub(crate) fn release_session_in(
-    c: &Connection,
-    session: &SessionId,
-    db: &Path,
-) -> Result<Vec<String>> {
+/// Removes every reservation of `session` (session end and gc, whatever the lease backend:
+/// reservations are local state even when leases live on etcd); returns them as
+/// `reserve:<full path>` names. Opens nothing when the home has never held a reservation.
+///
+/// # Errors
+/// The database cannot be opened or written.
+pub fn release_session(home: &Home, session: &SessionId) -> Result<Vec<String>> {
+    if !may_exist(home) {
+        return Ok(Vec::new());
+    }
+    let r = Reservations::open(home)?;
+    let db = r.store().path().to_owned();
+    r.store().immediate(|c| release_session_in(c, session, &db))
+}
+
+/// Removes every reservation of `session` inside the caller's transaction; returns them as
+/// `reserve:<full path>` names.
+fn release_session_in(c: &Connection, session: &SessionId, db: &Path) -> Result<Vec<String>> {
     let mut stmt = c
         .prepare("DELETE FROM reservations WHERE session = ?1 RETURNING root, pattern")
         .map_err(|e| db_err("cannot write", db, &e))?;
@@ -895,10 +908,8 @@ mod tests {
             Claim::Granted(_)
         ));
         assert_eq!(f.r.check(None, &t(&f, "z")).unwrap(), Access::Free);
-        // Session end releases through the lease store.
-        let released =
-            crate::lease::Store::release_session(f.r.store(), &SessionId::new("u").unwrap())
-                .unwrap();
+        // Session end releases them, whichever lease store the session used.
+        let released = release_session(&f.home, &SessionId::new("u").unwrap()).unwrap();
         assert_eq!(released.len(), 1, "{released:?}");
         assert_eq!(f.r.check(None, &t(&f, "y")).unwrap(), Access::Free);
     }

@@ -157,7 +157,7 @@ pub fn scan(paths: &[PathBuf], opts: &ScanOptions) -> Result<Report> {
 fn scan_on_this_thread(paths: &[PathBuf], opts: &ScanOptions) -> Result<Report> {
     let mut report = Report::default();
     for root in paths {
-        let meta = std::fs::metadata(root).map_err(Error::with("scan", root))?;
+        let meta = std::fs::metadata(root).map_err(Error::with("cannot scan", root))?;
         let mut files = Vec::new();
         let hook_scripts = if meta.is_dir() {
             walk(root, &mut files).map_err(Error::with("read directory", root))?;

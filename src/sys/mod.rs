@@ -15,10 +15,12 @@ pub mod nowait;
 pub mod ofd;
 pub mod pidfd;
 pub mod proc;
+pub mod ptrace;
 pub mod signal;
 pub mod sock;
 pub mod supervise;
 pub mod timer;
+pub mod tty;
 
 /// Retries a system call while it fails with EINTR.
 pub(crate) fn retry_eintr<T>(mut f: impl FnMut() -> std::io::Result<T>) -> std::io::Result<T> {

@@ -162,17 +162,27 @@ pub fn getpid() -> libc::pid_t {
 }
 
 /// Makes `fd` survive `execve` (clears `FD_CLOEXEC`). Async-signal-safe.
-pub fn inherit(fd: RawFd) -> io::Result<()> {
-    // SAFETY: fcntl with integer arguments on a descriptor the caller owns.
+///
+/// # Safety
+/// The caller owns `fd` and means to hand it to the program it is about to exec: every other
+/// user of that descriptor loses its close-on-exec protection.
+pub unsafe fn inherit(fd: RawFd) -> io::Result<()> {
+    // SAFETY: fcntl with integer arguments; ownership is the caller's contract.
     cvt(unsafe { libc::fcntl(fd, libc::F_SETFD, 0) }).map(drop)
 }
 
 /// Duplicates `fd` onto `target` (which then survives `execve`). Async-signal-safe.
-pub fn dup_to(fd: RawFd, target: RawFd) -> io::Result<()> {
+///
+/// # Safety
+/// `target` is closed first if open: the caller owns it (or it is a number nothing in this
+/// process uses), as in a child between fork and exec laying out the descriptors the program
+/// will get. In a live multi-threaded process this would pull a descriptor from under its owner.
+pub unsafe fn dup_to(fd: RawFd, target: RawFd) -> io::Result<()> {
     if fd == target {
-        return inherit(fd);
+        // SAFETY: the same contract, passed on.
+        return unsafe { inherit(fd) };
     }
-    // SAFETY: dup2 with integer arguments.
+    // SAFETY: dup2 with integer arguments; ownership of `target` is the caller's contract.
     cvt(unsafe { libc::dup2(fd, target) }).map(drop)
 }
 

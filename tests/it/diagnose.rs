@@ -6,17 +6,20 @@ use serde_json::Value;
 
 use crate::util::*;
 
-/// Runs `concur diagnose ARGS --json`, returning the exit code and the results array.
-fn diagnose(t: &TestEnv, args: &[&str]) -> (i32, Vec<Value>) {
+/// Runs `concur diagnose ARGS --json`, returning the exit code and the whole document.
+pub(crate) fn diagnose_doc(t: &TestEnv, args: &[&str]) -> (i32, Value) {
     let mut all = vec!["diagnose", "--json"];
     all.extend_from_slice(args);
     let o = t.run(&all);
     let v: Value = serde_json::from_str(stdout(&o).trim())
         .unwrap_or_else(|e| panic!("bad json ({e}): {}\nstderr: {}", stdout(&o), stderr(&o)));
-    (
-        code(&o),
-        v["results"].as_array().cloned().unwrap_or_default(),
-    )
+    (code(&o), v)
+}
+
+/// Runs `concur diagnose ARGS --json`, returning the exit code and the results array.
+fn diagnose(t: &TestEnv, args: &[&str]) -> (i32, Vec<Value>) {
+    let (c, v) = diagnose_doc(t, args);
+    (c, v["results"].as_array().cloned().unwrap_or_default())
 }
 
 fn result<'a>(rs: &'a [Value], target: &str, mode: &str) -> &'a Value {
@@ -541,4 +544,9 @@ fn a_builtin_writer_past_its_timeout_is_killed_and_the_target_is_not_safe() {
             .contains("timed out (killed)"),
         "{rs:?}"
     );
+}
+
+#[test]
+fn single_flight_naive_runs_the_refresh_twice_and_concur_once_is_safe() {
+    caught_and_safe("single-flight");
 }

@@ -73,7 +73,7 @@ fn etcd_diagnose_catches_the_naive_writers_and_the_etcd_ones_are_safe() {
     );
     // Every other target is listed as skipped, with the reason.
     let skipped = v["skipped"].as_array().expect("skipped");
-    assert_eq!(skipped.len(), 8, "{v}");
+    assert_eq!(skipped.len(), 9, "{v}");
     for s in skipped {
         assert_eq!(s["reason"], "local-only target, skipped on etcd");
         assert!(!ON_ETCD.contains(&s["target"].as_str().unwrap()), "{s}");

@@ -304,3 +304,72 @@ fn etcd_session_hooks_register_on_start_and_revoke_on_end() {
         (!running(k)).then_some(())
     });
 }
+
+/// With a backend set, `session end` (and the `SessionEnd` hook) end the session everywhere:
+/// the local reservations go too, as docs/reserve.md promises. Reservations are local state
+/// whatever the backend, so ending through the etcd store must not leave them behind.
+#[test]
+fn etcd_session_end_releases_the_sessions_local_reservations() {
+    if !available("etcd_session_end_releases_the_sessions_local_reservations") {
+        return;
+    }
+    let cl = Cluster::start(1);
+    let url = cl.url();
+    let t = TestEnv::new();
+    std::fs::create_dir_all(t.path("repo/.git")).unwrap();
+    let file = t.path("repo/a.txt");
+    let mut keepers = Keepers::new(&t);
+    let a = Agent::sleep();
+    let b = Agent::sleep();
+    keepers.add(start(&t, &url, "A", &a)["etcd"]["keeper"].as_u64().unwrap());
+    keepers.add(start(&t, &url, "B", &b)["etcd"]["keeper"].as_u64().unwrap());
+    let reserve = |who: &str| {
+        verb(
+            &t,
+            Some(&url),
+            ["reserve", file.to_str().unwrap(), "--session", who],
+        )
+        .output()
+        .unwrap()
+    };
+    assert_code(&reserve("A"), 0);
+    assert_code(&reserve("B"), 1);
+
+    for (how, end) in [("session end", true), ("SessionEnd hook", false)] {
+        if end {
+            let o = verb(&t, Some(&url), ["session", "end", "--session", "A"])
+                .output()
+                .unwrap();
+            assert_code(&o, 0);
+        } else {
+            assert_code(&reserve("A"), 0);
+            let o = hook_claude(
+                &t,
+                Some(&url),
+                &json!({"session_id": "A", "hook_event_name": "SessionEnd",
+                        "cwd": t.dir.path(), "reason": "other"}),
+            );
+            assert_code(&o, 0);
+        }
+        let list = t.run(["--json", "reservations"]);
+        assert_code(&list, 0);
+        assert!(
+            !stdout(&list).contains(r#""session":"A""#),
+            "{how}: A's reservation outlived its session: {}",
+            stdout(&list)
+        );
+        let o = reserve("B");
+        assert_code(&o, 0);
+        let o = verb(
+            &t,
+            Some(&url),
+            ["release", file.to_str().unwrap(), "--session", "B"],
+        )
+        .output()
+        .unwrap();
+        assert_code(&o, 0);
+        if end {
+            keepers.add(start(&t, &url, "A", &a)["etcd"]["keeper"].as_u64().unwrap());
+        }
+    }
+}

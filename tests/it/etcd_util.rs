@@ -64,7 +64,9 @@ pub fn hook_claude(t: &TestEnv, backend: Option<&str>, payload: &Value) -> Outpu
     child.wait_with_output().unwrap()
 }
 
-/// Whether `etcd` is installed; prints why a test is skipped when not.
+/// Whether `etcd` is installed; prints why a test is skipped when not. With
+/// `CONCUR_REQUIRE_ETCD=1` (set by scripts/test once it has installed etcd, and so in CI) a
+/// missing etcd fails the test instead: a suite that skips its etcd half must not pass green.
 pub fn available(test: &str) -> bool {
     let ok = Command::new("etcd")
         .arg("--version")
@@ -73,6 +75,10 @@ pub fn available(test: &str) -> bool {
         .status()
         .is_ok_and(|s| s.success());
     if !ok {
+        assert!(
+            std::env::var_os("CONCUR_REQUIRE_ETCD").is_none_or(|v| v != "1"),
+            "{test}: etcd is not installed (Debian package etcd-server) and CONCUR_REQUIRE_ETCD=1"
+        );
         eprintln!("skipping {test}: etcd is not installed (Debian package etcd-server)");
     }
     ok

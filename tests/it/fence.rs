@@ -124,3 +124,25 @@ fn racing_fenced_writers_end_with_the_highest_token() {
         serde_json::from_slice(&content(&t.path("f.txt.fence")).unwrap()).unwrap();
     assert_eq!(rec, serde_json::json!({"L": 8}));
 }
+
+/// README's fenced write on the default (local) backend: `lock --name` hands its command a
+/// token that grows with every holder, so a holder's token written down and used after the next
+/// holder wrote is refused.
+#[test]
+fn local_named_lock_gives_its_command_a_growing_fence() {
+    let t = TestEnv::new();
+    let bin = crate::util::bin();
+    let cmd = format!(
+        "echo \"$CONCUR_FENCE\" >> tokens; '{}' write --fence \"$CONCUR_FENCE\" VERSION \"$CONCUR_FENCE\"",
+        bin.display()
+    );
+    for _ in 0..3 {
+        assert_code(&t.run(["lock", "--name", "deploy", "-c", &cmd]), 0);
+    }
+    let tokens = String::from_utf8(content(&t.path("tokens")).unwrap()).unwrap();
+    assert_eq!(tokens, "deploy:1\ndeploy:2\ndeploy:3\n");
+    assert_eq!(content(&t.path("VERSION")).unwrap(), b"deploy:3");
+    let late = t.run(["write", "--fence", "deploy:2", "VERSION", "late"]);
+    assert_code(&late, 3);
+    assert_eq!(content(&t.path("VERSION")).unwrap(), b"deploy:3");
+}

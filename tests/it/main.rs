@@ -4,7 +4,12 @@ mod util;
 
 mod append;
 mod broker;
+mod chaos;
+mod cli;
+mod completions;
 mod diagnose;
+mod docs;
+mod durations;
 #[cfg(feature = "etcd")]
 mod etcd;
 #[cfg(feature = "etcd")]
@@ -20,15 +25,20 @@ mod etcd_session;
 #[cfg(feature = "etcd")]
 mod etcd_util;
 mod fence;
+mod git_guard;
 mod home;
 mod hook;
+mod hook_agent;
+mod hook_install;
 mod hostile;
 mod isolate;
+mod jq_diff;
 mod json;
 mod lease;
 mod ledger;
 mod lock;
 mod marker;
+mod once;
 mod replace;
 mod reserve;
 mod scan;

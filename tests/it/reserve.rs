@@ -244,13 +244,13 @@ fn session_end_releases_reservations() {
 }
 
 /// Writes `content` to `p` (test fixture files).
-fn put(p: impl AsRef<Path>, content: impl AsRef<[u8]>) {
+pub fn put(p: impl AsRef<Path>, content: impl AsRef<[u8]>) {
     use std::io::Write;
     let mut f = std::fs::File::create(p).unwrap();
     f.write_all(content.as_ref()).unwrap();
 }
 
-fn git(repo: &Path, args: &[&str]) -> Output {
+pub fn git(repo: &Path, args: &[&str]) -> Output {
     Command::new("git")
         .args(args)
         .current_dir(repo)
@@ -360,18 +360,18 @@ fn file_payload(agent: &str, who: &str, cwd: &Path, file: &Path) -> Value {
     }
 }
 
-fn bash_payload(who: &str, cwd: &Path, command: &str) -> Value {
+pub fn bash_payload(who: &str, cwd: &Path, command: &str) -> Value {
     json!({"session_id": who, "transcript_path": "/t", "cwd": cwd, "permission_mode": "default",
         "hook_event_name": "PreToolUse", "tool_name": "Bash",
         "tool_input": {"command": command}, "tool_use_id": "toolu_02"})
 }
 
-fn hook(t: &TestEnv, agent: &str, payload: &Value) -> Output {
+pub fn hook(t: &TestEnv, agent: &str, payload: &Value) -> Output {
     t.run_stdin(["hook", agent], payload.to_string().as_bytes())
 }
 
 /// The deny reason of a hook answer, or `None` when it allowed.
-fn denied(agent: &str, o: &Output) -> Option<String> {
+pub fn denied(agent: &str, o: &Output) -> Option<String> {
     if code(o) == 2 {
         return Some(stderr(o));
     }

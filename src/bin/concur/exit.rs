@@ -1,4 +1,4 @@
-//! Exit codes: one enum matching DESIGN.md's table, and the CLI's error type.
+//! Exit codes: one enum matching the table in README.md ("Exit codes"), and the CLI's error type.
 
 use std::process::ExitCode;
 

@@ -7,8 +7,10 @@
 //! stack bounds to guard against stack overflow, which reads and parses `/proc/self/maps` — a
 //! fifth of a short verb's instructions (callgrind). What is lost is only the overflow message:
 //! a stack overflow still ends the process, with SIGSEGV. Arguments and environment work as
-//! usual (glibc hands them to `std` before `main`); stdout is flushed on the way out, and a
-//! panic still exits 101. On other systems (musl, macOS, the BSDs) `std`'s start-up runs as
+//! usual (glibc hands them to `std` before `main`) and stdout is flushed on the way out. A panic
+//! ends the process as it would under `std`'s `main`: the release profile sets `panic = "abort"`,
+//! so there it dies of SIGABRT (exit status 134 in a shell); in a build that unwinds (the test
+//! profile) it exits 101. On other systems (musl, macOS, the BSDs) `std`'s start-up runs as
 //! usual, since there it is what gives `std::env::args` the arguments.
 
 // Doc comments on clap items are --help text, read by people in a terminal, not rustdoc.
@@ -53,7 +55,9 @@ struct Globals {
     /// Machine-readable JSON on stdout (errors too: {"ok":false,"error":{...}})
     #[arg(long, global = true)]
     json: bool,
-    /// Session id (default: $CONCUR_SESSION, $CLAUDE_CODE_SESSION_ID, $CLAUDE_SESSION_ID)
+    /// Session id (default: $CONCUR_SESSION, the agent's $CLAUDE_CODE_SESSION_ID /
+    /// $CODEX_THREAD_ID / $GEMINI_SESSION_ID ..., else the registered agent session above this
+    /// process)
     #[arg(long, global = true, value_name = "ID")]
     session: Option<String>,
     /// Configuration file (default: $CONCUR_HOME/concur.toml)
@@ -139,11 +143,52 @@ fn run() -> u8 {
 fn parse_args() -> Cli {
     use clap::{CommandFactory, FromArgMatches};
     let mut command = Cli::command();
-    let mut matches = command.get_matches_mut();
-    let cli = Cli::from_arg_matches_mut(&mut matches).unwrap_or_else(|e| e.exit());
+    let mut matches = command
+        .try_get_matches_from_mut(std::env::args_os())
+        .unwrap_or_else(|e| usage_exit(&e));
+    let cli = Cli::from_arg_matches_mut(&mut matches).unwrap_or_else(|e| usage_exit(&e));
     std::mem::forget(matches);
     std::mem::forget(command);
     cli
+}
+
+/// The whole command tree, for completions and man pages.
+fn cli_command() -> clap::Command {
+    <Cli as clap::CommandFactory>::command()
+}
+
+/// Prints clap's error (or help, or version) and exits as clap does; a usage error under
+/// `--json` is also printed on stdout as `{"ok":false,"error":{"kind":"usage",...}}`.
+fn usage_exit(e: &clap::Error) -> ! {
+    use clap::error::ErrorKind;
+    let json = std::env::args_os()
+        .skip(1)
+        .take_while(|a| a != "--")
+        .any(|a| a == "--json");
+    let usage = !matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    );
+    if json && usage {
+        let text = e.render().to_string();
+        // The error's first paragraph, on one line.
+        let message = text
+            .lines()
+            .map(str::trim)
+            .take_while(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ");
+        let message = message.trim_start_matches("error: ");
+        let v = serde_json::json!({
+            "ok": false,
+            "error": { "kind": "usage", "message": message, "exit": 2 },
+        });
+        ctx::print_line(&v.to_string());
+        let _ = std::io::Write::flush(&mut std::io::stdout());
+    }
+    e.exit()
 }
 
 /// Exactly `concur hook AGENT`, the line agents run for every tool call: it has no options to

@@ -23,6 +23,7 @@ mod jsonl_append;
 mod replace;
 mod semaphore;
 mod session_pointer;
+mod single_flight;
 mod sqlite;
 mod task_start;
 mod token;
@@ -42,11 +43,14 @@ pub fn all() -> Vec<&'static dyn Target> {
         &sqlite::Sqlite,
         &broker::Broker,
         &edit_race::EditRace,
+        &single_flight::SingleFlight,
     ]
 }
 
-/// The built-in target called `name`.
+/// The built-in target called `name`, or by its alias (`lock` is json-counter, `slot` is
+/// semaphore: [`super::etcd::ALIASES`]), on every backend.
 pub fn find(name: &str) -> Option<&'static dyn Target> {
+    let name = super::etcd::resolve(name);
     all().into_iter().find(|t| t.name() == name)
 }
 

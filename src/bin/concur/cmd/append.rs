@@ -27,13 +27,14 @@ pub struct Args {
     /// The log file (created 0600 if missing)
     pub file: PathBuf,
     /// The entry: JSON (or text with --raw); `-` or absent reads it from stdin
+    #[arg(allow_hyphen_values = true)]
     pub entry: Option<String>,
     /// Append a text line instead of JSON (newline, NUL and invalid UTF-8 are refused)
     #[arg(long)]
     pub raw: bool,
     /// Create the file with this header line first if it does not exist (exactly once, even
     /// when several writers race to create it)
-    #[arg(long, value_name = "TEXT")]
+    #[arg(long, value_name = "TEXT", allow_hyphen_values = true)]
     pub header: Option<String>,
     /// Skip the entry if one with the same value of this JSON field is already in the file
     /// (idempotent retries; takes the sidecar lock)

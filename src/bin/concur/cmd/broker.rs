@@ -40,9 +40,10 @@ enum Action {
     Status,
     /// Stop the running broker (SIGTERM; it drains first) and wait until it is gone
     Stop {
-        /// Seconds to wait for it to stop
-        #[arg(long, default_value_t = 30.0, value_name = "SECS")]
-        wait: f64,
+        /// How long to wait for it to stop (30, 30s, 2m)
+        #[arg(long, default_value = "30s", value_name = "DURATION",
+              value_parser = super::value::duration)]
+        wait: Duration,
     },
     /// Append a line through the broker; acked means durable
     ///
@@ -60,6 +61,7 @@ pub struct AppendArgs {
     pub file: PathBuf,
     /// The line: JSON (written compact, key order kept), raw text with --raw, or `-` for
     /// stdin lines
+    #[arg(allow_hyphen_values = true)]
     pub line: String,
     /// Write the line as raw text (UTF-8; newline and NUL refused)
     #[arg(long)]
@@ -166,10 +168,8 @@ fn status(ctx: &Ctx) -> Result<Exit, CliError> {
     Ok(Exit::Ok)
 }
 
-fn stop(ctx: &Ctx, wait: f64) -> Result<Exit, CliError> {
+fn stop(ctx: &Ctx, wait: Duration) -> Result<Exit, CliError> {
     let home = ctx.home()?;
-    let wait = Duration::try_from_secs_f64(wait)
-        .map_err(|_| CliError::usage("--wait must be a non-negative number of seconds"))?;
     let stopped = broker::stop(home, wait)?;
     if ctx.json {
         ctx.print_json(&serde_json::json!({ "stopped": stopped }));
@@ -197,18 +197,30 @@ pub fn append(a: &AppendArgs, ctx: &Ctx) -> Result<Exit, CliError> {
             let l =
                 l.map_err(|e| CliError::new(Exit::Io, "io", format!("cannot read stdin: {e}")))?;
             let id = a.id.as_ref().map(|id| format!("{id}-{}", n + 1));
-            v.push((parse_line(&l, a.raw)?, id));
+            let line = parse_line(&l, a.raw).map_err(|mut e| {
+                // serde counts within the one line: its column is what matters.
+                let why = e.message.replace(" at line 1 column ", " at column ");
+                e.message = format!("stdin line {}: {why}", n + 1);
+                e
+            })?;
+            v.push((line, id));
         }
         v
     } else {
         vec![(parse_line(&a.line, a.raw)?, a.id.clone())]
     };
     // Check every line before anything is sent: bad input writes nothing.
-    for (l, id) in &lines {
-        l.encode()?;
-        if let Some(id) = id {
-            broker::protocol::check_id(id)?;
-        }
+    for (n, (l, id)) in lines.iter().enumerate() {
+        let checked = l
+            .encode()
+            .and_then(|_| id.as_deref().map_or(Ok(()), broker::protocol::check_id));
+        checked.map_err(|e| {
+            let mut e = CliError::from(e);
+            if lines.len() > 1 {
+                e.message = format!("stdin line {}: {}", n + 1, e.message);
+            }
+            e
+        })?;
     }
     let auto = auto_id_prefix();
     let mut client = match connect(home, a, ctx) {

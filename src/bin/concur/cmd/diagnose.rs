@@ -9,7 +9,7 @@ use concur::diagnose::checks::Check;
 use concur::diagnose::etcd as diag_etcd;
 use concur::diagnose::run::{Overrides, run_suite};
 use concur::diagnose::{self as targets_api, Harness, Mode, Outcome, custom, html, report};
-use concur::diagnose::{targets, writer};
+use concur::diagnose::{chaos, targets, writer};
 
 use crate::ctx::{Ctx, print_line};
 use crate::exit::{CliError, Exit};
@@ -21,7 +21,8 @@ use crate::exit::{CliError, Exit};
 /// concur target (or a check of your script) is not SAFE.
 ///
 /// Targets: json-counter, jsonl-append, token, semaphore, header-once, replace, hash-ledger,
-/// task-start, session-pointer, sqlite, broker.
+/// task-start, session-pointer, sqlite, broker, edit-race, single-flight; aliases: lock
+/// (json-counter), slot (semaphore).
 ///
 /// With the global --backend etcd://H:P[,H:P..][/prefix], the concur writers of json-counter
 /// (alias lock: the naive update under `lock --name`), token, semaphore (alias slot) and
@@ -35,6 +36,13 @@ use crate::exit::{CliError, Exit};
 ///   concur --backend etcd://10.0.0.1:2379 diagnose --targets lock,slot --writers 8
 ///   concur diagnose --cmd 'bash hooks/count.sh' --check counter:n.json:.count --ops 20
 ///   concur diagnose --cmd 'sh take.sh' --setup 'echo t > token' --check winners:won --rounds 20
+///   concur diagnose --chaos --seed 1 --rounds 50 --check 'lines:log:^entry$' \
+///     --cmd 'cd "$CONCUR_STATE_DIR"; [ -f log ] || echo "# header" > log; echo entry >> log'
+///
+/// --chaos delays every writer's file-system calls (open, stat, read, write, rename, link,
+/// unlink, mkdir, flock; its children's too) at random from a seed, so check-then-act windows
+/// open wide; when a round breaks, the calls of each writer on the round's files are printed in
+/// the order they ran, with the seed (--seed N replays the same delays).
 ///
 /// Your script sees CONCUR_STATE_DIR (fresh per round; cwd of --setup and the checks),
 /// CONCUR_WRITER, CONCUR_ROUND, CONCUR_RUN and with --per-session its own CONCUR_SESSION.
@@ -79,11 +87,42 @@ pub struct Args {
     #[arg(long, value_name = "CMD", requires = "cmd")]
     setup: Option<String>,
     /// Per-run timeout in seconds for --cmd runs (built-in: per writer process)
-    #[arg(long, value_name = "SECS", default_value_t = 20.0)]
-    timeout: f64,
+    #[arg(long, value_name = "DURATION", default_value = "20s",
+          value_parser = super::value::duration)]
+    timeout: Duration,
     /// Write a self-contained HTML timeline (one lane per writer) to FILE
     #[arg(long, value_name = "FILE")]
     report: Option<PathBuf>,
+    /// Delay the writers' file-system calls (and their children's) at random, to open
+    /// check-then-act windows wide; a broken round's schedule is printed with the seed
+    #[arg(long)]
+    chaos: bool,
+    /// With --chaos: the seed of the delays (replays a run; default: a fresh one, printed)
+    #[arg(long, value_name = "N", requires = "chaos")]
+    seed: Option<u64>,
+}
+
+/// The hidden tracer: `concur diagnose-chaos SPEC -- CMD...` (each writer under `--chaos`).
+#[derive(Debug, clap::Args)]
+pub struct ChaosArgs {
+    /// The tracer spec (JSON)
+    spec: String,
+    /// The writer command
+    #[arg(last = true, required = true)]
+    cmd: Vec<std::ffi::OsString>,
+}
+
+/// Runs `concur diagnose-chaos`: the writer under the tracer; ends as the writer ended.
+pub fn run_chaos(a: &ChaosArgs, _ctx: &Ctx) -> Result<Exit, CliError> {
+    let spec: chaos::TraceSpec = serde_json::from_str(&a.spec)
+        .map_err(|e| CliError::invalid(format!("bad tracer spec: {e}")))?;
+    match chaos::trace(&spec, &a.cmd)? {
+        chaos::Ended::Code(c) => Ok(Exit::Code(u8::try_from(c & 0xff).unwrap_or(1))),
+        chaos::Ended::Signal(sig) => {
+            concur::sys::supervise::raise_default(sig);
+            Ok(Exit::Code(u8::try_from(128 + sig).unwrap_or(255)))
+        }
+    }
 }
 
 /// The hidden writer: `concur diagnose-writer SPEC` (what `diagnose` starts, N at a time).
@@ -101,9 +140,9 @@ pub fn run_writer(a: &WriterArgs, _ctx: &Ctx) -> Result<Exit, CliError> {
 
 /// Runs `concur diagnose`.
 pub fn run(a: &Args, ctx: &Ctx) -> Result<Exit, CliError> {
-    if !(a.timeout.is_finite() && a.timeout > 0.0 && a.timeout <= 86_400.0) {
+    if a.timeout.is_zero() || a.timeout > Duration::from_secs(86_400) {
         return Err(CliError::usage(
-            "--timeout must be between 0 and 86400 seconds",
+            "--timeout must be more than 0 and at most 1d",
         ));
     }
     let exe = std::env::current_exe()
@@ -111,8 +150,9 @@ pub fn run(a: &Args, ctx: &Ctx) -> Result<Exit, CliError> {
     let mut harness = Harness {
         exe,
         per_session: a.per_session,
-        timeout: Duration::from_secs_f64(a.timeout),
+        timeout: a.timeout,
         backend: None,
+        chaos: a.chaos.then(|| a.seed.unwrap_or_else(chaos::fresh_seed)),
     };
     let backend = ctx.backend_flag.as_deref().filter(|u| !u.is_empty());
     // (A --cmd script inherits $CONCUR_BACKEND and uses it: no note there.)
@@ -174,7 +214,7 @@ pub fn run(a: &Args, ctx: &Ctx) -> Result<Exit, CliError> {
     if let Some(path) = &a.report {
         write_report(path, &outcomes, &about)?;
     }
-    print(ctx, a.cmd.is_none(), &about, &outcomes);
+    print(ctx, a.cmd.is_none(), &about, &outcomes, harness.chaos);
     // A naive target that is not caught is shown (NOT REPRODUCED) but does not fail the run;
     // anything of concur's or of the user's that is not SAFE does.
     let failed = outcomes.iter().any(|o| o.mode != "naive" && !o.pass);
@@ -183,9 +223,12 @@ pub fn run(a: &Args, ctx: &Ctx) -> Result<Exit, CliError> {
 
 /// Prints the outcomes: the `--json` document, or the table (with the backend line and the
 /// skipped targets on etcd).
-fn print(ctx: &Ctx, suite: bool, about: &About, outcomes: &[Outcome]) {
+fn print(ctx: &Ctx, suite: bool, about: &About, outcomes: &[Outcome], seed: Option<u64>) {
     if ctx.json {
         let mut doc = serde_json::json!({ "backend": about.backend });
+        if let Some(seed) = seed {
+            doc["chaos"] = serde_json::json!({ "seed": seed });
+        }
         if let Some(e) = &about.etcd {
             doc["etcd_prefix"] = e.prefix.clone().into();
             doc["keys_removed"] = e.removed.into();
@@ -212,7 +255,9 @@ fn print(ctx: &Ctx, suite: bool, about: &About, outcomes: &[Outcome]) {
                 about.backend, e.prefix
             );
         }
-        let _ = out.write_all(report::table(outcomes).as_bytes());
+        // On a terminal the rows are fitted to its width (long observations wrap).
+        let width = concur::sys::tty::width(std::io::stdout());
+        let _ = out.write_all(report::table_fitted(outcomes, width).as_bytes());
         // Aligned with the table's first column.
         let w = outcomes
             .iter()
@@ -224,7 +269,27 @@ fn print(ctx: &Ctx, suite: bool, about: &About, outcomes: &[Outcome]) {
         for t in &about.skipped {
             let _ = writeln!(out, "{t:<w$}  {SKIPPED}");
         }
+        if let Some(seed) = seed {
+            print_chaos(&mut out, seed, outcomes);
+        }
         let _ = out.flush();
+    }
+}
+
+/// Under `--chaos`: the seed, and for each result that broke, the schedule that broke it.
+fn print_chaos(out: &mut impl Write, seed: u64, outcomes: &[Outcome]) {
+    let _ = writeln!(
+        out,
+        "chaos: seed {seed} (replay the same delays with --chaos --seed {seed})"
+    );
+    for o in outcomes {
+        let Some(b) = &o.chaos else { continue };
+        let _ = writeln!(
+            out,
+            "\n{} {} broke in round {} ({}); the calls on its files, in order:",
+            o.target, o.mode, b.round, o.verdict
+        );
+        let _ = out.write_all(chaos::render(b).as_bytes());
     }
 }
 
@@ -407,7 +472,7 @@ fn run_custom(
         writers: a.writers.map_or(4, usize::from),
         ops,
         rounds,
-        timeout: Duration::from_secs_f64(a.timeout),
+        timeout: a.timeout,
     };
     progress(0, 1, "custom");
     let out = custom::run(harness, &opts)?;

@@ -289,6 +289,7 @@ pub fn main(args: &[OsString]) -> ExitCode {
         pass_fd: None,
         json: false,
         session: None,
+        fence_name: None,
     };
     match execute(&plan, None) {
         Ok(code) => ExitCode::from(code),

@@ -3,8 +3,10 @@
 use crate::ctx::{Ctx, print_line};
 use crate::exit::{CliError, Exit};
 
-/// Print the runtime home ($CONCUR_HOME, else $XDG_STATE_HOME/concur, else
-/// ~/.local/state/concur), creating it 0700 and refusing it if unsafe.
+/// Print the runtime home (created 0700 and checked on first use)
+///
+/// The home is $CONCUR_HOME (an absolute path), else $XDG_STATE_HOME/concur, else
+/// ~/.local/state/concur; it is refused if it is a symlink, foreign-owned or group/world-writable.
 ///
 /// Example: `ls "$(concur home)"`
 #[derive(Debug, clap::Args)]

@@ -47,7 +47,7 @@ pub struct Args {
     #[arg(value_name = "FILE", required_unless_present = "key")]
     pub file: Option<PathBuf>,
     /// The jq filter; must produce exactly one value
-    #[arg(value_name = "FILTER")]
+    #[arg(value_name = "FILTER", allow_hyphen_values = true)]
     pub filter: Option<String>,
     /// Update the JSON document NAME stored in etcd instead of a file (needs a backend)
     #[arg(long, value_name = "NAME")]
@@ -56,13 +56,13 @@ pub struct Args {
     #[arg(long, value_name = "NAME:TOKEN", value_parser = super::fenced::parse)]
     pub fence: Option<Fence>,
     /// Bind $NAME to the string VALUE
-    #[arg(long, num_args = 2, value_names = ["NAME", "VALUE"])]
+    #[arg(long, num_args = 2, value_names = ["NAME", "VALUE"], allow_hyphen_values = true)]
     pub arg: Vec<String>,
     /// Bind $NAME to the JSON value JSON
-    #[arg(long, num_args = 2, value_names = ["NAME", "JSON"])]
+    #[arg(long, num_args = 2, value_names = ["NAME", "JSON"], allow_hyphen_values = true)]
     pub argjson: Vec<String>,
     /// Start from this JSON value when FILE is missing or empty
-    #[arg(long, value_name = "JSON")]
+    #[arg(long, value_name = "JSON", allow_hyphen_values = true)]
     pub init: Option<String>,
     /// Permission bits, in octal (default: the existing file's, else 0600)
     #[arg(long, value_name = "OCTAL", value_parser = super::value::mode)]

@@ -38,10 +38,11 @@ enum Action {
         /// Build-once: after `complete`, the task is never acquired again
         #[arg(long)]
         once: bool,
-        /// Wait up to SECS for the lease (etcd: watches the holder's key; SQLite: tries again
+        /// Wait up to DURATION (10, 1.5s, 1m) for the lease (etcd: watches the holder's key; SQLite: tries again
         /// after 5 ms, backing off to 200 ms)
-        #[arg(short = 'w', long = "wait", value_name = "SECS", default_value_t = 0.0)]
-        wait: f64,
+        #[arg(short = 'w', long = "wait", value_name = "DURATION", default_value = "0",
+              value_parser = super::value::duration)]
+        wait: Duration,
     },
     /// Extend this session's lease on TASK by --ttl from now (exit 1 if not the holder)
     ///
@@ -103,11 +104,6 @@ pub fn run(args: Args, ctx: &Ctx) -> Result<Exit, CliError> {
                     .map(|d| d.display().to_string())
                     .unwrap_or_default(),
             };
-            let wait = Duration::try_from_secs_f64(wait)
-                .map_err(|_| CliError::usage(format!("-w {wait}: not a number of seconds")))?
-                // A wait longer than a century is one for ever; capped, its deadline
-                // (now + wait) cannot overflow the clock (`-w 1e19` panicked there).
-                .min(Duration::from_secs(100 * 365 * 86_400));
             match store.acquire_wait(&req, wait)? {
                 Acquired::Granted(l) => {
                     warn_if_dead(ctx, &req.session);

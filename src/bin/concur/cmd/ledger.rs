@@ -9,7 +9,9 @@ use concur::ledger::{self, Options};
 use crate::ctx::{Ctx, print_line};
 use crate::exit::{CliError, Exit};
 
-/// Hash-chained JSONL: each line carries seq, prev and hash = SHA-256(prev ‖ canonical line).
+/// Hash-chained JSONL ledgers: append (locked, tail-only), verify, repair
+///
+/// Each line carries seq, prev and hash = SHA-256(prev ‖ canonical line).
 ///
 /// `append` holds FILE.lock (waiting at most -w seconds; on timeout it fails with exit 1 and
 /// writes nothing) and reads only the file's tail. `verify` names the first bad line and exits 3.
@@ -31,16 +33,17 @@ enum Action {
         /// The ledger file (created 0600 if missing)
         file: PathBuf,
         /// The entry: a JSON object without seq/prev/hash, or `-` for stdin
-        #[arg(value_name = "JSON")]
+        #[arg(value_name = "JSON", allow_hyphen_values = true)]
         entry: String,
-        /// Seconds to wait for the lock (0: try once); on timeout exit 1, nothing written
+        /// How long to wait for the lock (10, 1.5s, 1m; 0: try once); on timeout exit 1, nothing written
         #[arg(
             short = 'w',
             long = "wait",
-            value_name = "SECS",
-            default_value_t = 10.0
+            value_name = "DURATION",
+            default_value = "10",
+            value_parser = super::value::duration
         )]
-        wait: f64,
+        wait: Duration,
         /// Do not fdatasync before reporting success
         #[arg(long)]
         no_fsync: bool,
@@ -65,20 +68,16 @@ enum Action {
     Repair {
         /// The ledger file
         file: PathBuf,
-        /// Seconds to wait for the lock
+        /// How long to wait for the lock (10, 1.5s, 1m)
         #[arg(
             short = 'w',
             long = "wait",
-            value_name = "SECS",
-            default_value_t = 10.0
+            value_name = "DURATION",
+            default_value = "10",
+            value_parser = super::value::duration
         )]
-        wait: f64,
+        wait: Duration,
     },
-}
-
-fn wait_of(secs: f64) -> Result<Duration, CliError> {
-    Duration::try_from_secs_f64(secs)
-        .map_err(|_| CliError::usage(format!("-w {secs}: not a number of seconds")))
 }
 
 /// Runs `concur ledger`.
@@ -108,7 +107,7 @@ pub fn run(args: Args, ctx: &Ctx) -> Result<Exit, CliError> {
                 return super::broker::ledger_append(&file, &entry, autostart, ctx);
             }
             let opts = Options {
-                wait: Some(wait_of(wait)?),
+                wait: Some(wait),
                 fsync: !no_fsync,
             };
             let a = ledger::append(&file, &entry, opts)?;
@@ -148,7 +147,7 @@ pub fn run(args: Args, ctx: &Ctx) -> Result<Exit, CliError> {
         }
         Action::Repair { file, wait } => {
             let opts = Options {
-                wait: Some(wait_of(wait)?),
+                wait: Some(wait),
                 fsync: true,
             };
             let r = ledger::repair(&file, opts)?;

@@ -55,7 +55,8 @@ pub struct Args {
         alias = "nonblocking"
     )]
     nonblock: bool,
-    /// Wait at most SECS (fractions allowed; 0 = -n) — a timer, not polling
+    /// Wait at most SECS (fractions and units allowed: 1.5, 30s, 5m; 0 = -n) — a timer, not
+    /// polling
     #[arg(
         short = 'w',
         long = "timeout",
@@ -91,7 +92,7 @@ pub struct Args {
     /// A named lock in the runtime home (<home>/locks/NAME) instead of FILE
     #[arg(long, value_name = "NAME")]
     name: Option<String>,
-    /// Kill the command's process group after SECS and release the lock
+    /// Kill the command's process group after SECS (or 30s, 5m, ...) and release the lock
     #[arg(long, value_name = "SECS")]
     max_hold: Option<String>,
     /// Hand the lock to the command as descriptor N (the lock then lives as long as it does)
@@ -147,6 +148,8 @@ pub struct Plan {
     pub pass_fd: Option<i32>,
     pub json: bool,
     pub session: Option<String>,
+    /// `--name NAME` on the local backend: the command gets `NAME:TOKEN` in `$CONCUR_FENCE`.
+    pub fence_name: Option<String>,
 }
 
 /// A failure with the exit code the dialect gives it.
@@ -163,19 +166,21 @@ const EX_OSERR: u8 = 71;
 const EX_CANTCREAT: u8 = 73;
 const EX_NOPERM: u8 = 77;
 
-/// Parses `-w SECS` and `--max-hold SECS` (a zero hold limit is refused), as usage errors.
+/// Parses `-w` and `--max-hold` of `concur lock` and `concur slot` (a zero hold limit is
+/// refused), as usage errors. Both take every duration spelling (`90`, `1.5s`, `5m`); flock(1)'s
+/// decimal seconds are one of them. The `flock`/`lockf` programs keep their seconds-only
+/// syntax ([`parse_secs`]).
 pub fn wait_limits(
     timeout: Option<&str>,
     max_hold: Option<&str>,
 ) -> Result<(Option<Duration>, Option<Duration>), CliError> {
+    let any = |s: &str| super::value::duration(s).ok();
     let timeout = timeout
-        .map(|s| {
-            parse_secs(s).ok_or_else(|| CliError::usage(format!("invalid timeout value: '{s}'")))
-        })
+        .map(|s| any(s).ok_or_else(|| CliError::usage(format!("invalid timeout value: '{s}'"))))
         .transpose()?;
     let max_hold = max_hold
         .map(|s| {
-            parse_secs(s)
+            any(s)
                 .filter(|d| !d.is_zero())
                 .ok_or_else(|| CliError::usage(format!("invalid --max-hold value: '{s}'")))
         })
@@ -272,6 +277,7 @@ pub fn run(args: Args, ctx: &Ctx) -> Result<Exit, CliError> {
         pass_fd: args.pass_fd,
         json: ctx.json,
         session,
+        fence_name: args.name.clone(),
     };
     dispatch(ctx, args.name.as_deref(), &plan)
 }
@@ -526,12 +532,20 @@ pub fn execute(plan: &Plan, home: Option<&concur::Home>) -> Result<u8, Failure> 
 fn run_command(
     plan: &Plan,
     guard: Option<&mut concur::lock::LockGuard>,
-    _home: Option<&concur::Home>,
+    home: Option<&concur::Home>,
     waited: Duration,
 ) -> Result<u8, Failure> {
-    let Some(cmd) = child::command_for(&plan.argv, plan.shell_command.as_ref()) else {
+    let Some(mut cmd) = child::command_for(&plan.argv, plan.shell_command.as_ref()) else {
         return Ok(0);
     };
+    // The command can fence its own writes: concur write --fence "$CONCUR_FENCE" ...
+    if let (Some(name), Some(home), Some(g)) = (&plan.fence_name, home, guard.as_deref()) {
+        let fence = concur::fence::next_local(home, name, g).map_err(|e| {
+            let code = crate::exit::Exit::from_kind(e.kind()).code();
+            fail(code, e.kind().name(), e.to_string())
+        })?;
+        cmd.env("CONCUR_FENCE", fence.to_string());
+    }
     let program = cmd.get_program().to_string_lossy().into_owned();
     if plan.verbose {
         verbose(plan, &format!("executing {program}"));
@@ -611,6 +625,8 @@ fn run_plain(mut cmd: std::process::Command, how: &Supervise) -> std::io::Result
     unsafe {
         cmd.pre_exec(move || {
             for &(ours, theirs) in &fds {
+                // dup_to's contract: in the child between fork and exec; `theirs` is the descriptor number
+                // the user asked the command to get (`--fd N`).
                 supervise::dup_to(ours, theirs)?;
             }
             Ok(())

@@ -28,7 +28,7 @@ enum Action {
         /// Marker name ([A-Za-z0-9._-]{1,128})
         name: String,
         /// JSON data stored with the marker
-        #[arg(long, value_name = "JSON")]
+        #[arg(long, value_name = "JSON", allow_hyphen_values = true)]
         data: Option<String>,
     },
     /// Exit 0 if this session's marker is set (printing its data), else 3

@@ -7,12 +7,14 @@ use crate::exit::{CliError, Exit};
 
 pub mod append;
 pub mod broker;
+pub mod completions;
 pub mod diagnose;
 pub mod fenced;
 pub mod flock;
 pub mod git_hook;
 pub mod home;
 pub mod hook;
+pub mod hook_setup;
 pub mod isolate;
 pub mod json;
 pub mod lease;
@@ -22,6 +24,7 @@ pub mod lockf;
 pub mod marker;
 #[cfg(feature = "etcd")]
 pub mod on_etcd;
+pub mod once;
 pub mod pointer;
 pub mod read;
 pub mod release;
@@ -39,7 +42,6 @@ pub mod write;
 /// The verbs.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Print the runtime home (created 0700 and checked on first use)
     Home(home::Args),
     Broker(broker::Args),
     Isolate(isolate::Args),
@@ -52,15 +54,10 @@ pub enum Command {
     Token(token::Args),
     /// Run a command while holding a file lock (flock(1) compatible)
     Lock(lock::Args),
-    /// Register, end, list and collect sessions (pid + start time, so reused pids are not live)
     Session(session::Args),
-    /// Session-scoped markers (set/check/clear/migrate) with a legacy-path fallback
     Marker(marker::Args),
-    /// Session-scoped pointers: one value per session under a shared name
     Pointer(pointer::Args),
-    /// Hash-chained JSONL ledgers: append (locked, tail-only), verify, repair
     Ledger(ledger::Args),
-    /// Task leases: one live holder, growing fencing tokens, build-once
     Lease(lease::Args),
     Reserve(reserve::Args),
     Release(release::Args),
@@ -69,10 +66,17 @@ pub enum Command {
     /// (internal) one writer process of `concur diagnose`
     #[command(name = "diagnose-writer", hide = true)]
     DiagnoseWriter(diagnose::WriterArgs),
+    /// (internal) a writer of `concur diagnose --chaos` under its tracer
+    #[command(name = "diagnose-chaos", hide = true)]
+    DiagnoseChaos(diagnose::ChaosArgs),
     /// Run a command in one of N slots (a counting semaphore across processes)
     Slot(slot::Args),
+    /// Run a command once for all callers that ask at the same time (single-flight)
+    Once(once::Args),
     Scan(scan::Args),
     Sweep(sweep::Args),
+    Completions(completions::Args),
+    Man(completions::ManArgs),
 }
 
 impl Command {
@@ -99,9 +103,13 @@ impl Command {
             Command::Reservations(_) => "reservations",
             Command::Diagnose(_) => "diagnose",
             Command::DiagnoseWriter(_) => "diagnose-writer",
+            Command::DiagnoseChaos(_) => "diagnose-chaos",
             Command::Slot(_) => "slot",
+            Command::Once(_) => "once",
             Command::Scan(_) => "scan",
             Command::Sweep(_) => "sweep",
+            Command::Completions(_) => "completions",
+            Command::Man(_) => "man",
         }
     }
 
@@ -128,9 +136,13 @@ impl Command {
             Command::Reservations(a) => reservations::run(&a, ctx),
             Command::Diagnose(a) => diagnose::run(&a, ctx),
             Command::DiagnoseWriter(a) => diagnose::run_writer(&a, ctx),
+            Command::DiagnoseChaos(a) => diagnose::run_chaos(&a, ctx),
             Command::Slot(a) => slot::run(a, ctx),
+            Command::Once(a) => once::run(&a, ctx),
             Command::Scan(a) => scan::run(a, ctx),
             Command::Sweep(a) => sweep::run(a, ctx),
+            Command::Completions(a) => completions::run(&a),
+            Command::Man(a) => completions::run_man(&a),
         }
     }
 }
@@ -160,6 +172,7 @@ pub fn verb_parser(name: &str) -> Option<clap::Command> {
         "release" => ("release", release::Args::augment_args),
         "reservations" => ("reservations", reservations::Args::augment_args),
         "slot" => ("slot", slot::Args::augment_args),
+        "once" => ("once", once::Args::augment_args),
         "sweep" => ("sweep", sweep::Args::augment_args),
         _ => return None,
     };

@@ -28,6 +28,7 @@ enum Action {
         /// Pointer name ([A-Za-z0-9._-]{1,128})
         name: String,
         /// The value
+        #[arg(allow_hyphen_values = true)]
         value: String,
     },
     /// Print this session's value (or session S's with --session S); exit 3 when unset

@@ -12,6 +12,10 @@ use crate::exit::{CliError, Exit};
 /// Reservations of dead sessions (and expired ones of unregistered sessions) are left out: they
 /// no longer hold. Paths are relative to the repository root shown in --json (`root`).
 ///
+/// One tab-separated line per reservation: path, mode, session, pid, holder state, age, expiry,
+/// cwd, reason; on a terminal a header line first. None held: "no reservations held" on
+/// stderr, nothing on stdout.
+///
 /// Example: `concur reservations --json | jq '.reservations[] | select(.mode == "exclusive")'`
 #[derive(Debug, clap::Args)]
 pub struct Args {}
@@ -23,6 +27,13 @@ pub fn run(_args: &Args, ctx: &Ctx) -> Result<Exit, CliError> {
     if ctx.json {
         ctx.print_json(&serde_json::json!({ "reservations": all }));
         return Ok(Exit::Ok);
+    }
+    if all.is_empty() {
+        eprintln!("no reservations held");
+        return Ok(Exit::Ok);
+    }
+    if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+        print_line("PATH\tMODE\tSESSION\tPID\tHOLDER\tAGE\tEXPIRES\tCWD\tREASON");
     }
     let now = now_unix_ms();
     for h in &all {

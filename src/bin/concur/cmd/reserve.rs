@@ -33,7 +33,7 @@ pub struct Args {
     #[arg(long, value_name = "D", default_value = "1h")]
     ttl: String,
     /// Why, shown to sessions that run into the reservation
-    #[arg(long, value_name = "TEXT")]
+    #[arg(long, value_name = "TEXT", allow_hyphen_values = true)]
     reason: Option<String>,
 }
 

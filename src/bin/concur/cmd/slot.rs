@@ -8,8 +8,6 @@ use concur::child::{self, Supervise};
 use concur::lock::Holder;
 use concur::slot::Slot;
 
-#[cfg(feature = "etcd")]
-use super::lock::parse_secs;
 use super::lock::wait_limits;
 use crate::ctx::{Ctx, print_line};
 use crate::exit::{CliError, Exit};
@@ -40,7 +38,7 @@ pub struct Args {
     /// Fail (exit 1 or -E) rather than wait
     #[arg(short = 'n', long = "nonblock")]
     nonblock: bool,
-    /// Wait at most SECS (fractions allowed)
+    /// Wait at most SECS (fractions and units allowed: 1.5, 30s, 5m)
     #[arg(short = 'w', long = "timeout", value_name = "SECS")]
     timeout: Option<String>,
     /// Exit code when no slot is free (-n) or the wait timed out (default 1)
@@ -50,7 +48,7 @@ pub struct Args {
     /// Do not say who holds the slots when waiting
     #[arg(short = 'q', long)]
     quiet: bool,
-    /// Kill the command's process group after SECS and free the slot
+    /// Kill the command's process group after SECS (or 30s, 5m, ...) and free the slot
     #[arg(long, value_name = "SECS")]
     max_hold: Option<String>,
     /// Run CMD through the shell ($SHELL or /bin/sh) -c
@@ -248,12 +246,7 @@ fn on_etcd(args: &Args, max: u32, rest: &[OsString], ctx: &Ctx) -> Result<Option
     let Some(client) = ctx.etcd()? else {
         return Ok(None);
     };
-    let secs = |v: &Option<String>, what: &str| match v {
-        Some(s) => parse_secs(s)
-            .map(Some)
-            .ok_or_else(|| CliError::usage(format!("invalid {what} value: '{s}'"))),
-        None => Ok(None),
-    };
+    let (timeout, max_hold) = wait_limits(args.timeout.as_deref(), args.max_hold.as_deref())?;
     let session = ctx.session()?.map(|s| s.to_string());
     super::on_etcd::slot(
         &client,
@@ -261,10 +254,10 @@ fn on_etcd(args: &Args, max: u32, rest: &[OsString], ctx: &Ctx) -> Result<Option
             name: args.name.as_deref().unwrap_or_default(),
             max,
             nonblock: args.nonblock,
-            timeout: secs(&args.timeout, "timeout")?,
+            timeout,
             conflict_code: args.conflict_exit_code.unwrap_or(1),
             quiet: args.quiet,
-            max_hold: secs(&args.max_hold, "--max-hold")?,
+            max_hold,
             argv: rest,
             shell_command: args.command.as_ref(),
             json: ctx.json,

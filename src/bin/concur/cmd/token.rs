@@ -43,7 +43,7 @@ pub enum Action {
         #[arg(long, value_name = "DURATION", value_parser = super::value::duration)]
         ttl: Option<std::time::Duration>,
         /// JSON payload the winner receives
-        #[arg(long, value_name = "JSON")]
+        #[arg(long, value_name = "JSON", allow_hyphen_values = true)]
         data: Option<String>,
         /// Re-issue over an existing untaken token
         #[arg(long)]

@@ -24,14 +24,20 @@ use crate::exit::{CliError, Exit};
 /// same lock); with an etcd backend set, also unless lock NAME is held with TOKEN right now.
 /// A command run under `concur lock --name NAME` gets NAME:TOKEN in $CONCUR_FENCE.
 ///
+/// Empty content is refused (exit 4, nothing written) unless --allow-empty: a failed command
+/// in `produce | concur write F -` leaves stdin empty, and that must not empty F. Run such
+/// pipelines under `set -o pipefail` so the failure is seen too.
+///
 /// Exit codes: 0 replaced, 1 lock wait timed out, 2 usage (bad --fence), 3 etag differs or
-/// stale fencing token (nothing written), 4 invalid input, 74 I/O error (file unchanged),
+/// stale fencing token (nothing written), 4 invalid input (empty content), 74 I/O error (file unchanged),
 /// 77 symlinked or read-only target.
 ///
 /// Examples:
 ///   concur write state/current-task "task-42"
 ///   etag=$(concur read --etag notes.md)
+///   set -o pipefail
 ///   edit_somehow < notes.md | concur write --if-match "$etag" notes.md -
+///   concur write --allow-empty state/queue ''
 ///   concur lock --name deploy -c 'concur write --fence "$CONCUR_FENCE" release.txt v42'
 #[derive(Debug, clap::Args)]
 #[command(verbatim_doc_comment)]
@@ -39,6 +45,7 @@ pub struct Args {
     /// The file to replace
     pub file: PathBuf,
     /// The new content, written as is; `-` or absent reads it from stdin
+    #[arg(allow_hyphen_values = true)]
     pub content: Option<String>,
     /// Replace only if the current content has this etag (else exit 3)
     #[arg(long, value_name = "ETAG")]
@@ -53,6 +60,10 @@ pub struct Args {
     /// Do not fsync (faster; the new content may be lost on power failure)
     #[arg(long)]
     pub no_fsync: bool,
+    /// Write empty content too (by default empty content is refused, exit 4: in
+    /// `produce | concur write F -` it usually means `produce` failed)
+    #[arg(long)]
+    pub allow_empty: bool,
     #[command(flatten)]
     pub sidecar: Sidecar,
 }
@@ -90,6 +101,17 @@ pub fn run(args: Args, ctx: &Ctx) -> Result<Exit, CliError> {
         Some(s) if s == "-" => read_stdin()?,
         Some(s) => s.into_bytes(),
     };
+    if content.is_empty() && !args.allow_empty {
+        return Err(CliError::new(
+            Exit::Invalid,
+            "invalid",
+            format!(
+                "refusing empty content ({}): file unchanged (did the command feeding stdin \
+                 fail? see set -o pipefail); --allow-empty writes an empty file",
+                args.file.display()
+            ),
+        ));
+    }
     let mut opts = replace_options(args.mode, args.no_fsync, args.sidecar);
     if let Some(e) = args.if_match {
         opts = opts.if_match(e);

@@ -1,0 +1,180 @@
+//! The git guard with real git: two sessions in one checkout; the second one's destructive git
+//! commands are refused while the first holds reservations their effect would reach, and run
+//! (for real, as the agent would run them) when they touch nothing of it.
+
+use std::path::Path;
+use std::process::{Child, Command};
+
+use crate::reserve::{bash_payload, denied, git, hook, put};
+use crate::util::*;
+
+/// A live stand-in for session A's agent; killed and reaped on drop.
+struct Agent(Child);
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn ok(o: &std::process::Output) {
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+/// A checkout with two committed files, session A registered (live) and reserving a.txt and
+/// the untracked notes.txt, both of which it has changed.
+fn setup() -> (TestEnv, std::path::PathBuf, Agent) {
+    let t = TestEnv::new();
+    let repo = t.path("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    ok(&git(&repo, &["init", "-q", "-b", "main"]));
+    put(repo.join("a.txt"), "a0\n");
+    put(repo.join("b.txt"), "b0\n");
+    ok(&git(&repo, &["add", "."]));
+    ok(&git(&repo, &["commit", "-qm", "init"]));
+    ok(&git(&repo, &["branch", "other"]));
+    let agent = Agent(Command::new("sleep").arg("1000").spawn().unwrap());
+    let pid = agent.0.id().to_string();
+    assert_code(
+        &t.run(["session", "start", "--session", "A", "--pid", &pid]),
+        0,
+    );
+    let o = t
+        .cmd(["reserve", "a.txt", "notes.txt", "--session", "A"])
+        .current_dir(&repo)
+        .output()
+        .unwrap();
+    assert_code(&o, 0);
+    put(repo.join("a.txt"), "A's work\n");
+    put(repo.join("notes.txt"), "A's notes\n");
+    (t, repo, agent)
+}
+
+/// Asks the hook as session `who`; when allowed, runs the command in the checkout as the agent
+/// would. Returns the deny reason.
+fn guarded(t: &TestEnv, repo: &Path, who: &str, cmd: &str) -> Option<String> {
+    let reason = denied("claude", &hook(t, "claude", &bash_payload(who, repo, cmd)));
+    if reason.is_none() {
+        let o = Command::new("sh")
+            .args(["-c", cmd])
+            .current_dir(repo)
+            .env("GIT_AUTHOR_NAME", "t")
+            .env("GIT_AUTHOR_EMAIL", "t@example.invalid")
+            .env("GIT_COMMITTER_NAME", "t")
+            .env("GIT_COMMITTER_EMAIL", "t@example.invalid")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{cmd}: {}", stderr(&o));
+    }
+    reason
+}
+
+fn read(p: impl AsRef<Path>) -> String {
+    std::fs::read_to_string(p).unwrap()
+}
+
+#[test]
+fn another_sessions_destructive_git_is_refused_and_its_harmless_git_runs() {
+    let (t, repo, _agent) = setup();
+    put(repo.join("b.txt"), "B's change\n");
+    for cmd in [
+        "git reset --hard",
+        "git reset --hard HEAD~0",
+        "git checkout -- a.txt",
+        "git checkout -- .",
+        "git restore a.txt",
+        "git stash",
+        "git stash -u",
+        "git clean -fd",
+        "git commit -am 'take everything'",
+        "git switch other",
+        "cd . && git -C . checkout other",
+        "git status && git reset --hard",
+    ] {
+        let reason = guarded(&t, &repo, "B", cmd).unwrap_or_else(|| panic!("{cmd}: allowed"));
+        assert!(
+            reason.contains("session A") && reason.contains("git "),
+            "{cmd}: {reason}"
+        );
+    }
+    // A's work survived every refused command.
+    assert_eq!(read(repo.join("a.txt")), "A's work\n");
+    assert_eq!(read(repo.join("notes.txt")), "A's notes\n");
+    // What touches none of A's files runs.
+    for cmd in [
+        "git status --short",
+        "git log --oneline",
+        "git diff",
+        "git restore --staged a.txt",
+        "git checkout -- b.txt",
+        "git switch -c topic",
+        "git commit -m nothing --allow-empty",
+    ] {
+        assert_eq!(guarded(&t, &repo, "B", cmd), None, "{cmd}");
+    }
+    assert_eq!(read(repo.join("b.txt")), "b0\n", "B's own restore ran");
+    assert_eq!(read(repo.join("a.txt")), "A's work\n");
+    // A itself may do what it likes with its own files.
+    assert_eq!(
+        denied(
+            "claude",
+            &hook(&t, "claude", &bash_payload("A", &repo, "git stash -u"))
+        ),
+        None
+    );
+}
+
+#[test]
+fn a_dead_or_ended_session_no_longer_guards_its_files() {
+    let (t, repo, agent) = setup();
+    assert!(guarded(&t, &repo, "B", "git stash -u").is_some());
+    drop(agent);
+    assert_eq!(guarded(&t, &repo, "B", "git stash -u"), None);
+    assert_eq!(read(repo.join("a.txt")), "a0\n", "the stash ran");
+    assert!(!repo.join("notes.txt").exists());
+
+    let (t, repo, _agent) = setup();
+    assert!(guarded(&t, &repo, "B", "git reset --hard").is_some());
+    assert_code(&t.run(["session", "end", "--session", "A"]), 0);
+    assert_eq!(guarded(&t, &repo, "B", "git reset --hard"), None);
+    assert_eq!(read(repo.join("a.txt")), "a0\n");
+}
+
+#[test]
+fn an_override_token_lets_one_git_command_through_and_is_audited() {
+    let (t, repo, _agent) = setup();
+    let reason = guarded(&t, &repo, "B", "git checkout -- a.txt").expect("denied");
+    let name = reason
+        .split("concur token issue ")
+        .nth(1)
+        .and_then(|s| s.split('`').next())
+        .expect("override command in the reason")
+        .to_owned();
+    assert_code(&t.run(["token", "issue", &name]), 0);
+    assert_eq!(guarded(&t, &repo, "B", "git checkout -- a.txt"), None);
+    assert_eq!(read(repo.join("a.txt")), "a0\n");
+    put(repo.join("a.txt"), "A's work again\n");
+    assert!(guarded(&t, &repo, "B", "git checkout -- a.txt").is_some());
+    let audit = read(t.home.join("audit.jsonl"));
+    assert!(
+        audit.contains(&name) && audit.contains("\"override\""),
+        "{audit}"
+    );
+}
+
+#[test]
+fn outside_a_checkout_or_without_reservations_git_is_not_judged() {
+    let t = TestEnv::new();
+    let dir = t.path("plain");
+    std::fs::create_dir_all(&dir).unwrap();
+    assert_code(&t.run(["home"]), 0);
+    // Nothing reserved anywhere: no database, no git run by the hook.
+    assert_eq!(
+        denied(
+            "claude",
+            &hook(&t, "claude", &bash_payload("B", &dir, "git reset --hard"))
+        ),
+        None
+    );
+}
