@@ -5,10 +5,13 @@
 //! each start; callgrind put that at about 40% of `concur home`'s instructions. A fixed-address
 //! executable has them resolved at link time. The library and tests are unaffected.
 //!
-//! A static build (`cargo build-static`, an alias in `.cargo/config.toml`: glibc linked in,
-//! `relocation-model=static`) removes the dynamic loader altogether; rustc then chooses the
-//! executable kind itself. When `crt-static` comes from `RUSTFLAGS` without a static relocation
-//! model, rustc makes a static-PIE, which `-no-pie` would break, so it is not added then.
+//! On `x86_64` Linux with glibc the binary is also linked statically: `scripts/rustc-static`, the
+//! workspace rustc wrapper set in `.cargo/config.toml`, gives the `concur` executable
+//! `-C target-feature=+crt-static -C relocation-model=static` (no dynamic loader at all). Those
+//! flags reach that one rustc invocation only, so `CARGO_CFG_TARGET_FEATURE` does not show
+//! `crt-static` here and `-no-pie` is still passed, which is harmless for a static non-PIE link.
+//! When `crt-static` does show (e.g. from `RUSTFLAGS`) without a static relocation model, rustc
+//! makes a static-PIE, which `-no-pie` would break, so it is not added then.
 
 fn main() {
     let os = std::env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();

@@ -5,25 +5,24 @@
 # second pair compares `concur append --no-fsync` too.
 #
 # Usage: bench/append.sh [RUNS]   (default 300; needs hyperfine, flock, a release build)
-# Output: hyperfine's table and the ratios, also written as JSON to target/bench-append.json.
+# Output: hyperfine's table and the ratios, measured in one run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-300}
-cargo build --release --quiet
-bin=$PWD/target/release/concur
+bin=$(scripts/cargo-exe --release --bin concur)
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 export CONCUR_HOME="$dir/home"
 line='{"event":"tool","session":"s1","n":42,"ok":true}'
 
-hyperfine --warmup 20 --runs "$runs" -N --export-json target/bench-append.json \
+hyperfine --warmup 20 --runs "$runs" -N --export-json "$dir/r.json" \
   -n "concur append" "$bin append $dir/a.jsonl '$line'" \
   -n "concur append --no-fsync" "$bin append --no-fsync $dir/b.jsonl '$line'" \
   -n "flock F.lock sh -c 'echo >> F'" "flock $dir/c.jsonl.lock sh -c 'echo '\''$line'\'' >> $dir/c.jsonl'"
 
-python3 - <<'PY'
-import json
-r = {x["command"]: x for x in json.load(open("target/bench-append.json"))["results"]}
+python3 - "$dir/r.json" <<'PY'
+import json, sys
+r = {x["command"]: x for x in json.load(open(sys.argv[1]))["results"]}
 base = r["flock F.lock sh -c 'echo >> F'"]["median"]
 for name in ("concur append", "concur append --no-fsync"):
     m = r[name]["median"]

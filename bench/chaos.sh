@@ -12,8 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 seeds=${1:-5}
 rounds=${2:-10}
-cargo build --release --quiet
-bin=$PWD/target/release/concur
+bin=$(scripts/cargo-exe --release --bin concur)
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 race='cd "$CONCUR_STATE_DIR"; [ -f log ] || echo "# header" > log; echo entry >> log'

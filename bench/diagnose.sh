@@ -5,8 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-5}
-cargo build --release --quiet
-bin=target/release/concur
+bin=$(scripts/cargo-exe --release --bin concur)
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 

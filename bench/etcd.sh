@@ -9,9 +9,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-40}
 
-cargo build --release --quiet --bin concur --example etcd_ops
-concur=$PWD/target/release/concur
-ops=$PWD/target/release/examples/etcd_ops
+concur=$(scripts/cargo-exe --release --bin concur)
+ops=$(scripts/cargo-exe --release --example etcd_ops)
 
 . bench/lib/etcd.sh
 

@@ -5,15 +5,14 @@
 # Starts its own single-node etcd on loopback (bench/lib/etcd.sh), stops it by pid.
 # Needs: etcd and etcdctl (Debian etcd-server, etcd-client), hyperfine, python3 (free port).
 # Usage: bench/fence.sh [RUNS]   (hyperfine runs per command, default 40)
-#        CONCUR_BIN=target/debug/concur bench/fence.sh   (skip the release build)
+#        CONCUR_BIN=$(scripts/cargo-exe --bin concur) bench/fence.sh   (a debug build)
 # Prints a markdown table; docs/perf/fence.md holds a recorded run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-40}
 
 if [ -z "${CONCUR_BIN:-}" ]; then
-  cargo build --release --quiet --bin concur
-  CONCUR_BIN=$PWD/target/release/concur
+  CONCUR_BIN=$(scripts/cargo-exe --release --bin concur)
 fi
 concur=$CONCUR_BIN
 

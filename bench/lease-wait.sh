@@ -16,8 +16,7 @@ cd "$(dirname "$0")/.."
 rounds=${1:-5}
 hold=${2:-1}
 
-cargo build --release --quiet --bin concur
-concur=$PWD/target/release/concur
+concur=$(scripts/cargo-exe --release --bin concur)
 
 . bench/lib/etcd.sh
 etcd_start 1

@@ -8,25 +8,14 @@
 # Usage: bench/lease.sh [hyperfine args]   (needs hyperfine and sqlite3; builds --release)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --quiet
-BIN=$PWD/target/release/concur
+BIN=$(scripts/cargo-exe --release --bin concur)
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 export CONCUR_HOME=$dir/home CONCUR_SESSION=bench
 "$BIN" lease list >/dev/null # creates the home and the database
 DB=$CONCUR_HOME/leases.db
 
-PRE="PRAGMA busy_timeout=30000; PRAGMA synchronous=FULL;"
-ACQUIRE="$PRE BEGIN IMMEDIATE;
-SELECT task, session, token FROM leases WHERE task = 'sql';
-UPDATE counter SET fence = fence + 1 WHERE id = 1;
-INSERT OR REPLACE INTO leases (task, session, token, once, pid, cwd, acquired_at, renewed_at,
-  ttl_ms, expires_ms, boot_id, completed_by, completed_at)
-  VALUES ('sql', 'bench', (SELECT fence FROM counter WHERE id = 1), 0, NULL, '/w', 0, 0, 600000,
-  0, 'boot', NULL, NULL);
-SELECT token FROM leases WHERE task = 'sql';
-COMMIT;"
-RELEASE="$PRE DELETE FROM leases WHERE task = 'sql';"
+. bench/lib/lease-sql.sh # $ACQUIRE, $RELEASE
 
 hyperfine -N --warmup 10 --runs "${RUNS:-200}" "$@" \
   --export-json "$dir/out.json" \

@@ -5,8 +5,7 @@
 # Prints hyperfine's table; the ratio is concur ÷ flock, measured in the same run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --quiet
-bin="$PWD/target/release/concur"
+bin=$(scripts/cargo-exe --release --bin concur)
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 export CONCUR_HOME="$work/home"

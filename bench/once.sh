@@ -9,8 +9,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-50}
-cargo build --release --quiet
-export BIN=$PWD/target/release/concur
+BIN=$(scripts/cargo-exe --release --bin concur)
+export BIN
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 export CONCUR_HOME="$tmp/home"

@@ -9,8 +9,7 @@
 # Prints hyperfine's table, the medians and the ratios to /bin/cat, all from the same run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if [ -z "${CONCUR_BIN:-}" ]; then cargo build --release --quiet; fi
-bin="${CONCUR_BIN:-$PWD/target/release/concur}"
+bin=${CONCUR_BIN:-$(scripts/cargo-exe --release --bin concur)}
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 export CONCUR_HOME="$work/home"

@@ -5,14 +5,13 @@
 # Nothing is written outside a temp dir; nothing is committed.
 #
 # Usage: bench/scan.sh [--quick]
-#   needs: a release build (cargo build --release), hyperfine, npm; semgrep (pip install semgrep)
+#   needs: hyperfine, npm; semgrep (pip install semgrep)
 #   for the comparison (skipped with a message when missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BIN="${CONCUR_BIN:-$PWD/target/release/concur}"
+BIN=${CONCUR_BIN:-$(scripts/cargo-exe --release --bin concur)}
 RUNS=5
 [ "${1:-}" = "--quick" ] && RUNS=2
-[ -x "$BIN" ] || { echo "bench/scan.sh: build first: cargo build --release" >&2; exit 2; }
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

@@ -16,8 +16,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-20}
 
-cargo build --release --quiet --bin concur
-concur=$PWD/target/release/concur
+concur=$(scripts/cargo-exe --release --bin concur)
 
 . bench/lib/etcd.sh
 etcd_start 1

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Start-up cost of the concur binary, default (dynamic) build and `cargo build-static`:
+# Start-up cost of the concur binary, the default build (static on x86_64 glibc Linux) and the
+# ordinary dynamic build (`RUSTC_WORKSPACE_WRAPPER= cargo build --release`):
 # instruction counts (callgrind: repeatable whatever the load), page faults, and whole-process
 # medians (hyperfine -N) against /bin/true, flock(1) and cat, all in the same run.
-# Usage: bench/startup.sh                 builds both binaries (leaves target/release/concur
-#                                         dynamic), then measures
+# Usage: bench/startup.sh                 builds both binaries (rebuilding the default one last),
+#                                         then measures
 #        bench/startup.sh BIN [BIN...]    measures the given binaries instead
 #        RUNS=300 bench/startup.sh        hyperfine runs per command (default 200)
 # Needs: valgrind (callgrind), perf (page faults; optional), hyperfine, python3, util-linux flock.
@@ -14,10 +15,8 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 bins=()
 if [ $# -eq 0 ]; then
-  cargo --quiet build-static
-  cp target/release/concur "$tmp/concur-static"
-  cargo build --release --quiet --bin concur
-  cp target/release/concur "$tmp/concur-dynamic"
+  cp "$(RUSTC_WORKSPACE_WRAPPER='' scripts/cargo-exe --release --bin concur)" "$tmp/concur-dynamic"
+  cp "$(scripts/cargo-exe --release --bin concur)" "$tmp/concur-static"
   bins=("$tmp/concur-dynamic" "$tmp/concur-static")
 else
   # Named as given (not resolved through symlinks): the tables use the file names.

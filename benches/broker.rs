@@ -85,7 +85,8 @@ impl Broker {
         let cfg = format!("[broker]\nroots = [{:?}]\n", root.to_str().unwrap());
         let mut f = std::fs::File::create(home.join("concur.toml")).unwrap();
         std::io::Write::write_all(&mut f, cfg.as_bytes()).unwrap();
-        // BENCH_BROKER_BIN runs another build of the broker (e.g. target/release/concur).
+        // BENCH_BROKER_BIN runs another build of the broker (e.g. the release one:
+        // `scripts/cargo-exe --release --bin concur`).
         let bin = std::env::var_os("BENCH_BROKER_BIN").map_or_else(
             || PathBuf::from(env!("CARGO_BIN_EXE_concur")),
             PathBuf::from,

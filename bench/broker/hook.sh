@@ -2,11 +2,10 @@
 # Whole-process round trip of `concur hook claude` for an allowed PreToolUse (the path the agent
 # waits on for every tool call), with a [guard] of two patterns, against `cat` of the same
 # payload (the floor: one process start and a stdin read).
-# Usage: bench/broker/hook.sh [path/to/concur]   (default: target/release/concur)
+# Usage: bench/broker/hook.sh [path/to/concur]   (default: the release build, via scripts/cargo-exe)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-BIN=${1:-target/release/concur}
-[ -x "$BIN" ] || cargo build --release --quiet
+BIN=${1:-$(scripts/cargo-exe --release --bin concur)}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 export CONCUR_HOME="$tmp/home"

@@ -46,6 +46,7 @@ mod session;
 mod shell;
 mod slot;
 mod startup;
+mod static_build;
 mod sweep;
 mod token;
 mod torture;
