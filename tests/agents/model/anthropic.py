@@ -1,0 +1,79 @@
+"""Anthropic Messages API (Claude Code): `POST /v1/messages`, SSE when `stream` is true."""
+
+import itertools
+import json
+
+from core import text_of
+
+_ids = itertools.count(1)
+
+
+def handles(method, path):
+    return method == "POST" and path.startswith("/v1/messages")
+
+
+def tool_results(body):
+    msgs = body.get("messages") or []
+    last = msgs[-1] if msgs else {}
+    content = last.get("content") if last.get("role") == "user" else None
+    out = []
+    for block in content if isinstance(content, list) else []:
+        if block.get("type") == "tool_result":
+            out.append({
+                "id": block.get("tool_use_id"),
+                "error": bool(block.get("is_error")),
+                "output": text_of(block.get("content")),
+            })
+    return out
+
+
+def blocks_of(turn):
+    if "calls" in turn:
+        return [{"type": "tool_use", "id": "toolu_%04d" % next(_ids), "name": c["name"],
+                 "input": c["input"]} for c in turn["calls"]]
+    return [{"type": "text", "text": turn.get("text", "done")}]
+
+
+def answer(h, session, method, path, query, body):
+    if path.startswith("/v1/messages/count_tokens"):
+        return h.send_json({"input_tokens": 10})
+    record = {"results": tool_results(body)}
+    if body.get("tools"):
+        if len([r for r in h.state.log(session) if not r.get("side")]) == 0:
+            record["text"] = text_of([body.get("system"), body.get("messages")])
+        turn = h.state.next_turn(session, record)
+    else:
+        h.state.side_request(session, record)
+        turn = {"text": "ok"}
+    blocks = blocks_of(turn)
+    stop = "tool_use" if "calls" in turn else "end_turn"
+    model = body.get("model", "scripted")
+    usage = {"input_tokens": 10, "output_tokens": 10}
+    if not body.get("stream"):
+        return h.send_json({"id": "msg_%d" % next(_ids), "type": "message", "role": "assistant",
+                            "model": model, "content": blocks, "stop_reason": stop,
+                            "stop_sequence": None, "usage": usage})
+    events = [("message_start", {"type": "message_start", "message": {
+        "id": "msg_%d" % next(_ids), "type": "message", "role": "assistant", "model": model,
+        "content": [], "stop_reason": None, "stop_sequence": None, "usage": usage}})]
+    for i, b in enumerate(blocks):
+        if b["type"] == "tool_use":
+            start = dict(b, input={})
+            delta = {"type": "input_json_delta", "partial_json": json.dumps(b["input"])}
+        else:
+            start = {"type": "text", "text": ""}
+            delta = {"type": "text_delta", "text": b["text"]}
+        events += [
+            ("content_block_start", {"type": "content_block_start", "index": i,
+                                     "content_block": start}),
+            ("content_block_delta", {"type": "content_block_delta", "index": i, "delta": delta}),
+            ("content_block_stop", {"type": "content_block_stop", "index": i}),
+        ]
+    events += [
+        ("message_delta", {"type": "message_delta",
+                           "delta": {"stop_reason": stop, "stop_sequence": None},
+                           "usage": {"output_tokens": 10}}),
+        ("message_stop", {"type": "message_stop"}),
+    ]
+    return h.send_sse(events)
+
