@@ -8,8 +8,9 @@ import json
 import sys
 
 import anthropic
+import gemini
 import core
 
 script = json.load(open(sys.argv[1])) if len(sys.argv) > 1 else {}
 lifetime = float(sys.argv[2]) if len(sys.argv) > 2 else 600.0
-core.serve([anthropic], script, lifetime)
+core.serve([anthropic, gemini], script, lifetime)

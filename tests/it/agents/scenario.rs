@@ -219,12 +219,15 @@ fn scripts(agent: &dyn Agent, lab: &Lab) -> (Script, Script, Script) {
     .push("shell", calls(SHELL_WRITES.iter().map(|c| agent.shell(c))))
     .push(
         "reads",
-        calls(vec![
-            agent.read(&f("a.txt")),
-            agent.shell("cat a.txt"),
-            agent.write(&f("bnew.txt"), "mine\n"),
-            agent.write(&f("guarded.txt"), "B\n"),
-        ]),
+        hold(
+            "reads",
+            calls(vec![
+                agent.read(&f("a.txt")),
+                agent.shell("cat a.txt"),
+                agent.write(&f("bnew.txt"), "mine\n"),
+                agent.write(&f("guarded.txt"), "B\n"),
+            ]),
+        ),
     )
     .push("override", hold("override", edit("a.txt", "A1", "Bo")))
     .push("again", edit("a.txt", "Bo", "Bagain"))
@@ -306,7 +309,7 @@ impl Two<'_> {
     /// Session B, while A is alive: denials, reads, own file, guard. Returns the denial text of
     /// B's first edit (it names the override token).
     fn session_b(&mut self) -> Option<String> {
-        self.model.wait("B", "override");
+        self.model.wait("B", "reads");
         let tb = self.model.turns("B");
         let first = tb.first().map_or("", |t| t["text"].as_str().unwrap_or(""));
         self.ck.check(
@@ -343,6 +346,16 @@ impl Two<'_> {
                 && self.lab.bytes("d.txt").is_some(),
             format!("a.txt is {:?}", self.lab.bytes("a.txt")),
         );
+        // put back what got through, so each later check stands on its own
+        for (n, t) in [("a.txt", "A1\n"), ("c.txt", "C0\n"), ("d.txt", "D0\n")] {
+            if !self.is(n, t) {
+                self.lab.put(n, t);
+            }
+        }
+        let _ = std::fs::remove_file(self.lab.file("moved.txt"));
+        self.model.release("B", "reads");
+        self.model.wait("B", "override");
+        let tb = self.model.turns("B");
         let r2 = results(&tb, self.sb.at("reads"));
         self.ck.check(
             "B: reads allowed (file tool and `cat`)",
