@@ -9,8 +9,9 @@ import sys
 
 import anthropic
 import gemini
+import openai
 import core
 
 script = json.load(open(sys.argv[1])) if len(sys.argv) > 1 else {}
 lifetime = float(sys.argv[2]) if len(sys.argv) > 2 else 600.0
-core.serve([anthropic, gemini], script, lifetime)
+core.serve([anthropic, gemini, openai], script, lifetime)

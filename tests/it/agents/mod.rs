@@ -7,6 +7,7 @@
 //! the model (tool results, denials) and the bytes of the files afterwards.
 
 mod claude;
+mod codex;
 mod gemini;
 mod model;
 mod scenario;
