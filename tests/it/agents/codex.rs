@@ -61,11 +61,12 @@ impl Agent for Codex {
         let cat = dir.join("scripted-models.json");
         put_file(&cat, &catalog().to_string());
         let config = format!(
-            "model = \"scripted\"\nmodel_provider = \"scripted\"\nmodel_catalog_json = {cat:?}\n\n\
+            "model = \"scripted\"\nmodel_provider = \"scripted\"\nmodel_catalog_json = \"{cat}\"\n\n\
              [model_providers.scripted]\nname = \"scripted\"\nbase_url = \"http://127.0.0.1:9/unset\"\n\
              wire_api = \"responses\"\n\n[features]\nplugins = false\ncodex_hooks = true\n\n\
-             [projects.{repo:?}]\ntrust_level = \"trusted\"\n",
-            repo = lab.repo,
+             [projects.\"{repo}\"]\ntrust_level = \"trusted\"\n",
+            cat = cat.display(),
+            repo = lab.repo.display(),
         );
         put_file(&dir.join("config.toml"), &config);
     }
@@ -96,7 +97,7 @@ impl Agent for Codex {
     }
 
     fn write(&self, path: &Path, content: &str) -> Value {
-        let lines: String = content.lines().map(|l| format!("+{l}\n")).collect();
+        let lines: String = content.lines().flat_map(|l| ["+", l, "\n"]).collect();
         Self::patch(&format!("*** Add File: {}\n{lines}", path.display()))
     }
 
