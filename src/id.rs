@@ -1,20 +1,25 @@
 //! Session ids: which session a call acts for.
 //!
-//! Resolved as `--session`, else `$CONCUR_SESSION`, else `$CLAUDE_CODE_SESSION_ID` (what Claude
-//! Code sets for hooks, Bash and stdio MCP servers), else `$CLAUDE_SESSION_ID` (the name older
-//! scripts use). A valid id matches `[A-Za-z0-9._-]{1,128}` and is not `.` or `..`, so it can
-//! name a file in the home without escaping it; anything else is rejected before any file is
-//! touched.
+//! Resolved as `--session`, else `$CONCUR_SESSION`, else the id the agent exports to its shell
+//! tool and hooks: `$CLAUDE_CODE_SESSION_ID` (Claude Code), `$CLAUDE_SESSION_ID` (the name older
+//! scripts use), `$CODEX_THREAD_ID`, `$CODEX_SESSION_ID` (Codex CLI), `$GEMINI_SESSION_ID` (Gemini
+//! CLI's hooks). When none is set, the CLI looks for the registered session whose agent process
+//! is an ancestor of the caller ([`crate::session::of_caller`]). A valid id matches
+//! `[A-Za-z0-9._-]{1,128}` and is not `.` or `..`, so it can name a file in the home without
+//! escaping it; anything else is rejected before any file is touched.
 
 use std::fmt;
 
 use crate::error::{Error, Result};
 
 /// The environment variables consulted, in order, after an explicit id.
-pub const ENV_VARS: [&str; 3] = [
+pub const ENV_VARS: [&str; 6] = [
     "CONCUR_SESSION",
     "CLAUDE_CODE_SESSION_ID",
     "CLAUDE_SESSION_ID",
+    "CODEX_THREAD_ID",
+    "CODEX_SESSION_ID",
+    "GEMINI_SESSION_ID",
 ];
 
 /// A validated session id.

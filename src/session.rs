@@ -321,6 +321,151 @@ impl Registry {
     }
 }
 
+/// The most processes [`agent_process`] and [`Registry::of_ancestry`] look at (one
+/// `/proc/PID/stat` read each, plus a `cmdline` read for a `node`): deeper chains of wrappers
+/// are refused rather than guessed.
+pub const MAX_ANCESTRY: usize = 16;
+
+/// Programs that run a command without being the agent: shells, `env`-like launchers, and the
+/// npm/npx shims. A hook's chain of these is walked past to reach the agent.
+const WRAPPERS: [&str; 18] = [
+    "sh", "dash", "bash", "zsh", "fish", "ksh", "mksh", "busybox", "env", "timeout", "nice",
+    "ionice", "nohup", "stdbuf", "setsid", "chrt", "taskset", "npx",
+];
+
+/// True when process `pid`, named `comm`, only runs another command: a shell, a launcher such
+/// as `env` or `timeout`, or npm's `npm exec`/`npx` (a `node` running `npm-cli.js`/`npx-cli.js`,
+/// or renamed `npm exec ...`). A `node` running anything else (Gemini CLI is one) is not.
+fn is_wrapper(pid: u32, comm: &str) -> bool {
+    if WRAPPERS.contains(&comm) || comm.starts_with("npm exec") || comm == "npm" {
+        return true;
+    }
+    if comm != "node" {
+        return false;
+    }
+    let args = sys::proc::cmdline(pid, 2).unwrap_or_default();
+    args.get(1).is_some_and(|script| {
+        let name = Path::new(script)
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("");
+        matches!(name, "npm-cli.js" | "npx-cli.js" | "npm" | "npx")
+    })
+}
+
+/// The process a hook runs for: the nearest ancestor of `from` (inclusive) that is not a
+/// shell or wrapper ([`WRAPPERS`], npm's shims).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentProcess {
+    /// Its pid.
+    pub pid: u32,
+    /// Its start time, clock ticks since boot.
+    pub start_time: u64,
+    /// Its command name.
+    pub comm: String,
+    /// The wrappers walked past, nearest first (pid, command name).
+    pub skipped: Vec<(u32, String)>,
+}
+
+/// Finds the agent process above a hook: starting at `from` (the hook's parent), walks up past
+/// shells and wrappers (`sh -c` does not always `exec` its last command, and a hook may be
+/// launched through `env`, `timeout`, `npx` or concur's own fail-closed wrapper) to the first
+/// process that is none of them.
+///
+/// Fails closed: a chain of more than [`MAX_ANCESTRY`] wrappers, one that reaches init (every
+/// ancestor was a wrapper: the agent is gone), or an unreadable `/proc` entry is an error —
+/// never a guess that would register a short-lived shell as the session.
+///
+/// # Errors
+/// [`Error::Invalid`] saying which of the above happened.
+pub fn agent_process(from: u32) -> Result<AgentProcess> {
+    let mut pid = from;
+    let mut skipped = Vec::new();
+    for _ in 0..MAX_ANCESTRY {
+        if pid <= 1 {
+            return Err(Error::Invalid(format!(
+                "no agent process above the hook: only shells and wrappers up to init ({})",
+                names(&skipped)
+            )));
+        }
+        let st = sys::proc::stat(pid)
+            .map_err(|e| Error::Invalid(format!("cannot read process {pid}: {e}")))?;
+        if !is_wrapper(pid, &st.comm) {
+            return Ok(AgentProcess {
+                pid,
+                start_time: st.start_time,
+                comm: st.comm,
+                skipped,
+            });
+        }
+        skipped.push((pid, st.comm));
+        pid = st.ppid;
+    }
+    Err(Error::Invalid(format!(
+        "no agent process within {MAX_ANCESTRY} ancestors of the hook ({})",
+        names(&skipped)
+    )))
+}
+
+/// The session a command acts for when neither `--session` nor an environment variable names
+/// one: the live registered session whose agent process is the nearest ancestor of the caller
+/// (see [`Registry::of_ancestry`]). `None` when there is none, or when nothing was ever
+/// registered in `home` (then no file is created).
+pub fn of_caller(home: &Home) -> Option<SessionId> {
+    if !home.path().join("sessions").is_dir() {
+        return None;
+    }
+    let reg = Registry::open(home).ok()?;
+    let parent = sys::proc::parent_pid(std::process::id()).ok()?;
+    let s = reg.of_ancestry(parent).ok()??;
+    SessionId::new(&s.id).ok()
+}
+
+fn names(chain: &[(u32, String)]) -> String {
+    chain
+        .iter()
+        .map(|(p, c)| format!("{c}[{p}]"))
+        .collect::<Vec<_>>()
+        .join(" <- ")
+}
+
+impl Registry {
+    /// The live registered session whose process is the nearest ancestor of `from` (inclusive),
+    /// looking at most [`MAX_ANCESTRY`] processes up: what a command run in an agent's shell
+    /// tool acts for when nothing names a session (Gemini's shell tool has no id in its
+    /// environment). A process matches by pid *and* start time, so a reused pid never does.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the registry cannot be listed.
+    pub fn of_ancestry(&self, from: u32) -> Result<Option<Session>> {
+        let live: Vec<Session> = self
+            .list()?
+            .into_iter()
+            .filter_map(|(s, alive)| alive.then_some(s))
+            .collect();
+        if live.is_empty() {
+            return Ok(None);
+        }
+        let mut pid = from;
+        for _ in 0..MAX_ANCESTRY {
+            if pid <= 1 {
+                break;
+            }
+            let Ok(st) = sys::proc::stat(pid) else {
+                break;
+            };
+            if let Some(s) = live
+                .iter()
+                .find(|s| s.pid == pid && s.start_time == st.start_time)
+            {
+                return Ok(Some(s.clone()));
+            }
+            pid = st.ppid;
+        }
+        Ok(None)
+    }
+}
+
 fn read_record(path: &Path) -> Result<Option<Session>> {
     let file = match sys::fs::open(path, sys::fs::Open::READ) {
         Ok(f) => f,

@@ -4,7 +4,8 @@
 //! - **`PreToolUse`** (Gemini `BeforeTool`, Cursor `preToolUse`) for a file-writing tool whose
 //!   path is protected by `[guard]` → deny, with a reason naming the concur command to use
 //!   instead ([`guard`]). Anything else → allow: exit 0, no output.
-//! - **`SessionStart`** → the agent process (the hook's parent: pid + start time) is registered
+//! - **`SessionStart`** → the agent process (the hook's nearest ancestor that is not a shell or
+//!   wrapper: pid + start time, see [`crate::session::agent_process`]) is registered
 //!   as the session, `export CONCUR_SESSION=<id>` is appended to `$CLAUDE_ENV_FILE` when set,
 //!   and `additionalContext` names the other live sessions in the same directory and the leases
 //!   they hold (nothing is printed when there are none) — [`session`].

@@ -2,8 +2,8 @@
 //! registry and tells the model who else works in the same directory; `SessionEnd` ends the
 //! session and releases its leases.
 //!
-//! The agent process is the hook's parent (agents run a hook command directly or through a
-//! shell that `exec`s it). The leases are in whichever [`Store`] the caller passes (the local
+//! The agent process is found by the caller with [`crate::session::agent_process`]: the hook's
+//! nearest ancestor that is not a shell or wrapper (Claude Code's `sh -c` does not `exec`). The leases are in whichever [`Store`] the caller passes (the local
 //! `SQLite` one, or etcd's when a backend is configured): this module does not choose.
 //! `SessionEnd` is fast — one registry record and one `SQLite` transaction, or a few etcd
 //! requests — well inside Claude Code's 1.5 s budget; it never runs after a crash, which is why

@@ -31,6 +31,51 @@ pub fn parent_pid(pid: u32) -> io::Result<u32> {
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "unparsable /proc/PID/stat"))
 }
 
+/// The facts of one `/proc/PID/stat` line the ancestry walk needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stat {
+    /// The command name (`comm`: the executable's base name, at most 15 bytes).
+    pub comm: String,
+    /// The parent pid.
+    pub ppid: u32,
+    /// The start time in clock ticks since boot.
+    pub start_time: u64,
+}
+
+/// The command name, parent pid and start time of `pid` (one read of `/proc/PID/stat`).
+pub fn stat(pid: u32) -> io::Result<Stat> {
+    let line = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    parse_stat(&line)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "unparsable /proc/PID/stat"))
+}
+
+fn parse_stat(line: &str) -> Option<Stat> {
+    let open = line.find('(')?;
+    let close = line.rfind(')')?;
+    let comm = line.get(open + 1..close)?.to_owned();
+    let rest: Vec<&str> = line[close + 1..].split_whitespace().collect();
+    Some(Stat {
+        comm,
+        ppid: rest.get(1)?.parse().ok()?,
+        start_time: rest.get(19)?.parse().ok()?,
+    })
+}
+
+/// The first `max` arguments of `pid`'s command line (`/proc/PID/cmdline`, at most 4 KiB read).
+pub fn cmdline(pid: u32, max: usize) -> io::Result<Vec<String>> {
+    use std::io::Read;
+    let mut buf = Vec::new();
+    std::fs::File::open(format!("/proc/{pid}/cmdline"))?
+        .take(4096)
+        .read_to_end(&mut buf)?;
+    Ok(buf
+        .split(|b| *b == 0)
+        .filter(|a| !a.is_empty())
+        .take(max)
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect())
+}
+
 /// True when `pid` is running and started at `start` (clock ticks since boot): the same process,
 /// not a later one that reused the pid. Zombies count as dead.
 pub fn is_alive(pid: u32, start: u64) -> bool {
@@ -117,6 +162,20 @@ pub fn euid() -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stat_reads_comm_ppid_and_start_time() {
+        let line = "123 (a (b) c) S 77 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 424242 20 21";
+        let s = parse_stat(line).unwrap();
+        assert_eq!(
+            (s.comm.as_str(), s.ppid, s.start_time),
+            ("a (b) c", 77, 424_242)
+        );
+        let me = stat(std::process::id()).unwrap();
+        assert_eq!(me.start_time, start_time(std::process::id()).unwrap());
+        assert_eq!(me.ppid, parent_pid(std::process::id()).unwrap());
+        assert!(!cmdline(std::process::id(), 1).unwrap().is_empty());
+    }
 
     #[test]
     fn start_time_parses_names_with_spaces_and_parens() {

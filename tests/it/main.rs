@@ -23,6 +23,7 @@ mod etcd_util;
 mod fence;
 mod home;
 mod hook;
+mod hook_agent;
 mod hostile;
 mod isolate;
 mod json;

@@ -46,6 +46,9 @@ impl TestEnv {
             .env_remove("CONCUR_SESSION")
             .env_remove("CLAUDE_CODE_SESSION_ID")
             .env_remove("CLAUDE_SESSION_ID")
+            .env_remove("CODEX_THREAD_ID")
+            .env_remove("CODEX_SESSION_ID")
+            .env_remove("GEMINI_SESSION_ID")
             .env_remove("CONCUR_BACKEND")
             .current_dir(self.dir.path())
             .stdin(Stdio::null());

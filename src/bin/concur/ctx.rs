@@ -45,15 +45,29 @@ impl Ctx {
         Ok(self.home.get_or_init(|| h))
     }
 
-    /// The session id, if one is set (validated).
+    /// The session id (validated): `--session`, else the environment ([`SessionId::resolve`]),
+    /// else the registered session whose agent process is an ancestor of this one — what a verb
+    /// run in an agent's shell tool acts for when the agent exports no id (Gemini CLI).
     pub fn session(&self) -> Result<Option<SessionId>, CliError> {
-        Ok(SessionId::resolve(self.session_flag.as_deref())?)
+        if let Some(id) = SessionId::resolve(self.session_flag.as_deref())? {
+            return Ok(Some(id));
+        }
+        // Only a home that exists can hold a registered session: never create one for this.
+        let exists = self.home.get().is_some()
+            || concur::home::default_path().is_ok_and(|p| p.join("sessions").is_dir());
+        if !exists {
+            return Ok(None);
+        }
+        Ok(self.home().ok().and_then(concur::session::of_caller))
     }
 
     /// The session id, which the verb requires.
     pub fn require_session(&self) -> Result<SessionId, CliError> {
         self.session()?.ok_or_else(|| {
-            CliError::usage("no session id: pass --session ID or set CONCUR_SESSION")
+            CliError::usage(
+                "no session id: pass --session ID or set CONCUR_SESSION \
+                 (no agent session is registered above this process)",
+            )
         })
     }
 

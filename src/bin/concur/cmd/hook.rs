@@ -176,7 +176,7 @@ fn session_id(ctx: &Ctx, payload: Option<&str>) -> Option<concur::SessionId> {
     }
 }
 
-/// Registers the agent (this hook's parent) as the session, exports the id, and answers with
+/// Registers the agent (the hook's nearest ancestor that is not a shell or wrapper) as the session, exports the id, and answers with
 /// the other live sessions in the same directory.
 fn session_start(agent: Agent, ctx: &Ctx, session: Option<&str>, cwd: &std::path::Path) -> Answer {
     let Some(id) = session_id(ctx, session) else {
@@ -184,7 +184,15 @@ fn session_start(agent: Agent, ctx: &Ctx, session: Option<&str>, cwd: &std::path
         return Answer::allow();
     };
     export_session(&id);
-    let agent_pid = concur::sys::proc::parent_pid(std::process::id()).unwrap_or(0);
+    let agent_pid = match agent_pid() {
+        Ok(p) => p,
+        Err(e) => {
+            // Fail closed: registering a shell that exits at once would make the session dead
+            // from its first second and release its reservations. Unregistered, they stay held.
+            eprintln!("concur: hook: session {id} not registered: {e}");
+            return Answer::allow();
+        }
+    };
     let context = ctx.home().map_err(|e| e.message).and_then(|h| {
         let others = hook::session::start(h, &id, agent.name(), agent_pid, cwd)
             .map_err(|e| e.to_string())?;
@@ -214,6 +222,15 @@ fn session_start(agent: Agent, ctx: &Ctx, session: Option<&str>, cwd: &std::path
             Answer::allow()
         }
     }
+}
+
+/// The agent process this hook runs for: its nearest ancestor that is not a shell or wrapper.
+fn agent_pid() -> Result<u32, String> {
+    let parent = concur::sys::proc::parent_pid(std::process::id())
+        .map_err(|e| format!("cannot read the hook's parent pid: {e}"))?;
+    concur::session::agent_process(parent)
+        .map(|a| a.pid)
+        .map_err(|e| e.to_string())
 }
 
 /// The longest a session hook waits on a remote lease store (etcd), retries included: agents
