@@ -14,6 +14,7 @@ mod scenario;
 
 use std::ffi::OsStr;
 use std::io::Read;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
@@ -182,7 +183,11 @@ impl Lab {
     /// Starts one session of the agent against `model`'s script for `session`.
     pub fn start(&self, agent: &dyn Agent, model: &Model, session: &str) -> Run {
         let mut c = agent.command(self, &model.url(session));
-        c.stdout(Stdio::piped()).stderr(Stdio::piped());
+        // its own process group: a crash is the whole agent going (Gemini CLI runs as a child of
+        // its launcher), and nothing is left behind
+        c.stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0);
         Run {
             name: session.to_string(),
             child: Some(c.spawn().expect("start agent CLI")),
@@ -222,8 +227,8 @@ impl Run {
         });
         if rx.recv_timeout(RUN_LIMIT).is_err() {
             // not reaped yet (the waiting thread has not returned), so the pid is still ours
-            // SAFETY: kill has no memory-safety preconditions.
-            unsafe { libc::kill(pid.cast_signed(), libc::SIGKILL) };
+            // SAFETY: kill has no memory-safety preconditions; -pid is the agent's group.
+            unsafe { libc::kill(-pid.cast_signed(), libc::SIGKILL) };
             let o = t.join().unwrap();
             panic!(
                 "{} did not finish within {RUN_LIMIT:?}: {}",
@@ -234,18 +239,24 @@ impl Run {
         t.join().unwrap()
     }
 
-    /// SIGKILL, as a crash would: no `SessionEnd` hook runs.
+    /// SIGKILL to the agent's whole process group, as a crash would: no `SessionEnd` hook runs.
     pub fn kill9(mut self) {
         let mut child = self.child.take().unwrap();
-        child.kill().unwrap();
+        kill_group(&child);
         child.wait().unwrap();
     }
+}
+
+/// SIGKILL to the process group `child` leads (it is not reaped yet, so the id is still its).
+fn kill_group(child: &Child) {
+    // SAFETY: kill has no memory-safety preconditions; a negative pid names a process group.
+    unsafe { libc::kill(-child.id().cast_signed(), libc::SIGKILL) };
 }
 
 impl Drop for Run {
     fn drop(&mut self) {
         if let Some(c) = self.child.as_mut() {
-            let _ = c.kill();
+            kill_group(c);
             let _ = c.wait();
         }
     }
