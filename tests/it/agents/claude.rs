@@ -65,3 +65,9 @@ fn claude_two_sessions() {
     let lab = Lab::new(&Claude, bin);
     scenario::two_sessions(&Claude, &lab);
 }
+
+#[test]
+fn claude_fails_closed() {
+    let Some(bin) = cli(&Claude) else { return };
+    scenario::fails_closed(&Claude, &bin);
+}

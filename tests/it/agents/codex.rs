@@ -120,3 +120,9 @@ fn codex_two_sessions() {
     let lab = Lab::new(&Codex, bin);
     scenario::two_sessions(&Codex, &lab);
 }
+
+#[test]
+fn codex_fails_closed() {
+    let Some(bin) = cli(&Codex) else { return };
+    scenario::fails_closed(&Codex, &bin);
+}

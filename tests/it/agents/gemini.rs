@@ -66,3 +66,9 @@ fn gemini_two_sessions() {
     let lab = Lab::new(&Gemini, bin);
     scenario::two_sessions(&Gemini, &lab);
 }
+
+#[test]
+fn gemini_fails_closed() {
+    let Some(bin) = cli(&Gemini) else { return };
+    scenario::fails_closed(&Gemini, &bin);
+}

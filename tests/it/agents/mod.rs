@@ -85,6 +85,8 @@ pub struct Lab {
     pub agent_home: PathBuf,
     pub bin_dir: PathBuf,
     pub cli: PathBuf,
+    /// The PATH the agents run with: concur's bin directory first, then the system's.
+    pub path: String,
 }
 
 impl Lab {
@@ -96,6 +98,10 @@ impl Lab {
             repo: root.join("repo"),
             agent_home: root.join("agent-home"),
             bin_dir: root.join("bin"),
+            path: format!(
+                "{}:/usr/local/bin:/usr/bin:/bin",
+                root.join("bin").display()
+            ),
             cli,
             dir,
         };
@@ -113,17 +119,12 @@ impl Lab {
         lab
     }
 
-    /// The PATH the agents run with: concur's bin directory first, then the system's.
-    pub fn path_env(&self) -> String {
-        format!("{}:/usr/local/bin:/usr/bin:/bin", self.bin_dir.display())
-    }
-
     /// A command with the lab's clean environment (nothing of the test runner's own agent
     /// session leaks in), run in the repository.
     pub fn env_cmd(&self, program: impl AsRef<OsStr>) -> Command {
         let mut c = Command::new(program);
         c.env_clear()
-            .env("PATH", self.path_env())
+            .env("PATH", &self.path)
             .env("HOME", &self.agent_home)
             .env("CONCUR_HOME", &self.home)
             .env("LANG", "C.UTF-8")
@@ -151,13 +152,22 @@ impl Lab {
 
     /// The one documented way in: `concur hook install --agent A --settings F`.
     pub fn install_hooks(&self, agent: &dyn Agent) {
+        self.install_hooks_with(agent, &crate::util::bin());
+    }
+
+    /// `concur hook install` run from the concur binary at `concur` (the one the user has).
+    pub fn install_hooks_with(&self, agent: &dyn Agent, concur: &Path) {
         let settings = self.settings_arg(agent);
-        let o = self.concur(
-            ["hook", "install", "--agent", agent.name(), "--settings"]
-                .iter()
-                .map(OsStr::new)
-                .chain([settings.as_os_str()]),
-        );
+        let o = self
+            .env_cmd(concur)
+            .args(
+                ["hook", "install", "--agent", agent.name(), "--settings"]
+                    .iter()
+                    .map(OsStr::new)
+                    .chain([settings.as_os_str()]),
+            )
+            .output()
+            .unwrap();
         assert!(o.status.success(), "concur hook install: {o:?}");
     }
 

@@ -455,3 +455,78 @@ impl Two<'_> {
         );
     }
 }
+
+/// The ways concur can be broken under a hooked agent, each in its own lab.
+const BREAKAGES: [&str; 3] = [
+    "concur missing from the agent's PATH",
+    "the concur binary the hooks were installed from deleted",
+    "concur.toml broken",
+];
+
+/// Fail closed through the agent's real launcher: with concur unreachable or its configuration
+/// unreadable, an edit of a `[guard]` path is still refused (the hook either works or denies).
+/// The three agents run at once, one per broken lab.
+pub fn fails_closed(agent: &dyn Agent, cli: &std::path::Path) {
+    let mut ck = Checks::new(agent);
+    let labs: Vec<Lab> = BREAKAGES
+        .iter()
+        .map(|_| Lab::new(agent, cli.to_path_buf()))
+        .collect();
+    let guard = |lab: &Lab| {
+        format!(
+            "[guard]\nprotect = [\"{}\"]\n",
+            lab.file("guarded.txt").display()
+        )
+    };
+    let system_path = "/usr/local/bin:/usr/bin:/bin".to_string();
+
+    // 1. hooks installed as documented, then the agent started without concur on its PATH
+    let mut labs = labs.into_iter();
+    let mut missing = labs.next().unwrap();
+    missing.config(&guard(&missing));
+    missing.install_hooks(agent);
+    missing.path.clone_from(&system_path);
+
+    // 2. installed from the user's own copy of concur, which is then deleted
+    let mut deleted = labs.next().unwrap();
+    deleted.config(&guard(&deleted));
+    let copy = deleted.dir.path().join("user-bin/concur");
+    std::fs::create_dir_all(copy.parent().unwrap()).unwrap();
+    std::fs::copy(crate::util::bin(), &copy).unwrap();
+    deleted.install_hooks_with(agent, &copy);
+    std::fs::remove_file(&copy).unwrap();
+    deleted.path.clone_from(&system_path);
+
+    // 3. a concur.toml that does not parse
+    let broken = labs.next().unwrap();
+    broken.install_hooks(agent);
+    broken.config(&format!("{}[reserve\nauto = ", guard(&broken)));
+
+    let labs = [missing, deleted, broken];
+    let mut script = serde_json::Map::new();
+    for (i, lab) in labs.iter().enumerate() {
+        let mut s = Script::default();
+        s.push(
+            "write",
+            calls([agent.write(&lab.file("guarded.txt"), "x\n")]),
+        )
+        .push("done", text("done"));
+        script.insert(format!("c{i}"), s.json());
+    }
+    let model = Model::start(labs[0].dir.path(), &Value::Object(script));
+    let runs: Vec<Run> = labs
+        .iter()
+        .enumerate()
+        .map(|(i, lab)| lab.start(agent, &model, &format!("c{i}")))
+        .collect();
+    for (i, (run, lab)) in runs.into_iter().zip(&labs).enumerate() {
+        let out = run.finish();
+        let r = results(&model.turns(&format!("c{i}")), 0);
+        ck.check(
+            &format!("fail closed: {}", BREAKAGES[i]),
+            !allowed(r.first()) && lab.bytes("guarded.txt").is_none(),
+            format!("{} / agent: {}", brief(r.first()), show(&out)),
+        );
+    }
+    ck.finish();
+}
