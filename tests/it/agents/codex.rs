@@ -11,7 +11,12 @@ use serde_json::{Value, json};
 
 use super::{Agent, Lab, cli, put_file, scenario};
 
-pub struct Codex;
+/// `bypass_trust`: run with `--dangerously-bypass-hook-trust`. Codex skips hooks it has no
+/// persisted trust for, silently, in `codex exec`; the scenarios that measure what the hooks do
+/// inside Codex set it, the fail-closed test (hooks exactly as installed) does not.
+pub struct Codex {
+    bypass_trust: bool,
+}
 
 impl Codex {
     fn dir(lab: &Lab) -> PathBuf {
@@ -82,6 +87,10 @@ impl Agent for Codex {
             "--dangerously-bypass-approvals-and-sandbox",
             "--skip-git-repo-check",
         ])
+        .args(
+            self.bypass_trust
+                .then_some("--dangerously-bypass-hook-trust"),
+        )
         .arg("-c")
         .arg(format!("model_providers.scripted.base_url=\"{url}/v1\""))
         .arg("follow the script")
@@ -116,13 +125,17 @@ impl Agent for Codex {
 
 #[test]
 fn codex_two_sessions() {
-    let Some(bin) = cli(&Codex) else { return };
-    let lab = Lab::new(&Codex, bin);
-    scenario::two_sessions(&Codex, &lab);
+    let codex = Codex { bypass_trust: true };
+    let Some(bin) = cli(&codex) else { return };
+    let lab = Lab::new(&codex, bin);
+    scenario::two_sessions(&codex, &lab);
 }
 
 #[test]
 fn codex_fails_closed() {
-    let Some(bin) = cli(&Codex) else { return };
-    scenario::fails_closed(&Codex, &bin);
+    let codex = Codex {
+        bypass_trust: false,
+    };
+    let Some(bin) = cli(&codex) else { return };
+    scenario::fails_closed(&codex, &bin);
 }
