@@ -16,6 +16,7 @@ import json
 import os
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 WAIT_LIMIT = 300.0
@@ -37,6 +38,7 @@ class State:
     def next_turn(self, name, record):
         """Records what the agent sent and returns the turn to answer with (after its hold)."""
         s = self.session(name)
+        record["t"] = time.monotonic()
         with self.cond:
             s["log"].append(record)
             if s["next"] < len(s["turns"]):
