@@ -23,8 +23,19 @@ const CURSOR_FILE_TOOLS: [&str; 6] = [
     "EditNotebook",
 ];
 
+/// True when a payload given to the Claude Code hook comes from Cursor, which also runs the
+/// hooks of `.claude/settings.json`: Cursor's payloads carry `cursor_version`, or
+/// `conversation_id` with `workspace_roots`.
+pub fn is_cursor_payload(p: &Value) -> bool {
+    p.get("cursor_version").is_some()
+        || (p.get("conversation_id").is_some() && p.get("workspace_roots").is_some())
+}
+
 /// Classifies a payload (already known to be a JSON object).
 pub fn classify(agent: Agent, p: &Value) -> Event {
+    if agent == Agent::Claude && is_cursor_payload(p) {
+        return Event::Foreign;
+    }
     let event = p["hook_event_name"].as_str().unwrap_or("");
     let tool = p["tool_name"].as_str().unwrap_or("");
     let cwd = cwd_of(agent, p);

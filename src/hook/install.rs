@@ -33,61 +33,205 @@ pub struct Installed {
     pub backup: Option<PathBuf>,
     /// A line diff of the change (`-`/`+` lines), empty when unchanged.
     pub diff: String,
+    /// The content after the install (or, dry, the content it would have).
+    pub after: String,
 }
 
-const PRELUDE: &str = r#"
-def ensure($ev; $entry; has):
-  .hooks[$ev] = ((.hooks[$ev] // []) | if has then . else . + [$entry] end);
+/// One hook entry concur installs: the event, the tool matcher, the timeout in the agent's
+/// unit (seconds; Gemini: milliseconds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Spec {
+    /// The agent's event name.
+    pub event: &'static str,
+    /// The tool matcher (a regex in every agent that has one), if the event takes one.
+    pub matcher: Option<&'static str>,
+    /// The timeout, in the agent's unit; `None` where the format has none (Cursor).
+    pub timeout: Option<u32>,
+}
+
+const fn spec(event: &'static str, matcher: Option<&'static str>, timeout: Option<u32>) -> Spec {
+    Spec {
+        event,
+        matcher,
+        timeout,
+    }
+}
+
+/// What concur installs for `agent`: the file tools *and* the shell tool of each agent, and the
+/// session events it has.
+pub fn specs(agent: Agent) -> &'static [Spec] {
+    const CLAUDE: [Spec; 3] = [
+        spec(
+            "PreToolUse",
+            Some("Write|Edit|MultiEdit|NotebookEdit|Bash"),
+            Some(10),
+        ),
+        spec("SessionStart", None, Some(10)),
+        spec("SessionEnd", None, Some(2)),
+    ];
+    const CODEX: [Spec; 2] = [
+        spec("PreToolUse", Some("Edit|Write|apply_patch|Bash"), Some(10)),
+        spec("SessionStart", None, Some(10)),
+    ];
+    const GEMINI: [Spec; 3] = [
+        spec(
+            "BeforeTool",
+            Some("write_file|replace|edit|run_shell_command"),
+            Some(10_000),
+        ),
+        spec("SessionStart", None, Some(10_000)),
+        spec("SessionEnd", None, Some(2_000)),
+    ];
+    const CURSOR: [Spec; 3] = [
+        spec("preToolUse", None, None),
+        spec("beforeShellExecution", None, None),
+        spec("sessionStart", None, None),
+    ];
+    match agent {
+        Agent::Claude => &CLAUDE,
+        Agent::Codex => &CODEX,
+        Agent::Gemini => &GEMINI,
+        Agent::Cursor => &CURSOR,
+    }
+}
+
+/// The hook entry (one element of an event's list) running `command` for `spec`.
+pub fn entry(agent: Agent, spec: &Spec, command: &str) -> serde_json::Value {
+    use serde_json::json;
+    if agent == Agent::Cursor {
+        return json!({ "command": command });
+    }
+    let mut hook = json!({ "type": "command", "command": command });
+    if let Some(t) = spec.timeout {
+        hook["timeout"] = json!(t);
+    }
+    let mut group = json!({ "hooks": [hook] });
+    if let Some(m) = spec.matcher {
+        group["matcher"] = json!(m);
+    }
+    group
+}
+
+/// The command line agents run for concur's hooks: a small POSIX `sh` script that runs the
+/// concur at `binary` (an absolute path, so the agent's `PATH` does not matter) and **fails
+/// closed** — when the binary is missing or not executable, or exits with anything but 0 (allow
+/// or a JSON answer) or 2 (deny), it prints the reason on stderr and exits 2, which every
+/// supported agent (Claude Code, Codex, Gemini CLI, Cursor) takes as a refusal. A bare `concur`
+/// that is not on the agent's `PATH` would exit 127, which most agents let through.
+pub fn hook_command(binary: &Path, agent: Agent) -> String {
+    let c = crate::reserve::git::shell_quote(&binary.to_string_lossy());
+    let a = agent.name();
+    format!(
+        "c={c}; if [ -x \"$c\" ]; then \"$c\" hook {a} && exit 0; r=$?; [ \"$r\" -eq 2 ] || \
+         echo \"concur: hook: $c hook {a} failed (exit $r); refusing\" >&2; exit 2; fi; \
+         echo \"concur: hook: $c is missing or not executable; refusing (reinstall concur, or \
+         remove its hooks: concur hook uninstall --agent {a})\" >&2; exit 2"
+    )
+}
+
+/// The settings file concur's hooks go into for `agent`: the user-level one, or with
+/// `project`, that checkout's own — Claude Code `~/.claude/settings.json`
+/// (`<project>/.claude/settings.json`), Codex `$CODEX_HOME/hooks.json` (default
+/// `~/.codex/hooks.json`; `<project>/.codex/hooks.json`), Gemini CLI `~/.gemini/settings.json`
+/// (`<project>/.gemini/settings.json`), Cursor `~/.cursor/hooks.json`
+/// (`<project>/.cursor/hooks.json`).
+///
+/// # Errors
+/// [`Error::Invalid`] when `HOME` (or `CODEX_HOME`) is needed and not set.
+pub fn default_settings(agent: Agent, project: Option<&Path>) -> Result<PathBuf> {
+    let (dir, file) = match agent {
+        Agent::Claude => (".claude", "settings.json"),
+        Agent::Codex => (".codex", "hooks.json"),
+        Agent::Gemini => (".gemini", "settings.json"),
+        Agent::Cursor => (".cursor", "hooks.json"),
+    };
+    if let Some(p) = project {
+        return Ok(p.join(dir).join(file));
+    }
+    if agent == Agent::Codex {
+        return Ok(codex_home()?.join(file));
+    }
+    Ok(user_home()?.join(dir).join(file))
+}
+
+/// Codex's home: `$CODEX_HOME`, else `~/.codex`.
+///
+/// # Errors
+/// [`Error::Invalid`] when neither `CODEX_HOME` nor `HOME` is set.
+pub fn codex_home() -> Result<PathBuf> {
+    match std::env::var_os("CODEX_HOME").filter(|v| !v.is_empty()) {
+        Some(h) => Ok(PathBuf::from(h)),
+        None => Ok(user_home()?.join(".codex")),
+    }
+}
+
+fn user_home() -> Result<PathBuf> {
+    std::env::var_os("HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .ok_or_else(|| Error::Invalid("HOME is not set: pass --settings PATH".into()))
+}
+
+/// True when hook command line `line` is concur's for `agent`: `command` itself, or an older
+/// concur command line for the same agent (the same test as the jq filters').
+pub fn is_ours(line: &str, agent: Agent, command: &str) -> bool {
+    line == command || (line.contains("concur") && line.contains(&format!("hook {}", agent.name())))
+}
+
+/// The jq definitions both filters share: which hook entries are concur's (for `agent`, tagged
+/// `$tag` = `hook AGENT`): the one being installed, an older concur command line for the same
+/// agent (a bare `concur hook claude`, or a wrapper naming another binary).
+const OURS: &str = r#"
+def ours: type == "object" and ((.command // null) | type == "string"
+  and (. == $cmd or (contains("concur") and contains($tag))));
+def has_ours: ours or any(.hooks[]?; ours);
 if type != "object" then error("the settings file is not a JSON object") else . end
-| .hooks = (.hooks // {})
 "#;
 
-/// The jq filter merging the hook entries for `agent` (the command is `$cmd`).
-fn filter(agent: Agent) -> String {
-    let nested = "any(.[]?; any(.hooks[]?; .command == $cmd))";
-    let flat = "any(.[]?; .command == $cmd)";
-    let cmd = |timeout: u32| {
-        format!("{{hooks: [{{type: \"command\", command: $cmd, timeout: {timeout}}}]}}")
+/// The jq filter merging `$entries` (`[{event, entry}]`): an event list that already holds
+/// the exact entry is left alone; otherwise concur's older entries in it are dropped and the
+/// new one appended.
+fn install_filter(agent: Agent) -> String {
+    let version = if agent == Agent::Cursor {
+        "| .version = (.version // 1)"
+    } else {
+        ""
     };
-    let with_matcher = |m: &str, timeout: u32| {
-        format!(
-            "{{matcher: \"{m}\", hooks: [{{type: \"command\", command: $cmd, timeout: {timeout}}}]}}"
-        )
-    };
-    let body = match agent {
-        Agent::Claude => format!(
-            "| ensure(\"PreToolUse\"; {}; {nested}) | ensure(\"SessionStart\"; {}; {nested}) | ensure(\"SessionEnd\"; {}; {nested})",
-            with_matcher("Write|Edit|MultiEdit|NotebookEdit", 10),
-            cmd(10),
-            cmd(2)
-        ),
-        Agent::Codex => format!(
-            "| ensure(\"PreToolUse\"; {}; {nested}) | ensure(\"SessionStart\"; {}; {nested})",
-            with_matcher("Edit|Write|apply_patch", 10),
-            cmd(10)
-        ),
-        Agent::Gemini => format!(
-            "| ensure(\"BeforeTool\"; {}; {nested}) | ensure(\"SessionStart\"; {}; {nested}) | ensure(\"SessionEnd\"; {}; {nested})",
-            with_matcher("write_file|replace", 10_000),
-            cmd(10_000),
-            cmd(2_000)
-        ),
-        Agent::Cursor => format!(
-            "| .version = (.version // 1) | ensure(\"preToolUse\"; {{command: $cmd}}; {flat}) | ensure(\"sessionStart\"; {{command: $cmd}}; {flat})"
-        ),
-    };
-    format!("{PRELUDE}{body}")
+    format!(
+        "{OURS}| .hooks = (.hooks // {{}}) {version}
+| reduce $entries[] as $e (.;
+    .hooks[$e.event] = ((.hooks[$e.event] // []) as $l
+      | if any($l[]; . == $e.entry) then $l
+        else [$l[] | select(has_ours | not)] + [$e.entry] end))"
+    )
 }
 
+/// The jq filter removing concur's entries, the event lists left empty, and `hooks` when it is
+/// left empty.
+const UNINSTALL_FILTER: &str = r#"
+| if (.hooks | type) == "object" then
+    .hooks |= (with_entries(.value |= (if type == "array" then [.[] | select(has_ours | not)] else . end))
+      | with_entries(select((.value | type) != "array" or (.value | length) > 0)))
+    | if .hooks == {} then del(.hooks) else . end
+  else . end"#;
+
 /// Merges the hook entries running `command` for `agent` into `settings` (created as `{}` when
-/// missing). With `dry_run`, computes the change on a copy and writes nothing.
+/// missing). With `dry_run`, computes the change on a copy and writes nothing. The first
+/// install that changes the file records what was there before (`<settings>.concur-install`),
+/// for [`uninstall`].
 ///
 /// # Errors
 /// [`Error::Invalid`] when the settings file is not a JSON object; [`Error::Timeout`] when its
 /// lock is not had in time; [`Error::Io`] otherwise.
 pub fn install(settings: &Path, agent: Agent, command: &str, dry_run: bool) -> Result<Installed> {
-    let update = JsonUpdate::new(filter(agent))
+    let entries: Vec<serde_json::Value> = specs(agent)
+        .iter()
+        .map(|s| serde_json::json!({"event": s.event, "entry": entry(agent, s, command)}))
+        .collect();
+    let update = JsonUpdate::new(install_filter(agent))
         .arg("cmd", command)
+        .arg("tag", format!("hook {}", agent.name()))
+        .argjson("entries", &serde_json::Value::Array(entries).to_string())?
         .init("{}")?;
     let before = read_opt(settings)?;
     // Compute the result on a private copy first: it gives the diff, and tells whether a backup
@@ -107,32 +251,234 @@ pub fn install(settings: &Path, agent: Agent, command: &str, dry_run: bool) -> R
             changed,
             backup: None,
             diff: if changed { diff } else { String::new() },
+            after,
         });
     }
-    let mut backup = None;
-    if let Some(b) = &before {
-        let mut s = settings.as_os_str().to_owned();
-        s.push(".bak");
-        let bak = PathBuf::from(s);
-        let dir = sys::fs::parent_dir(settings);
-        let mut tmp = sys::fs::TempFile::new_in(dir, "settings-bak", 0o600)
-            .map_err(Error::with("cannot create temporary file in", dir))?;
-        tmp.write_durable(b.as_bytes(), true)
-            .map_err(Error::with("cannot write", tmp.path()))?;
-        sys::fs::rename(tmp.path(), &bak).map_err(Error::with("cannot write backup", &bak))?;
-        tmp.keep();
-        backup = Some(bak);
-    }
+    let backup = match &before {
+        Some(b) => Some(save_backup(settings, b)?),
+        None => None,
+    };
     let done = update.apply(settings)?;
+    let now = read_opt(settings)?.unwrap_or_default();
+    Record::note(settings, before.as_deref(), &now)?;
+    let now = now.clone();
     Ok(Installed {
         settings: settings.to_path_buf(),
         changed: done.changed || done.created,
         backup,
         diff,
+        after: now,
     })
 }
 
-fn read_opt(p: &Path) -> Result<Option<String>> {
+fn save_backup(settings: &Path, text: &str) -> Result<PathBuf> {
+    let bak = suffixed(settings, ".bak");
+    let dir = sys::fs::parent_dir(settings);
+    let mut tmp = sys::fs::TempFile::new_in(dir, "settings-bak", 0o600)
+        .map_err(Error::with("cannot create temporary file in", dir))?;
+    tmp.write_durable(text.as_bytes(), true)
+        .map_err(Error::with("cannot write", tmp.path()))?;
+    sys::fs::rename(tmp.path(), &bak).map_err(Error::with("cannot write backup", &bak))?;
+    tmp.keep();
+    Ok(bak)
+}
+
+fn suffixed(p: &Path, suffix: &str) -> PathBuf {
+    let mut s = p.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+/// What the first changing install found, and what the last one left: `<file>.concur-install`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct Record {
+    /// The file's bytes before concur's first install; `None`: there was no file.
+    before: Option<String>,
+    /// The file's bytes after concur's last install.
+    after: String,
+}
+
+impl Record {
+    fn path(file: &Path) -> PathBuf {
+        suffixed(file, ".concur-install")
+    }
+
+    fn read(file: &Path) -> Result<Option<Record>> {
+        let p = Record::path(file);
+        let Some(text) = read_opt(&p)? else {
+            return Ok(None);
+        };
+        serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| Error::Invalid(format!("unreadable install record {}: {e}", p.display())))
+    }
+
+    /// Records an install that turned `before` into `after` (keeping the oldest `before`).
+    fn note(file: &Path, before: Option<&str>, after: &str) -> Result<()> {
+        let before = match Record::read(file)? {
+            Some(r) => r.before,
+            None => before.map(str::to_owned),
+        };
+        let rec = Record {
+            before,
+            after: after.to_owned(),
+        };
+        let json = serde_json::to_vec(&rec).expect("a record serialises");
+        write_file(&Record::path(file), &json)
+    }
+}
+
+/// Replaces `path` with `bytes` atomically (temp file, fsync, rename, fsync dir), mode 0600.
+pub(crate) fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    crate::session::write_atomic(sys::fs::parent_dir(path), path, bytes)
+}
+
+/// Replaces `file` (which held `before`) with `after`, and records the change for
+/// [`uninstall`]/[`restore`].
+pub(crate) fn write_recorded(file: &Path, before: Option<&str>, after: &str) -> Result<()> {
+    write_file(file, after.as_bytes())?;
+    Record::note(file, before, after)
+}
+
+/// What an uninstall did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Uninstalled {
+    /// The file.
+    pub file: PathBuf,
+    /// Whether the content changed.
+    pub changed: bool,
+    /// True when the file was put back byte for byte as it was before the first install
+    /// (or removed, when there was none): nothing else had changed it since.
+    pub restored: bool,
+}
+
+/// Removes concur's hooks for `agent` from `settings`. When the file is exactly what concur's
+/// last install left, it is put back byte for byte as it was before the first one (removed
+/// when it did not exist); otherwise only concur's entries are taken out (and event lists and
+/// `hooks` left empty), the rest kept.
+///
+/// # Errors
+/// [`Error::Invalid`] when the settings file is not a JSON object; [`Error::Io`] otherwise.
+pub fn uninstall(settings: &Path, agent: Agent, command: &str) -> Result<Uninstalled> {
+    if let Some(u) = restore(settings)? {
+        return Ok(u);
+    }
+    let Some(_) = read_opt(settings)? else {
+        return Ok(Uninstalled {
+            file: settings.to_path_buf(),
+            changed: false,
+            restored: false,
+        });
+    };
+    let done = JsonUpdate::new(format!("{OURS}{UNINSTALL_FILTER}"))
+        .arg("cmd", command)
+        .arg("tag", format!("hook {}", agent.name()))
+        .apply(settings)?;
+    remove_record(settings)?;
+    Ok(Uninstalled {
+        file: settings.to_path_buf(),
+        changed: done.changed,
+        restored: false,
+    })
+}
+
+/// Puts `file` back as it was before concur's first install when it is exactly what the last
+/// install left; `None` when there is no record or the file changed since.
+pub(crate) fn restore(file: &Path) -> Result<Option<Uninstalled>> {
+    let Some(rec) = Record::read(file)? else {
+        return Ok(None);
+    };
+    if read_opt(file)?.as_deref() != Some(rec.after.as_str()) {
+        return Ok(None);
+    }
+    match &rec.before {
+        Some(b) => write_file(file, b.as_bytes())?,
+        None => sys::fs::remove_if_exists(file).map_err(Error::with("cannot remove", file))?,
+    }
+    remove_record(file)?;
+    Ok(Some(Uninstalled {
+        file: file.to_path_buf(),
+        changed: true,
+        restored: true,
+    }))
+}
+
+pub(crate) fn remove_record(file: &Path) -> Result<()> {
+    let p = Record::path(file);
+    sys::fs::remove_if_exists(&p).map_err(Error::with("cannot remove", &p))
+}
+
+/// Everything `hook install` and `hook uninstall` touch for one agent.
+#[derive(Debug, Clone)]
+pub struct Setup {
+    /// The agent.
+    pub agent: Agent,
+    /// Its hooks settings file.
+    pub settings: PathBuf,
+    /// The hook command line (see [`hook_command`]).
+    pub command: String,
+    /// Codex only: its `config.toml`, and the concur home its sandbox must be able to write.
+    pub codex: Option<(PathBuf, PathBuf)>,
+}
+
+impl Setup {
+    /// Installs: the settings file, then (Codex) what `config.toml` needs for those hooks to
+    /// run ([`super::codex::configure`]). One result per file.
+    ///
+    /// # Errors
+    /// As [`install`] and [`super::codex::configure`].
+    pub fn install(&self, dry_run: bool) -> Result<Vec<Installed>> {
+        if !dry_run {
+            let mut dirs = vec![sys::fs::parent_dir(&self.settings)];
+            if let Some((config, _)) = &self.codex {
+                dirs.push(sys::fs::parent_dir(config));
+            }
+            for d in dirs {
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .create(d)
+                    .map_err(Error::with("cannot create", d))?;
+            }
+        }
+        let done = install(&self.settings, self.agent, &self.command, dry_run)?;
+        let mut out = Vec::new();
+        if let Some((config, home)) = &self.codex {
+            let hooks = done.after.clone();
+            out.push(done);
+            out.push(super::codex::configure(
+                config,
+                &self.settings,
+                &hooks,
+                &self.command,
+                home,
+                dry_run,
+            )?);
+        } else {
+            out.push(done);
+        }
+        Ok(out)
+    }
+
+    /// Uninstalls what [`Setup::install`] did (Codex: `config.toml` first, while the hooks it
+    /// trusts can still be read).
+    ///
+    /// # Errors
+    /// As [`uninstall`] and [`super::codex::unconfigure`].
+    pub fn uninstall(&self) -> Result<Vec<Uninstalled>> {
+        let mut out = Vec::new();
+        if let Some((config, _)) = &self.codex {
+            out.push(super::codex::unconfigure(
+                config,
+                &self.settings,
+                &self.command,
+            )?);
+        }
+        out.push(uninstall(&self.settings, self.agent, &self.command)?);
+        Ok(out)
+    }
+}
+
+pub(crate) fn read_opt(p: &Path) -> Result<Option<String>> {
     match std::fs::read_to_string(p) {
         Ok(s) => Ok(Some(s)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),

@@ -26,8 +26,11 @@
 //! - The guard sees file tools only; shell redirections (`echo >> F`) bypass it.
 
 pub mod claude;
+pub mod codex;
+pub mod doctor;
 pub mod guard;
 pub mod install;
+pub mod plugin;
 pub mod session;
 
 use std::path::PathBuf;
@@ -90,6 +93,10 @@ pub enum Event {
         /// The agent's session id, if the payload has one.
         session: Option<String>,
     },
+    /// A payload of another agent than the hook was installed for: Cursor also runs Claude
+    /// Code's `.claude/settings.json` hooks, with its own payloads. Answered with silence, so
+    /// the Cursor hook (`concur hook cursor`) is the one that decides — never both.
+    Foreign,
     /// Anything else: allowed without a word.
     Other,
 }

@@ -214,7 +214,7 @@ fn install_twice_is_install_once_and_keeps_unknown_keys() {
     ]);
     assert_code(&dry, 0);
     assert!(stdout(&dry).contains("+ "), "{}", stdout(&dry));
-    assert!(stdout(&dry).contains("concur hook claude"));
+    assert!(stdout(&dry).contains("hook claude"));
     assert!(
         !t.path("settings.json.bak").exists(),
         "dry run writes nothing"
@@ -235,15 +235,14 @@ fn install_twice_is_install_once_and_keeps_unknown_keys() {
     let pre = v["hooks"]["PreToolUse"].as_array().unwrap();
     assert_eq!(pre.len(), 2);
     assert_eq!(pre[0]["hooks"][0]["command"], "./mine.sh");
-    assert_eq!(pre[1]["matcher"], "Write|Edit|MultiEdit|NotebookEdit");
-    assert_eq!(
-        v["hooks"]["SessionStart"][0]["hooks"][0]["command"],
-        "concur hook claude"
+    assert_eq!(pre[1]["matcher"], "Write|Edit|MultiEdit|NotebookEdit|Bash");
+    let cmd = pre[1]["hooks"][0]["command"].as_str().unwrap();
+    assert!(
+        cmd.starts_with(&format!("c={}; ", bin().display())) && cmd.contains("hook claude"),
+        "{cmd}"
     );
-    assert_eq!(
-        v["hooks"]["SessionEnd"][0]["hooks"][0]["command"],
-        "concur hook claude"
-    );
+    assert_eq!(v["hooks"]["SessionStart"][0]["hooks"][0]["command"], cmd);
+    assert_eq!(v["hooks"]["SessionEnd"][0]["hooks"][0]["command"], cmd);
     assert!(t.path("settings.json.bak").exists(), "backup kept");
 }
 

@@ -19,17 +19,10 @@ fn via(t: &TestEnv, program: &str, args: &[&str]) -> Command {
         .env("CONCUR_HOME", &t.home)
         .env("C", bin())
         .current_dir(t.dir.path());
-    for v in [
-        "CONCUR_SESSION",
-        "CLAUDE_CODE_SESSION_ID",
-        "CLAUDE_SESSION_ID",
-        "CODEX_THREAD_ID",
-        "CODEX_SESSION_ID",
-        "GEMINI_SESSION_ID",
-        "CONCUR_BACKEND",
-    ] {
+    for v in concur::id::ENV_VARS {
         c.env_remove(v);
     }
+    c.env_remove("CONCUR_BACKEND");
     c
 }
 

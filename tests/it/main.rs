@@ -24,6 +24,7 @@ mod fence;
 mod home;
 mod hook;
 mod hook_agent;
+mod hook_install;
 mod hostile;
 mod isolate;
 mod json;

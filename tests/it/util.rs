@@ -41,14 +41,11 @@ impl TestEnv {
         S: AsRef<OsStr>,
     {
         let mut c = Command::new(bin());
+        for v in concur::id::ENV_VARS {
+            c.env_remove(v);
+        }
         c.args(args)
             .env("CONCUR_HOME", &self.home)
-            .env_remove("CONCUR_SESSION")
-            .env_remove("CLAUDE_CODE_SESSION_ID")
-            .env_remove("CLAUDE_SESSION_ID")
-            .env_remove("CODEX_THREAD_ID")
-            .env_remove("CODEX_SESSION_ID")
-            .env_remove("GEMINI_SESSION_ID")
             .env_remove("CONCUR_BACKEND")
             .current_dir(self.dir.path())
             .stdin(Stdio::null());

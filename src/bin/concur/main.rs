@@ -53,7 +53,9 @@ struct Globals {
     /// Machine-readable JSON on stdout (errors too: {"ok":false,"error":{...}})
     #[arg(long, global = true)]
     json: bool,
-    /// Session id (default: $CONCUR_SESSION, $CLAUDE_CODE_SESSION_ID, $CLAUDE_SESSION_ID)
+    /// Session id (default: $CONCUR_SESSION, the agent's $CLAUDE_CODE_SESSION_ID /
+    /// $CODEX_THREAD_ID / $GEMINI_SESSION_ID ..., else the registered agent session above this
+    /// process)
     #[arg(long, global = true, value_name = "ID")]
     session: Option<String>,
     /// Configuration file (default: $CONCUR_HOME/concur.toml)

@@ -1,5 +1,5 @@
 //! `concur hook claude|codex|gemini|cursor` (an agent's hook, payload on stdin) and
-//! `concur hook install`.
+//! `concur hook install|uninstall|doctor|plugin` (in `hook_setup.rs`).
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -9,16 +9,18 @@ use concur::hook::{self, Agent, Answer, Event};
 use crate::ctx::{Ctx, print_line};
 use crate::exit::{CliError, Exit};
 
-/// Agent hooks (claude, codex, gemini, cursor): write guard, sessions; hook install
+/// Agent hooks (claude, codex, gemini, cursor): write guard, reservations, sessions; install
 ///
-/// Reads the agent's hook payload on stdin. Denies file-tool writes to `[guard] protect` paths
-/// (fail closed); at SessionStart registers the agent, exports the session id and names the
-/// other live sessions in the same directory; at SessionEnd releases the session's leases.
+/// Reads the agent's hook payload on stdin. Denies file-tool edits and shell-tool writes to
+/// `[guard] protect` paths and to files another live session reserved (fail closed); at
+/// SessionStart registers the agent process, exports the session id and names the other live
+/// sessions; at SessionEnd releases the session's leases.
 ///
-/// Example (.claude/settings.json, or let `concur hook install` write it):
-///   {"hooks": {"PreToolUse": [{"matcher": "Write|Edit|MultiEdit|NotebookEdit",
-///     "hooks": [{"type": "command", "command": "concur hook claude"}]}]}}
-///   concur hook install --agent claude --settings .claude/settings.json --dry-run
+/// Set up (user-level settings by default; --project for the checkout's own):
+///   concur hook install --agent claude --dry-run     # show the diff
+///   concur hook install --agent claude               # ~/.claude/settings.json
+///   concur hook doctor                               # would the hooks run, fail closed?
+///   concur hook uninstall --agent claude             # put the file back as it was
 #[derive(Debug, clap::Args)]
 #[command(verbatim_doc_comment)]
 pub struct Args {
@@ -28,40 +30,103 @@ pub struct Args {
 
 #[derive(Debug, clap::Subcommand)]
 enum Action {
-    /// Claude Code hook (PreToolUse, SessionStart, SessionEnd)
+    /// Claude Code hook (PreToolUse Write/Edit/MultiEdit/NotebookEdit/Bash, SessionStart,
+    /// SessionEnd)
     Claude,
-    /// Codex CLI hook (PreToolUse incl. apply_patch, SessionStart)
+    /// Codex CLI hook (PreToolUse Edit/Write/apply_patch/Bash, SessionStart)
     Codex,
-    /// Gemini CLI hook (BeforeTool write_file/replace, SessionStart, SessionEnd)
+    /// Gemini CLI hook (BeforeTool write_file/replace/edit/run_shell_command, SessionStart,
+    /// SessionEnd)
     Gemini,
-    /// Cursor hook (preToolUse Write/StrReplace/Edit, conversation_id)
+    /// Cursor hook (preToolUse, beforeShellExecution, sessionStart; conversation_id)
     Cursor,
     /// Git pre-commit hook: refuse a commit staging files another live session reserved
     ///
     /// Installed by `concur hook install --git`; exit 1 names the blocked files and holders.
     GitPreCommit,
-    /// Merge concur's hook entries into an agent's settings file (idempotent, locked, atomic,
-    /// backup kept as FILE.bak)
+    /// Merge concur's hook entries into an agent's settings (idempotent, locked, atomic,
+    /// backup kept as FILE.bak; FILE.concur-install remembers what was there for uninstall)
     ///
-    /// Example: concur hook install --agent claude --settings ~/.claude/settings.json
+    /// Installs the file tools and the shell tool of the agent, and its session events. The
+    /// command is a fail-closed wrapper around this concur's absolute path: if the binary is
+    /// gone, the tool call is refused (exit 2), not let through. For codex, also trusts the
+    /// hooks, turns them on and makes the concur home writable from the sandbox (config.toml).
+    ///
+    /// Examples:
+    ///   concur hook install --agent claude            # ~/.claude/settings.json
+    ///   concur hook install --agent codex --project   # ./.codex/hooks.json + ~/.codex/config.toml
+    #[command(verbatim_doc_comment)]
     Install {
         /// The agent: claude, codex, gemini or cursor
-        #[arg(long, value_parser = ["claude", "codex", "gemini", "cursor"], required_unless_present = "git")]
+        #[arg(long, value_parser = AGENTS, required_unless_present = "git")]
         agent: Option<String>,
-        /// The settings file to merge into (created if missing)
-        #[arg(long, value_name = "PATH", required_unless_present = "git")]
-        settings: Option<PathBuf>,
+        #[command(flatten)]
+        target: Target,
         /// Install the git pre-commit hook of this repository instead (edit reservations;
         /// an existing pre-commit hook is kept and runs first)
-        #[arg(long, conflicts_with_all = ["agent", "settings", "dry_run", "command"])]
+        #[arg(long, conflicts_with_all = ["agent", "settings", "project", "dry_run", "command", "binary"])]
         git: bool,
         /// Print the diff and change nothing
         #[arg(long)]
         dry_run: bool,
-        /// The hook command to install (default: "concur hook AGENT")
-        #[arg(long, value_name = "CMD")]
+        /// Install this command line verbatim instead of the fail-closed wrapper
+        #[arg(long, value_name = "CMD", conflicts_with = "binary")]
         command: Option<String>,
+        /// The concur binary the wrapper runs (default: this one)
+        #[arg(long, value_name = "PATH")]
+        binary: Option<PathBuf>,
     },
+    /// Remove concur's hooks: the file is put back byte for byte when nothing else changed it
+    /// since the install, else only concur's entries are taken out
+    ///
+    /// Example: concur hook uninstall --agent claude
+    Uninstall {
+        /// The agent: claude, codex, gemini or cursor
+        #[arg(long, value_parser = AGENTS)]
+        agent: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Check that the installed hooks would run: settings parse, binary executable, the agent
+    /// pid a hook launched like the agent launches it records, a missing binary fails closed
+    ///
+    /// Exit 0 when every check passes, 3 otherwise.
+    ///
+    /// Example: concur hook doctor --agent claude --json
+    Doctor {
+        /// The agent (default: every agent whose settings exist)
+        #[arg(long, value_parser = AGENTS)]
+        agent: Option<String>,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Write a Claude Code plugin (DIR/.claude-plugin/plugin.json + DIR/hooks/hooks.json)
+    /// running concur's hooks: an alternative to merging settings
+    ///
+    /// Example: concur hook plugin ~/concur-plugin && claude --plugin-dir ~/concur-plugin
+    Plugin {
+        /// The plugin directory (created)
+        dir: PathBuf,
+        /// The concur binary the hooks run (default: this one)
+        #[arg(long, value_name = "PATH")]
+        binary: Option<PathBuf>,
+    },
+}
+
+const AGENTS: [&str; 4] = ["claude", "codex", "gemini", "cursor"];
+
+/// Which settings file: the agent's user-level one by default.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Target {
+    /// The settings file (default: the agent's user-level one, e.g. ~/.claude/settings.json)
+    #[arg(long, value_name = "PATH", conflicts_with = "project")]
+    pub settings: Option<PathBuf>,
+    /// Use the checkout's own settings (.claude/settings.json, .codex/hooks.json,
+    /// .gemini/settings.json, .cursor/hooks.json) in DIR, default: the git root above the
+    /// current directory
+    #[arg(long, value_name = "DIR", num_args = 0..=1)]
+    #[allow(clippy::option_option)] // absent / `--project` / `--project DIR`
+    pub project: Option<Option<PathBuf>>,
 }
 
 impl Args {
@@ -100,16 +165,29 @@ pub fn run(args: Args, ctx: &Ctx) -> Result<Exit, CliError> {
         Action::Install { git: true, .. } => return super::git_hook::install(ctx),
         Action::Install {
             agent: Some(agent),
-            settings: Some(settings),
+            target,
             dry_run,
             command,
+            binary,
             ..
-        } => return install(ctx, &agent, &settings, dry_run, command),
-        Action::Install { .. } => {
-            return Err(CliError::usage(
-                "hook install needs --agent and --settings, or --git",
-            ));
+        } => {
+            let how = super::hook_setup::How {
+                command,
+                binary,
+                dry_run,
+            };
+            return super::hook_setup::install(ctx, agent_of(&agent), &target, how);
         }
+        Action::Install { .. } => {
+            return Err(CliError::usage("hook install needs --agent, or --git"));
+        }
+        Action::Uninstall { agent, target } => {
+            return super::hook_setup::uninstall(ctx, agent_of(&agent), &target);
+        }
+        Action::Doctor { agent, target } => {
+            return super::hook_setup::doctor(ctx, agent.as_deref().map(agent_of), &target);
+        }
+        Action::Plugin { dir, binary } => return super::hook_setup::plugin(ctx, &dir, binary),
     };
     let answer = respond(agent, ctx);
     if let Some(s) = &answer.stdout {
@@ -164,6 +242,7 @@ fn respond(agent: Agent, ctx: &Ctx) -> Answer {
             }
             Answer::allow()
         }
+        Event::Foreign => Answer::allow(),
         _ => super::reserve_hook::other(agent, ctx, &input),
     }
 }
@@ -286,35 +365,4 @@ fn export_session(id: &concur::SessionId) {
     if let Err(e) = opts.append(&PathBuf::from(file), line.as_bytes()) {
         eprintln!("concur: hook: {e}");
     }
-}
-
-fn install(
-    ctx: &Ctx,
-    agent: &str,
-    settings: &std::path::Path,
-    dry_run: bool,
-    command: Option<String>,
-) -> Result<Exit, CliError> {
-    let command = command.unwrap_or_else(|| format!("concur hook {agent}"));
-    let done = hook::install::install(settings, agent_of(agent), &command, dry_run)?;
-    if ctx.json {
-        ctx.print_json(&serde_json::json!({
-            "settings": done.settings, "changed": done.changed, "backup": done.backup,
-            "dry_run": dry_run, "diff": done.diff,
-        }));
-    } else if dry_run {
-        if done.changed {
-            print!("{}", done.diff);
-        } else {
-            print_line("already installed: nothing to change");
-        }
-    } else if done.changed {
-        print_line(&format!(
-            "installed {command} hooks in {}",
-            settings.display()
-        ));
-    } else {
-        print_line("already installed: nothing to change");
-    }
-    Ok(Exit::Ok)
 }

@@ -13,6 +13,7 @@ pub mod flock;
 pub mod git_hook;
 pub mod home;
 pub mod hook;
+pub mod hook_setup;
 pub mod isolate;
 pub mod json;
 pub mod lease;
