@@ -11,12 +11,9 @@ use serde_json::{Value, json};
 
 use super::{Agent, Lab, cli, put_file, scenario};
 
-/// `bypass_trust`: run with `--dangerously-bypass-hook-trust`. Codex skips hooks it has no
-/// persisted trust for, silently, in `codex exec`; the scenarios that measure what the hooks do
-/// inside Codex set it, the fail-closed test (hooks exactly as installed) does not.
-pub struct Codex {
-    bypass_trust: bool,
-}
+/// Hooks run as `concur hook install` left them: no `--dangerously-bypass-hook-trust` (Codex
+/// silently skips hooks without persisted trust in `codex exec`; the installer records it).
+pub struct Codex;
 
 impl Codex {
     fn dir(lab: &Lab) -> PathBuf {
@@ -68,7 +65,7 @@ impl Agent for Codex {
         let config = format!(
             "model = \"scripted\"\nmodel_provider = \"scripted\"\nmodel_catalog_json = \"{cat}\"\n\n\
              [model_providers.scripted]\nname = \"scripted\"\nbase_url = \"http://127.0.0.1:9/unset\"\n\
-             wire_api = \"responses\"\n\n[features]\nplugins = false\ncodex_hooks = true\n\n\
+             wire_api = \"responses\"\n\n[features]\nplugins = false\nhooks = true\n\n\
              [projects.\"{repo}\"]\ntrust_level = \"trusted\"\n",
             cat = cat.display(),
             repo = lab.repo.display(),
@@ -87,10 +84,6 @@ impl Agent for Codex {
             "--dangerously-bypass-approvals-and-sandbox",
             "--skip-git-repo-check",
         ])
-        .args(
-            self.bypass_trust
-                .then_some("--dangerously-bypass-hook-trust"),
-        )
         .arg("-c")
         .arg(format!("model_providers.scripted.base_url=\"{url}/v1\""))
         .arg("follow the script")
@@ -125,7 +118,7 @@ impl Agent for Codex {
 
 #[test]
 fn codex_two_sessions() {
-    let codex = Codex { bypass_trust: true };
+    let codex = Codex;
     let Some(bin) = cli(&codex) else { return };
     let lab = Lab::new(&codex, bin);
     scenario::two_sessions(&codex, &lab);
@@ -133,9 +126,7 @@ fn codex_two_sessions() {
 
 #[test]
 fn codex_fails_closed() {
-    let codex = Codex {
-        bypass_trust: false,
-    };
+    let codex = Codex;
     let Some(bin) = cli(&codex) else { return };
     scenario::fails_closed(&codex, &bin);
 }

@@ -109,6 +109,12 @@ impl Lab {
             std::fs::create_dir_all(d).unwrap();
         }
         std::os::unix::fs::symlink(crate::util::bin(), lab.bin_dir.join("concur")).unwrap();
+        // the user's login profile puts concur on the PATH, as `cargo install`'s ~/.cargo/env
+        // line does (agents whose shell tool runs a login shell reset PATH from /etc/profile)
+        put_file(
+            &lab.agent_home.join(".profile"),
+            &format!("PATH=\"{}:$PATH\"\n", lab.bin_dir.display()),
+        );
         let git = Command::new("git")
             .args(["init", "-q"])
             .current_dir(&lab.repo)

@@ -524,7 +524,8 @@ pub fn fails_closed(agent: &dyn Agent, cli: &std::path::Path) {
         let r = results(&model.turns(&format!("c{i}")), 0);
         ck.check(
             &format!("fail closed: {}", BREAKAGES[i]),
-            !allowed(r.first()) && lab.bytes("guarded.txt").is_none(),
+            r.first().is_some_and(|r| output(r).contains("concur"))
+                && lab.bytes("guarded.txt").is_none(),
             format!("{} / agent: {}", brief(r.first()), show(&out)),
         );
     }
