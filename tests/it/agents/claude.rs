@@ -7,7 +7,7 @@ use std::process::Command;
 
 use serde_json::{Value, json};
 
-use super::{Agent, Lab, cli, scenario};
+use super::{Agent, Lab};
 
 pub struct Claude;
 
@@ -59,15 +59,4 @@ impl Agent for Claude {
     }
 }
 
-#[test]
-fn claude_two_sessions() {
-    let Some(bin) = cli(&Claude) else { return };
-    let lab = Lab::new(&Claude, bin);
-    scenario::two_sessions(&Claude, &lab);
-}
-
-#[test]
-fn claude_fails_closed() {
-    let Some(bin) = cli(&Claude) else { return };
-    scenario::fails_closed(&Claude, &bin);
-}
+super::agent_tests!(Claude, claude_two_sessions, claude_fails_closed);

@@ -9,7 +9,7 @@ use std::process::Command;
 
 use serde_json::{Value, json};
 
-use super::{Agent, Lab, cli, put_file, scenario};
+use super::{Agent, Lab, put_file};
 
 /// Hooks run as `concur hook install` left them: no `--dangerously-bypass-hook-trust` (Codex
 /// silently skips hooks without persisted trust in `codex exec`; the installer records it).
@@ -116,17 +116,4 @@ impl Agent for Codex {
     }
 }
 
-#[test]
-fn codex_two_sessions() {
-    let codex = Codex;
-    let Some(bin) = cli(&codex) else { return };
-    let lab = Lab::new(&codex, bin);
-    scenario::two_sessions(&codex, &lab);
-}
-
-#[test]
-fn codex_fails_closed() {
-    let codex = Codex;
-    let Some(bin) = cli(&codex) else { return };
-    scenario::fails_closed(&codex, &bin);
-}
+super::agent_tests!(Codex, codex_two_sessions, codex_fails_closed);

@@ -6,7 +6,7 @@ use std::process::Command;
 
 use serde_json::{Value, json};
 
-use super::{Agent, Lab, cli, put_file, scenario};
+use super::{Agent, Lab, put_file};
 
 pub struct Gemini;
 
@@ -60,15 +60,4 @@ impl Agent for Gemini {
     }
 }
 
-#[test]
-fn gemini_two_sessions() {
-    let Some(bin) = cli(&Gemini) else { return };
-    let lab = Lab::new(&Gemini, bin);
-    scenario::two_sessions(&Gemini, &lab);
-}
-
-#[test]
-fn gemini_fails_closed() {
-    let Some(bin) = cli(&Gemini) else { return };
-    scenario::fails_closed(&Gemini, &bin);
-}
+super::agent_tests!(Gemini, gemini_two_sessions, gemini_fails_closed);

@@ -6,6 +6,28 @@
 //! for a tool call the scripted model asked for. What is checked is what the agent sent back to
 //! the model (tool results, denials) and the bytes of the files afterwards.
 
+/// The tests of one agent: the two-session scenario and the fail-closed one, each skipped (or,
+/// in CI, failed) when the agent's CLI is not installed.
+macro_rules! agent_tests {
+    ($agent:expr, $two:ident, $closed:ident) => {
+        #[test]
+        fn $two() {
+            if let Some(bin) = super::cli(&$agent) {
+                let lab = super::Lab::new(&$agent, bin);
+                super::scenario::two_sessions(&$agent, &lab);
+            }
+        }
+
+        #[test]
+        fn $closed() {
+            if let Some(bin) = super::cli(&$agent) {
+                super::scenario::fails_closed(&$agent, &bin);
+            }
+        }
+    };
+}
+use agent_tests;
+
 mod claude;
 mod codex;
 mod gemini;

@@ -412,35 +412,37 @@ impl Two<'_> {
         );
     }
 
+    /// Lets B's turn held at `go` run, waits until B is held at `next`, and returns what B sent
+    /// back for the `go` turn.
+    fn b_step(&self, go: &str, next: &str) -> Vec<Value> {
+        self.model.release("B", go);
+        self.model.wait("B", next);
+        results(&self.model.turns("B"), self.sb.at(go))
+    }
+
     /// A ends normally: its reservations go with it.
     fn after_a_ends(&mut self, a: Run) {
-        // A ends normally: its reservations go with it.
         self.model.release("A", "live");
         let out = a.finish();
         self.ck
             .check("A: exits normally", out.status.success(), show(&out));
-        self.model.release("B", "a-ended");
-        self.model.wait("B", "a2-live");
-        let r5 = results(&self.model.turns("B"), self.sb.at("a-ended"));
+        let r = self.b_step("a-ended", "a2-live");
         self.ck.check(
             "B: may edit once A ended normally",
-            allowed(r5.first()) && self.lab.bytes("a.txt").as_deref() == Some("B2\n"),
-            brief(r5.first()),
+            allowed(r.first()) && self.is("a.txt", "B2\n"),
+            brief(r.first()),
         );
     }
 
     /// A2 reserves and is killed with SIGKILL: B may edit at once.
     fn after_a2_killed(&mut self, b: Run) {
-        // A2 reserves and is SIGKILLed: B may edit at once.
         let a2 = self.lab.start(self.agent, &self.model, "A2");
         self.model.wait("A2", "live");
-        self.model.release("B", "a2-live");
-        self.model.wait("B", "a2-killed");
-        let r6 = results(&self.model.turns("B"), self.sb.at("a2-live"));
+        let r = self.b_step("a2-live", "a2-killed");
         self.ck.check(
             "B: refused while A2 (reserved from its shell tool) lives",
-            denied_reserve(r6.first()) && self.lab.bytes("e.txt").as_deref() == Some("E0\n"),
-            brief(r6.first()),
+            denied_reserve(r.first()) && self.is("e.txt", "E0\n"),
+            brief(r.first()),
         );
         a2.kill9();
         self.model.release("B", "a2-killed");
