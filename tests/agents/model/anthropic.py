@@ -13,11 +13,16 @@ def handles(method, path):
 
 
 def tool_results(body):
+    """The tool results in the messages after the last assistant message (Claude Code may add a
+    message of its own after the one carrying them: a `system` nudge after a long turn)."""
     msgs = body.get("messages") or []
-    last = msgs[-1] if msgs else {}
-    content = last.get("content") if last.get("role") == "user" else None
+    tail = []
+    for m in reversed(msgs):
+        if m.get("role") == "assistant":
+            break
+        tail.insert(0, m)
     out = []
-    for block in content if isinstance(content, list) else []:
+    for block in [b for m in tail if isinstance(m.get("content"), list) for b in m["content"]]:
         if block.get("type") == "tool_result":
             out.append({
                 "id": block.get("tool_use_id"),
@@ -38,6 +43,8 @@ def answer(h, session, method, path, query, body):
     if path.startswith("/v1/messages/count_tokens"):
         return h.send_json({"input_tokens": 10})
     record = {"results": tool_results(body)}
+    if not record["results"] and body.get("messages"):
+        record["last"] = json.dumps(body["messages"][-2:])[:3000]  # what came instead
     if body.get("tools"):
         if len([r for r in h.state.log(session) if not r.get("side")]) == 0:
             record["text"] = text_of([body.get("system"), body.get("messages")])
