@@ -337,15 +337,24 @@ const WRAPPERS: [&str; 18] = [
 /// as `env` or `timeout`, or npm's `npm exec`/`npx` (a `node` running `npm-cli.js`/`npx-cli.js`,
 /// or renamed `npm exec ...`). A `node` running anything else (Gemini CLI is one) is not.
 fn is_wrapper(pid: u32, comm: &str) -> bool {
+    wraps(comm, || {
+        sys::proc::cmdline(pid, 2)
+            .unwrap_or_default()
+            .into_iter()
+            .nth(1)
+    })
+}
+
+/// [`is_wrapper`] on the facts: the command name, and (read only for a `node`) its script.
+fn wraps(comm: &str, script: impl FnOnce() -> Option<String>) -> bool {
     if WRAPPERS.contains(&comm) || comm.starts_with("npm exec") || comm == "npm" {
         return true;
     }
     if comm != "node" {
         return false;
     }
-    let args = sys::proc::cmdline(pid, 2).unwrap_or_default();
-    args.get(1).is_some_and(|script| {
-        let name = Path::new(script)
+    script().is_some_and(|script| {
+        let name = Path::new(&script)
             .file_name()
             .and_then(|n| n.to_str())
             .unwrap_or("");
@@ -497,6 +506,34 @@ pub(crate) fn write_atomic(dir: &Path, path: &Path, bytes: &[u8]) -> Result<()> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shells_launchers_and_npm_shims_are_wrappers_but_agents_are_not() {
+        for comm in [
+            "sh",
+            "dash",
+            "bash",
+            "env",
+            "timeout",
+            "npm exec concur",
+            "npx",
+        ] {
+            assert!(wraps(comm, || None), "{comm}");
+        }
+        let npm = || Some("/usr/lib/node_modules/npm/bin/npm-cli.js".to_owned());
+        assert!(wraps("node", npm));
+        let gemini = || Some("/usr/local/bin/gemini".to_owned());
+        assert!(!wraps("node", gemini), "Gemini CLI is a node process");
+        for comm in ["claude", "codex", "cursor-agent"] {
+            assert!(!wraps(comm, || unreachable!()), "{comm}");
+        }
+    }
+
+    #[test]
+    fn the_walk_fails_closed_at_init() {
+        let e = agent_process(1).unwrap_err().to_string();
+        assert!(e.contains("init"), "{e}");
+    }
 
     #[test]
     fn a_wrong_start_time_or_boot_is_dead() {

@@ -41,11 +41,12 @@ pub fn override_token(target: &Target) -> String {
     format!("override-{}", crate::hex::encode(&h[..16]))
 }
 
-/// The session id a payload names (`session_id`, Cursor's `conversation_id`), else `fallback`.
+/// The session id a payload names (`session_id`, Cursor's `conversation_id`), else what
+/// `fallback` finds (called only then: it may walk `/proc` and the registry).
 pub fn payload_session(
     agent: Agent,
     payload: &Value,
-    fallback: Option<SessionId>,
+    fallback: impl FnOnce() -> Option<SessionId>,
 ) -> Option<SessionId> {
     let id = match agent {
         Agent::Cursor => payload["conversation_id"]
@@ -53,7 +54,7 @@ pub fn payload_session(
             .or(payload["session_id"].as_str()),
         _ => payload["session_id"].as_str(),
     };
-    id.and_then(|s| SessionId::new(s).ok()).or(fallback)
+    id.and_then(|s| SessionId::new(s).ok()).or_else(fallback)
 }
 
 /// The shell command of a pre-tool payload for a shell tool, if it is one.

@@ -419,3 +419,43 @@ fn the_plugin_runs_the_same_hooks_from_its_root_and_fails_closed() {
                      "tool_input": {"file_path": "/tmp/x"}, "cwd": "/tmp"});
     assert_code(&run_hook_env("sh", c, &pre, &e.t.home, &root), 2);
 }
+
+#[test]
+fn project_settings_go_to_the_git_root_and_dry_run_writes_nothing() {
+    let e = Env::new();
+    let repo = e.t.path("repo");
+    std::fs::create_dir_all(repo.join(".git")).unwrap();
+    std::fs::create_dir_all(repo.join("src/deep")).unwrap();
+    let o = e
+        .cmd(&[
+            "hook",
+            "install",
+            "--agent",
+            "codex",
+            "--project",
+            "--dry-run",
+        ])
+        .current_dir(repo.join("src/deep"))
+        .output()
+        .unwrap();
+    assert_code(&o, 0);
+    let out = stdout(&o);
+    assert!(
+        out.contains(&format!("--- {}", repo.join(".codex/hooks.json").display())),
+        "{out}"
+    );
+    assert!(
+        out.contains("trusted_hash") && out.contains("writable_roots"),
+        "{out}"
+    );
+    assert!(!repo.join(".codex").exists() && !e.home.join(".codex").exists());
+    let o = e
+        .cmd(&["hook", "install", "--agent", "cursor", "--project"])
+        .current_dir(repo.join("src/deep"))
+        .output()
+        .unwrap();
+    assert_code(&o, 0);
+    let v = read_json(&repo.join(".cursor/hooks.json"));
+    assert_eq!(v["version"], 1);
+    assert!(!e.settings("cursor").exists(), "user level untouched");
+}

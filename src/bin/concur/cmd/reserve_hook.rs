@@ -45,7 +45,7 @@ pub fn write(
         Ok(v) => v,
         Err(e) => return refuse(e.to_string()),
     };
-    let session = payload_session(agent, &payload, ctx.session().ok().flatten());
+    let session = payload_session(agent, &payload, || ctx.session().ok().flatten());
     let edit = Edit {
         agent,
         session: session.as_ref(),
@@ -85,7 +85,7 @@ pub fn other(agent: Agent, ctx: &Ctx, input: &[u8]) -> Answer {
         || std::env::current_dir().unwrap_or_else(|_| "/".into()),
         PathBuf::from,
     );
-    let session = payload_session(agent, &payload, ctx.session().ok().flatten());
+    let session = payload_session(agent, &payload, || ctx.session().ok().flatten());
     let edit = Edit {
         agent,
         session: session.as_ref(),
