@@ -45,7 +45,7 @@ turns = lambda tag: [{"calls": [{"name": "Write", "input": {
 print(json.dumps({"%s%d" % (k, r): turns("%s%d" % (k, r))
                   for r in range(rounds) for k in ("plain", "nullhook", "hooked")}))
 PY
-coproc SRV { python3 "$server" "$work/script.json" 1800; }
+coproc SRV { PYTHONDONTWRITEBYTECODE=1 python3 "$server" "$work/script.json" 1800; }
 read -r port <&"${SRV[0]}"
 
 run() { # session, HOME

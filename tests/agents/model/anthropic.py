@@ -46,9 +46,8 @@ def answer(h, session, method, path, query, body):
     if not record["results"] and body.get("messages"):
         record["last"] = json.dumps(body["messages"][-2:])[:3000]  # what came instead
     if body.get("tools"):
-        if len([r for r in h.state.log(session) if not r.get("side")]) == 0:
-            record["text"] = text_of([body.get("system"), body.get("messages")])
-        turn = h.state.next_turn(session, record)
+        turn = h.state.next_turn(
+            session, record, lambda: text_of([body.get("system"), body.get("messages")]))
     else:
         h.state.side_request(session, record)
         turn = {"text": "ok"}

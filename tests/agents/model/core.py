@@ -35,11 +35,15 @@ class State:
         with self.cond:
             return self.sessions.setdefault(name, {"turns": [], "next": 0, "log": [], "side": 0})
 
-    def next_turn(self, name, record):
-        """Records what the agent sent and returns the turn to answer with (after its hold)."""
+    def next_turn(self, name, record, context):
+        """Records what the agent sent and returns the turn to answer with (after its hold).
+        The session's first turn also keeps `context()`, all the request's text (where the
+        agent puts what its SessionStart hooks said)."""
         s = self.session(name)
         record["t"] = time.monotonic()
         with self.cond:
+            if s["next"] == 0:
+                record["text"] = context()
             s["log"].append(record)
             if s["next"] < len(s["turns"]):
                 turn = s["turns"][s["next"]]

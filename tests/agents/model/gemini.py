@@ -40,9 +40,9 @@ def answer(h, session, method, path, query, body):
     tools = any(t.get("functionDeclarations") for t in body.get("tools") or [])
     record = {"results": tool_results(body)}
     if tools and path.endswith(":streamGenerateContent"):
-        if not [r for r in h.state.log(session) if not r.get("side")]:
-            record["text"] = text_of([body.get("systemInstruction"), body.get("contents")])
-        turn = h.state.next_turn(session, record)
+        turn = h.state.next_turn(
+            session, record,
+            lambda: text_of([body.get("systemInstruction"), body.get("contents")]))
         return h.send_sse([(None, candidate(parts_of(turn)))])
     # side calls (routing, next-speaker checks) want JSON text: one object answers them all
     h.state.side_request(session, record)

@@ -59,9 +59,8 @@ def answer(h, session, method, path, query, body):
         return h.send_json({"object": "list", "data": [], "models": []})
     record = {"results": tool_results(session, body)}
     if body.get("tools"):
-        if not [r for r in h.state.log(session) if not r.get("side")]:
-            record["text"] = text_of([body.get("instructions"), body.get("input")])
-        turn = h.state.next_turn(session, record)
+        turn = h.state.next_turn(
+            session, record, lambda: text_of([body.get("instructions"), body.get("input")]))
     else:
         h.state.side_request(session, record)
         turn = {"text": "ok"}

@@ -31,6 +31,7 @@ impl Model {
             .arg(server_dir())
             .arg(&file)
             .arg(LIFETIME_SECS)
+            .env("PYTHONDONTWRITEBYTECODE", "1") // nothing written into the source tree
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
