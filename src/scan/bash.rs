@@ -52,8 +52,9 @@ pub struct Write {
 /// The paths a shell command line writes: redirect targets (`>`, `>>`, `&>`), `tee` files,
 /// `sed -i` files, `mv`/`cp` destinations, `touch`/`mkdir` arguments, the operands of removals
 /// (`rm`, `rmdir`, `unlink`, also behind `sudo`/`command`/`env VAR=x`; every word after `--` is
-/// an operand; reported as [`Pattern::CheckThenAct`], the pattern the scanner judges removals
-/// by), and the same inside `bash -c`/`flock -c` strings. Device targets (`/dev/null`, `>&2`)
+/// an operand), `mv` sources and `truncate` files (these three reported as
+/// [`Pattern::CheckThenAct`], the pattern the scanner judges removals by), and the same inside
+/// `bash -c`/`flock -c` strings. Device targets (`/dev/null`, `>&2`)
 /// are not writes.
 ///
 /// Returns `None` when the command does not parse cleanly: the caller decides (the edit
@@ -819,6 +820,14 @@ impl Walker<'_, '_, '_> {
                 }
             }
             "mv" | "cp" if plain.len() >= 2 => {
+                if name == "mv" {
+                    // the sources are gone afterwards: for `written_paths`, they are written
+                    let sources: Vec<String> = plain[..plain.len() - 1]
+                        .iter()
+                        .map(|&i| texts[i].clone())
+                        .collect();
+                    self.removals(&sources);
+                }
                 let (src, dst) = (args[plain[0]], args[plain[plain.len() - 1]]);
                 let st = self.tpl(src);
                 if name == "cp" {
@@ -833,6 +842,22 @@ impl Walker<'_, '_, '_> {
                     ..Default::default()
                 };
                 self.write_with(n, dst, Pattern::AtomicRename, &facts, "mv");
+            }
+            "truncate" => {
+                // operands only: the values of -s/-r (or --size/--reference) are not files
+                let mut files = Vec::new();
+                let mut value_next = false;
+                for t in &texts {
+                    if std::mem::take(&mut value_next) {
+                        continue;
+                    }
+                    match t.as_str() {
+                        "-s" | "-r" | "--size" | "--reference" => value_next = true,
+                        t if t.starts_with('-') => {}
+                        _ => files.push(t.clone()),
+                    }
+                }
+                self.removals(&files);
             }
             // `touch` creates or updates the time, never truncates: not a write the scanner
             // judges (but a path the command writes, for `written_paths`).
@@ -1326,7 +1351,13 @@ mod tests {
             paths("sed -i s/a/b/ f"),
             vec![("f".into(), Pattern::ReadModifyWrite)]
         );
-        assert_eq!(paths("mv tmp f"), vec![("f".into(), Pattern::AtomicRename)]);
+        assert_eq!(
+            paths("mv tmp f"),
+            vec![
+                ("f".into(), Pattern::AtomicRename),
+                ("tmp".into(), Pattern::CheckThenAct)
+            ]
+        );
         assert!(paths("ls f").is_empty());
         assert!(paths("grep x f").is_empty());
         assert!(paths("echo x >&2; cat f 2>/dev/null").is_empty());
@@ -1384,6 +1415,26 @@ mod tests {
                 ("g".into(), Pattern::CheckThenAct)
             ]
         );
+    }
+
+    #[test]
+    fn mv_sources_and_truncate_files_are_written() {
+        let gone = |p: &str| (p.to_string(), Pattern::CheckThenAct);
+        assert_eq!(
+            paths("mv a b"),
+            vec![("b".into(), Pattern::AtomicRename), gone("a")]
+        );
+        assert_eq!(
+            paths("mv -f a b d/"),
+            vec![("d/".into(), Pattern::AtomicRename), gone("a"), gone("b")]
+        );
+        assert_eq!(paths("truncate -s 0 f"), vec![gone("f")]);
+        assert_eq!(
+            paths("truncate --size=0 -c f g"),
+            vec![gone("f"), gone("g")]
+        );
+        assert_eq!(paths("truncate -r ref f"), vec![gone("f")]);
+        assert_eq!(paths("cp a b"), vec![("b".into(), Pattern::Overwrite)]);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 mod util;
 
+mod agents;
 mod append;
 mod broker;
 mod chaos;
