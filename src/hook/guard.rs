@@ -145,42 +145,116 @@ fn resolve_literal_prefix(pattern: &str) -> Option<String> {
     ))
 }
 
-/// Glob matching on bytes: `*`, `?` (not across `/`), `**` (across), `[...]` classes.
-pub fn glob_match(p: &[u8], s: &[u8]) -> bool {
-    match p.first() {
-        None => s.is_empty(),
-        Some(b'*') if p.get(1) == Some(&b'*') => {
-            let rest = &p[2..];
-            // `a/**/b` also matches `a/b`: the `**/` may stand for no directory at all.
-            if let Some(after) = rest.strip_prefix(b"/")
-                && glob_match(after, s)
-            {
-                return true;
-            }
-            (0..=s.len()).any(|i| glob_match(rest, &s[i..]))
-        }
-        Some(b'*') => {
-            let rest = &p[1..];
-            for i in 0..=s.len() {
-                if glob_match(rest, &s[i..]) {
-                    return true;
+/// One position of a compiled guard pattern.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum G {
+    Lit(u8),
+    /// `?`: one byte, not `/`.
+    One,
+    /// `[...]`: the class body is `p[from..to]`.
+    Class(usize, usize),
+    /// `*`: any run of bytes without `/`.
+    Star,
+    /// `**`: any run of bytes.
+    DStar,
+    /// Before a `**/`: reads nothing, leads into the `**` or past the `/` (`a/**/b` matches
+    /// `a/b`). A state of its own, so the skip is open only while the `**` has read nothing.
+    Skip,
+}
+
+fn compile(p: &[u8]) -> Vec<G> {
+    let mut out = Vec::with_capacity(p.len());
+    let mut i = 0;
+    while i < p.len() {
+        match p[i] {
+            b'*' if p.get(i + 1) == Some(&b'*') => {
+                if p.get(i + 2) == Some(&b'/') {
+                    out.push(G::Skip);
                 }
-                if s.get(i) == Some(&b'/') {
-                    break;
+                out.push(G::DStar);
+                i += 2;
+            }
+            b'*' => {
+                out.push(G::Star);
+                i += 1;
+            }
+            b'?' => {
+                out.push(G::One);
+                i += 1;
+            }
+            b'[' => {
+                if let Some(end) = class_end(&p[i..]) {
+                    out.push(G::Class(i + 1, i + end));
+                    i += end + 1;
+                } else {
+                    out.push(G::Lit(b'['));
+                    i += 1;
                 }
             }
-            false
-        }
-        Some(b'?') => s.first().is_some_and(|&c| c != b'/') && glob_match(&p[1..], &s[1..]),
-        Some(b'[') => match (class_end(p), s.first()) {
-            (Some(end), Some(&c)) if c != b'/' => {
-                class_matches(&p[1..end], c) && glob_match(&p[end + 1..], &s[1..])
+            c => {
+                out.push(G::Lit(c));
+                i += 1;
             }
-            (Some(_), _) => false,
-            (None, _) => s.first() == Some(&b'[') && glob_match(&p[1..], &s[1..]),
-        },
-        Some(&c) => s.first() == Some(&c) && glob_match(&p[1..], &s[1..]),
+        }
     }
+    out
+}
+
+/// Adds what the positions in `set` reach without reading a byte: past a `*` or `**` (they
+/// match the empty string), and from a [`G::Skip`] past its `**/`. Forward edges only, so one
+/// ascending pass is the closure.
+fn close(g: &[G], set: &mut [bool]) {
+    for k in 0..g.len() {
+        if !set[k] {
+            continue;
+        }
+        match g[k] {
+            G::Star | G::DStar => set[k + 1] = true,
+            G::Skip => {
+                set[k + 1] = true;
+                set[k + 3] = true;
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Glob matching on bytes: `*`, `?` (not across `/`), `**` (across), `[...]` classes.
+///
+/// The pattern is run as a set of positions over the input, one byte at a time: time is the
+/// product of the two lengths and memory linear in the pattern, for any pattern (no
+/// backtracking, so `***************x` against a long name costs what `*x` does, times 15).
+pub fn glob_match(p: &[u8], s: &[u8]) -> bool {
+    let g = compile(p);
+    let mut set = vec![false; g.len() + 1];
+    let mut next = vec![false; g.len() + 1];
+    set[0] = true;
+    close(&g, &mut set);
+    for &c in s {
+        next.fill(false);
+        let mut any = false;
+        for (k, tok) in g.iter().enumerate() {
+            if !set[k] {
+                continue;
+            }
+            let to = match *tok {
+                G::Lit(d) if c == d => k + 1,
+                G::One if c != b'/' => k + 1,
+                G::Class(from, to) if c != b'/' && class_matches(&p[from..to], c) => k + 1,
+                G::Star if c != b'/' => k,
+                G::DStar => k,
+                G::Skip | G::Lit(_) | G::One | G::Class(..) | G::Star => continue,
+            };
+            next[to] = true;
+            any = true;
+        }
+        if !any {
+            return false;
+        }
+        close(&g, &mut next);
+        std::mem::swap(&mut set, &mut next);
+    }
+    set[g.len()]
 }
 
 fn class_end(p: &[u8]) -> Option<usize> {
@@ -215,6 +289,89 @@ fn class_matches(class: &[u8], c: u8) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The former backtracking matcher, kept as the reference the linear one must agree with.
+    fn reference(p: &[u8], s: &[u8]) -> bool {
+        match p.first() {
+            None => s.is_empty(),
+            Some(b'*') if p.get(1) == Some(&b'*') => {
+                let rest = &p[2..];
+                if let Some(after) = rest.strip_prefix(b"/")
+                    && reference(after, s)
+                {
+                    return true;
+                }
+                (0..=s.len()).any(|i| reference(rest, &s[i..]))
+            }
+            Some(b'*') => {
+                let rest = &p[1..];
+                for i in 0..=s.len() {
+                    if reference(rest, &s[i..]) {
+                        return true;
+                    }
+                    if s.get(i) == Some(&b'/') {
+                        break;
+                    }
+                }
+                false
+            }
+            Some(b'?') => s.first().is_some_and(|&c| c != b'/') && reference(&p[1..], &s[1..]),
+            Some(b'[') => match (class_end(p), s.first()) {
+                (Some(end), Some(&c)) if c != b'/' => {
+                    class_matches(&p[1..end], c) && reference(&p[end + 1..], &s[1..])
+                }
+                (Some(_), _) => false,
+                (None, _) => s.first() == Some(&b'[') && reference(&p[1..], &s[1..]),
+            },
+            Some(&c) => s.first() == Some(&c) && reference(&p[1..], &s[1..]),
+        }
+    }
+
+    /// Every short pattern over a small alphabet against every short path: the same answers as
+    /// the backtracking matcher.
+    #[test]
+    fn the_linear_matcher_agrees_with_backtracking() {
+        let alphabet: &[u8] = b"a/*?[]!-";
+        let paths: &[&[u8]] = &[
+            b"", b"a", b"/", b"a/", b"/a", b"aa", b"a/a", b"[", b"]", b"!", b"-", b"a/b/a", b"//",
+            b"a-a", b"*", b"?",
+        ];
+        let mut pats: Vec<Vec<u8>> = vec![Vec::new()];
+        let mut frontier = pats.clone();
+        for _ in 0..4 {
+            let mut grown = Vec::new();
+            for p in &frontier {
+                for &c in alphabet {
+                    let mut q = p.clone();
+                    q.push(c);
+                    grown.push(q);
+                }
+            }
+            pats.extend(grown.iter().cloned());
+            frontier = grown;
+        }
+        for p in &pats {
+            for s in paths {
+                assert_eq!(
+                    glob_match(p, s),
+                    reference(p, s),
+                    "{:?} vs {:?}",
+                    String::from_utf8_lossy(p),
+                    String::from_utf8_lossy(s)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn many_stars_cost_no_backtracking() {
+        let name = format!("/d/{}", "a".repeat(5000));
+        assert!(!glob_match(b"/d/***************x", name.as_bytes()));
+        assert!(glob_match(b"/d/***************a", name.as_bytes()));
+        let deep = format!("/d/{}y", "a/".repeat(2000));
+        assert!(glob_match(b"/d/**/**/**/**/**/**/y", deep.as_bytes()));
+        assert!(!glob_match(b"/d/**/**/**/**/**/**/x", deep.as_bytes()));
+    }
 
     #[test]
     fn globs_match_like_a_shell_plus_double_star() {

@@ -6,7 +6,11 @@
 //!   dialect ([`crate::hook::Answer::deny`]), the reason naming the holder, its reason and expiry
 //!   and how to coordinate. With `[reserve] auto = true` a free path is claimed (exclusive) by
 //!   the editing session on its first edit and renewed on every further one; a path the session
-//!   holds is allowed.
+//!   holds is allowed. A tool's path is always one literal file (`a*b.rs` is the file of that
+//!   name, escaped, never a glob), and only a file inside the checkout of the session's
+//!   (absolute) cwd is auto-claimed: a directory (`.`, `/`, `../..`), a path outside the
+//!   repository, a relative cwd, or a session outside any repository claims nothing; the path
+//!   is still checked against the other sessions' reservations.
 //! - A shell tool (`Bash`, Gemini `run_shell_command`, Cursor `Shell`/`beforeShellExecution`):
 //!   the command is parsed with [`crate::scan::bash::written_paths`] (redirect targets, `tee`,
 //!   `sed -i`, `mv`/`cp` destinations, `rm`/`unlink` operands, ...) and each literal target is
@@ -150,11 +154,17 @@ fn check_paths(
         return Ok(None);
     }
     let r = Reservations::open(home)?;
+    let checkout = if auto { checkout_root(edit.cwd) } else { None };
     let mut claims = Vec::new();
     for p in paths {
-        let target = Target::resolve(&p.to_string_lossy(), edit.cwd)?;
+        // A tool's path names one file: `*` in it is part of the name.
+        let target = Target::resolve_literal(&p.to_string_lossy(), edit.cwd)?;
         match r.check(edit.session, &target)? {
-            Access::Free | Access::Own => claims.push(target),
+            Access::Free | Access::Own => {
+                if checkout.as_deref() == Some(target.root.as_str()) && !target.is_glob() {
+                    claims.push(target);
+                }
+            }
             Access::Denied(holders) => {
                 let name = override_token(&target);
                 match token::take(home, &name)? {
@@ -207,6 +217,16 @@ fn check_paths(
         }
     }
     Ok(None)
+}
+
+/// The repository root of an absolute `cwd`, the only place auto-claims are made: `None` for
+/// a relative cwd or one outside any repository (root `/`).
+fn checkout_root(cwd: &Path) -> Option<String> {
+    if !cwd.is_absolute() {
+        return None;
+    }
+    let here = Target::resolve_literal(&cwd.to_string_lossy(), Path::new("/")).ok()?;
+    (here.root != "/").then_some(here.root)
 }
 
 /// Lines for the `SessionStart` context: the other sessions' reservations in the repository

@@ -39,7 +39,7 @@ use std::time::Duration;
 use rusqlite::{Connection, params};
 use serde::Serialize;
 
-pub use path::Target;
+pub use path::{PATH_MAX, Target, check_len};
 
 use crate::error::{Error, Result};
 use crate::home::Home;

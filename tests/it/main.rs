@@ -22,6 +22,7 @@ mod etcd_util;
 mod fence;
 mod home;
 mod hook;
+mod hook_limits;
 mod hostile;
 mod isolate;
 mod json;
