@@ -163,29 +163,35 @@ enum G {
 }
 
 fn compile(p: &[u8]) -> Vec<G> {
-    let mut out = Vec::with_capacity(p.len());
+    // The first `]` at or after each position, so every class end is found in O(1).
+    let mut close_at = vec![usize::MAX; p.len() + 1];
+    for i in (0..p.len()).rev() {
+        close_at[i] = if p[i] == b']' { i } else { close_at[i + 1] };
+    }
+    let mut out: Vec<G> = Vec::with_capacity(p.len());
     let mut i = 0;
     while i < p.len() {
         match p[i] {
-            b'*' if p.get(i + 1) == Some(&b'*') => {
-                if p.get(i + 2) == Some(&b'/') {
+            b'*' => {
+                let run = p[i..].iter().take_while(|&&c| c == b'*').count();
+                // `**/` may stand for no directory at all; three or more stars are `**` (any
+                // run of bytes) with no such skip.
+                if run == 2 && p.get(i + 2) == Some(&b'/') {
                     out.push(G::Skip);
                 }
-                out.push(G::DStar);
-                i += 2;
-            }
-            b'*' => {
-                out.push(G::Star);
-                i += 1;
+                out.push(if run == 1 { G::Star } else { G::DStar });
+                i += run;
             }
             b'?' => {
                 out.push(G::One);
                 i += 1;
             }
             b'[' => {
-                if let Some(end) = class_end(&p[i..]) {
-                    out.push(G::Class(i + 1, i + end));
-                    i += end + 1;
+                // A `]` right after `[` or `[!` is a literal member.
+                let first = i + if p.get(i + 1) == Some(&b'!') { 3 } else { 2 };
+                if let Some(end) = close_at.get(first).copied().filter(|&e| e != usize::MAX) {
+                    out.push(G::Class(i + 1, end));
+                    i = end + 1;
                 } else {
                     out.push(G::Lit(b'['));
                     i += 1;
@@ -200,71 +206,73 @@ fn compile(p: &[u8]) -> Vec<G> {
     out
 }
 
-/// Adds what the positions in `set` reach without reading a byte: past a `*` or `**` (they
-/// match the empty string), and from a [`G::Skip`] past its `**/`. Forward edges only, so one
-/// ascending pass is the closure.
-fn close(g: &[G], set: &mut [bool]) {
-    for k in 0..g.len() {
-        if !set[k] {
-            continue;
-        }
-        match g[k] {
-            G::Star | G::DStar => set[k + 1] = true,
-            G::Skip => {
-                set[k + 1] = true;
-                set[k + 3] = true;
+/// The positions live after reading some bytes, each once (`seen[k] == stamp`), with what they
+/// reach without reading: past a `*` or `**` (they match the empty string), and from a
+/// [`G::Skip`] past its `**/`.
+struct Live {
+    list: Vec<usize>,
+    seen: Vec<u32>,
+    stamp: u32,
+    work: Vec<usize>,
+}
+
+impl Live {
+    fn add(&mut self, g: &[G], k: usize) {
+        self.work.push(k);
+        while let Some(k) = self.work.pop() {
+            if self.seen[k] == self.stamp {
+                continue;
             }
-            _ => {}
+            self.seen[k] = self.stamp;
+            self.list.push(k);
+            match g.get(k) {
+                Some(G::Star | G::DStar) => self.work.push(k + 1),
+                Some(G::Skip) => {
+                    self.work.push(k + 1);
+                    self.work.push(k + 3);
+                }
+                _ => {}
+            }
         }
     }
 }
 
 /// Glob matching on bytes: `*`, `?` (not across `/`), `**` (across), `[...]` classes.
 ///
-/// The pattern is run as a set of positions over the input, one byte at a time: time is the
-/// product of the two lengths and memory linear in the pattern, for any pattern (no
-/// backtracking, so `***************x` against a long name costs what `*x` does, times 15).
+/// The pattern is run as the set of its live positions over the input, one byte at a time, each
+/// position at most once a byte: time is at most the product of the two lengths (in practice
+/// the input length times the few live positions), memory linear in the pattern, for any
+/// pattern. No backtracking: `***************x` against a long name costs what `**x` does.
 pub fn glob_match(p: &[u8], s: &[u8]) -> bool {
     let g = compile(p);
-    let mut set = vec![false; g.len() + 1];
-    let mut next = vec![false; g.len() + 1];
-    set[0] = true;
-    close(&g, &mut set);
+    let mut live = Live {
+        list: Vec::new(),
+        seen: vec![0; g.len() + 4],
+        stamp: 1,
+        work: Vec::new(),
+    };
+    live.add(&g, 0);
+    let mut cur = Vec::new();
     for &c in s {
-        next.fill(false);
-        let mut any = false;
-        for (k, tok) in g.iter().enumerate() {
-            if !set[k] {
-                continue;
-            }
-            let to = match *tok {
-                G::Lit(d) if c == d => k + 1,
-                G::One if c != b'/' => k + 1,
-                G::Class(from, to) if c != b'/' && class_matches(&p[from..to], c) => k + 1,
-                G::Star if c != b'/' => k,
-                G::DStar => k,
-                G::Skip | G::Lit(_) | G::One | G::Class(..) | G::Star => continue,
+        std::mem::swap(&mut cur, &mut live.list);
+        live.list.clear();
+        live.stamp += 1;
+        for &k in &cur {
+            let to = match g.get(k) {
+                Some(&G::Lit(d)) if c == d => k + 1,
+                Some(G::One) if c != b'/' => k + 1,
+                Some(&G::Class(from, to)) if c != b'/' && class_matches(&p[from..to], c) => k + 1,
+                Some(G::Star) if c != b'/' => k,
+                Some(G::DStar) => k,
+                _ => continue,
             };
-            next[to] = true;
-            any = true;
+            live.add(&g, to);
         }
-        if !any {
+        if live.list.is_empty() {
             return false;
         }
-        close(&g, &mut next);
-        std::mem::swap(&mut set, &mut next);
     }
-    set[g.len()]
-}
-
-fn class_end(p: &[u8]) -> Option<usize> {
-    // A `]` right after `[` or `[!` is a literal member.
-    let start = if p.get(1) == Some(&b'!') { 2 } else { 1 };
-    p.iter()
-        .enumerate()
-        .skip(start + 1)
-        .find(|(_, c)| **c == b']')
-        .map(|(i, _)| i)
+    live.seen[g.len()] == live.stamp
 }
 
 fn class_matches(class: &[u8], c: u8) -> bool {
@@ -289,6 +297,16 @@ fn class_matches(class: &[u8], c: u8) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn class_end(p: &[u8]) -> Option<usize> {
+        // A `]` right after `[` or `[!` is a literal member.
+        let start = if p.get(1) == Some(&b'!') { 2 } else { 1 };
+        p.iter()
+            .enumerate()
+            .skip(start + 1)
+            .find(|(_, c)| **c == b']')
+            .map(|(i, _)| i)
+    }
 
     /// The former backtracking matcher, kept as the reference the linear one must agree with.
     fn reference(p: &[u8], s: &[u8]) -> bool {

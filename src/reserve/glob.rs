@@ -105,6 +105,10 @@ pub(crate) fn parse(glob: &str) -> Vec<Seg> {
 /// segment counts (plus, for each pair of pattern segments that can still matter, the product of
 /// their lengths), memory is linear in `b`. No recursion, so no stack depth to exhaust.
 pub(crate) fn overlaps(a: &[Seg], b: &[Seg]) -> bool {
+    if a == b {
+        // Every glob names at least one path.
+        return true;
+    }
     // `next[j]`: a[i + 1..] against b[j..]; `cur[j]`: a[i..] against b[j..].
     let mut next = vec![false; b.len() + 2];
     let mut cur = vec![false; b.len() + 2];
@@ -129,6 +133,18 @@ pub(crate) fn overlaps(a: &[Seg], b: &[Seg]) -> bool {
 /// Whether two single-segment patterns can match a common string: the same two-row walk over
 /// character positions (`*` plays the part of `**`).
 fn chars(x: &[Tok], y: &[Tok]) -> bool {
+    let star = |t: &[Tok]| t.contains(&Tok::Star);
+    if x == y {
+        return true;
+    }
+    if !star(x) && !star(y) {
+        // Position by position: the common case of a path against a path, linear.
+        return x.len() == y.len()
+            && x.iter().zip(y).all(|pair| match pair {
+                (Tok::Lit(c), Tok::Lit(d)) => c == d,
+                _ => true,
+            });
+    }
     let mut next = vec![false; y.len() + 2];
     let mut cur = vec![false; y.len() + 2];
     for p in (0..=x.len()).rev() {

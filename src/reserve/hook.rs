@@ -15,7 +15,10 @@
 //!   the command is parsed with [`crate::scan::bash::written_paths`] (redirect targets, `tee`,
 //!   `sed -i`, `mv`/`cp` destinations, `rm`/`unlink` operands, ...) and each literal target is
 //!   checked the same way (never auto-claimed). A command that does not parse is allowed and logged on stderr; a
-//!   target with a variable or a wildcard in it is skipped: never a false deny.
+//!   target with a variable or a wildcard in it is skipped: never a false deny. The scan is
+//!   bounded: a command nested deeper than [`SHELL_DEPTH`] or not scanned within
+//!   [`SHELL_BUDGET`] is refused (the scanner's walk recurses and is superlinear on long
+//!   `&&` chains; a hook that crashed or hung would let the command through).
 //! - **Fail closed**: any internal error (database, home, path) on a guarded event denies.
 //! - **Override**: one edit of a reserved path goes through when a one-time token named
 //!   [`override_token`] exists; the hook consumes it (`rename(2)`: exactly one edit wins) and
@@ -27,6 +30,7 @@
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde_json::Value;
 use sha2::Digest;
@@ -117,9 +121,18 @@ pub fn decide_shell(home: &Home, edit: &Edit<'_>, command: &str) -> Answer {
     if !super::may_exist(home) {
         return Answer::allow();
     }
-    let Some(writes) = crate::scan::bash::written_paths(command) else {
-        eprintln!("concur: hook: cannot parse the shell command, allowed unchecked: {command}");
-        return Answer::allow();
+    let writes = match scan_bounded(command) {
+        Ok(Some(w)) => w,
+        Ok(None) => {
+            eprintln!("concur: hook: cannot parse the shell command, allowed unchecked: {command}");
+            return Answer::allow();
+        }
+        Err(why) => {
+            return Answer::deny(
+                edit.agent,
+                &format!("concur reserve: {why}, so the command is refused"),
+            );
+        }
     };
     let paths: Vec<PathBuf> = writes
         .iter()
@@ -139,6 +152,48 @@ pub fn decide_shell(home: &Home, edit: &Edit<'_>, command: &str) -> Answer {
                 "concur reserve: cannot check edit reservations, so the command is refused: {e}"
             ),
         ),
+    }
+}
+
+/// The longest the shell scan of one command may take before the command is refused.
+pub const SHELL_BUDGET: Duration = Duration::from_secs(1);
+
+/// The deepest syntax tree the shell scan walks (its walk recurses once a level).
+pub const SHELL_DEPTH: usize = 256;
+
+/// [`crate::scan::bash::written_paths`] under a time budget and a depth bound, on a thread of
+/// its own with a large stack: `Err` when the command is nested deeper than [`SHELL_DEPTH`],
+/// the scan takes longer than [`SHELL_BUDGET`], or it fails; `Ok(None)` when it does not parse.
+/// A scan over budget is left running on its thread (the hook process exits right after).
+fn scan_bounded(
+    command: &str,
+) -> std::result::Result<Option<Vec<crate::scan::bash::Write>>, String> {
+    let cmd = command.to_owned();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("shell-scan".into())
+        .stack_size(64 << 20)
+        .spawn(move || {
+            let r = match crate::scan::bash::nesting(&cmd) {
+                None => Ok(None),
+                Some(d) if d > SHELL_DEPTH => Err(format!(
+                    "the shell command is nested {d} levels deep (more than {SHELL_DEPTH}) and \
+                     cannot be checked"
+                )),
+                Some(_) => Ok(crate::scan::bash::written_paths(&cmd)),
+            };
+            let _ = tx.send(r);
+        })
+        .map_err(|e| format!("cannot start the shell scan ({e})"))?;
+    match rx.recv_timeout(SHELL_BUDGET) {
+        Ok(r) => r,
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Err(format!(
+            "the shell command could not be checked within {} ms",
+            SHELL_BUDGET.as_millis()
+        )),
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+            Err("the shell scan failed on this command".into())
+        }
     }
 }
 

@@ -40,6 +40,27 @@ fn parse(src: &str) -> Option<tree_sitter::Tree> {
     common::parse(&language(), src)
 }
 
+/// The depth of the syntax tree of `src` (walked without recursion), `None` when it does not
+/// parse: how deep [`written_paths`] would recurse.
+pub(crate) fn nesting(src: &str) -> Option<usize> {
+    let tree = parse(src)?;
+    let mut c = tree.walk();
+    let (mut depth, mut max) = (0usize, 0usize);
+    loop {
+        if c.goto_first_child() {
+            depth += 1;
+            max = max.max(depth);
+            continue;
+        }
+        while !c.goto_next_sibling() {
+            if !c.goto_parent() {
+                return Some(max);
+            }
+            depth -= 1;
+        }
+    }
+}
+
 /// How a command writes a path (see [`written_paths`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Write {

@@ -267,3 +267,46 @@ fn assert_denied_because_in(agent: &str, o: &Output, why: &str) {
     let reason = denied(agent, o).unwrap_or_else(|| panic!("{agent} allowed: {o:?}"));
     assert!(reason.contains(why), "{agent}: {reason:?} lacks {why:?}");
 }
+
+/// The shell scan behind a Bash call: deep nesting crashed the scanner's recursive walk
+/// (SIGSEGV at 1,000 `$(`, an allow for the agent) and long `&&` chains took minutes.
+#[test]
+fn deep_or_long_shell_commands_are_answered_not_crashed() {
+    let (t, repo) = repo_env();
+    assert_code(&run_as(&t, "holder", &repo, &["reserve", "x.rs"]), 0);
+    let bash = |cmd: String| {
+        let p = json!({"session_id": "s", "cwd": repo, "hook_event_name": "PreToolUse",
+            "tool_name": "Bash", "tool_input": {"command": cmd}});
+        hook_json(&t, &p)
+    };
+    for cmd in [
+        format!("{}echo > y.rs{}", "$(".repeat(2000), ")".repeat(2000)),
+        format!("{}echo > y.rs{}", "\"$(".repeat(2000), ")\"".repeat(2000)),
+        format!(
+            "{}echo > y.rs{}",
+            "if true; then ".repeat(5000),
+            "; fi".repeat(5000)
+        ),
+        format!("{}echo > y.rs", "true && ".repeat(20_000)),
+        format!("{}echo > y.rs", "{ ".repeat(20_000)) + &"; }".repeat(20_000),
+    ] {
+        let o = bash(cmd);
+        let reason = denied("claude", &o).expect("refused");
+        assert!(
+            reason.contains("nested") || reason.contains("within"),
+            "{reason}"
+        );
+    }
+    // Ordinary commands keep their answers.
+    assert!(denied("claude", &bash("echo hi > x.rs".into())).is_some());
+    assert_eq!(denied("claude", &bash("echo hi > y.rs".into())), None);
+    // A large flat command is answered either way (allowed, or refused over budget).
+    let heredoc = format!(
+        "cat > y.rs <<'EOF'\n{}EOF\n",
+        "line of text\n".repeat(20_000)
+    );
+    let o = bash(heredoc);
+    if let Some(r) = denied("claude", &o) {
+        assert!(r.contains("within"), "{r}");
+    }
+}

@@ -20,6 +20,7 @@ mod etcd_session;
 #[cfg(feature = "etcd")]
 mod etcd_util;
 mod fence;
+mod fuzz;
 mod home;
 mod hook;
 mod hook_limits;
