@@ -135,6 +135,16 @@ pub fn fuzz(t: &Target, runs: u64, seed: u64) -> Stats {
     let seeds = (t.seeds)();
     let mut rng = fastrand::Rng::with_seed(seed);
     let current = Arc::new(Mutex::new(Vec::<u8>::new()));
+    // Under `panic = "abort"` (the release profile) nothing unwinds to the loop below: the
+    // hook names the input.
+    let name = t.name;
+    let shown = Arc::clone(&current);
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let input = shown.try_lock().map(|c| c.clone()).unwrap_or_default();
+        eprintln!("fuzz {name}: panic on input {}", show(&input));
+        previous(info);
+    }));
     let started = Arc::new(AtomicU64::new(0));
     let done = Arc::new(AtomicBool::new(false));
     let epoch = Instant::now();
@@ -174,7 +184,6 @@ pub fn fuzz(t: &Target, runs: u64, seed: u64) -> Stats {
             Ok(accepted) => stats.accepted += u64::from(accepted),
             Err(e) => {
                 done.store(true, Ordering::Relaxed);
-                eprintln!("fuzz {}: panic on input {}", t.name, show(&input));
                 std::panic::resume_unwind(e);
             }
         }
@@ -184,6 +193,7 @@ pub fn fuzz(t: &Target, runs: u64, seed: u64) -> Stats {
     }
     done.store(true, Ordering::Relaxed);
     let _ = watchdog.join();
+    drop(std::panic::take_hook());
     stats.skipped = SKIPPED.swap(0, Ordering::Relaxed);
     stats
 }

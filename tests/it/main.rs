@@ -14,6 +14,8 @@ mod etcd_fence;
 #[cfg(feature = "etcd")]
 mod etcd_hooks;
 #[cfg(feature = "etcd")]
+mod etcd_lease_left;
+#[cfg(feature = "etcd")]
 mod etcd_pool;
 #[cfg(feature = "etcd")]
 mod etcd_session;
