@@ -110,3 +110,77 @@ fn etcd_lease_acquire_reports_the_time_left_from_the_grant() {
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert!(v["lease"]["expires_in_ms"].as_u64().unwrap() <= 5000, "{v}");
 }
+
+/// The state letter of process `pid` (`Z` zombie), or `None` when it is gone.
+fn proc_state(pid: i32) -> Option<char> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    s.rsplit_once(") ")?.1.chars().next()
+}
+
+/// A `concur lock --name` holder stopped by SIGSTOP while its command runs: the command is killed by
+/// the watchdog at the holder's bound, before the lease can expire on the server, so none of
+/// its writes lands in the next holder's section.
+#[test]
+fn etcd_a_stopped_holders_command_dies_before_the_next_holder_starts() {
+    if !available("etcd_a_stopped_holders_command_dies_before_the_next_holder_starts") {
+        return;
+    }
+    let cl = Cluster::start(1);
+    let be = cl.url();
+    let t = TestEnv::new();
+    let pidfile = t.path("cmd.pid");
+    let log = t.path("log");
+    let script = format!(
+        "echo $$ > {p}.tmp && mv {p}.tmp {p}; while :; do echo A >> {l}; sleep 0.05; done",
+        p = pidfile.display(),
+        l = log.display()
+    );
+    let mut holder = verb(
+        &t,
+        Some(&be),
+        ["lock", "--name", "W", "--", "sh", "-c", &script],
+    )
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null())
+    .spawn()
+    .unwrap();
+    let cmd_pid: i32 = retry("the command's pid", Duration::from_secs(30), || {
+        std::fs::read_to_string(&pidfile).ok()?.trim().parse().ok()
+    });
+    let hp = i32::try_from(holder.id()).unwrap();
+    // SAFETY: kill(2) on a child this test started and has not reaped.
+    assert_eq!(unsafe { libc::kill(hp, libc::SIGSTOP) }, 0);
+    let o = verb(
+        &t,
+        Some(&be),
+        [
+            "lock",
+            "--name",
+            "W",
+            "-w",
+            "60",
+            "--",
+            "sh",
+            "-c",
+            &format!("echo B >> {}", log.display()),
+        ],
+    )
+    .output()
+    .unwrap();
+    // The first command is dead (a zombie: its stopped parent cannot reap it) by the time the
+    // next holder ran.
+    let state = proc_state(cmd_pid);
+    // SAFETY: as above.
+    unsafe {
+        libc::kill(hp, libc::SIGCONT);
+    }
+    let _ = holder.wait();
+    assert_code(&o, 0);
+    assert!(
+        matches!(state, None | Some('Z')),
+        "the stopped holder's command was still running (state {state:?}) in the next holder's section"
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    let after_b = text.split_once("B\n").map_or("", |(_, rest)| rest);
+    assert!(!after_b.contains('A'), "A wrote after B: {text}");
+}
