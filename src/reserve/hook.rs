@@ -40,6 +40,7 @@ use crate::error::Result;
 use crate::home::Home;
 use crate::hook::{Agent, Answer};
 use crate::id::SessionId;
+use crate::scan::bash::Shape;
 use crate::token;
 
 /// The one-time token name that lets one edit of `target` through: `override-` and 32 hex
@@ -156,16 +157,20 @@ pub fn decide_shell(home: &Home, edit: &Edit<'_>, command: &str) -> Answer {
 }
 
 /// The longest the shell scan of one command may take before the command is refused.
-pub const SHELL_BUDGET: Duration = Duration::from_secs(1);
+pub const SHELL_BUDGET: Duration = Duration::from_millis(500);
 
 /// The deepest syntax tree the shell scan walks (its walk recurses once a level).
 pub const SHELL_DEPTH: usize = 256;
 
-/// [`crate::scan::bash::written_paths`] under a time budget and a depth bound, on a thread of
-/// its own with a large stack: `Err` when the command is nested deeper than [`SHELL_DEPTH`],
-/// the scan takes longer than [`SHELL_BUDGET`], or it fails; `Ok(None)` when it does not parse.
+/// [`crate::scan::bash::written_paths`] under a work budget, a depth bound and a time budget,
+/// on a thread of its own with a large stack: `Err` when the parse needs more than its work
+/// budget, the command is nested deeper than [`SHELL_DEPTH`], the scan takes longer than
+/// [`SHELL_BUDGET`], or it fails; `Ok(None)` when it does not parse.
+///
+/// # Errors
+/// The reason the command cannot be checked.
 /// A scan over budget is left running on its thread (the hook process exits right after).
-fn scan_bounded(
+pub fn scan_bounded(
     command: &str,
 ) -> std::result::Result<Option<Vec<crate::scan::bash::Write>>, String> {
     let cmd = command.to_owned();
@@ -174,13 +179,16 @@ fn scan_bounded(
         .name("shell-scan".into())
         .stack_size(64 << 20)
         .spawn(move || {
-            let r = match crate::scan::bash::nesting(&cmd) {
-                None => Ok(None),
-                Some(d) if d > SHELL_DEPTH => Err(format!(
+            let r = match crate::scan::bash::shape(&cmd) {
+                Shape::Unparsed => Ok(None),
+                Shape::Costly => Err("the shell command is too costly to parse and cannot be \
+                                      checked"
+                    .to_owned()),
+                Shape::Depth(d) if d > SHELL_DEPTH => Err(format!(
                     "the shell command is nested {d} levels deep (more than {SHELL_DEPTH}) and \
                      cannot be checked"
                 )),
-                Some(_) => Ok(crate::scan::bash::written_paths(&cmd)),
+                Shape::Depth(_) => Ok(crate::scan::bash::written_paths(&cmd)),
             };
             let _ = tx.send(r);
         })

@@ -576,7 +576,8 @@ fn hook_case(agent: Agent, input: &[u8]) -> bool {
     if let Ok(v) = serde_json::from_slice::<serde_json::Value>(input)
         && let Some(cmd) = concur::reserve::hook::shell_command(agent, &v)
     {
-        let _ = concur::scan::bash::written_paths(&cmd);
+        // What the hook runs: bounded in work, depth and time (an `Err` is a deny).
+        let _ = concur::reserve::hook::scan_bounded(&cmd);
     }
     true
 }
