@@ -23,6 +23,8 @@ mod etcd_session;
 mod etcd_util;
 mod fence;
 mod fuzz;
+#[cfg(feature = "etcd")]
+mod history;
 mod home;
 mod hook;
 mod hook_limits;
