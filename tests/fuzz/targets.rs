@@ -51,79 +51,45 @@ pub struct Stats {
 
 /// Every target.
 pub fn all() -> Vec<Target> {
+    let t = |name, seeds, dict, run| Target {
+        name,
+        seeds,
+        dict,
+        run,
+    };
     vec![
-        Target {
-            name: "hook-claude",
-            seeds: || hook_seeds("claude"),
-            dict: HOOK_DICT,
-            run: |b| hook_case(Agent::Claude, b),
-        },
-        Target {
-            name: "hook-codex",
-            seeds: || hook_seeds("codex"),
-            dict: HOOK_DICT,
-            run: |b| hook_case(Agent::Codex, b),
-        },
-        Target {
-            name: "hook-gemini",
-            seeds: || hook_seeds("gemini"),
-            dict: HOOK_DICT,
-            run: |b| hook_case(Agent::Gemini, b),
-        },
-        Target {
-            name: "hook-cursor",
-            seeds: || hook_seeds("cursor"),
-            dict: HOOK_DICT,
-            run: |b| hook_case(Agent::Cursor, b),
-        },
-        Target {
-            name: "broker-frame",
-            seeds: broker_seeds,
-            dict: JSON_DICT,
-            run: broker_case,
-        },
-        Target {
-            name: "config",
-            seeds: config_seeds,
-            dict: TOML_DICT,
-            run: config_case,
-        },
-        Target {
-            name: "ledger",
-            seeds: ledger_seeds,
-            dict: JSON_DICT,
-            run: ledger_case,
-        },
-        Target {
-            name: "jq-filter",
-            seeds: filter_seeds,
-            dict: JQ_DICT,
-            run: filter_case,
-        },
-        Target {
-            name: "jq-document",
-            seeds: document_seeds,
-            dict: JSON_DICT,
-            run: document_case,
-        },
-        Target {
-            name: "guard-glob",
-            seeds: guard_seeds,
-            dict: GLOB_DICT,
-            run: guard_case,
-        },
-        Target {
-            name: "reserve-glob",
-            seeds: reserve_seeds,
-            dict: GLOB_DICT,
-            run: reserve_case,
-        },
-        Target {
-            name: "path",
-            seeds: path_seeds,
-            dict: GLOB_DICT,
-            run: path_case,
-        },
+        t(
+            "hook-claude",
+            || hook_seeds("claude"),
+            HOOK_DICT,
+            |b| hook_case(Agent::Claude, b),
+        ),
+        t(
+            "hook-codex",
+            || hook_seeds("codex"),
+            HOOK_DICT,
+            |b| hook_case(Agent::Codex, b),
+        ),
+        t(
+            "hook-gemini",
+            || hook_seeds("gemini"),
+            HOOK_DICT,
+            |b| hook_case(Agent::Gemini, b),
+        ),
+        t(
+            "hook-cursor",
+            || hook_seeds("cursor"),
+            HOOK_DICT,
+            |b| hook_case(Agent::Cursor, b),
+        ),
+        t("broker-frame", broker_seeds, JSON_DICT, broker_case),
+        t("config", config_seeds, TOML_DICT, config_case),
+        t("ledger", ledger_seeds, JSON_DICT, ledger_case),
+        t("jq-filter", filter_seeds, JQ_DICT, filter_case),
+        t("jq-document", document_seeds, JSON_DICT, document_case),
+        t("guard-glob", guard_seeds, GLOB_DICT, guard_case),
+        t("reserve-glob", reserve_seeds, GLOB_DICT, reserve_case),
+        t("path", path_seeds, GLOB_DICT, path_case),
     ]
 }
 

@@ -62,24 +62,27 @@ fn etcd_lease_acquire_reports_the_time_left_from_the_grant() {
     let port = delaying_proxy(upstream, "POST /v3/kv/txn", delay);
     let t = TestEnv::new();
     let be = format!("etcd://127.0.0.1:{port}");
-    let o = verb(
-        &t,
-        Some(&be),
-        [
-            "lease",
-            "acquire",
-            "job",
-            "--session",
-            "s1",
-            "--ttl",
-            "5s",
-            "--json",
-        ],
-    )
-    .output()
-    .unwrap();
-    assert_code(&o, 0);
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let lease = |action: &str| {
+        let o = verb(
+            &t,
+            Some(&be),
+            [
+                "lease",
+                action,
+                "job",
+                "--session",
+                "s1",
+                "--ttl",
+                "5s",
+                "--json",
+            ],
+        )
+        .output()
+        .unwrap();
+        assert_code(&o, 0);
+        serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()
+    };
+    let v = lease("acquire");
     let left = v["lease"]["expires_in_ms"]
         .as_u64()
         .unwrap_or_else(|| panic!("{v}"));
@@ -90,24 +93,7 @@ fn etcd_lease_acquire_reports_the_time_left_from_the_grant() {
     );
     assert!(left > 0, "{v}");
     // A renewal reports from its own grant too (no stall now: most of the TTL).
-    let o = verb(
-        &t,
-        Some(&be),
-        [
-            "lease",
-            "renew",
-            "job",
-            "--session",
-            "s1",
-            "--ttl",
-            "5s",
-            "--json",
-        ],
-    )
-    .output()
-    .unwrap();
-    assert_code(&o, 0);
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let v = lease("renew");
     assert!(v["lease"]["expires_in_ms"].as_u64().unwrap() <= 5000, "{v}");
 }
 
