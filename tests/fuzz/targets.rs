@@ -841,7 +841,7 @@ fn guard_seeds() -> Vec<Vec<u8>> {
         "/v/file[!0-9].txt|/v/filex.txt",
         "/d/***************x|/d/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
         "/d/**/**/**/y|/d/a/b/c/y",
-        "~/.claude/**|/root/.claude/x",
+        "~/.claude/**|/home/u/.claude/x",
     ]
     .iter()
     .map(|s| s.as_bytes().to_vec())
