@@ -11,7 +11,12 @@
 //! suspension later.
 //!
 //! If the caller itself dies (killed, crashed), the command gets SIGKILL from the kernel
-//! (`PR_SET_PDEATHSIG`): it never runs on after its holder stopped renewing the lease.
+//! (`PR_SET_PDEATHSIG`): it never runs on after its holder stopped renewing the lease. If the
+//! caller is stopped instead (SIGSTOP, a job-control stop, swapped out, starved), a watchdog
+//! process ([`crate::sys::watchdog`], forked for the command, in its own process group) kills
+//! the command at the last bound the caller published (at most TTL/6 old, always before the
+//! server can let the lease expire): a stopped holder's command does not run into the next
+//! holder's section.
 //!
 //! Not guaranteed: that the command's own children die with it (kill them from a trap, or run a
 //! command that does not fork off work). Fence writes made under the lock ([`super::fence`])
@@ -23,7 +28,9 @@ use std::process::{Command, ExitStatus};
 
 use super::lease::Lease;
 use crate::error::{Error, Result};
+use crate::sys::proc::boot_clock;
 use crate::sys::timer::{BootTimer, wait_readable};
+use crate::sys::watchdog::Bound;
 
 /// How a command run under a lease ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,15 +51,24 @@ pub fn run(lease: &Lease, cmd: &mut Command) -> Result<Outcome> {
         .gone()
         .map_err(|e| Error::io("cannot wait for command", &program, e))?;
     let parent = crate::sys::supervise::getpid();
-    // SAFETY: the closure only calls prctl and getppid, which are async-signal-safe.
+    let bound = Bound::new(lease.valid_until())
+        .map_err(|e| Error::io("cannot start the lease watchdog", &program, e))?;
+    let arm = bound.arm();
+    // SAFETY: the closure only calls prctl, getppid, getpid, fork, waitpid and _exit, which
+    // are async-signal-safe (the forked watchdog makes raw system calls only).
     unsafe {
-        cmd.pre_exec(move || crate::sys::supervise::die_with_parent(libc::SIGKILL, parent));
+        cmd.pre_exec(move || {
+            crate::sys::supervise::die_with_parent(libc::SIGKILL, parent)?;
+            arm.in_child()
+        });
     }
     let mut child = cmd
         .spawn()
         .map_err(|e| Error::io("cannot run command", &program, e))?;
     let pid = child.id();
-    match watch(lease, pid, gone) {
+    let watched = watch(lease, pid, gone, &bound);
+    bound.clear();
+    match watched {
         Ok(lost) => {
             let st = child
                 .wait()
@@ -74,7 +90,7 @@ pub fn run(lease: &Lease, cmd: &mut Command) -> Result<Outcome> {
 
 /// Waits until command `pid` exits (`Ok(false)`) or the lease is lost, in which case the
 /// command gets SIGKILL (`Ok(true)`). The command is not reaped.
-fn watch(lease: &Lease, pid: u32, gone: BorrowedFd<'_>) -> std::io::Result<bool> {
+fn watch(lease: &Lease, pid: u32, gone: BorrowedFd<'_>, bound: &Bound) -> std::io::Result<bool> {
     // Something that turns readable when the command exits, without reaping it (until the
     // caller's `child.wait()`, the pid stays ours to signal): a pidfd, or where the kernel has
     // none (before 5.3) a pipe whose write end a waiting thread closes at the exit.
@@ -96,7 +112,11 @@ fn watch(lease: &Lease, pid: u32, gone: BorrowedFd<'_>) -> std::io::Result<bool>
             let _ = crate::sys::supervise::kill(pid, libc::SIGKILL);
             return Ok(true);
         }
-        timer.fire_at(lease.valid_until())?;
+        // The watchdog kills at the last bound published: publish the renewed one well before
+        // the old one passes (renewals come every TTL/3).
+        let until = lease.valid_until();
+        bound.set(until);
+        timer.fire_at(until.min(boot_clock() + lease.ttl() / 6))?;
         let ready = wait_readable(&[exited.as_fd(), timer.as_fd(), gone])?;
         if ready[0] {
             return Ok(false);

@@ -35,6 +35,7 @@ use crate::error::{Error, Result};
 use crate::id::SessionId;
 use crate::lease::{AcquireRequest, Acquired, Completion, Lease, Store, TaskState, check_task};
 use crate::session::{Liveness, Registry, now_unix_ms};
+use crate::sys::proc::boot_clock;
 
 /// The etcd lease store.
 #[derive(Debug)]
@@ -171,7 +172,8 @@ impl EtcdStore {
     /// Re-attaches the holder's record to a fresh lease of `ttl` (token unchanged).
     fn extend(&self, task: &str, r: &Record, ttl: Duration, body: Vec<u8>) -> Result<Lease> {
         let key = self.holder_key(task);
-        let (id, _) = self.client.grant(ttl)?;
+        let sent = boot_clock();
+        let (id, granted) = self.client.grant(ttl)?;
         let t = self.client.txn(
             &[Compare::CreateRevision(key.clone(), r.kv.create_revision)],
             &[Op::Put(key.clone(), body, id), Op::Get(key)],
@@ -187,8 +189,16 @@ impl EtcdStore {
             let _ = self.client.revoke(r.kv.lease);
         }
         let now = Record::from(t.gets.first().cloned().flatten().expect("read in txn"));
-        Ok(now.lease(task, u64::try_from(ttl.as_millis()).unwrap_or(0)))
+        Ok(now.lease(task, left_since(sent, granted)))
     }
+}
+
+/// Milliseconds left on a lease granted for `granted` by a request sent at `sent` (boot clock):
+/// the server counts the TTL from the grant, so every later step (the transaction that attaches
+/// the record, a slow network, a paused process) is time already spent.
+fn left_since(sent: Duration, granted: Duration) -> u64 {
+    let spent = boot_clock().saturating_sub(sent);
+    u64::try_from(granted.saturating_sub(spent).as_millis()).unwrap_or(u64::MAX / 4)
 }
 
 fn hostname() -> String {
@@ -239,9 +249,9 @@ impl EtcdStore {
         check_task(&req.task)?;
         let key = self.holder_key(&req.task);
         let done = self.done_key(&req.task);
-        let ttl_ms = u64::try_from(req.ttl.as_millis()).unwrap_or(0);
         for _ in 0..3 {
-            let (id, _) = self.client.grant(req.ttl)?;
+            let sent = boot_clock();
+            let (id, granted) = self.client.grant(req.ttl)?;
             let t = self.client.txn(
                 &[
                     Compare::CreateRevision(key.clone(), 0),
@@ -267,7 +277,8 @@ impl EtcdStore {
             };
             if r.kv.lease == id {
                 // Won now, or an earlier attempt that lost its answer had committed.
-                return Ok(Try::new(Acquired::Granted(r.lease(&req.task, ttl_ms)), &t));
+                let left = left_since(sent, granted);
+                return Ok(Try::new(Acquired::Granted(r.lease(&req.task, left)), &t));
             }
             let _ = self.client.revoke(id);
             if r.str("session") == req.session.as_str() {

@@ -3,7 +3,7 @@
 //! `apply_patch`), Gemini CLI names its events and tools differently, Cursor uses
 //! `conversation_id`, `workspace_roots` and camelCase events.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
@@ -74,10 +74,13 @@ pub fn classify(agent: Agent, p: &Value) -> Event {
             Some(paths) if paths.is_empty() => {
                 Event::Malformed(format!("{tool} payload names no file path in tool_input"))
             }
-            Some(paths) => Event::Write {
-                tool: tool.to_owned(),
-                paths,
-                cwd,
+            Some(paths) => match bounded(&paths, &cwd) {
+                Err(why) => Event::Malformed(format!("{tool}: {why}")),
+                Ok(()) => Event::Write {
+                    tool: tool.to_owned(),
+                    paths,
+                    cwd,
+                },
             },
         };
     }
@@ -86,6 +89,43 @@ pub fn classify(agent: Agent, p: &Value) -> Event {
         "SessionEnd" | "sessionEnd" => Event::SessionEnd { session },
         _ => Event::Other,
     }
+}
+
+/// Refuses what cannot name a file, before any matching or resolution: a path longer than
+/// `PATH_MAX` once made absolute, a cwd longer than that, or a relative path against a cwd
+/// that is not absolute. This bounds everything done with the paths afterwards.
+fn bounded(paths: &[PathBuf], cwd: &Path) -> Result<(), String> {
+    let short = |p: &Path| {
+        let s = p.to_string_lossy();
+        let cut: String = s.chars().take(60).collect();
+        if cut.len() < s.len() {
+            format!("{cut}...")
+        } else {
+            cut
+        }
+    };
+    if crate::reserve::check_len(cwd).is_err() {
+        return Err(format!(
+            "the payload's cwd {} is longer than PATH_MAX ({} bytes)",
+            short(cwd),
+            crate::reserve::PATH_MAX
+        ));
+    }
+    for p in paths {
+        if p.is_absolute() {
+            crate::reserve::check_len(p)
+        } else if !cwd.is_absolute() {
+            return Err(format!(
+                "the relative path {} cannot be resolved: the payload's cwd {} is not absolute",
+                short(p),
+                short(cwd)
+            ));
+        } else {
+            crate::reserve::check_len(&cwd.join(p))
+        }
+        .map_err(|e| format!("{}: {e}", short(p)))?;
+    }
+    Ok(())
 }
 
 fn cwd_of(agent: Agent, p: &Value) -> PathBuf {

@@ -146,6 +146,30 @@ impl Answer {
     }
 }
 
+/// The largest payload a hook reads: 1 MiB. A larger one is refused unread (exit 2), so every
+/// answer comes in bounded time and memory; a file tool writing more than this in one call is
+/// refused too.
+pub const MAX_PAYLOAD: usize = 1 << 20;
+
+/// Reads a payload of at most [`MAX_PAYLOAD`] bytes; `Err` carries why it is refused (too
+/// large, unreadable), for [`Answer::deny_exit2`].
+///
+/// # Errors
+/// A message for a payload over the limit or a read error.
+pub fn read_payload(r: impl std::io::Read) -> std::result::Result<Vec<u8>, String> {
+    use std::io::Read as _;
+    let mut input = Vec::new();
+    r.take(MAX_PAYLOAD as u64 + 1)
+        .read_to_end(&mut input)
+        .map_err(|e| format!("cannot read the hook payload: {e}"))?;
+    if input.len() > MAX_PAYLOAD {
+        return Err(format!(
+            "the hook payload is larger than {MAX_PAYLOAD} bytes (1 MiB), so the call is refused"
+        ));
+    }
+    Ok(input)
+}
+
 /// Parses a payload; `Err` carries why it is unusable (not JSON, not an object).
 ///
 /// # Errors

@@ -6,7 +6,8 @@
 //! named `a*b` is stored). `[...]` and `{a,b}` are not special: they are literal characters.
 //!
 //! [`overlaps`] decides whether the two languages intersect, exactly for this grammar, by a
-//! memoised walk over pairs of positions (segments, then characters inside a segment pair). It is
+//! bottom-up walk over pairs of positions (segments, then characters inside a segment pair):
+//! time bounded by the product of the lengths, memory linear, whatever the pattern. It is
 //! symmetric, so a claim on `src/**` conflicts with `src/api/x.rs` and `src/api/x.rs` with
 //! `src/**`. The one conservative approximation: a `*` segment is taken to match even where the
 //! only common string is empty (paths have no empty segments), and `**` matches zero segments, so
@@ -99,58 +100,69 @@ pub(crate) fn parse(glob: &str) -> Vec<Seg> {
 }
 
 /// Whether two parsed globs can match a common path.
+///
+/// Bottom-up over pairs of segment positions, two rows at a time: time is the product of the
+/// segment counts (plus, for each pair of pattern segments that can still matter, the product of
+/// their lengths), memory is linear in `b`. No recursion, so no stack depth to exhaust.
 pub(crate) fn overlaps(a: &[Seg], b: &[Seg]) -> bool {
-    let mut memo = vec![None; (a.len() + 1) * (b.len() + 1)];
-    segs(a, b, 0, 0, &mut memo)
-}
-
-fn segs(a: &[Seg], b: &[Seg], i: usize, j: usize, memo: &mut [Option<bool>]) -> bool {
-    let k = i * (b.len() + 1) + j;
-    if let Some(v) = memo[k] {
-        return v;
+    if a == b {
+        // Every glob names at least one path.
+        return true;
     }
-    let v = match (a.get(i), b.get(j)) {
-        (None, None) => true,
-        // `**` ends (matches nothing more), or swallows the other side's next segment.
-        (Some(Seg::Any), _) if segs(a, b, i + 1, j, memo) => true,
-        (Some(Seg::Any), Some(_)) => segs(a, b, i, j + 1, memo),
-        (_, Some(Seg::Any)) if segs(a, b, i, j + 1, memo) => true,
-        (Some(_), Some(Seg::Any)) => segs(a, b, i + 1, j, memo),
-        (Some(Seg::Pat(x)), Some(Seg::Pat(y))) => chars(x, y) && segs(a, b, i + 1, j + 1, memo),
-        _ => false,
-    };
-    memo[k] = Some(v);
-    v
+    // `next[j]`: a[i + 1..] against b[j..]; `cur[j]`: a[i..] against b[j..].
+    let mut next = vec![false; b.len() + 2];
+    let mut cur = vec![false; b.len() + 2];
+    for i in (0..=a.len()).rev() {
+        for j in (0..=b.len()).rev() {
+            cur[j] = match (a.get(i), b.get(j)) {
+                (None, None) => true,
+                // `**` ends (matches nothing more), or swallows the other side's next segment.
+                (Some(Seg::Any), _) if next[j] => true,
+                (Some(Seg::Any), Some(_)) => cur[j + 1],
+                (_, Some(Seg::Any)) if cur[j + 1] => true,
+                (Some(_), Some(Seg::Any)) => next[j],
+                (Some(Seg::Pat(x)), Some(Seg::Pat(y))) => next[j + 1] && chars(x, y),
+                _ => false,
+            };
+        }
+        std::mem::swap(&mut cur, &mut next);
+    }
+    next[0]
 }
 
-/// Whether two single-segment patterns can match a common string.
+/// Whether two single-segment patterns can match a common string: the same two-row walk over
+/// character positions (`*` plays the part of `**`).
 fn chars(x: &[Tok], y: &[Tok]) -> bool {
-    let mut memo = vec![None; (x.len() + 1) * (y.len() + 1)];
-    chars_at(x, y, 0, 0, &mut memo)
-}
-
-fn chars_at(x: &[Tok], y: &[Tok], p: usize, q: usize, memo: &mut [Option<bool>]) -> bool {
-    let k = p * (y.len() + 1) + q;
-    if let Some(v) = memo[k] {
-        return v;
+    let star = |t: &[Tok]| t.contains(&Tok::Star);
+    if x == y {
+        return true;
     }
-    let v = match (x.get(p), y.get(q)) {
-        (None, None) => true,
-        (Some(Tok::Star), _) if chars_at(x, y, p + 1, q, memo) => true,
-        (Some(Tok::Star), Some(_)) => chars_at(x, y, p, q + 1, memo),
-        (_, Some(Tok::Star)) if chars_at(x, y, p, q + 1, memo) => true,
-        (Some(_), Some(Tok::Star)) => chars_at(x, y, p + 1, q, memo),
-        (Some(s), Some(t)) => {
-            let same = match (s, t) {
+    if !star(x) && !star(y) {
+        // Position by position: the common case of a path against a path, linear.
+        return x.len() == y.len()
+            && x.iter().zip(y).all(|pair| match pair {
                 (Tok::Lit(c), Tok::Lit(d)) => c == d,
                 _ => true,
+            });
+    }
+    let mut next = vec![false; y.len() + 2];
+    let mut cur = vec![false; y.len() + 2];
+    for p in (0..=x.len()).rev() {
+        for q in (0..=y.len()).rev() {
+            cur[q] = match (x.get(p), y.get(q)) {
+                (None, None) => true,
+                (Some(Tok::Star), _) if next[q] => true,
+                (Some(Tok::Star), Some(_)) => cur[q + 1],
+                (_, Some(Tok::Star)) if cur[q + 1] => true,
+                (Some(_), Some(Tok::Star)) => next[q],
+                (Some(Tok::Lit(c)), Some(Tok::Lit(d))) => c == d && next[q + 1],
+                (Some(_), Some(_)) => next[q + 1],
+                _ => false,
             };
-            same && chars_at(x, y, p + 1, q + 1, memo)
         }
-        _ => false,
-    };
-    memo[k] = Some(v);
-    v
+        std::mem::swap(&mut cur, &mut next);
+    }
+    next[0]
 }
 
 #[cfg(test)]

@@ -6,12 +6,19 @@
 //!   dialect ([`crate::hook::Answer::deny`]), the reason naming the holder, its reason and expiry
 //!   and how to coordinate. With `[reserve] auto = true` a free path is claimed (exclusive) by
 //!   the editing session on its first edit and renewed on every further one; a path the session
-//!   holds is allowed.
+//!   holds is allowed. A tool's path is always one literal file (`a*b.rs` is the file of that
+//!   name, escaped, never a glob), and only a file inside the checkout of the session's
+//!   (absolute) cwd is auto-claimed: a directory (`.`, `/`, `../..`), a path outside the
+//!   repository, a relative cwd, or a session outside any repository claims nothing; the path
+//!   is still checked against the other sessions' reservations.
 //! - A shell tool (`Bash`, Gemini `run_shell_command`, Cursor `Shell`/`beforeShellExecution`):
 //!   the command is parsed with [`crate::scan::bash::written_paths`] (redirect targets, `tee`,
 //!   `sed -i`, `mv`/`cp` destinations, `rm`/`unlink` operands, ...) and each literal target is
 //!   checked the same way (never auto-claimed). A command that does not parse is allowed and logged on stderr; a
-//!   target with a variable or a wildcard in it is skipped: never a false deny.
+//!   target with a variable or a wildcard in it is skipped: never a false deny. The scan is
+//!   bounded: a command nested deeper than [`SHELL_DEPTH`] or not scanned within
+//!   [`SHELL_BUDGET`] is refused (the scanner's walk recurses and is superlinear on long
+//!   `&&` chains; a hook that crashed or hung would let the command through).
 //! - **Fail closed**: any internal error (database, home, path) on a guarded event denies.
 //! - **Override**: one edit of a reserved path goes through when a one-time token named
 //!   [`override_token`] exists; the hook consumes it (`rename(2)`: exactly one edit wins) and
@@ -23,6 +30,7 @@
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde_json::Value;
 use sha2::Digest;
@@ -32,6 +40,7 @@ use crate::error::Result;
 use crate::home::Home;
 use crate::hook::{Agent, Answer};
 use crate::id::SessionId;
+use crate::scan::bash::Shape;
 use crate::token;
 
 /// The one-time token name that lets one edit of `target` through: `override-` and 32 hex
@@ -128,9 +137,18 @@ pub fn decide_shell(home: &Home, edit: &Edit<'_>, command: &str) -> Answer {
             );
         }
     }
-    let Some(writes) = crate::scan::bash::written_paths(command) else {
-        eprintln!("concur: hook: cannot parse the shell command, allowed unchecked: {command}");
-        return Answer::allow();
+    let writes = match scan_bounded(command) {
+        Ok(Some(w)) => w,
+        Ok(None) => {
+            eprintln!("concur: hook: cannot parse the shell command, allowed unchecked: {command}");
+            return Answer::allow();
+        }
+        Err(why) => {
+            return Answer::deny(
+                edit.agent,
+                &format!("concur reserve: {why}, so the command is refused"),
+            );
+        }
     };
     let paths: Vec<PathBuf> = writes
         .iter()
@@ -172,6 +190,55 @@ fn check_git(home: &Home, edit: &Edit<'_>, command: &str) -> Result<Option<Strin
     Ok(None)
 }
 
+/// The longest the shell scan of one command may take before the command is refused.
+pub const SHELL_BUDGET: Duration = Duration::from_millis(500);
+
+/// The deepest syntax tree the shell scan walks (its walk recurses once a level).
+pub const SHELL_DEPTH: usize = 256;
+
+/// [`crate::scan::bash::written_paths`] under a work budget, a depth bound and a time budget,
+/// on a thread of its own with a large stack: `Err` when the parse needs more than its work
+/// budget, the command is nested deeper than [`SHELL_DEPTH`], the scan takes longer than
+/// [`SHELL_BUDGET`], or it fails; `Ok(None)` when it does not parse.
+///
+/// # Errors
+/// The reason the command cannot be checked.
+/// A scan over budget is left running on its thread (the hook process exits right after).
+pub fn scan_bounded(
+    command: &str,
+) -> std::result::Result<Option<Vec<crate::scan::bash::Write>>, String> {
+    let cmd = command.to_owned();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("shell-scan".into())
+        .stack_size(64 << 20)
+        .spawn(move || {
+            let r = match crate::scan::bash::shape(&cmd) {
+                Shape::Unparsed => Ok(None),
+                Shape::Costly => Err("the shell command is too costly to parse and cannot be \
+                                      checked"
+                    .to_owned()),
+                Shape::Depth(d) if d > SHELL_DEPTH => Err(format!(
+                    "the shell command is nested {d} levels deep (more than {SHELL_DEPTH}) and \
+                     cannot be checked"
+                )),
+                Shape::Depth(_) => Ok(crate::scan::bash::written_paths(&cmd)),
+            };
+            let _ = tx.send(r);
+        })
+        .map_err(|e| format!("cannot start the shell scan ({e})"))?;
+    match rx.recv_timeout(SHELL_BUDGET) {
+        Ok(r) => r,
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Err(format!(
+            "the shell command could not be checked within {} ms",
+            SHELL_BUDGET.as_millis()
+        )),
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+            Err("the shell scan failed on this command".into())
+        }
+    }
+}
+
 /// `Ok(None)` to allow, `Ok(Some(reason))` to deny.
 fn check_paths(
     home: &Home,
@@ -184,11 +251,17 @@ fn check_paths(
         return Ok(None);
     }
     let r = Reservations::open(home)?;
+    let checkout = if auto { checkout_root(edit.cwd) } else { None };
     let mut claims = Vec::new();
     for p in paths {
-        let target = Target::resolve(&p.to_string_lossy(), edit.cwd)?;
+        // A tool's path names one file: `*` in it is part of the name.
+        let target = Target::resolve_literal(&p.to_string_lossy(), edit.cwd)?;
         match r.check(edit.session, &target)? {
-            Access::Free | Access::Own => claims.push(target),
+            Access::Free | Access::Own => {
+                if checkout.as_deref() == Some(target.root.as_str()) && !target.is_glob() {
+                    claims.push(target);
+                }
+            }
             Access::Denied(holders) => {
                 let name = override_token(&target);
                 match token::take(home, &name)? {
@@ -241,6 +314,16 @@ fn check_paths(
         }
     }
     Ok(None)
+}
+
+/// The repository root of an absolute `cwd`, the only place auto-claims are made: `None` for
+/// a relative cwd or one outside any repository (root `/`).
+fn checkout_root(cwd: &Path) -> Option<String> {
+    if !cwd.is_absolute() {
+        return None;
+    }
+    let here = Target::resolve_literal(&cwd.to_string_lossy(), Path::new("/")).ok()?;
+    (here.root != "/").then_some(here.root)
 }
 
 /// Lines for the `SessionStart` context: the other sessions' reservations in the repository

@@ -41,7 +41,7 @@ use std::time::Duration;
 use rusqlite::{Connection, params};
 use serde::Serialize;
 
-pub use path::Target;
+pub use path::{PATH_MAX, Target, check_len};
 
 use crate::error::{Error, Result};
 use crate::home::Home;
@@ -283,6 +283,19 @@ impl Row {
             holder: live.name(),
         }
     }
+}
+
+/// Whether two reservation globs in full form (absolute, `\` escaping a literal `*`, `?` or
+/// `\`) can name a common path: the test every claim and every hook check runs.
+///
+/// # Examples
+/// ```
+/// use concur::reserve::globs_overlap;
+/// assert!(globs_overlap("/r/src/**", "/r/src/api/x.rs"));
+/// assert!(!globs_overlap("/r/a\\*b", "/r/axb"));
+/// ```
+pub fn globs_overlap(a: &str, b: &str) -> bool {
+    meets(a, b)
 }
 
 /// Whether two globs (full form) can name a common path: a cheap literal-prefix test first.

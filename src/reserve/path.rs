@@ -56,6 +56,31 @@ impl Target {
     /// assert_eq!(Target::resolve("src", &dir.join("repo")).unwrap().pattern, "src/**");
     /// ```
     pub fn resolve(arg: &str, cwd: &Path) -> Result<Target> {
+        Target::resolve_as(arg, cwd, false)
+    }
+
+    /// Resolves `arg` as one literal path: `*`, `?` and `\` in it are characters of a file
+    /// name, never wildcards (what a file tool's `file_path` names). An existing directory still
+    /// stands for everything under it (`dir/**`), so check [`Target::is_glob`] before claiming.
+    ///
+    /// # Errors
+    /// As [`Target::resolve`].
+    ///
+    /// # Examples
+    /// ```
+    /// # let d = tempfile::tempdir().unwrap();
+    /// # let dir = std::fs::canonicalize(d.path()).unwrap();
+    /// use concur::reserve::Target;
+    /// std::fs::create_dir_all(dir.join("repo/.git")).unwrap();
+    /// let t = Target::resolve_literal("a*b.rs", &dir.join("repo")).unwrap();
+    /// assert_eq!(t.pattern, r"a\*b.rs");
+    /// assert!(!t.is_glob());
+    /// ```
+    pub fn resolve_literal(arg: &str, cwd: &Path) -> Result<Target> {
+        Target::resolve_as(arg, cwd, true)
+    }
+
+    fn resolve_as(arg: &str, cwd: &Path, literal: bool) -> Result<Target> {
         if arg.is_empty() || arg.contains('\0') {
             return Err(Error::Invalid(format!("invalid path {arg:?}")));
         }
@@ -64,8 +89,14 @@ impl Target {
         } else {
             cwd.join(arg)
         };
+        check_len(&abs)?;
+        if !abs.is_absolute() {
+            return Err(Error::Invalid(format!(
+                "invalid path {arg:?}: relative to a directory that is not absolute"
+            )));
+        }
         // An existing file whose name has `*` or `?` is that file, not a glob.
-        let is_glob = glob::has_meta(arg) && std::fs::symlink_metadata(&abs).is_err();
+        let is_glob = !literal && glob::has_meta(arg) && std::fs::symlink_metadata(&abs).is_err();
         let (literal, rest): (PathBuf, Vec<String>) = if is_glob {
             let mut lit = PathBuf::new();
             let mut rest = Vec::new();
@@ -126,6 +157,24 @@ impl Target {
     pub fn is_glob(&self) -> bool {
         glob::has_meta(&self.pattern)
     }
+}
+
+/// The longest path a target may have: the kernel's `PATH_MAX` (4096 bytes with the NUL), so
+/// no file can have a longer name, and matching stays bounded.
+pub const PATH_MAX: usize = 4095;
+
+/// Refuses a path longer than [`PATH_MAX`] bytes.
+///
+/// # Errors
+/// [`Error::Invalid`] naming the length.
+pub fn check_len(p: &Path) -> Result<()> {
+    let n = p.as_os_str().len();
+    if n > PATH_MAX {
+        return Err(Error::Invalid(format!(
+            "path of {n} bytes is longer than PATH_MAX ({PATH_MAX} bytes)"
+        )));
+    }
+    Ok(())
 }
 
 /// Splits `abs` into its canonicalised longest existing prefix and the lexically normalised

@@ -40,6 +40,61 @@ fn parse(src: &str) -> Option<tree_sitter::Tree> {
     common::parse(&language(), src)
 }
 
+/// What a bounded parse of a shell command found ([`shape`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Shape {
+    /// It has a syntax error ([`written_paths`] gives `None`).
+    Unparsed,
+    /// The parser spent more than its budget on it.
+    Costly,
+    /// It parses; its syntax tree is this deep (how deep [`written_paths`] recurses).
+    Depth(usize),
+}
+
+/// Parses `src` with a work budget: the parse stops at the first syntax error (error recovery is
+/// where the parser's cost grows faster than the input) or after about 100 parser steps per
+/// byte, counted by the parser's progress checks, so the bound does not depend on the machine's
+/// load. A tree that parses is measured by a walk without recursion.
+pub(crate) fn shape(src: &str) -> Shape {
+    let mut parser = tree_sitter::Parser::new();
+    if parser.set_language(&language()).is_err() {
+        return Shape::Unparsed;
+    }
+    let budget = 64 + src.len();
+    let (mut checks, mut costly) = (0usize, false);
+    let mut progress = |state: &tree_sitter::ParseState| {
+        checks += 1;
+        costly |= checks > budget;
+        costly || state.has_error()
+    };
+    let bytes = src.as_bytes();
+    let tree = parser.parse_with_options(
+        &mut |i, _| bytes.get(i..).unwrap_or_default(),
+        None,
+        Some(tree_sitter::ParseOptions::new().progress_callback(&mut progress)),
+    );
+    let tree = match tree {
+        Some(t) if !t.root_node().has_error() => t,
+        _ if costly => return Shape::Costly,
+        _ => return Shape::Unparsed,
+    };
+    let mut c = tree.walk();
+    let (mut depth, mut max) = (0usize, 0usize);
+    loop {
+        if c.goto_first_child() {
+            depth += 1;
+            max = max.max(depth);
+            continue;
+        }
+        while !c.goto_next_sibling() {
+            if !c.goto_parent() {
+                return Shape::Depth(max);
+            }
+            depth -= 1;
+        }
+    }
+}
+
 /// How a command writes a path (see [`written_paths`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Write {

@@ -21,6 +21,7 @@ pub mod sock;
 pub mod supervise;
 pub mod timer;
 pub mod tty;
+pub mod watchdog;
 
 /// Retries a system call while it fails with EINTR.
 pub(crate) fn retry_eintr<T>(mut f: impl FnMut() -> std::io::Result<T>) -> std::io::Result<T> {

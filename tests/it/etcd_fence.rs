@@ -213,10 +213,12 @@ fn etcd_paused_holders_fenced_write_is_refused_after_the_next_holder_wrote() {
     let url = cl.url();
     let t = TestEnv::new();
     let (tok, rc) = (t.path("tok"), t.path("rc"));
-    // The holder's command records its fence, waits for a line, then writes with it.
+    // The holder's command records its fence and hands the write to a background child that
+    // waits for a line, then writes with it. The lease watchdog kills the command itself when
+    // the paused holder's bound passes; its children are where fencing is the only protection.
     let script = format!(
-        "printf %s \"$CONCUR_FENCE\" > {tok}; read -r _; {bin} write --fence \"$CONCUR_FENCE\" \
-         data.txt stale; echo $? > {rc}",
+        "printf %s \"$CONCUR_FENCE\" > {tok}; exec 3<&0; (read -r _ <&3; {bin} write --fence \
+         \"$CONCUR_FENCE\" data.txt stale; echo $? > {rc}) & wait",
         tok = tok.display(),
         rc = rc.display(),
         bin = bin().display()

@@ -20,17 +20,23 @@ mod etcd_fence;
 #[cfg(feature = "etcd")]
 mod etcd_hooks;
 #[cfg(feature = "etcd")]
+mod etcd_lease_left;
+#[cfg(feature = "etcd")]
 mod etcd_pool;
 #[cfg(feature = "etcd")]
 mod etcd_session;
 #[cfg(feature = "etcd")]
 mod etcd_util;
 mod fence;
+#[cfg(feature = "etcd")]
+mod fuzz;
 mod git_guard;
+mod history;
 mod home;
 mod hook;
 mod hook_agent;
 mod hook_install;
+mod hook_limits;
 mod hostile;
 mod isolate;
 mod jq_diff;

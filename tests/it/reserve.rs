@@ -7,7 +7,7 @@ use std::process::{Command, Output, Stdio};
 use crate::util::*;
 
 /// A test env with a git work tree `repo/` (a `.git` directory is all reservations look for).
-fn repo_env() -> (TestEnv, PathBuf) {
+pub(crate) fn repo_env() -> (TestEnv, PathBuf) {
     let t = TestEnv::new();
     let repo = t.path("repo");
     std::fs::create_dir_all(repo.join(".git")).unwrap();
@@ -23,11 +23,11 @@ fn as_in(t: &TestEnv, who: &str, dir: &Path, args: &[&str]) -> Command {
     c
 }
 
-fn run_as(t: &TestEnv, who: &str, dir: &Path, args: &[&str]) -> Output {
+pub(crate) fn run_as(t: &TestEnv, who: &str, dir: &Path, args: &[&str]) -> Output {
     as_in(t, who, dir, args).output().unwrap()
 }
 
-fn held(t: &TestEnv) -> Vec<(String, String, String)> {
+pub(crate) fn held(t: &TestEnv) -> Vec<(String, String, String)> {
     let o = t.run(["reservations", "--json"]);
     assert_code(&o, 0);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
@@ -244,7 +244,7 @@ fn session_end_releases_reservations() {
 }
 
 /// Writes `content` to `p` (test fixture files).
-pub fn put(p: impl AsRef<Path>, content: impl AsRef<[u8]>) {
+pub(crate) fn put(p: impl AsRef<Path>, content: impl AsRef<[u8]>) {
     use std::io::Write;
     let mut f = std::fs::File::create(p).unwrap();
     f.write_all(content.as_ref()).unwrap();
@@ -342,7 +342,7 @@ fn pre_commit_hook_blocks_reserved_files_and_chains_an_existing_hook() {
 use serde_json::{Value, json};
 
 /// A payload of `agent`'s dialect: session `who` writes `file` with its file tool.
-fn file_payload(agent: &str, who: &str, cwd: &Path, file: &Path) -> Value {
+pub(crate) fn file_payload(agent: &str, who: &str, cwd: &Path, file: &Path) -> Value {
     match agent {
         "gemini" => json!({"session_id": who, "transcript_path": "/t", "cwd": cwd,
             "hook_event_name": "BeforeTool", "timestamp": "2026-01-01T00:00:00Z",
@@ -371,7 +371,7 @@ pub fn hook(t: &TestEnv, agent: &str, payload: &Value) -> Output {
 }
 
 /// The deny reason of a hook answer, or `None` when it allowed.
-pub fn denied(agent: &str, o: &Output) -> Option<String> {
+pub(crate) fn denied(agent: &str, o: &Output) -> Option<String> {
     if code(o) == 2 {
         return Some(stderr(o));
     }

@@ -1,7 +1,6 @@
 //! `concur hook claude|codex|gemini|cursor` (an agent's hook, payload on stdin) and
 //! `concur hook install|uninstall|doctor|plugin` (in `hook_setup.rs`).
 
-use std::io::Read;
 use std::path::PathBuf;
 
 use concur::hook::{self, Agent, Answer, Event};
@@ -199,18 +198,11 @@ pub fn run(args: Args, ctx: &Ctx) -> Result<Exit, CliError> {
     Ok(Exit::Code(answer.code))
 }
 
-/// The largest payload read (16 MiB: a Write of a big file carries its content).
-const MAX_PAYLOAD: u64 = 16 << 20;
-
 fn respond(agent: Agent, ctx: &Ctx) -> Answer {
-    let mut input = Vec::new();
-    if let Err(e) = std::io::stdin()
-        .lock()
-        .take(MAX_PAYLOAD)
-        .read_to_end(&mut input)
-    {
-        return Answer::deny_exit2(&format!("concur guard: cannot read the hook payload: {e}"));
-    }
+    let input = match hook::read_payload(std::io::stdin().lock()) {
+        Ok(i) => i,
+        Err(why) => return Answer::deny_exit2(&format!("concur guard: {why}")),
+    };
     let event = match hook::parse(agent, &input) {
         Ok(ev) => ev,
         Err(why) => return Answer::deny_exit2(&format!("concur guard: {why}; refusing")),
