@@ -179,7 +179,19 @@ fn check_git(home: &Home, edit: &Edit<'_>, command: &str) -> Result<Option<Strin
         if touched.is_empty() {
             continue;
         }
-        if let Some(reason) = check_paths(home, edit, &touched, false)? {
+        // Files are literal names; the whole checkout or a directory is a `**` glob.
+        let targets = touched
+            .iter()
+            .map(|p| {
+                let p = p.to_string_lossy();
+                if p.ends_with("/**") {
+                    Target::resolve(&p, edit.cwd)
+                } else {
+                    Target::resolve_literal(&p, edit.cwd)
+                }
+            })
+            .collect::<Result<Vec<_>>>()?;
+        if let Some(reason) = check_targets(home, edit, targets, false)? {
             return Ok(Some(format!(
                 "concur reserve: `{}` would discard or rewrite files another live session \
                  reserved in this checkout, so it is refused.\n{reason}",
@@ -250,12 +262,25 @@ fn check_paths(
     if !auto && !super::may_exist(home) {
         return Ok(None);
     }
+    // A tool's path names one file: `*` in it is part of the name.
+    let targets = paths
+        .iter()
+        .map(|p| Target::resolve_literal(&p.to_string_lossy(), edit.cwd))
+        .collect::<Result<Vec<_>>>()?;
+    check_targets(home, edit, targets, auto)
+}
+
+/// [`check_paths`] on resolved targets (the git guard's may be globs: `ROOT/**`).
+fn check_targets(
+    home: &Home,
+    edit: &Edit<'_>,
+    targets: Vec<Target>,
+    auto: bool,
+) -> Result<Option<String>> {
     let r = Reservations::open(home)?;
     let checkout = if auto { checkout_root(edit.cwd) } else { None };
     let mut claims = Vec::new();
-    for p in paths {
-        // A tool's path names one file: `*` in it is part of the name.
-        let target = Target::resolve_literal(&p.to_string_lossy(), edit.cwd)?;
+    for target in targets {
         match r.check(edit.session, &target)? {
             Access::Free | Access::Own => {
                 if checkout.as_deref() == Some(target.root.as_str()) && !target.is_glob() {
