@@ -28,9 +28,9 @@ mod etcd_session;
 #[cfg(feature = "etcd")]
 mod etcd_util;
 mod fence;
-#[cfg(feature = "etcd")]
 mod fuzz;
 mod git_guard;
+#[cfg(feature = "etcd")]
 mod history;
 mod home;
 mod hook;
