@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::process::{Child, Command};
 
-use crate::reserve::{bash_payload, denied, git, hook, put};
+use crate::reserve::{bash_payload, denied, git, hook, override_name, put};
 use crate::util::*;
 
 /// A live stand-in for session A's agent; killed and reaped on drop.
@@ -145,12 +145,7 @@ fn a_dead_or_ended_session_no_longer_guards_its_files() {
 fn an_override_token_lets_one_git_command_through_and_is_audited() {
     let (t, repo, _agent) = setup();
     let reason = guarded(&t, &repo, "B", "git checkout -- a.txt").expect("denied");
-    let name = reason
-        .split("concur token issue ")
-        .nth(1)
-        .and_then(|s| s.split('`').next())
-        .expect("override command in the reason")
-        .to_owned();
+    let name = override_name(&reason);
     assert_code(&t.run(["token", "issue", &name]), 0);
     assert_eq!(guarded(&t, &repo, "B", "git checkout -- a.txt"), None);
     assert_eq!(read(repo.join("a.txt")), "a0\n");

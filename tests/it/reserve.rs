@@ -370,6 +370,16 @@ pub fn hook(t: &TestEnv, agent: &str, payload: &Value) -> Output {
     t.run_stdin(["hook", agent], payload.to_string().as_bytes())
 }
 
+/// The override token a deny reason names (`concur token issue NAME`).
+pub(crate) fn override_name(reason: &str) -> String {
+    reason
+        .split("concur token issue ")
+        .nth(1)
+        .and_then(|s| s.split('`').next())
+        .expect("override command in the reason")
+        .to_owned()
+}
+
 /// The deny reason of a hook answer, or `None` when it allowed.
 pub(crate) fn denied(agent: &str, o: &Output) -> Option<String> {
     if code(o) == 2 {
@@ -482,12 +492,7 @@ fn an_override_token_lets_exactly_one_edit_through_and_is_audited() {
     assert_code(&run_as(&t, "holder", &repo, &["reserve", "x.rs"]), 0);
     let p = file_payload("claude", "editor", &repo, &repo.join("x.rs"));
     let reason = denied("claude", &hook(&t, "claude", &p)).expect("denied");
-    let name = reason
-        .split("concur token issue ")
-        .nth(1)
-        .and_then(|s| s.split('`').next())
-        .expect("override command in the reason")
-        .to_owned();
+    let name = override_name(&reason);
     assert_code(&t.run(["token", "issue", &name]), 0);
     // Several edits race for the one token: exactly one gets through.
     let mut b = Barrier::new();
