@@ -206,14 +206,16 @@ fn rows(o: &Options, tally: &Tally, trace: Vec<RoundTrace>, seconds: f64) -> Vec
         trace: Vec::new(),
         chaos: None,
     };
-    let expected = format!("{total_runs} runs exit 0");
-    let runs_row = match tally.failures.first() {
-        None => row(
-            "runs".into(),
-            expected,
+    let (expected, all) = if total_runs == 1 {
+        ("1 run exits 0".to_owned(), "it exited 0".to_owned())
+    } else {
+        (
+            format!("{total_runs} runs exit 0"),
             format!("all {total_runs} exited 0"),
-            SAFE,
-        ),
+        )
+    };
+    let runs_row = match tally.failures.first() {
+        None => row("runs".into(), expected, all, SAFE),
         Some(first) => {
             let more = match tally.failures.len() {
                 1 => String::new(),

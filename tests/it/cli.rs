@@ -216,6 +216,10 @@ fn one_winner_is_singular_and_a_missing_scan_root_reads_well() {
         out.contains("  1 winner  ") && !out.contains("1 winners"),
         "{out}"
     );
+    assert!(
+        out.contains("1 run exits 0") && out.contains("it exited 0") && !out.contains("1 runs"),
+        "{out}"
+    );
     let o = t.run(["scan", "nonexistent"]);
     let err = stderr(&o);
     assert_eq!(
