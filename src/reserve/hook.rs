@@ -140,7 +140,17 @@ pub fn decide_shell(home: &Home, edit: &Edit<'_>, command: &str) -> Answer {
     let writes = match scan_bounded(command) {
         Ok(Some(w)) => w,
         Ok(None) => {
-            eprintln!("concur: hook: cannot parse the shell command, allowed unchecked: {command}");
+            // One line of at most ~200 characters, however long the command.
+            let shown: String = command.chars().take(200).collect();
+            let more = if shown.len() < command.len() {
+                " …"
+            } else {
+                ""
+            };
+            eprintln!(
+                "concur: hook: cannot parse the shell command, allowed unchecked: {}{more}",
+                shown.escape_debug()
+            );
             return Answer::allow();
         }
         Err(why) => {
