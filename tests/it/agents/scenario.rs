@@ -135,8 +135,9 @@ fn brief(r: Option<&Value>) -> String {
     })
 }
 
-/// The shell writes of a file B must not make while A holds it.
-const SHELL_WRITES: [&str; 9] = [
+/// The shell writes of a file B must not make while A holds it; the last two are git commands
+/// that would take A's (untracked) files away: the git guard.
+const SHELL_WRITES: [&str; 11] = [
     "echo B > a.txt",
     "echo B >> a.txt",
     "sed -i s/A/B/ a.txt",
@@ -146,6 +147,8 @@ const SHELL_WRITES: [&str; 9] = [
     "truncate -s 0 a.txt",
     "rm a.txt",
     "mv a.txt moved.txt",
+    "git stash -u",
+    "git clean -fd",
 ];
 
 /// Two live sessions in one checkout, then A ends, then a session is killed with SIGKILL.
