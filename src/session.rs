@@ -291,6 +291,7 @@ impl Registry {
     pub fn end(&self, id: &SessionId, store: &dyn crate::lease::Store) -> Result<Cleanup> {
         let mut leases = store.release_session(id)?;
         leases.extend(crate::reserve::release_session(&self.home, id)?);
+        crate::reserve::edits::forget(&self.home, id)?;
         let markers = crate::marker::Markers::new(&self.home, std::collections::BTreeMap::new())
             .remove_session(id)?;
         let pointers = crate::marker::Pointers::new(&self.home).remove_session(id)?;

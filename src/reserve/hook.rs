@@ -109,7 +109,10 @@ pub struct Edit<'a> {
 /// Decides a file-tool write of `paths`: allow, or deny naming the holders. Errors deny.
 pub fn decide_write(home: &Home, edit: &Edit<'_>, paths: &[PathBuf]) -> Answer {
     match check_paths(home, edit, paths, edit.auto) {
-        Ok(None) => Answer::allow(),
+        Ok(None) => {
+            record_edits(home, edit, paths);
+            Answer::allow()
+        }
         Ok(Some(reason)) => Answer::deny(edit.agent, &reason),
         Err(e) => Answer::deny(
             edit.agent,
@@ -121,10 +124,11 @@ pub fn decide_write(home: &Home, edit: &Edit<'_>, paths: &[PathBuf]) -> Answer {
 /// Decides a shell command: its literal write targets are checked like file-tool writes, and
 /// its git commands by what they would discard or rewrite ([`super::git_guard`]).
 pub fn decide_shell(home: &Home, edit: &Edit<'_>, command: &str) -> Answer {
-    if !super::may_exist(home) {
+    let reserved = super::may_exist(home);
+    if !reserved && !super::edits::any(home) {
         return Answer::allow();
     }
-    match check_git(home, edit, command) {
+    match check_git(home, edit, command, reserved) {
         Ok(None) => {}
         Ok(Some(reason)) => return Answer::deny(edit.agent, &reason),
         Err(e) => {
@@ -136,6 +140,9 @@ pub fn decide_shell(home: &Home, edit: &Edit<'_>, command: &str) -> Answer {
                 ),
             );
         }
+    }
+    if !reserved {
+        return Answer::allow();
     }
     let writes = match scan_bounded(command) {
         Ok(Some(w)) => w,
@@ -170,7 +177,10 @@ pub fn decide_shell(home: &Home, edit: &Edit<'_>, command: &str) -> Answer {
         return Answer::allow();
     }
     match check_paths(home, edit, &paths, false) {
-        Ok(None) => Answer::allow(),
+        Ok(None) => {
+            record_edits(home, edit, &paths);
+            Answer::allow()
+        }
         Ok(Some(reason)) => Answer::deny(edit.agent, &reason),
         Err(e) => Answer::deny(
             edit.agent,
@@ -181,12 +191,54 @@ pub fn decide_shell(home: &Home, edit: &Edit<'_>, command: &str) -> Answer {
     }
 }
 
+/// Records an allowed write of `paths` as the session's edits (for the git guard). A failure
+/// does not refuse the edit (the record protects this session's own work from others' git, it
+/// does not protect anyone from this edit); it is said on stderr.
+pub fn record_edits(home: &Home, edit: &Edit<'_>, paths: &[PathBuf]) {
+    let Some(session) = edit.session else {
+        return;
+    };
+    let abs: Vec<PathBuf> = paths
+        .iter()
+        .map(|p| {
+            if p.is_absolute() {
+                p.clone()
+            } else {
+                edit.cwd.join(p)
+            }
+        })
+        .collect();
+    if let Err(e) = super::edits::record(home, session, &abs) {
+        eprintln!("concur: hook: cannot record this session's edit for the git guard: {e}");
+    }
+}
+
 /// The git guard: `Ok(Some(reason))` when a git command in `command` would discard or rewrite
 /// a file another live session reserved.
-fn check_git(home: &Home, edit: &Edit<'_>, command: &str) -> Result<Option<String>> {
-    for run in super::git_guard::git_runs(command) {
+fn check_git(
+    home: &Home,
+    edit: &Edit<'_>,
+    command: &str,
+    reserved: bool,
+) -> Result<Option<String>> {
+    let runs = super::git_guard::git_runs(command);
+    if runs.is_empty() {
+        return Ok(None);
+    }
+    let edited = super::edits::of_others(home, edit.session)?;
+    for run in runs {
         let touched = super::git_guard::touched(&run, edit.cwd)?;
         if touched.is_empty() {
+            continue;
+        }
+        if let Some(reason) = check_edited(home, edit, &touched, &edited)? {
+            return Ok(Some(format!(
+                "concur reserve: `{}` would discard or rewrite files another live session \
+                 edited in this checkout, so it is refused.\n{reason}",
+                run.shown
+            )));
+        }
+        if !reserved {
             continue;
         }
         // Files are literal names; the whole checkout or a directory is a `**` glob.
@@ -210,6 +262,52 @@ fn check_git(home: &Home, edit: &Edit<'_>, command: &str) -> Result<Option<Strin
         }
     }
     Ok(None)
+}
+
+/// The git guard on other live sessions' edits: `Ok(Some(reason))` when `touched` (files, or
+/// `DIR/**`) covers a file another live session edited, unless that file's one-time override
+/// token is taken now (audited).
+fn check_edited(
+    home: &Home,
+    edit: &Edit<'_>,
+    touched: &[PathBuf],
+    edited: &[(String, PathBuf)],
+) -> Result<Option<String>> {
+    let covers = |f: &Path| {
+        touched.iter().any(|t| {
+            t == f
+                || t.to_str()
+                    .and_then(|s| s.strip_suffix("/**"))
+                    .is_some_and(|dir| f.starts_with(dir))
+        })
+    };
+    let hits: Vec<&(String, PathBuf)> = edited.iter().filter(|(_, f)| covers(f)).collect();
+    let Some((first_session, first)) = hits.first() else {
+        return Ok(None);
+    };
+    let target = Target::resolve_literal(&first.to_string_lossy(), edit.cwd)?;
+    let name = override_token(&target);
+    match token::take(home, &name)? {
+        token::Taken::Won { .. } => {
+            token::audit(home, &name, "override", edit.session)?;
+            return Ok(None);
+        }
+        t @ token::Taken::Expired { .. } => token::audit(home, &name, t.outcome(), edit.session)?,
+        token::Taken::Lost => {}
+    }
+    let mut reason = String::new();
+    for (s, f) in hits.iter().take(10) {
+        let _ = writeln!(reason, "- {} edited by session {s}", f.display());
+    }
+    if hits.len() > 10 {
+        let _ = writeln!(reason, "- ... and {} more", hits.len() - 10);
+    }
+    let _ = write!(
+        reason,
+        "Coordinate: ask session {first_session} to commit or finish first, wait until it ends, \
+         or let this one command through with a one-time override: `concur token issue {name}`."
+    );
+    Ok(Some(reason))
 }
 
 /// The longest the shell scan of one command may take before the command is refused.

@@ -27,6 +27,7 @@
 //! that never calls concur). The edit-time hook and the git pre-commit hook are the places that
 //! ask. Liveness is local to this machine.
 
+pub mod edits;
 pub mod git;
 pub mod git_guard;
 mod glob;

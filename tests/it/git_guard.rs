@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::process::{Child, Command};
 
-use crate::reserve::{bash_payload, denied, git, hook, override_name, put};
+use crate::reserve::{bash_payload, denied, file_payload, git, hook, override_name, put};
 use crate::util::*;
 
 /// A live stand-in for session A's agent; killed and reaped on drop.
@@ -172,4 +172,63 @@ fn outside_a_checkout_or_without_reservations_git_is_not_judged() {
         ),
         None
     );
+}
+
+/// Without any reservation: what a live session edited through its file tools is protected
+/// from another session's destructive git, and forgotten when the session ends.
+#[test]
+fn another_sessions_edits_are_guarded_without_any_reservation() {
+    let t = TestEnv::new();
+    let repo = t.path("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    ok(&git(&repo, &["init", "-q", "-b", "main"]));
+    put(repo.join("a.txt"), "a0\n");
+    put(repo.join("b.txt"), "b0\n");
+    ok(&git(&repo, &["add", "."]));
+    ok(&git(&repo, &["commit", "-qm", "init"]));
+    let agent = Agent(Command::new("sleep").arg("1000").spawn().unwrap());
+    let pid = agent.0.id().to_string();
+    assert_code(
+        &t.run(["session", "start", "--session", "A", "--pid", &pid]),
+        0,
+    );
+    // A edits a.txt with its file tool (allowed: nothing is reserved), then writes it.
+    let a_edit = file_payload("claude", "A", &repo, &repo.join("a.txt"));
+    assert_eq!(denied("claude", &hook(&t, "claude", &a_edit)), None);
+    put(repo.join("a.txt"), "A's work\n");
+    put(repo.join("b.txt"), "B's change\n");
+    assert!(
+        !t.home.join("leases.db").exists(),
+        "no reservation database"
+    );
+
+    for cmd in [
+        "git stash",
+        "git reset --hard",
+        "git checkout -- .",
+        "git commit -am x",
+    ] {
+        let reason = guarded(&t, &repo, "B", cmd).unwrap_or_else(|| panic!("{cmd}: allowed"));
+        assert!(
+            reason.contains("edited by session A") && reason.contains("a.txt"),
+            "{cmd}: {reason}"
+        );
+    }
+    assert_eq!(read(repo.join("a.txt")), "A's work\n");
+    // B's own change may go; A may do what it likes.
+    assert_eq!(guarded(&t, &repo, "B", "git checkout -- b.txt"), None);
+    assert_eq!(read(repo.join("b.txt")), "b0\n");
+    assert_eq!(
+        denied(
+            "claude",
+            &hook(&t, "claude", &bash_payload("A", &repo, "git stash"))
+        ),
+        None
+    );
+    // A ends: its edits are forgotten and no longer guarded.
+    assert_code(&t.run(["session", "end", "--session", "A"]), 0);
+    assert!(!t.home.join("edits/A.list").exists());
+    assert_eq!(guarded(&t, &repo, "B", "git stash"), None);
+    assert_eq!(read(repo.join("a.txt")), "a0\n", "the stash ran");
+    drop(agent);
 }

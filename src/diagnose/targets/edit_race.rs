@@ -15,7 +15,7 @@ use super::{put, read_text, work};
 use crate::diagnose::{
     Events, Mark, Mode, RoundCheck, Sizes, Target, WriterRun, WriterSpec, now_us,
 };
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::home::Home;
 use crate::hook::Agent;
 use crate::id::SessionId;
@@ -50,6 +50,10 @@ impl Target for EditRace {
 
     fn setup(&self, dir: &Path, mode: Mode, _s: &Sizes) -> Result<()> {
         put(&dir.join(FILE), b"# shared\n")?;
+        // The round's directory is a checkout, as where agents edit: auto-claims are made only
+        // of files inside one.
+        let git = dir.join(".git");
+        crate::sys::fs::mkdir(&git, 0o700).map_err(Error::with("cannot create directory", &git))?;
         if mode == Mode::Protected {
             // The round's own home and reservation database, created before writers race.
             drop(Reservations::open(&Home::at(dir.join("home"))?)?);

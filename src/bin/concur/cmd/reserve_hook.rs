@@ -4,7 +4,9 @@
 use std::path::{Path, PathBuf};
 
 use concur::hook::{Agent, Answer};
-use concur::reserve::hook::{Edit, decide_shell, decide_write, payload_session, shell_command};
+use concur::reserve::hook::{
+    Edit, decide_shell, decide_write, payload_session, record_edits, shell_command,
+};
 
 use concur::config::Config;
 
@@ -37,10 +39,6 @@ pub fn write(
         Ok(h) => h,
         Err(e) => return refuse(e.message),
     };
-    // The common case: nothing was ever reserved in this home and nothing is to be claimed.
-    if !auto && !concur::reserve::may_exist(home) {
-        return Answer::allow();
-    }
     let payload: serde_json::Value = match serde_json::from_slice(input) {
         Ok(v) => v,
         Err(e) => return refuse(e.to_string()),
@@ -52,6 +50,12 @@ pub fn write(
         cwd,
         auto,
     };
+    // The common case: nothing was ever reserved in this home and nothing is to be claimed:
+    // no database is opened; the edit is only recorded for the git guard.
+    if !auto && !concur::reserve::may_exist(home) {
+        record_edits(home, &edit, paths);
+        return Answer::allow();
+    }
     decide_write(home, &edit, paths)
 }
 
