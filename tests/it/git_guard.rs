@@ -22,9 +22,8 @@ fn ok(o: &std::process::Output) {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
 
-/// A checkout with two committed files, session A registered (live) and reserving a.txt and
-/// the untracked notes.txt, both of which it has changed.
-fn setup() -> (TestEnv, std::path::PathBuf, Agent) {
+/// A checkout with a.txt and b.txt committed, and session A registered with a live agent.
+fn checkout_with_live_a() -> (TestEnv, std::path::PathBuf, Agent) {
     let t = TestEnv::new();
     let repo = t.path("repo");
     std::fs::create_dir_all(&repo).unwrap();
@@ -33,13 +32,20 @@ fn setup() -> (TestEnv, std::path::PathBuf, Agent) {
     put(repo.join("b.txt"), "b0\n");
     ok(&git(&repo, &["add", "."]));
     ok(&git(&repo, &["commit", "-qm", "init"]));
-    ok(&git(&repo, &["branch", "other"]));
     let agent = Agent(Command::new("sleep").arg("1000").spawn().unwrap());
     let pid = agent.0.id().to_string();
     assert_code(
         &t.run(["session", "start", "--session", "A", "--pid", &pid]),
         0,
     );
+    (t, repo, agent)
+}
+
+/// A checkout with two committed files, session A registered (live) and reserving a.txt and
+/// the untracked notes.txt, both of which it has changed.
+fn setup() -> (TestEnv, std::path::PathBuf, Agent) {
+    let (t, repo, agent) = checkout_with_live_a();
+    ok(&git(&repo, &["branch", "other"]));
     let o = t
         .cmd(["reserve", "a.txt", "notes.txt", "--session", "A"])
         .current_dir(&repo)
@@ -178,20 +184,7 @@ fn outside_a_checkout_or_without_reservations_git_is_not_judged() {
 /// from another session's destructive git, and forgotten when the session ends.
 #[test]
 fn another_sessions_edits_are_guarded_without_any_reservation() {
-    let t = TestEnv::new();
-    let repo = t.path("repo");
-    std::fs::create_dir_all(&repo).unwrap();
-    ok(&git(&repo, &["init", "-q", "-b", "main"]));
-    put(repo.join("a.txt"), "a0\n");
-    put(repo.join("b.txt"), "b0\n");
-    ok(&git(&repo, &["add", "."]));
-    ok(&git(&repo, &["commit", "-qm", "init"]));
-    let agent = Agent(Command::new("sleep").arg("1000").spawn().unwrap());
-    let pid = agent.0.id().to_string();
-    assert_code(
-        &t.run(["session", "start", "--session", "A", "--pid", &pid]),
-        0,
-    );
+    let (t, repo, agent) = checkout_with_live_a();
     // A edits a.txt with its file tool (allowed: nothing is reserved), then writes it.
     let a_edit = file_payload("claude", "A", &repo, &repo.join("a.txt"));
     assert_eq!(denied("claude", &hook(&t, "claude", &a_edit)), None);
