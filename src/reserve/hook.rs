@@ -310,6 +310,26 @@ fn check_edited(
     Ok(Some(reason))
 }
 
+/// The longest run of shell operator characters (`<>|&;`, blanks between them not counting)
+/// the shell scan takes on.
+pub const MAX_OPERATOR_RUN: usize = 64;
+
+/// The longest run of `<>|&;` in `command`, blanks inside the run not breaking it.
+fn operator_run(command: &str) -> usize {
+    let (mut run, mut max) = (0usize, 0usize);
+    for b in command.bytes() {
+        match b {
+            b'<' | b'>' | b'|' | b'&' | b';' => {
+                run += 1;
+                max = max.max(run);
+            }
+            b' ' | b'\t' => {}
+            _ => run = 0,
+        }
+    }
+    max
+}
+
 /// The longest the shell scan of one command may take before the command is refused.
 pub const SHELL_BUDGET: Duration = Duration::from_millis(500);
 
@@ -327,6 +347,15 @@ pub const SHELL_DEPTH: usize = 256;
 pub fn scan_bounded(
     command: &str,
 ) -> std::result::Result<Option<Vec<crate::scan::bash::Write>>, String> {
+    // A long run of operators with nothing between them (`> > > >…`) is where the parser's error
+    // recovery costs most; no command a person or an agent writes has one. Refused at once.
+    let run = operator_run(command);
+    if run > MAX_OPERATOR_RUN {
+        return Err(format!(
+            "the shell command has a run of {run} operators with nothing between them (more \
+             than {MAX_OPERATOR_RUN}) and cannot be checked"
+        ));
+    }
     let cmd = command.to_owned();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::Builder::new()
