@@ -175,12 +175,21 @@ pub fn read_payload(r: impl std::io::Read) -> std::result::Result<Vec<u8>, Strin
 /// # Errors
 /// A message for a payload that is not a JSON object.
 pub fn parse(agent: Agent, input: &[u8]) -> std::result::Result<Event, String> {
+    Ok(claude::classify(agent, &payload(input)?))
+}
+
+/// The payload as a JSON object (parsed once: [`claude::classify`] and the reservation checks
+/// read the same value), or why it is not one.
+///
+/// # Errors
+/// The payload is not JSON, or not an object.
+pub fn payload(input: &[u8]) -> std::result::Result<serde_json::Value, String> {
     let v: serde_json::Value =
         serde_json::from_slice(input).map_err(|e| format!("hook payload is not JSON ({e})"))?;
     if !v.is_object() {
         return Err("hook payload is not a JSON object".into());
     }
-    Ok(claude::classify(agent, &v))
+    Ok(v)
 }
 
 /// Decides a `PreToolUse`-style event: deny when a path is protected, or when the guard

@@ -43,9 +43,16 @@ pub fn record(home: &Home, session: &SessionId, files: &[PathBuf]) -> Result<()>
     if lines.is_empty() {
         return Ok(());
     }
-    let path = file_of(&home.subdir(DIR)?, session);
-    let file = sys::fs::open(&path, sys::fs::Open::append(0o600))
-        .map_err(Error::with("cannot open edit record", &path))?;
+    // The directory is made (and checked) once, by the first edit of the home.
+    let path = file_of(&home.join(DIR), session);
+    let file = match sys::fs::open(&path, sys::fs::Open::append(0o600)) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            home.subdir(DIR)?;
+            sys::fs::open(&path, sys::fs::Open::append(0o600))
+        }
+        r => r,
+    }
+    .map_err(Error::with("cannot open edit record", &path))?;
     sys::fs::write_once(&file, lines.as_bytes())
         .map(drop)
         .map_err(Error::with("cannot write edit record", &path))

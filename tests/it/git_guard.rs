@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::process::{Child, Command};
 
-use crate::reserve::{bash_payload, denied, file_payload, git, hook, override_name, put};
+use crate::reserve::{bash_payload, denied, file_payload, git, hook, in_repo, override_name, put};
 use crate::util::*;
 
 /// A live stand-in for session A's agent; killed and reaped on drop.
@@ -62,13 +62,7 @@ fn setup() -> (TestEnv, std::path::PathBuf, Agent) {
 fn guarded(t: &TestEnv, repo: &Path, who: &str, cmd: &str) -> Option<String> {
     let reason = denied("claude", &hook(t, "claude", &bash_payload(who, repo, cmd)));
     if reason.is_none() {
-        let o = Command::new("sh")
-            .args(["-c", cmd])
-            .current_dir(repo)
-            .env("GIT_AUTHOR_NAME", "t")
-            .env("GIT_AUTHOR_EMAIL", "t@example.invalid")
-            .env("GIT_COMMITTER_NAME", "t")
-            .env("GIT_COMMITTER_EMAIL", "t@example.invalid")
+        let o = in_repo(Command::new("sh").args(["-c", cmd]), repo)
             .output()
             .unwrap();
         assert!(o.status.success(), "{cmd}: {}", stderr(&o));

@@ -251,15 +251,18 @@ pub(crate) fn put(p: impl AsRef<Path>, content: impl AsRef<[u8]>) {
 }
 
 pub fn git(repo: &Path, args: &[&str]) -> Output {
-    Command::new("git")
-        .args(args)
-        .current_dir(repo)
+    in_repo(Command::new("git").args(args), repo)
+        .output()
+        .expect("git")
+}
+
+/// `cmd` run in `repo` with a fixed git identity (commits need one; the machine may have none).
+pub(crate) fn in_repo<'c>(cmd: &'c mut Command, repo: &Path) -> &'c mut Command {
+    cmd.current_dir(repo)
         .env("GIT_AUTHOR_NAME", "t")
         .env("GIT_AUTHOR_EMAIL", "t@example.invalid")
         .env("GIT_COMMITTER_NAME", "t")
         .env("GIT_COMMITTER_EMAIL", "t@example.invalid")
-        .output()
-        .expect("git")
 }
 
 #[test]

@@ -203,10 +203,11 @@ fn respond(agent: Agent, ctx: &Ctx) -> Answer {
         Ok(i) => i,
         Err(why) => return Answer::deny_exit2(&format!("concur guard: {why}")),
     };
-    let event = match hook::parse(agent, &input) {
-        Ok(ev) => ev,
+    let payload = match hook::payload(&input) {
+        Ok(v) => v,
         Err(why) => return Answer::deny_exit2(&format!("concur guard: {why}; refusing")),
     };
+    let event = hook::claude::classify(agent, &payload);
     match &event {
         Event::Write { .. } | Event::Malformed(_) => {
             // Loaded once: the reservation check below needs it too.
@@ -220,7 +221,7 @@ fn respond(agent: Agent, ctx: &Ctx) -> Answer {
             });
             match &event {
                 Event::Write { paths, cwd, .. } if !a.is_deny() => {
-                    super::reserve_hook::write(agent, ctx, config.as_ref(), &input, paths, cwd)
+                    super::reserve_hook::write(agent, ctx, config.as_ref(), &payload, paths, cwd)
                 }
                 _ => a,
             }
@@ -235,7 +236,7 @@ fn respond(agent: Agent, ctx: &Ctx) -> Answer {
             Answer::allow()
         }
         Event::Foreign => Answer::allow(),
-        _ => super::reserve_hook::other(agent, ctx, &input),
+        _ => super::reserve_hook::other(agent, ctx, &payload),
     }
 }
 

@@ -18,7 +18,7 @@ pub fn write(
     agent: Agent,
     ctx: &Ctx,
     config: Option<&Config>,
-    input: &[u8],
+    payload: &serde_json::Value,
     paths: &[PathBuf],
     cwd: &Path,
 ) -> Answer {
@@ -39,11 +39,7 @@ pub fn write(
         Ok(h) => h,
         Err(e) => return refuse(e.message),
     };
-    let payload: serde_json::Value = match serde_json::from_slice(input) {
-        Ok(v) => v,
-        Err(e) => return refuse(e.to_string()),
-    };
-    let session = payload_session(agent, &payload, || ctx.session().ok().flatten());
+    let session = payload_session(agent, payload, || ctx.session().ok().flatten());
     let edit = Edit {
         agent,
         session: session.as_ref(),
@@ -60,11 +56,8 @@ pub fn write(
 }
 
 /// Any other event: a shell tool's command is checked for writes to reserved paths.
-pub fn other(agent: Agent, ctx: &Ctx, input: &[u8]) -> Answer {
-    let Ok(payload) = serde_json::from_slice::<serde_json::Value>(input) else {
-        return Answer::allow();
-    };
-    let Some(command) = shell_command(agent, &payload) else {
+pub fn other(agent: Agent, ctx: &Ctx, payload: &serde_json::Value) -> Answer {
+    let Some(command) = shell_command(agent, payload) else {
         return Answer::allow();
     };
     let home = match ctx.home() {
@@ -89,7 +82,7 @@ pub fn other(agent: Agent, ctx: &Ctx, input: &[u8]) -> Answer {
         || std::env::current_dir().unwrap_or_else(|_| "/".into()),
         PathBuf::from,
     );
-    let session = payload_session(agent, &payload, || ctx.session().ok().flatten());
+    let session = payload_session(agent, payload, || ctx.session().ok().flatten());
     let edit = Edit {
         agent,
         session: session.as_ref(),
