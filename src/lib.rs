@@ -39,6 +39,7 @@
 //! ## Modules
 //!
 //! - [`home`] — the runtime home and its safety checks
+//! - [`backend`] — the coordination backend (local files or etcd), resolved once, and its wait policy
 //! - [`id`] — session ids
 //! - [`config`] — `concur.toml`
 //! - [`error`] — the error type and its kinds
@@ -69,6 +70,7 @@
 //! - `etcd` — lock, slot, token, session and fenced writes on an etcd cluster (feature `etcd`)
 
 pub mod append;
+pub mod backend;
 pub mod broker;
 pub mod child;
 pub mod config;

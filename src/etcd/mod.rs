@@ -49,38 +49,7 @@ pub use wire::{Compare, KeyValue, Op, TxnResponse};
 use crate::error::Result;
 use client::Seen;
 
-/// How long an acquire waits for a busy lock, slot or lease.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Wait {
-    /// Do not wait: report busy.
-    No,
-    /// Wait at most this long, then fail with a timeout.
-    For(Duration),
-    /// Wait until acquired.
-    Forever,
-}
-
-impl Wait {
-    pub(crate) fn deadline(self, from: Instant) -> Option<Instant> {
-        match self {
-            Wait::For(d) => Some(from + d),
-            Wait::No => Some(from),
-            Wait::Forever => None,
-        }
-    }
-}
-
-/// The backend URL in effect: the explicit flag, else `$CONCUR_BACKEND`, else the config's
-/// `[backend] url`. `None` means the local backend.
-pub fn backend_url(flag: Option<&str>, config: Option<&crate::config::Config>) -> Option<String> {
-    flag.map(str::to_string)
-        .or_else(|| {
-            std::env::var("CONCUR_BACKEND")
-                .ok()
-                .filter(|s| !s.is_empty())
-        })
-        .or_else(|| config.and_then(|c| c.backend.url.clone()))
-}
+pub use crate::backend::Wait;
 
 /// Names of locks, slots, tokens: the session-id alphabet, so they stay one path segment.
 pub(crate) fn check_name(what: &str, name: &str) -> Result<()> {

@@ -80,21 +80,55 @@ impl Ctx {
         Ok(Config::load(self.config_flag.as_deref(), home.as_deref())?)
     }
 
+    /// Where the backend choice comes from: `--backend`, `--config`.
+    fn choice(&self, budget: Option<std::time::Duration>) -> concur::backend::Choice<'_> {
+        concur::backend::Choice {
+            flag: self.backend_flag.as_deref(),
+            config_file: self.config_flag.as_deref(),
+            budget,
+        }
+    }
+
     /// The coordination backend URL in effect: `--backend`, else `$CONCUR_BACKEND`, else the
     /// config's `[backend] url`; `None` means local files.
     pub fn backend_url(&self) -> Result<Option<String>, CliError> {
-        if let Some(u) = self.explicit_backend() {
+        let choice = self.choice(None);
+        if let Some(u) = choice.explicit() {
             return Ok(Some(u));
         }
-        Ok(self.config()?.backend.url.filter(|u| !u.is_empty()))
+        let home = match &self.config_flag {
+            Some(_) => None,
+            None => Some(self.home()?),
+        };
+        Ok(choice.url(home)?)
     }
 
     /// `--backend` or `$CONCUR_BACKEND` (not the config file).
     fn explicit_backend(&self) -> Option<String> {
-        self.backend_flag
-            .clone()
-            .or_else(|| std::env::var("CONCUR_BACKEND").ok())
-            .filter(|u| !u.is_empty())
+        self.choice(None).explicit()
+    }
+
+    /// The backend in effect ([`concur::backend::Backend`]), with the home when it resolves.
+    pub fn backend(&self) -> Result<concur::backend::Backend, CliError> {
+        self.backend_within(None)
+    }
+
+    /// Like [`Ctx::backend`], with every backend call (retries on other members included)
+    /// bounded by `budget` when given, for callers on a time budget such as an agent's hook.
+    pub fn backend_within(
+        &self,
+        budget: Option<std::time::Duration>,
+    ) -> Result<concur::backend::Backend, CliError> {
+        let url = self.backend_url()?;
+        let home = match url {
+            None => Some(self.home()?.clone()),
+            Some(_) => self.home().ok().cloned(),
+        };
+        Ok(concur::backend::Backend::open(
+            url.as_deref(),
+            home,
+            budget,
+        )?)
     }
 
     /// The etcd client when the backend in effect is etcd, `None` for local.
@@ -103,22 +137,16 @@ impl Ctx {
         self.etcd_within(None)
     }
 
-    /// Like [`Ctx::etcd`], with every call (retries on other members included) bounded by
-    /// `budget` when given.
+    /// Like [`Ctx::etcd`], with every call bounded by `budget` when given.
     #[cfg(feature = "etcd")]
     pub fn etcd_within(
         &self,
         budget: Option<std::time::Duration>,
     ) -> Result<Option<concur::etcd::Client>, CliError> {
-        let Some(u) = self.backend_url()? else {
+        if self.backend_url()?.is_none() {
             return Ok(None);
-        };
-        let mut t = concur::etcd::Timeouts::default();
-        if let Some(call) = budget {
-            t.request = t.request.min(call / 2);
-            t.call = t.call.min(call);
         }
-        Ok(Some(concur::etcd::Client::with_timeouts(&u, t)?))
+        Ok(self.backend_within(budget)?.etcd().cloned())
     }
 
     /// The etcd client when the backend in effect is etcd (this build has no etcd support).
@@ -134,31 +162,16 @@ impl Ctx {
 
     /// The task-lease store: etcd when that backend is set, else `SQLite` in the home.
     pub fn lease_store(&self) -> Result<Box<dyn concur::lease::Store + Send>, CliError> {
-        self.lease_store_within(None)
+        Ok(self.backend()?.leases()?)
     }
 
-    /// Like [`Ctx::lease_store`], with every etcd call bounded by `budget` (retries on other
-    /// members included) for callers on a time budget, such as an agent's hook. The local
-    /// store ignores it.
+    /// Like [`Ctx::lease_store`], with every etcd call bounded by `budget`. The local store
+    /// ignores it.
     pub fn lease_store_within(
         &self,
         budget: Option<std::time::Duration>,
     ) -> Result<Box<dyn concur::lease::Store + Send>, CliError> {
-        #[cfg(feature = "etcd")]
-        if let Some(client) = self.etcd_within(budget)? {
-            let registry = concur::session::Registry::open(self.home()?).ok();
-            return Ok(Box::new(concur::etcd::tasks::EtcdStore::new(
-                client, registry,
-            )));
-        }
-        #[cfg(not(feature = "etcd"))]
-        {
-            let _ = budget;
-            self.etcd()?;
-        }
-        Ok(Box::new(concur::lease::sqlite::SqliteStore::open(
-            self.home()?,
-        )?))
+        Ok(self.backend_within(budget)?.leases()?)
     }
 
     /// For verbs on local files: when a backend was asked for explicitly, says once on stderr
