@@ -2,6 +2,9 @@
 
 mod util;
 
+#[macro_use]
+mod backends;
+
 mod agents;
 mod append;
 mod broker;
@@ -45,6 +48,7 @@ mod lease;
 mod ledger;
 mod lock;
 mod marker;
+mod on_backends;
 mod once;
 mod replace;
 mod reserve;
