@@ -38,6 +38,7 @@ pub mod etcd;
 pub mod html;
 pub mod report;
 pub mod run;
+pub mod suite;
 pub mod targets;
 pub mod writer;
 

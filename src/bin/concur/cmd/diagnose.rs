@@ -5,13 +5,11 @@ use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use concur::diagnose::checks::Check;
-use concur::diagnose::etcd as diag_etcd;
-use concur::diagnose::run::{Overrides, run_suite};
-use concur::diagnose::{self as targets_api, Harness, Mode, Outcome, custom, html, report};
-use concur::diagnose::{chaos, targets, writer};
+use concur::diagnose::run::Overrides;
+use concur::diagnose::suite::{self, Progress, Request, Script, SuiteError};
+use concur::diagnose::{Harness, Mode, chaos, writer};
 
-use crate::ctx::{Ctx, print_line};
+use crate::ctx::Ctx;
 use crate::exit::{CliError, Exit};
 
 /// Prove collisions: N real processes hammer shared state; invariants give verdicts.
@@ -140,11 +138,7 @@ pub fn run_writer(a: &WriterArgs, _ctx: &Ctx) -> Result<Exit, CliError> {
 
 /// Runs `concur diagnose`.
 pub fn run(a: &Args, ctx: &Ctx) -> Result<Exit, CliError> {
-    if a.timeout.is_zero() || a.timeout > Duration::from_secs(86_400) {
-        return Err(CliError::usage(
-            "--timeout must be more than 0 and at most 1d",
-        ));
-    }
+    suite::check_timeout(a.timeout).map_err(usage)?;
     let exe = std::env::current_exe()
         .map_err(|e| CliError::new(Exit::Io, "io", format!("cannot find own binary: {e}")))?;
     let mut harness = Harness {
@@ -154,7 +148,7 @@ pub fn run(a: &Args, ctx: &Ctx) -> Result<Exit, CliError> {
         backend: None,
         chaos: a.chaos.then(|| a.seed.unwrap_or_else(chaos::fresh_seed)),
     };
-    let backend = ctx.backend_flag.as_deref().filter(|u| !u.is_empty());
+    let backend = ctx.backend_flag.clone().filter(|u| !u.is_empty());
     // (A --cmd script inherits $CONCUR_BACKEND and uses it: no note there.)
     if backend.is_none()
         && a.cmd.is_none()
@@ -168,329 +162,68 @@ pub fn run(a: &Args, ctx: &Ctx) -> Result<Exit, CliError> {
              only when given as --backend"
         );
     }
-    if backend.is_some() && a.cmd.is_some() {
-        return Err(CliError::usage(
-            "--backend runs the built-in targets on etcd; for --cmd, set CONCUR_BACKEND for \
-             your script instead",
-        ));
-    }
+    let req = Request {
+        targets: a.targets.clone(),
+        modes: match a.mode.as_str() {
+            "naive" => vec![Mode::Naive],
+            "protected" | "concur" => vec![Mode::Protected],
+            _ => vec![Mode::Naive, Mode::Protected],
+        },
+        sizes: Overrides {
+            writers: a.writers.map(usize::from),
+            ops: a.ops.map(|n| n as usize),
+            rounds: a.rounds.map(|n| n as usize),
+        },
+        script: a.cmd.as_ref().map(|cmd| Script {
+            cmd: cmd.clone(),
+            checks: a.checks.clone(),
+            check_cmds: a.check_cmd.clone(),
+            setup: a.setup.clone(),
+        }),
+        backend,
+    };
     let progress_on = std::io::stderr().is_terminal() && !ctx.json;
-    let mut progress = |done: usize, total: usize, what: &str| {
+    let mut step = |done: usize, total: usize, what: &str| {
         if progress_on {
-            let width = 24;
-            let filled = (done * width).checked_div(total).unwrap_or(width);
             let mut e = std::io::stderr().lock();
-            let _ = write!(
-                e,
-                "\r\x1b[2K[{}{}] {done}/{total} {what}",
-                "#".repeat(filled),
-                " ".repeat(width - filled)
-            );
-            if done == total {
-                let _ = write!(e, "\r\x1b[2K");
-            }
+            let _ = e.write_all(suite::progress_bar(done, total, what).as_bytes());
             let _ = e.flush();
         }
     };
-    let mut about = About {
-        backend: "local".into(),
-        etcd: None,
-        skipped: Vec::new(),
+    let mut warn = |m: &str| eprintln!("concur: diagnose: warning: {m}");
+    let mut progress = Progress {
+        step: &mut step,
+        warn: &mut warn,
     };
-    let outcomes = if let Some(cmd) = &a.cmd {
-        run_custom(a, cmd, &harness, &mut progress)?
-    } else if let Some(url) = backend {
-        let chosen = etcd_targets(a)?;
-        // An explicit local-only target was refused above; by default they are skipped.
-        about.skipped = targets::all()
-            .iter()
-            .filter(|t| a.targets.is_empty() && !t.on_etcd())
-            .map(|t| t.name())
-            .collect();
-        on_etcd(a, url, &chosen, &mut harness, &mut about, &mut progress)?
-    } else {
-        suite(a, &harness, &mut progress)?
-    };
+    let summary = suite::run(&req, &mut harness, &mut progress).map_err(usage)?;
     if let Some(path) = &a.report {
-        write_report(path, &outcomes, &about)?;
+        write_report(path, &summary.html())?;
     }
-    print(ctx, a.cmd.is_none(), &about, &outcomes, harness.chaos);
-    // A naive target that is not caught is shown (NOT REPRODUCED) but does not fail the run;
-    // anything of concur's or of the user's that is not SAFE does.
-    let failed = outcomes.iter().any(|o| o.mode != "naive" && !o.pass);
-    Ok(if failed { Exit::Precondition } else { Exit::Ok })
-}
-
-/// Prints the outcomes: the `--json` document, or the table (with the backend line and the
-/// skipped targets on etcd).
-fn print(ctx: &Ctx, suite: bool, about: &About, outcomes: &[Outcome], seed: Option<u64>) {
     if ctx.json {
-        let mut doc = serde_json::json!({ "backend": about.backend });
-        if let Some(seed) = seed {
-            doc["chaos"] = serde_json::json!({ "seed": seed });
-        }
-        if let Some(e) = &about.etcd {
-            doc["etcd_prefix"] = e.prefix.clone().into();
-            doc["keys_removed"] = e.removed.into();
-        }
-        if suite {
-            doc["skipped"] = about
-                .skipped
-                .iter()
-                .map(|t| serde_json::json!({ "target": t, "reason": SKIPPED }))
-                .collect();
-        }
-        doc["results"] = report::json(outcomes)["results"].take();
-        ctx.print_json(&doc);
+        ctx.print_json(&summary.to_json());
     } else {
-        let mut out = std::io::stdout().lock();
-        if let Some(e) = &about.etcd {
-            let removed = e.removed.map_or_else(
-                || "not removed: the cluster stopped answering".to_string(),
-                |n| format!("{n} keys removed"),
-            );
-            let _ = writeln!(
-                out,
-                "backend: {} (key prefix {}, {removed})",
-                about.backend, e.prefix
-            );
-        }
         // On a terminal the rows are fitted to its width (long observations wrap).
         let width = concur::sys::tty::width(std::io::stdout());
-        let _ = out.write_all(report::table_fitted(outcomes, width).as_bytes());
-        // Aligned with the table's first column.
-        let w = outcomes
-            .iter()
-            .map(|o| o.target.len())
-            .chain(about.skipped.iter().map(|t| t.len()))
-            .chain([report::HEADINGS[0].len()])
-            .max()
-            .unwrap_or(0);
-        for t in &about.skipped {
-            let _ = writeln!(out, "{t:<w$}  {SKIPPED}");
-        }
-        if let Some(seed) = seed {
-            print_chaos(&mut out, seed, outcomes);
-        }
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(summary.text(width).as_bytes());
         let _ = out.flush();
     }
-}
-
-/// Under `--chaos`: the seed, and for each result that broke, the schedule that broke it.
-fn print_chaos(out: &mut impl Write, seed: u64, outcomes: &[Outcome]) {
-    let _ = writeln!(
-        out,
-        "chaos: seed {seed} (replay the same delays with --chaos --seed {seed})"
-    );
-    for o in outcomes {
-        let Some(b) = &o.chaos else { continue };
-        let _ = writeln!(
-            out,
-            "\n{} {} broke in round {} ({}); the calls on its files, in order:",
-            o.target, o.mode, b.round, o.verdict
-        );
-        let _ = out.write_all(chaos::render(b).as_bytes());
-    }
-}
-
-/// What a skipped target's line says.
-const SKIPPED: &str = "local-only target, skipped on etcd";
-
-/// Which backend a run used, for the table, `--json` and the HTML report.
-struct About {
-    /// `local`, or the etcd URL as given.
-    backend: String,
-    /// On etcd: the run's key prefix and how many keys were removed (`None`: cleanup failed).
-    etcd: Option<EtcdRun>,
-    /// Targets not run on this backend.
-    skipped: Vec<&'static str>,
-}
-
-struct EtcdRun {
-    prefix: String,
-    removed: Option<usize>,
-}
-
-/// The targets of an etcd run: the etcd ones by default; an explicit local-only one is a usage
-/// error (exit 2). `lock` and `slot` name json-counter and semaphore.
-fn etcd_targets(a: &Args) -> Result<Vec<&'static dyn targets_api::Target>, CliError> {
-    let etcd_names = || {
-        targets::all()
-            .iter()
-            .filter(|t| t.on_etcd())
-            .map(|t| match t.name() {
-                "json-counter" => "json-counter (lock)",
-                "semaphore" => "semaphore (slot)",
-                n => n,
-            })
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    if a.targets.is_empty() {
-        return Ok(targets::all().into_iter().filter(|t| t.on_etcd()).collect());
-    }
-    a.targets
-        .iter()
-        .map(|n| {
-            let t = targets::find(diag_etcd::resolve(n)).ok_or_else(|| {
-                CliError::usage(format!("unknown target {n:?} (on etcd: {})", etcd_names()))
-            })?;
-            if t.on_etcd() {
-                Ok(t)
-            } else {
-                Err(CliError::usage(format!(
-                    "target {n} is local-only (it works on local files) and cannot run on etcd; \
-                     etcd targets: {}",
-                    etcd_names()
-                )))
-            }
-        })
-        .collect()
-}
-
-/// Runs `chosen` with their concur writers on the etcd cluster at `url`, under a fresh key
-/// prefix that is removed afterwards (also when the run fails).
-#[cfg(feature = "etcd")]
-fn on_etcd(
-    a: &Args,
-    url: &str,
-    chosen: &[&dyn targets_api::Target],
-    harness: &mut Harness,
-    about: &mut About,
-    progress: &mut dyn FnMut(usize, usize, &str),
-) -> Result<Vec<Outcome>, CliError> {
-    let run = diag_etcd::Run::start(url)?;
-    harness.backend = Some(run.url().to_owned());
-    url.clone_into(&mut about.backend);
-    let out = run_suite(harness, chosen, modes(a), overrides(a), progress);
-    let removed = run.cleanup();
-    if let Err(e) = &removed {
-        eprintln!(
-            "concur: diagnose: warning: could not remove the run's keys under {}: {e}",
-            run.prefix()
-        );
-    }
-    about.etcd = Some(EtcdRun {
-        prefix: run.prefix().to_owned(),
-        removed: removed.ok(),
-    });
-    Ok(out?)
-}
-
-/// This build has no etcd support.
-#[cfg(not(feature = "etcd"))]
-fn on_etcd(
-    _a: &Args,
-    url: &str,
-    _chosen: &[&dyn targets_api::Target],
-    _harness: &mut Harness,
-    _about: &mut About,
-    _progress: &mut dyn FnMut(usize, usize, &str),
-) -> Result<Vec<Outcome>, CliError> {
-    Err(CliError::invalid(format!(
-        "backend {url}: this concur was built without the etcd feature"
-    )))
-}
-
-fn modes(a: &Args) -> &'static [Mode] {
-    match a.mode.as_str() {
-        "naive" => &[Mode::Naive],
-        "protected" | "concur" => &[Mode::Protected],
-        _ => &[Mode::Naive, Mode::Protected],
-    }
-}
-
-fn overrides(a: &Args) -> Overrides {
-    Overrides {
-        writers: a.writers.map(usize::from),
-        ops: a.ops.map(|n| n as usize),
-        rounds: a.rounds.map(|n| n as usize),
-    }
-}
-
-fn suite(
-    a: &Args,
-    harness: &Harness,
-    progress: &mut dyn FnMut(usize, usize, &str),
-) -> Result<Vec<Outcome>, CliError> {
-    let chosen = if a.targets.is_empty() {
-        targets::all()
+    Ok(if summary.failed() {
+        Exit::Precondition
     } else {
-        a.targets
-            .iter()
-            .map(|n| {
-                targets::find(n).ok_or_else(|| {
-                    let names: Vec<_> = targets::all().iter().map(|t| t.name()).collect();
-                    CliError::usage(format!(
-                        "unknown target {n:?} (known: {})",
-                        names.join(", ")
-                    ))
-                })
-            })
-            .collect::<Result<_, _>>()?
-    };
-    Ok(run_suite(
-        harness,
-        &chosen,
-        modes(a),
-        overrides(a),
-        progress,
-    )?)
+        Exit::Ok
+    })
 }
 
-fn run_custom(
-    a: &Args,
-    cmd: &str,
-    harness: &Harness,
-    progress: &mut dyn FnMut(usize, usize, &str),
-) -> Result<Vec<Outcome>, CliError> {
-    if a.ops.is_some() && a.rounds.is_some() {
-        return Err(CliError::usage(
-            "--ops and --rounds cannot be used together with --cmd",
-        ));
+/// A request to change is a usage error (exit 2); a failed run maps by its kind.
+fn usage(e: SuiteError) -> CliError {
+    match e {
+        SuiteError::Request(m) => CliError::usage(m),
+        SuiteError::Failed(e) => e.into(),
     }
-    let mut checks = a
-        .checks
-        .iter()
-        .map(|c| Check::parse(c))
-        .collect::<Result<Vec<_>, _>>()?;
-    checks.extend(a.check_cmd.iter().map(|c| Check::command(c)));
-    if checks.is_empty() {
-        return Err(CliError::usage(
-            "--cmd needs at least one --check or --check-cmd",
-        ));
-    }
-    let (ops, rounds) = match (a.ops, a.rounds) {
-        (_, Some(r)) => (1, r as usize),
-        (Some(n), None) => (n as usize, 1),
-        (None, None) => (10, 1),
-    };
-    let opts = custom::Options {
-        cmd: cmd.to_owned(),
-        checks,
-        setup: a.setup.clone(),
-        writers: a.writers.map_or(4, usize::from),
-        ops,
-        rounds,
-        timeout: a.timeout,
-    };
-    progress(0, 1, "custom");
-    let out = custom::run(harness, &opts)?;
-    progress(1, 1, "done");
-    Ok(out)
 }
 
-fn write_report(
-    path: &std::path::Path,
-    outcomes: &[Outcome],
-    about: &About,
-) -> Result<(), CliError> {
-    let backend = match &about.etcd {
-        Some(e) => format!("{} (key prefix {})", about.backend, e.prefix),
-        None if about.backend == "local" => "local files".to_owned(),
-        None => about.backend.clone(),
-    };
-    let page = html::page_on(outcomes, &backend, &about.skipped);
+fn write_report(path: &std::path::Path, page: &str) -> Result<(), CliError> {
     let mut f = std::fs::File::create(path).map_err(|e| {
         CliError::new(
             Exit::Io,
@@ -505,10 +238,8 @@ fn write_report(
             format!("cannot write report ({}): {e}", path.display()),
         )
     })?;
-    if !std::io::stderr().is_terminal() {
-        return Ok(());
+    if std::io::stderr().is_terminal() {
+        eprintln!("concur: diagnose: report written to {}", path.display());
     }
-    eprintln!("concur: diagnose: report written to {}", path.display());
-    let _ = print_line;
     Ok(())
 }
