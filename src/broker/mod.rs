@@ -23,6 +23,7 @@
 pub mod client;
 pub mod commit;
 pub mod protocol;
+pub mod send;
 pub mod server;
 mod shutdown;
 

@@ -4,7 +4,8 @@ use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use concur::broker::{self, Client, Line, Roots, Server, Shutdown};
+use concur::broker::send::{self, Status};
+use concur::broker::{self, Roots, Server, Shutdown};
 
 use crate::ctx::{Ctx, print_line};
 use crate::exit::{CliError, Exit};
@@ -139,8 +140,7 @@ fn serve(ctx: &Ctx) -> Result<Exit, CliError> {
 }
 
 fn status(ctx: &Ctx) -> Result<Exit, CliError> {
-    let home = ctx.home()?;
-    let Some(pid) = broker::running(home)? else {
+    let Some(status) = Status::of(ctx.home()?)? else {
         if ctx.json {
             ctx.print_json(&serde_json::json!({ "running": false }));
         } else {
@@ -148,24 +148,10 @@ fn status(ctx: &Ctx) -> Result<Exit, CliError> {
         }
         return Ok(Exit::Precondition);
     };
-    let mut info = serde_json::Map::new();
-    info.insert("running".into(), true.into());
-    info.insert("pid".into(), pid.into());
-    if let Ok(m) = Client::connect(home).and_then(|mut c| c.status()) {
-        info.extend(m);
-    }
     if ctx.json {
-        ctx.print_json(&serde_json::Value::Object(info));
+        ctx.print_json(&status.to_json());
     } else {
-        let get = |k: &str| info.get(k).cloned().unwrap_or(serde_json::Value::Null);
-        print_line(&format!(
-            "broker running (pid {pid}): {} connections, {} files, {} appends in {} batches, {} fsyncs",
-            get("connections"),
-            get("files"),
-            get("appends"),
-            get("batches"),
-            get("fsyncs")
-        ));
+        print_line(&status.to_string());
     }
     Ok(Exit::Ok)
 }
@@ -184,68 +170,31 @@ fn stop(ctx: &Ctx, wait: Duration) -> Result<Exit, CliError> {
     Ok(Exit::Ok)
 }
 
-/// How many times an append is retried (same id) after the connection broke.
-const RETRIES: u32 = 100;
-
-/// Lines of one `broker append -` in flight on its connection at once.
-const PIPELINE: usize = 32;
-
 /// Runs an append through the broker; shared with `concur append --broker`.
 pub fn append(a: &AppendArgs, ctx: &Ctx) -> Result<Exit, CliError> {
     let home = ctx.home()?;
-    let lines: Vec<(Line, Option<String>)> = if a.line == "-" && !a.one_line {
+    let lines = if a.line == "-" && !a.one_line {
         let mut v = Vec::new();
         for (n, l) in std::io::stdin().lock().lines().enumerate() {
             let l =
                 l.map_err(|e| CliError::new(Exit::Io, "io", format!("cannot read stdin: {e}")))?;
-            let id = a.id.as_ref().map(|id| format!("{id}-{}", n + 1));
-            let line = parse_line(&l, a.raw).map_err(|mut e| {
-                // serde counts within the one line: its column is what matters.
-                let why = e.message.replace(" at line 1 column ", " at column ");
-                e.message = format!("stdin line {}: {why}", n + 1);
-                e
-            })?;
-            v.push((line, id));
+            v.push(send::line(&l, a.raw, a.id.as_deref(), Some(n + 1))?);
         }
         v
     } else {
-        vec![(parse_line(&a.line, a.raw)?, a.id.clone())]
+        vec![send::line(&a.line, a.raw, a.id.as_deref(), None)?]
     };
-    // Check every line before anything is sent: bad input writes nothing.
-    for (n, (l, id)) in lines.iter().enumerate() {
-        let checked = l
-            .encode()
-            .and_then(|_| id.as_deref().map_or(Ok(()), broker::protocol::check_id));
-        checked.map_err(|e| {
-            let mut e = CliError::from(e);
-            if lines.len() > 1 {
-                e.message = format!("stdin line {}: {}", n + 1, e.message);
-            }
-            e
-        })?;
-    }
-    let auto = auto_id_prefix();
-    let mut client = match connect(home, a, ctx) {
+    let lines = send::prepare(lines, a.autostart)?;
+    let exe = if a.autostart { Some(exe()?) } else { None };
+    let reach = reach(home, exe.as_deref(), ctx);
+    let mut client = match reach.connect() {
         Ok(c) => Some(c),
         Err(e) if a.fallback.is_some() => {
-            eprintln!(
-                "concur: broker: {}; appending directly (--fallback direct)",
-                e.message
-            );
+            eprintln!("concur: broker: {e}; appending directly (--fallback direct)");
             None
         }
-        Err(e) => return Err(e),
+        Err(e) => return Err(e.into()),
     };
-    // Without --id, an id is only made up when this client may retry (--autostart): a retry
-    // needs one to stay exactly-once.
-    let lines: Vec<(Line, Option<String>)> = lines
-        .into_iter()
-        .enumerate()
-        .map(|(n, (line, id))| {
-            let id = id.or_else(|| a.autostart.then(|| format!("{auto}.{}", n + 1)));
-            (line, id)
-        })
-        .collect();
     let via_broker = client.is_some();
     let report = |id: Option<&str>, ack: broker::Ack| {
         if ctx.json {
@@ -257,109 +206,26 @@ pub fn append(a: &AppendArgs, ctx: &Ctx) -> Result<Exit, CliError> {
         }
     };
     if let Some(c) = &mut client {
-        send_all(c, home, a, ctx, &lines, |n, ack| {
+        reach.send_all(c, &a.file, &lines, |n, ack| {
             report(lines[n].1.as_deref(), ack);
         })?;
     } else {
         for (line, id) in &lines {
-            let ack = direct(ctx, &a.file, line, id.as_deref())?;
+            let ack = reach.direct(&ctx.config()?, &a.file, line, id.as_deref())?;
             report(id.as_deref(), ack);
         }
     }
     Ok(Exit::Ok)
 }
 
-fn parse_line(s: &str, raw: bool) -> Result<Line, CliError> {
-    if raw {
-        return Ok(Line::Text(s.to_owned()));
-    }
-    let line = Line::JsonText(s.to_owned());
-    line.encode()?;
-    Ok(line)
-}
-
-fn auto_id_prefix() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    format!("auto.{}.{nanos}", std::process::id())
-}
-
-fn connect(home: &concur::Home, a: &AppendArgs, ctx: &Ctx) -> Result<Client, CliError> {
-    if a.autostart {
-        Ok(Client::connect_or_start(
-            home,
-            &exe()?,
-            ctx.config_flag.as_deref(),
-            Duration::from_secs(10),
-        )?)
-    } else {
-        Ok(Client::connect(home)?)
-    }
-}
-
-/// Appends `lines` to `a.file` through the broker, pipelined ([`PIPELINE`] in flight), calling
-/// `acked(n, ack)` for each line in order. After a refusal no further line is sent (those
-/// already in flight are answered and reported) and the first refusal is returned. When the
-/// broker goes away mid-run and `--autostart` is given, it reconnects (starting a broker) and
-/// resends every unanswered line with its id: the dedup index writes each at most once.
-fn send_all(
-    c: &mut Client,
-    home: &concur::Home,
-    a: &AppendArgs,
-    ctx: &Ctx,
-    lines: &[(Line, Option<String>)],
-    mut acked: impl FnMut(usize, broker::Ack),
-) -> Result<(), CliError> {
-    let file = a.file.as_path();
-    let (mut done, mut sent, mut tries) = (0, 0, 0);
-    let mut refused: Option<CliError> = None;
-    // Lines that may be sent: all of them, until a refusal stops it at those already sent
-    // (which a reconnect still resends: they were sent, and must be answered).
-    let mut stop = lines.len();
-    loop {
-        let mut step = Ok(());
-        while step.is_ok() && sent < stop && sent - done < PIPELINE {
-            let (line, id) = &lines[sent];
-            step = c.send_append(file, line, id.as_deref());
-            sent += 1;
-        }
-        if step.is_ok() {
-            if done == sent {
-                return refused.map_or(Ok(()), Err);
-            }
-            match c.recv_append() {
-                Ok(Ok(ack)) => {
-                    acked(done, ack);
-                    done += 1;
-                }
-                Ok(Err(f)) => {
-                    if refused.is_none() {
-                        stop = sent;
-                    }
-                    refused.get_or_insert_with(|| f.into_error(file).into());
-                    done += 1;
-                }
-                Err(e) => step = Err(e),
-            }
-        }
-        if let Err(e) = step {
-            if tries >= RETRIES || !a.autostart {
-                return Err(e.into());
-            }
-            // The broker went away mid-request: reconnect (starting a new one) and send every
-            // unanswered line again, with the same ids. Never on the dead connection: its
-            // client still counts the unanswered lines as in flight.
-            *c = loop {
-                tries += 1;
-                match connect(home, a, ctx) {
-                    Ok(n) => break n,
-                    Err(e) if tries >= RETRIES => return Err(e),
-                    Err(_) => {}
-                }
-            };
-            sent = done;
-        }
+/// How to reach the broker: starting one with `exe` when given.
+fn reach<'a>(home: &'a concur::Home, exe: Option<&'a Path>, ctx: &'a Ctx) -> send::Reach<'a> {
+    send::Reach {
+        home,
+        autostart: exe.map(|exe| send::Autostart {
+            exe,
+            config: ctx.config_flag.as_deref(),
+        }),
     }
 }
 
@@ -370,17 +236,8 @@ pub fn ledger_append(
     autostart: bool,
     ctx: &Ctx,
 ) -> Result<Exit, CliError> {
-    let home = ctx.home()?;
-    let mut c = if autostart {
-        Client::connect_or_start(
-            home,
-            &exe()?,
-            ctx.config_flag.as_deref(),
-            Duration::from_secs(10),
-        )?
-    } else {
-        Client::connect(home)?
-    };
+    let exe = if autostart { Some(exe()?) } else { None };
+    let mut c = reach(ctx.home()?, exe.as_deref(), ctx).connect()?;
     let a = c.ledger_append(file, entry)?;
     if ctx.json {
         ctx.print_json(&serde_json::Value::Object(a));
@@ -394,36 +251,4 @@ pub fn ledger_append(
         ));
     }
     Ok(Exit::Ok)
-}
-
-/// `--fallback direct`: appends in this process. With a retry id, through the broker's own
-/// dedup index, so an id retried while the broker is down (and again once it is back) is
-/// written once; a broker that runs but did not answer is not bypassed then.
-fn direct(ctx: &Ctx, file: &Path, line: &Line, id: Option<&str>) -> Result<broker::Ack, CliError> {
-    let config = ctx.config()?;
-    let target = Roots::from_config(&config).check(file)?;
-    let bytes = line.encode()?;
-    let Some(id) = id else {
-        let mut bytes = bytes;
-        bytes.push(b'\n');
-        concur::append::AppendOptions::new().append(&target, &bytes)?;
-        return Ok(broker::Ack { duplicate: false });
-    };
-    let home = ctx.home()?;
-    if let Some(pid) = broker::running(home)? {
-        return Err(CliError::new(
-            Exit::Conflict,
-            "conflict",
-            format!(
-                "the broker (pid {pid}) runs but could not be reached; not appending directly with a retry id (it could be written twice)"
-            ),
-        ));
-    }
-    let index = broker::commit::index_path(&home.subdir("broker")?, &target);
-    Ok(broker::commit::append_direct(
-        &target,
-        &index,
-        &bytes,
-        Some(id),
-    )?)
 }
