@@ -24,6 +24,7 @@ pub mod hooks;
 pub mod inventory;
 pub mod javascript;
 pub mod python;
+mod render;
 pub mod resolve;
 
 use std::collections::HashSet;
