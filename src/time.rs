@@ -21,6 +21,24 @@ pub fn utc_seconds(ms: u64) -> String {
     )
 }
 
+/// A short age like `12s`, `5m`, `3h`, `2d` between two Unix-ms instants (0 when `then_ms` is
+/// later than `now_ms`).
+///
+/// # Examples
+/// ```
+/// assert_eq!(concur::time::age(200_000, 50_000), "2m");
+/// ```
+#[must_use]
+pub fn age(now_ms: u64, then_ms: u64) -> String {
+    let s = now_ms.saturating_sub(then_ms) / 1000;
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m", s / 60),
+        3600..86400 => format!("{}h", s / 3600),
+        _ => format!("{}d", s / 86400),
+    }
+}
+
 /// `YYYY-MM-DDTHH:MM:SS.mmmZ` for Unix milliseconds.
 ///
 /// # Examples

@@ -20,6 +20,7 @@
 //! a kept-alive etcd lease as liveness) implements the same verbs. [`sqlite::SqliteStore`] is the
 //! local one.
 
+mod render;
 pub mod sqlite;
 
 use std::time::Duration;

@@ -2,10 +2,9 @@
 
 use std::time::Duration;
 
-use concur::lease::{AcquireRequest, Acquired, Completion, Lease, TaskState};
-use concur::session::{Registry, now_unix_ms};
+use concur::lease::AcquireRequest;
+use concur::session::Registry;
 
-use super::session::age;
 use crate::ctx::{Ctx, print_line};
 use crate::exit::{CliError, Exit};
 
@@ -104,19 +103,14 @@ pub fn run(args: Args, ctx: &Ctx) -> Result<Exit, CliError> {
                     .map(|d| d.display().to_string())
                     .unwrap_or_default(),
             };
-            match store.acquire_wait(&req, wait)? {
-                Acquired::Granted(l) => {
-                    warn_if_dead(ctx, &req.session);
-                    if ctx.json {
-                        ctx.print_json(&serde_json::json!({ "lease": l }));
-                    } else {
-                        print_line(&l.token.to_string());
-                    }
-                    Ok(Exit::Ok)
-                }
-                Acquired::Held(l) => Err(conflict(held_message(&l))),
-                Acquired::Completed(c) => Err(conflict(completed_message(&c))),
+            let l = store.acquire_wait(&req, wait)?.granted()?;
+            warn_if_dead(ctx, &req.session);
+            if ctx.json {
+                ctx.print_json(&serde_json::json!({ "lease": l }));
+            } else {
+                print_line(&l.token.to_string());
             }
+            Ok(Exit::Ok)
         }
         Action::Renew { task, ttl } => {
             let l = store.renew(&task, &ctx.require_session()?, ttl_of(&ttl)?)?;
@@ -136,9 +130,9 @@ pub fn run(args: Args, ctx: &Ctx) -> Result<Exit, CliError> {
                     }
                     Ok(Exit::Ok)
                 }
-                None => Err(conflict(format!(
+                None => Err(CliError::from(concur::Error::Conflict(format!(
                     "session {session} holds no lease on {task:?}"
-                ))),
+                )))),
             }
         }
         Action::Complete { task } => {
@@ -153,7 +147,7 @@ pub fn run(args: Args, ctx: &Ctx) -> Result<Exit, CliError> {
             if ctx.json {
                 ctx.print_json(&serde_json::to_value(&st).expect("serialises"));
             } else {
-                print_line(&state_line(&st));
+                print_line(&st.to_string());
             }
             Ok(Exit::Ok)
         }
@@ -163,7 +157,7 @@ pub fn run(args: Args, ctx: &Ctx) -> Result<Exit, CliError> {
                 ctx.print_json(&serde_json::json!({ "tasks": all }));
             } else {
                 for st in &all {
-                    print_line(&state_line(st));
+                    print_line(&st.to_string());
                 }
             }
             Ok(Exit::Ok)
@@ -189,71 +183,5 @@ fn warn_if_dead(ctx: &Ctx, session: &concur::SessionId) {
              others can take this lease over at once (register the agent: concur session start --pid PID)",
             s.pid
         );
-    }
-}
-
-fn conflict(message: String) -> CliError {
-    CliError::new(Exit::Conflict, "conflict", message)
-}
-
-fn held_message(l: &Lease) -> String {
-    format!(
-        "task {:?} is held by session {} (pid {}, cwd {}, {}, token {})",
-        l.task,
-        l.session,
-        l.pid
-            .map_or_else(|| "unknown".to_owned(), |p| p.to_string()),
-        l.cwd,
-        age(now_unix_ms(), l.acquired_at),
-        l.token
-    )
-}
-
-fn completed_message(c: &Completion) -> String {
-    format!(
-        "task {:?} was completed by session {} at {} ({} ago); a --once task is never acquired again",
-        c.task,
-        c.session,
-        utc(c.at),
-        age(now_unix_ms(), c.at)
-    )
-}
-
-fn state_line(st: &TaskState) -> String {
-    if let Some(l) = &st.lease {
-        format!(
-            "{}\theld by {} ({})\tpid {}\ttoken {}\t{}\texpires in {}s{}{}",
-            st.task,
-            l.session,
-            st.holder.unwrap_or("-"),
-            l.pid.map_or_else(|| "-".to_owned(), |p| p.to_string()),
-            l.token,
-            age(now_unix_ms(), l.acquired_at),
-            l.expires_in_ms / 1000,
-            if l.once { "\tonce" } else { "" },
-            if st.reclaimable { "\treclaimable" } else { "" },
-        )
-    } else if let Some(c) = &st.completed {
-        format!(
-            "{}\tcompleted by {} at {}\ttoken {}",
-            st.task,
-            c.session,
-            utc(c.at),
-            c.token
-        )
-    } else {
-        format!("{}\tfree", st.task)
-    }
-}
-
-// `YYYY-MM-DDTHH:MM:SSZ` for Unix milliseconds.
-use concur::time::utc_seconds as utc;
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn utc_formats_known_instants() {
-        assert_eq!(super::utc(0), "1970-01-01T00:00:00Z");
-        assert_eq!(super::utc(1_709_210_096_000), "2024-02-29T12:34:56Z");
     }
 }
