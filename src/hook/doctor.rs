@@ -48,6 +48,67 @@ impl Report {
     }
 }
 
+/// Checks the hooks of `agent`, or of every agent whose settings file exists when `None`;
+/// `settings_of` names an agent's settings file.
+///
+/// # Errors
+/// As `settings_of`, and when Codex's `config.toml` cannot be located.
+pub fn check_agents<E: From<crate::Error>>(
+    agent: Option<Agent>,
+    mut settings_of: impl FnMut(Agent) -> Result<PathBuf, E>,
+    home: &Path,
+) -> Result<Vec<Report>, E> {
+    let agents = match agent {
+        Some(a) => vec![a],
+        None => vec![Agent::Claude, Agent::Codex, Agent::Gemini, Agent::Cursor],
+    };
+    let mut reports = Vec::new();
+    for a in agents {
+        let file = settings_of(a)?;
+        if agent.is_none() && !file.exists() {
+            continue;
+        }
+        let config = if a == Agent::Codex {
+            Some(super::codex::config_path()?)
+        } else {
+            None
+        };
+        reports.push(check(a, &file, config.as_deref(), home));
+    }
+    Ok(reports)
+}
+
+/// True when there are reports and every check of every one passed.
+pub fn healthy(reports: &[Report]) -> bool {
+    !reports.is_empty() && reports.iter().all(Report::ok)
+}
+
+/// The `--json` fields: `healthy`, and per agent its settings, `ok` and checks.
+pub fn to_json(reports: &[Report]) -> serde_json::Value {
+    let v: Vec<_> = reports
+        .iter()
+        .map(|r| serde_json::json!({"agent": r.agent, "settings": r.settings, "ok": r.ok(), "checks": r.checks}))
+        .collect();
+    serde_json::json!({ "healthy": healthy(reports), "agents": v })
+}
+
+/// The reports for people: per agent its settings file, then one line per check.
+pub fn text(reports: &[Report]) -> String {
+    use std::fmt::Write;
+    if reports.is_empty() {
+        return "no agent settings found: run concur hook install --agent AGENT\n".into();
+    }
+    let mut out = String::new();
+    for r in reports {
+        let _ = writeln!(out, "{} ({})", r.agent, r.settings.display());
+        for c in &r.checks {
+            let mark = if c.ok { "ok  " } else { "FAIL" };
+            let _ = writeln!(out, "  {mark} {:<13} {}", c.name, c.detail);
+        }
+    }
+    out
+}
+
 /// The program and flag an agent runs a hook command line with.
 pub fn launcher(agent: Agent) -> (&'static str, &'static str) {
     match agent {

@@ -484,6 +484,65 @@ impl Setup {
     }
 }
 
+impl Setup {
+    /// The `--json` fields of an install: the agent, the command, `dry_run` and per file
+    /// whether it changed, its backup and its diff.
+    pub fn installed_json(&self, dry_run: bool, done: &[Installed]) -> serde_json::Value {
+        let files: Vec<_> = done
+            .iter()
+            .map(|d| {
+                serde_json::json!({"file": d.settings, "changed": d.changed,
+                    "backup": d.backup, "diff": d.diff})
+            })
+            .collect();
+        serde_json::json!({
+            "agent": self.agent.name(), "command": self.command, "dry_run": dry_run, "files": files,
+        })
+    }
+
+    /// What an install did, for people: per file the diff (dry run), that it was installed, or
+    /// that it was already.
+    pub fn installed_text(&self, dry_run: bool, done: &[Installed]) -> String {
+        use std::fmt::Write;
+        let mut out = String::new();
+        for d in done {
+            let file = d.settings.display();
+            let _ = match (dry_run, d.changed) {
+                (true, true) => write!(out, "--- {file}\n{}", d.diff),
+                (false, true) => writeln!(
+                    out,
+                    "installed concur's {} hooks in {file}",
+                    self.agent.name()
+                ),
+                (_, false) => writeln!(out, "already installed: {file} unchanged"),
+            };
+        }
+        out
+    }
+
+    /// The `--json` fields of an uninstall: the agent, and per file whether it changed and
+    /// whether it was restored.
+    pub fn uninstalled_json(&self, done: &[Uninstalled]) -> serde_json::Value {
+        let files: Vec<_> = done
+            .iter()
+            .map(|d| serde_json::json!({"file": d.file, "changed": d.changed, "restored": d.restored}))
+            .collect();
+        serde_json::json!({ "agent": self.agent.name(), "files": files })
+    }
+}
+
+impl std::fmt::Display for Uninstalled {
+    /// `FILE: what happened to it`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let what = match (self.changed, self.restored) {
+            (_, true) => "restored as it was before the install",
+            (true, false) => "concur's hooks removed, the rest kept",
+            (false, false) => "nothing of concur's: unchanged",
+        };
+        write!(f, "{}: {what}", self.file.display())
+    }
+}
+
 pub(crate) fn read_opt(p: &Path) -> Result<Option<String>> {
     match std::fs::read_to_string(p) {
         Ok(s) => Ok(Some(s)),

@@ -4,8 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
-use concur::hook::Agent;
 use concur::hook::install::{Setup, default_settings, hook_command};
+use concur::hook::{Agent, doctor};
 
 use super::hook::Target;
 use crate::ctx::{Ctx, print_line};
@@ -19,6 +19,14 @@ pub struct How {
     pub binary: Option<PathBuf>,
     /// `--dry-run`.
     pub dry_run: bool,
+}
+
+/// Prints text that ends its own lines.
+fn print_text(s: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(s.as_bytes());
+    let _ = out.flush();
 }
 
 fn io(what: &str, e: &std::io::Error) -> CliError {
@@ -94,34 +102,9 @@ pub fn install(ctx: &Ctx, agent: Agent, target: &Target, how: How) -> Result<Exi
     let s = setup(ctx, agent, target, command)?;
     let done = s.install(how.dry_run)?;
     if ctx.json {
-        let files: Vec<_> = done
-            .iter()
-            .map(|d| {
-                serde_json::json!({"file": d.settings, "changed": d.changed,
-                    "backup": d.backup, "diff": d.diff})
-            })
-            .collect();
-        ctx.print_json(&serde_json::json!({
-            "agent": agent.name(), "command": s.command, "dry_run": how.dry_run, "files": files,
-        }));
-        return Ok(Exit::Ok);
-    }
-    for d in &done {
-        match (how.dry_run, d.changed) {
-            (true, true) => {
-                print_line(&format!("--- {}", d.settings.display()));
-                print!("{}", d.diff);
-            }
-            (false, true) => print_line(&format!(
-                "installed concur's {} hooks in {}",
-                agent.name(),
-                d.settings.display()
-            )),
-            (_, false) => print_line(&format!(
-                "already installed: {} unchanged",
-                d.settings.display()
-            )),
-        }
+        ctx.print_json(&s.installed_json(how.dry_run, &done));
+    } else {
+        print_text(&s.installed_text(how.dry_run, &done));
     }
     Ok(Exit::Ok)
 }
@@ -131,69 +114,29 @@ pub fn uninstall(ctx: &Ctx, agent: Agent, target: &Target) -> Result<Exit, CliEr
     let s = setup(ctx, agent, target, String::new())?;
     let done = s.uninstall()?;
     if ctx.json {
-        let files: Vec<_> = done
-            .iter()
-            .map(|d| serde_json::json!({"file": d.file, "changed": d.changed, "restored": d.restored}))
-            .collect();
-        ctx.print_json(&serde_json::json!({ "agent": agent.name(), "files": files }));
-        return Ok(Exit::Ok);
-    }
-    for d in &done {
-        let what = match (d.changed, d.restored) {
-            (_, true) => "restored as it was before the install",
-            (true, false) => "concur's hooks removed, the rest kept",
-            (false, false) => "nothing of concur's: unchanged",
-        };
-        print_line(&format!("{}: {what}", d.file.display()));
+        ctx.print_json(&s.uninstalled_json(&done));
+    } else {
+        for d in &done {
+            print_line(&d.to_string());
+        }
     }
     Ok(Exit::Ok)
 }
 
 /// `concur hook doctor [--agent A]`: exit 0 when every check passes, 3 otherwise.
 pub fn doctor(ctx: &Ctx, agent: Option<Agent>, target: &Target) -> Result<Exit, CliError> {
-    let agents = match agent {
-        Some(a) => vec![a],
-        None => vec![Agent::Claude, Agent::Codex, Agent::Gemini, Agent::Cursor],
-    };
     let home = ctx.home()?.path().to_path_buf();
-    let mut reports = Vec::new();
-    for a in agents {
-        let file = settings(a, target)?;
-        if agent.is_none() && !file.exists() {
-            continue;
-        }
-        let config = if a == Agent::Codex {
-            Some(concur::hook::codex::config_path()?)
-        } else {
-            None
-        };
-        reports.push(concur::hook::doctor::check(
-            a,
-            &file,
-            config.as_deref(),
-            &home,
-        ));
-    }
-    let ok = !reports.is_empty() && reports.iter().all(concur::hook::doctor::Report::ok);
+    let reports = doctor::check_agents(agent, |a| settings(a, target), &home)?;
     if ctx.json {
-        let v: Vec<_> = reports
-            .iter()
-            .map(|r| serde_json::json!({"agent": r.agent, "settings": r.settings, "ok": r.ok(), "checks": r.checks}))
-            .collect();
-        ctx.print_json(&serde_json::json!({ "healthy": ok, "agents": v }));
-    } else if reports.is_empty() {
-        print_line("no agent settings found: run concur hook install --agent AGENT");
+        ctx.print_json(&doctor::to_json(&reports));
+    } else {
+        print_text(&doctor::text(&reports));
     }
-    if !ctx.json {
-        for r in &reports {
-            print_line(&format!("{} ({})", r.agent, r.settings.display()));
-            for c in &r.checks {
-                let mark = if c.ok { "ok  " } else { "FAIL" };
-                print_line(&format!("  {mark} {:<13} {}", c.name, c.detail));
-            }
-        }
-    }
-    Ok(if ok { Exit::Ok } else { Exit::Precondition })
+    Ok(if doctor::healthy(&reports) {
+        Exit::Ok
+    } else {
+        Exit::Precondition
+    })
 }
 
 /// `concur hook plugin DIR`.
