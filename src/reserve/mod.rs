@@ -33,6 +33,7 @@ pub mod git_guard;
 mod glob;
 pub mod hook;
 mod path;
+pub mod report;
 
 use crate::session::BootClock as Clock;
 use std::collections::HashMap;
@@ -126,7 +127,7 @@ impl Reservation {
         let until = if self.holder == "alive" {
             "held while that session lives".to_owned()
         } else {
-            format!("expires in {}", short(self.expires_in_ms))
+            format!("expires in {}", crate::time::age(self.expires_in_ms, 0))
         };
         let reason = self
             .reason
@@ -137,19 +138,8 @@ impl Reservation {
             self.path,
             self.mode.name(),
             self.session,
-            short(now.saturating_sub(self.since)),
+            crate::time::age(now, self.since),
         )
-    }
-}
-
-/// A short duration like `12s`, `5m`, `3h`.
-fn short(ms: u64) -> String {
-    let s = ms / 1000;
-    match s {
-        0..60 => format!("{s}s"),
-        60..3600 => format!("{}m", s / 60),
-        3600..86400 => format!("{}h", s / 3600),
-        _ => format!("{}d", s / 86400),
     }
 }
 

@@ -203,3 +203,14 @@ pub fn print_line(s: &str) {
     let _ = writeln!(out, "{s}");
     let _ = out.flush();
 }
+
+/// The current directory; a failure is an I/O error (exit 74).
+pub fn cwd() -> Result<PathBuf, CliError> {
+    std::env::current_dir().map_err(|e| {
+        CliError::new(
+            crate::exit::Exit::Io,
+            "io",
+            format!("cannot read current directory: {e}"),
+        )
+    })
+}

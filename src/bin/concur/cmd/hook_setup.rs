@@ -43,11 +43,7 @@ fn this_binary() -> Result<PathBuf, CliError> {
 fn binary(given: Option<PathBuf>) -> Result<PathBuf, CliError> {
     match given {
         Some(b) if b.is_absolute() => Ok(b),
-        Some(b) => {
-            let cwd =
-                std::env::current_dir().map_err(|e| io("cannot read current directory", &e))?;
-            Ok(cwd.join(b))
-        }
+        Some(b) => Ok(crate::ctx::cwd()?.join(b)),
         None => this_binary(),
     }
 }
@@ -55,7 +51,7 @@ fn binary(given: Option<PathBuf>) -> Result<PathBuf, CliError> {
 /// The checkout `--project` names: DIR, else the git root above the current directory, else
 /// the current directory.
 fn project_root(dir: Option<&Path>) -> Result<PathBuf, CliError> {
-    let cwd = std::env::current_dir().map_err(|e| io("cannot read current directory", &e))?;
+    let cwd = crate::ctx::cwd()?;
     if let Some(d) = dir {
         return Ok(cwd.join(d));
     }

@@ -1,6 +1,6 @@
 //! `concur release [PATH|GLOB...]`: give back this session's reservations.
 
-use concur::reserve::{Reservations, Target};
+use concur::reserve::{Reservations, Target, report};
 
 use crate::ctx::{Ctx, print_line};
 use crate::exit::{CliError, Exit};
@@ -21,13 +21,7 @@ pub struct Args {
 /// Runs `concur release`.
 pub fn run(args: &Args, ctx: &Ctx) -> Result<Exit, CliError> {
     let session = ctx.require_session()?;
-    let cwd = std::env::current_dir().map_err(|e| {
-        CliError::new(
-            Exit::Io,
-            "io",
-            format!("cannot read current directory: {e}"),
-        )
-    })?;
+    let cwd = crate::ctx::cwd()?;
     let targets = args
         .paths
         .iter()
@@ -36,11 +30,7 @@ pub fn run(args: &Args, ctx: &Ctx) -> Result<Exit, CliError> {
     let r = Reservations::open(ctx.home()?)?;
     let named = !targets.is_empty();
     let gone = r.release(&session, named.then_some(targets.as_slice()))?;
-    let missing: Vec<&Target> = targets
-        .iter()
-        .filter(|t| !gone.iter().any(|g| g.root == t.root && g.path == t.pattern))
-        .collect();
-    let names: Vec<&str> = missing.iter().map(|t| t.pattern.as_str()).collect();
+    let names = report::not_held(&targets, &gone);
     let message = format!(
         "session {session} holds no reservation of {}",
         names.join(", ")

@@ -1,9 +1,8 @@
 //! `concur reservations`: who holds what.
 
-use concur::reserve::Reservations;
+use concur::reserve::{Reservations, report};
 use concur::session::now_unix_ms;
 
-use super::session::age;
 use crate::ctx::{Ctx, print_line};
 use crate::exit::{CliError, Exit};
 
@@ -33,26 +32,11 @@ pub fn run(_args: &Args, ctx: &Ctx) -> Result<Exit, CliError> {
         return Ok(Exit::Ok);
     }
     if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
-        print_line("PATH\tMODE\tSESSION\tPID\tHOLDER\tAGE\tEXPIRES\tCWD\tREASON");
+        print_line(report::LIST_HEADING);
     }
     let now = now_unix_ms();
     for h in &all {
-        let pid = h.pid.map_or_else(|| "-".to_owned(), |p| p.to_string());
-        let expires = if h.holder == "alive" {
-            "while alive".to_owned()
-        } else {
-            format!("in {}", age(h.expires_in_ms, 0))
-        };
-        print_line(&format!(
-            "{}\t{}\tsession {}\tpid {pid}\t{}\t{}\texpires {expires}\t{}\t{}",
-            h.path,
-            h.mode.name(),
-            h.session,
-            h.holder,
-            age(now, h.since),
-            h.cwd,
-            h.reason.as_deref().unwrap_or("-"),
-        ));
+        print_line(&h.list_line(now));
     }
     Ok(Exit::Ok)
 }

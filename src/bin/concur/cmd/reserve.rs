@@ -1,7 +1,7 @@
 //! `concur reserve PATH|GLOB...` and `concur reserve check PATH`: edit reservations.
 
 use concur::duration::parse as parse_duration;
-use concur::reserve::{Access, Claim, ClaimRequest, Mode, Reservation, Reservations, Target};
+use concur::reserve::{Claim, ClaimRequest, Mode, Reservations, Target, report};
 
 use crate::ctx::{Ctx, print_line};
 use crate::exit::{CliError, Exit};
@@ -51,22 +51,21 @@ enum Sub {
 
 /// Runs `concur reserve`.
 pub fn run(args: Args, ctx: &Ctx) -> Result<Exit, CliError> {
-    let cwd = std::env::current_dir().map_err(|e| {
-        CliError::new(
-            Exit::Io,
-            "io",
-            format!("cannot read current directory: {e}"),
-        )
-    })?;
+    let cwd = crate::ctx::cwd()?;
     if let Some(Sub::Check { path }) = args.check {
         let target = Target::resolve(&path, &cwd)?;
         let session = ctx.session()?;
-        let r = Reservations::open(ctx.home()?)?;
-        return Ok(print_access(
-            ctx,
-            &target,
-            &r.check(session.as_ref(), &target)?,
-        ));
+        let access = Reservations::open(ctx.home()?)?.check(session.as_ref(), &target)?;
+        if ctx.json {
+            ctx.print_json(&access.to_json(&target));
+        } else {
+            access.lines(&target).iter().for_each(|l| print_line(l));
+        }
+        return Ok(if access.holders().is_empty() {
+            Exit::Ok
+        } else {
+            Exit::Conflict
+        });
     }
     if args.paths.is_empty() {
         return Err(CliError::usage(
@@ -105,11 +104,7 @@ pub fn run(args: Args, ctx: &Ctx) -> Result<Exit, CliError> {
             Ok(Exit::Ok)
         }
         Claim::Refused(conflicts) => {
-            let lines: Vec<String> = conflicts
-                .iter()
-                .map(|c| format!("{} conflicts with {}", c.wanted, c.held.describe()))
-                .collect();
-            let message = format!("nothing reserved: {}", lines.join("; "));
+            let message = report::refusal(&conflicts);
             if ctx.json {
                 // One JSON document: the error and the structured conflicts together.
                 eprintln!("concur: reserve: {message}");
@@ -125,32 +120,5 @@ pub fn run(args: Args, ctx: &Ctx) -> Result<Exit, CliError> {
             }
             Err(CliError::new(Exit::Conflict, "conflict", message))
         }
-    }
-}
-
-fn print_access(ctx: &Ctx, target: &Target, access: &Access) -> Exit {
-    let (verdict, holders): (&str, &[Reservation]) = match access {
-        Access::Free => ("free", &[]),
-        Access::Own => ("own", &[]),
-        Access::Denied(h) => ("denied", h),
-    };
-    if ctx.json {
-        ctx.print_json(&serde_json::json!({
-            "path": target.pattern,
-            "root": target.root,
-            "access": verdict,
-            "holders": holders,
-        }));
-    } else if holders.is_empty() {
-        print_line(&format!("{}: {verdict}", target.pattern));
-    } else {
-        for h in holders {
-            print_line(&format!("{}: denied: {}", target.pattern, h.describe()));
-        }
-    }
-    if holders.is_empty() {
-        Exit::Ok
-    } else {
-        Exit::Conflict
     }
 }
