@@ -565,6 +565,57 @@ fn fix_torn_tail(file: &File, path: &Path, len: u64, start: u64, fsync: bool) ->
     })
 }
 
+impl Report {
+    /// The report of a chain that holds; a broken one as an error naming the file, the first
+    /// bad line, its fault and the details.
+    ///
+    /// # Errors
+    /// [`Error::Precondition`] when [`Report::problem`] is set.
+    pub fn holds(self) -> Result<Report> {
+        match &self.problem {
+            Some(p) => Err(Error::Precondition(format!(
+                "{}: line {}: {}: {}",
+                self.path.display(),
+                p.line,
+                p.fault.name(),
+                p.detail
+            ))),
+            None => Ok(self),
+        }
+    }
+}
+
+impl std::fmt::Display for Report {
+    /// `FILE: ok, N entries, head HASH` (`-` for an empty ledger).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: ok, {} entries, head {}",
+            self.path.display(),
+            self.entries,
+            self.head.as_deref().unwrap_or("-")
+        )
+    }
+}
+
+impl Repaired {
+    /// What the repair of `file` did, in one line: the torn line cut, or the newline added.
+    pub fn describe(&self, file: &Path) -> String {
+        match &self.removed {
+            Some(torn) => format!(
+                "{}: cut a torn final line ({} bytes, never acknowledged): {}",
+                file.display(),
+                self.removed_bytes,
+                torn.escape_debug()
+            ),
+            None => format!(
+                "{}: the final entry was complete; added its missing newline",
+                file.display()
+            ),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -112,7 +112,7 @@ pub fn run(args: Args, ctx: &Ctx) -> Result<Exit, CliError> {
             };
             let a = ledger::append(&file, &entry, opts)?;
             if let Some(r) = &a.repaired {
-                eprintln!("concur: ledger: {}", repaired_note(&file, r));
+                eprintln!("concur: ledger: {}", r.describe(&file));
             }
             if ctx.json {
                 ctx.print_json(&serde_json::to_value(&a).expect("serialises"));
@@ -122,29 +122,11 @@ pub fn run(args: Args, ctx: &Ctx) -> Result<Exit, CliError> {
             Ok(Exit::Ok)
         }
         Action::Verify { file } => {
-            let r = ledger::verify(&file)?;
-            if let Some(p) = &r.problem {
-                return Err(CliError::new(
-                    Exit::Precondition,
-                    "precondition",
-                    format!(
-                        "{}: line {}: {}: {}",
-                        file.display(),
-                        p.line,
-                        p.fault.name(),
-                        p.detail
-                    ),
-                ));
-            }
+            let r = ledger::verify(&file)?.holds()?;
             if ctx.json {
                 ctx.print_json(&serde_json::to_value(&r).expect("serialises"));
             } else {
-                print_line(&format!(
-                    "{}: ok, {} entries, head {}",
-                    file.display(),
-                    r.entries,
-                    r.head.as_deref().unwrap_or("-")
-                ));
+                print_line(&r.to_string());
             }
             Ok(Exit::Ok)
         }
@@ -157,28 +139,11 @@ pub fn run(args: Args, ctx: &Ctx) -> Result<Exit, CliError> {
             if ctx.json {
                 ctx.print_json(&serde_json::to_value(&r).expect("serialises"));
             } else if r.removed.is_some() || r.terminated {
-                print_line(&repaired_note(&file, &r));
+                print_line(&r.describe(&file));
             } else {
                 print_line(&format!("{}: nothing to repair", file.display()));
             }
             Ok(Exit::Ok)
         }
-    }
-}
-
-/// What a repair did, in one line (printed by `repair`, and on stderr by an `append` that
-/// repaired a torn tail first).
-fn repaired_note(file: &std::path::Path, r: &ledger::Repaired) -> String {
-    match &r.removed {
-        Some(torn) => format!(
-            "{}: cut a torn final line ({} bytes, never acknowledged): {}",
-            file.display(),
-            r.removed_bytes,
-            torn.escape_debug()
-        ),
-        None => format!(
-            "{}: the final entry was complete; added its missing newline",
-            file.display()
-        ),
     }
 }
