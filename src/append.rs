@@ -225,6 +225,25 @@ pub enum Appended {
     Duplicate,
 }
 
+impl Appended {
+    /// The `--json` fields of an append of the `bytes`-byte line to `file`: `outcome`
+    /// (`written` or `duplicate`), the bytes written, whether the file and its header were
+    /// created.
+    pub fn to_json(&self, file: &Path, bytes: usize) -> serde_json::Value {
+        let (word, created, header, bytes) = match *self {
+            Appended::Written { created, header } => ("written", created, header, bytes),
+            Appended::Duplicate => ("duplicate", false, false, 0),
+        };
+        serde_json::json!({
+            "file": file,
+            "outcome": word,
+            "bytes": bytes,
+            "created": created,
+            "header": header,
+        })
+    }
+}
+
 /// How to append; build with [`AppendOptions::new`], then call [`AppendOptions::append`].
 ///
 /// # Examples

@@ -101,18 +101,8 @@ pub fn run(args: Args, ctx: &Ctx) -> Result<Exit, CliError> {
         opts = opts.lock_file(l);
     }
     let outcome = opts.append(&args.file, &line)?;
-    let (word, created, header) = match outcome {
-        Appended::Written { created, header } => ("written", created, header),
-        Appended::Duplicate => ("duplicate", false, false),
-    };
     if ctx.json {
-        ctx.print_json(&serde_json::json!({
-            "file": args.file,
-            "outcome": word,
-            "bytes": if word == "written" { line.len() } else { 0 },
-            "created": created,
-            "header": header,
-        }));
+        ctx.print_json(&outcome.to_json(&args.file, line.len()));
     } else if outcome == Appended::Duplicate {
         print_line("duplicate");
     }
