@@ -75,6 +75,50 @@ impl Found {
     }
 }
 
+impl Found {
+    /// The `--json` fields of `marker check NAME` that found it: `set`, `legacy`, the path and
+    /// the data (as JSON; null when empty or not JSON).
+    pub fn to_json(&self, name: &str) -> serde_json::Value {
+        let data: serde_json::Value = serde_json::from_str(self.data()).unwrap_or_default();
+        serde_json::json!({
+            "name": name,
+            "set": true,
+            "legacy": matches!(self, Found::Legacy { .. }),
+            "path": self.path(),
+            "data": data,
+        })
+    }
+}
+
+impl Migrated {
+    /// The `--json` object of one migrated file.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({"session": self.session, "from": self.from, "to": self.to})
+    }
+
+    /// `NAME: moved FROM -> TO (session S)`.
+    pub fn describe(&self, name: &str) -> String {
+        format!(
+            "{name}: moved {} -> {} (session {})",
+            self.from.display(),
+            self.to.display(),
+            self.session
+        )
+    }
+}
+
+impl PointerValue {
+    /// `SESSION<TAB>VALUE<TAB>STATE`, control characters in the value escaped.
+    pub fn line(&self) -> String {
+        format!(
+            "{}\t{}\t{}",
+            self.session,
+            escape_controls(&self.value),
+            self.state
+        )
+    }
+}
+
 /// The deprecation warning for a legacy hit, as printed on stderr.
 pub fn deprecation_warning(name: &str, path: &Path) -> String {
     format!(

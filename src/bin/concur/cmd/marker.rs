@@ -1,6 +1,6 @@
 //! `concur marker set|check|clear|migrate`: session-scoped markers with a legacy fallback.
 
-use concur::marker::{Found, Markers, deprecation_warning};
+use concur::marker::{Found, Markers, Migrated, deprecation_warning};
 
 use crate::ctx::{Ctx, print_line};
 use crate::exit::{CliError, Exit};
@@ -87,15 +87,7 @@ pub fn run(args: Args, ctx: &Ctx) -> Result<Exit, CliError> {
                 return Ok(Exit::Precondition);
             };
             if ctx.json {
-                let data: serde_json::Value =
-                    serde_json::from_str(found.data()).unwrap_or_default();
-                ctx.print_json(&serde_json::json!({
-                    "name": name,
-                    "set": true,
-                    "legacy": matches!(found, Found::Legacy { .. }),
-                    "path": found.path(),
-                    "data": data,
-                }));
+                ctx.print_json(&found.to_json(&name));
             } else if !found.data().is_empty() {
                 print_line(found.data());
             }
@@ -111,21 +103,13 @@ pub fn run(args: Args, ctx: &Ctx) -> Result<Exit, CliError> {
             let session = ctx.session()?;
             let moved = markers.migrate(&name, session.as_ref())?;
             if ctx.json {
-                let v: Vec<_> = moved
-                    .iter()
-                    .map(|m| serde_json::json!({"session": m.session, "from": m.from, "to": m.to}))
-                    .collect();
+                let v: Vec<_> = moved.iter().map(Migrated::to_json).collect();
                 ctx.print_json(&serde_json::json!({ "name": name, "migrated": v }));
             } else if moved.is_empty() {
                 print_line(&format!("{name}: no legacy files to migrate"));
             } else {
                 for m in &moved {
-                    print_line(&format!(
-                        "{name}: moved {} -> {} (session {})",
-                        m.from.display(),
-                        m.to.display(),
-                        m.session
-                    ));
+                    print_line(&m.describe(&name));
                 }
             }
         }

@@ -94,8 +94,7 @@ pub fn run(args: Args, ctx: &Ctx) -> Result<Exit, CliError> {
                 ctx.print_json(&serde_json::json!({ "name": name, "values": values }));
             } else {
                 for v in &values {
-                    let value = escape_controls(&v.value);
-                    print_line(&format!("{}\t{value}\t{}", v.session, v.state));
+                    print_line(&v.line());
                 }
             }
         }
