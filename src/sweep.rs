@@ -351,6 +351,42 @@ fn esc(s: &str) -> String {
     s.replace('|', "\\|").replace('\n', " ")
 }
 
+impl Inventory {
+    /// The diagnose targets the declared resources name, sorted, each once.
+    pub fn diagnose_targets(&self) -> Vec<String> {
+        let mut targets: Vec<String> = self
+            .resources
+            .iter()
+            .filter_map(|r| r.target.clone())
+            .collect();
+        targets.sort();
+        targets.dedup();
+        targets
+    }
+}
+
+/// The verdict of `target` from what `concur diagnose --targets TARGET --mode protected
+/// --json` printed (`stdout`) and its exit code: the concur row's verdict, else
+/// `UNKNOWN_TARGET` (exit 2) or `DIAGNOSE_FAILED`.
+pub fn diagnose_verdict(target: &str, stdout: &[u8], code: Option<i32>) -> String {
+    serde_json::from_slice::<serde_json::Value>(stdout)
+        .ok()
+        .and_then(|v| {
+            v["results"].as_array().and_then(|rs| {
+                rs.iter()
+                    .find(|r| r["target"] == target && r["mode"] != "naive")
+                    .and_then(|r| r["verdict"].as_str().map(str::to_string))
+            })
+        })
+        .unwrap_or_else(|| {
+            if code == Some(2) {
+                "UNKNOWN_TARGET".into()
+            } else {
+                "DIAGNOSE_FAILED".into()
+            }
+        })
+}
+
 /// The seed-style Markdown report: one table per priority, then summary counts from the rows
 /// and the undeclared risky writers.
 pub fn markdown(s: &Sweep) -> String {

@@ -85,13 +85,7 @@ pub fn run(args: Args, ctx: &Ctx) -> Result<Exit, CliError> {
 /// each target to its verdict. A target diagnose does not know is reported as
 /// `UNKNOWN_TARGET`, never silently dropped.
 fn run_diagnose(inv: &sweep::Inventory) -> Result<BTreeMap<String, String>, CliError> {
-    let mut targets: Vec<String> = inv
-        .resources
-        .iter()
-        .filter_map(|r| r.target.clone())
-        .collect();
-    targets.sort();
-    targets.dedup();
+    let targets = inv.diagnose_targets();
     let mut out = BTreeMap::new();
     if targets.is_empty() {
         return Ok(out);
@@ -105,22 +99,7 @@ fn run_diagnose(inv: &sweep::Inventory) -> Result<BTreeMap<String, String>, CliE
             .stderr(Stdio::piped())
             .output()
             .map_err(|e| CliError::new(Exit::Io, "io", format!("cannot run diagnose: {e}")))?;
-        let verdict = serde_json::from_slice::<serde_json::Value>(&o.stdout)
-            .ok()
-            .and_then(|v| {
-                v["results"].as_array().and_then(|rs| {
-                    rs.iter()
-                        .find(|r| r["target"] == t.as_str() && r["mode"] != "naive")
-                        .and_then(|r| r["verdict"].as_str().map(str::to_string))
-                })
-            })
-            .unwrap_or_else(|| {
-                if o.status.code() == Some(2) {
-                    "UNKNOWN_TARGET".into()
-                } else {
-                    "DIAGNOSE_FAILED".into()
-                }
-            });
+        let verdict = sweep::diagnose_verdict(&t, &o.stdout, o.status.code());
         out.insert(t, verdict);
     }
     Ok(out)
