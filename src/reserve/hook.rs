@@ -107,18 +107,46 @@ pub struct Edit<'a> {
 }
 
 /// Decides a file-tool write of `paths`: allow, or deny naming the holders. Errors deny.
+///
+/// The common case comes first: nothing was ever reserved in this home and nothing is to be
+/// claimed (`auto` off): no database is opened; the edit is only recorded for the git guard.
 pub fn decide_write(home: &Home, edit: &Edit<'_>, paths: &[PathBuf]) -> Answer {
+    if !edit.auto && !super::may_exist(home) {
+        record_edits(home, edit, paths);
+        return Answer::allow();
+    }
     match check_paths(home, edit, paths, edit.auto) {
         Ok(None) => {
             record_edits(home, edit, paths);
             Answer::allow()
         }
         Ok(Some(reason)) => Answer::deny(edit.agent, &reason),
-        Err(e) => Answer::deny(
-            edit.agent,
-            &format!("concur reserve: cannot check edit reservations, so the edit is refused: {e}"),
-        ),
+        Err(e) => cannot_check(edit.agent, "edit", &e.to_string()),
     }
+}
+
+/// The answer when reservations cannot be checked: the `what` (`edit`, `command`) is refused
+/// (fail closed), saying why.
+pub fn cannot_check(agent: Agent, what: &str, why: &str) -> Answer {
+    Answer::deny(
+        agent,
+        &format!("concur reserve: cannot check edit reservations, so the {what} is refused: {why}"),
+    )
+}
+
+/// The directory a shell tool's command runs in: the payload's `cwd` (Cursor: else its first
+/// workspace root), else this process's, else `/`.
+pub fn shell_cwd(agent: Agent, payload: &Value) -> PathBuf {
+    match agent {
+        Agent::Cursor => payload["cwd"]
+            .as_str()
+            .or(payload["workspace_roots"][0].as_str()),
+        _ => payload["cwd"].as_str(),
+    }
+    .map_or_else(
+        || std::env::current_dir().unwrap_or_else(|_| "/".into()),
+        PathBuf::from,
+    )
 }
 
 /// Decides a shell command: its literal write targets are checked like file-tool writes, and

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use concur::hook::{Agent, Answer};
 use concur::reserve::hook::{
-    Edit, decide_shell, decide_write, payload_session, record_edits, shell_command,
+    Edit, cannot_check, decide_shell, decide_write, payload_session, shell_command, shell_cwd,
 };
 
 use concur::config::Config;
@@ -22,22 +22,16 @@ pub fn write(
     paths: &[PathBuf],
     cwd: &Path,
 ) -> Answer {
-    let refuse = |e: String| {
-        Answer::deny(
-            agent,
-            &format!("concur reserve: cannot check edit reservations, so the edit is refused: {e}"),
-        )
-    };
     let auto = match config {
         Some(c) => c.reserve.auto,
         None => match ctx.config() {
             Ok(c) => c.reserve.auto,
-            Err(e) => return refuse(e.message),
+            Err(e) => return cannot_check(agent, "edit", &e.message),
         },
     };
     let home = match ctx.home() {
         Ok(h) => h,
-        Err(e) => return refuse(e.message),
+        Err(e) => return cannot_check(agent, "edit", &e.message),
     };
     let session = payload_session(agent, payload, || ctx.session().ok().flatten());
     let edit = Edit {
@@ -46,12 +40,6 @@ pub fn write(
         cwd,
         auto,
     };
-    // The common case: nothing was ever reserved in this home and nothing is to be claimed:
-    // no database is opened; the edit is only recorded for the git guard.
-    if !auto && !concur::reserve::may_exist(home) {
-        record_edits(home, &edit, paths);
-        return Answer::allow();
-    }
     decide_write(home, &edit, paths)
 }
 
@@ -62,26 +50,9 @@ pub fn other(agent: Agent, ctx: &Ctx, payload: &serde_json::Value) -> Answer {
     };
     let home = match ctx.home() {
         Ok(h) => h,
-        Err(e) => {
-            return Answer::deny(
-                agent,
-                &format!(
-                    "concur reserve: cannot check edit reservations, so the command is refused: {}",
-                    e.message
-                ),
-            );
-        }
+        Err(e) => return cannot_check(agent, "command", &e.message),
     };
-    let cwd = match agent {
-        Agent::Cursor => payload["cwd"]
-            .as_str()
-            .or(payload["workspace_roots"][0].as_str()),
-        _ => payload["cwd"].as_str(),
-    }
-    .map_or_else(
-        || std::env::current_dir().unwrap_or_else(|_| "/".into()),
-        PathBuf::from,
-    );
+    let cwd = shell_cwd(agent, payload);
     let session = payload_session(agent, payload, || ctx.session().ok().flatten());
     let edit = Edit {
         agent,
