@@ -150,6 +150,26 @@ pub fn spawn_daemon(home: &Home, exe: &Path, config: Option<&Path>) -> Result<u3
     ))
 }
 
+/// The daemon's start-up: binds the broker of the resolved home with the configuration at
+/// `config` (default: the home's), then reports the outcome to a parent waiting in
+/// [`spawn_daemon`] (see [`report_ready`]). Call it before spawning threads.
+///
+/// # Errors
+/// As [`Home::resolve`], [`crate::config::Config::load`] and [`Server::bind`] (a broker that
+/// already runs is [`Error::Conflict`]).
+pub fn bind_reporting(config: Option<&Path>) -> Result<Server> {
+    let bound = (|| {
+        let home = Home::resolve()?;
+        let config = match config {
+            Some(p) => crate::config::Config::load(Some(p), None)?,
+            None => crate::config::Config::load(None, Some(home.path()))?,
+        };
+        Server::bind(&home, Roots::from_config(&config))
+    })();
+    report_ready(bound.as_ref().map(drop));
+    bound
+}
+
 /// In a daemon started by [`spawn_daemon`]: reports readiness (or the start-up error) to the
 /// waiting parent. Does nothing when not started that way, and on every call after the first (the
 /// pipe is taken once: a second call cannot close or write a descriptor that has since been

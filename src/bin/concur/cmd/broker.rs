@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use concur::broker::send::{self, Status};
-use concur::broker::{self, Roots, Server, Shutdown};
+use concur::broker::{self, Shutdown};
 
 use crate::ctx::{Ctx, print_line};
 use crate::exit::{CliError, Exit};
@@ -114,25 +114,7 @@ fn detach(ctx: &Ctx) -> Result<Exit, CliError> {
 fn serve(ctx: &Ctx) -> Result<Exit, CliError> {
     // Block the stop signals before any thread exists, so every thread inherits the mask.
     let shutdown = Shutdown::on_signals()?;
-    let bound = (|| -> Result<Server, concur::Error> {
-        let home = concur::Home::resolve()?;
-        let config = match &ctx.config_flag {
-            Some(p) => concur::config::Config::load(Some(p), None)?,
-            None => concur::config::Config::load(None, Some(home.path()))?,
-        };
-        Server::bind(&home, Roots::from_config(&config))
-    })();
-    let server = match bound {
-        Ok(s) => {
-            broker::report_ready(Ok(()));
-            s
-        }
-        Err(e) => {
-            broker::report_ready(Err(&e));
-            return Err(e.into());
-        }
-    };
-    let stats = server.run(&shutdown)?;
+    let stats = broker::bind_reporting(ctx.config_flag.as_deref())?.run(&shutdown)?;
     if ctx.json {
         ctx.print_json(&stats);
     }
