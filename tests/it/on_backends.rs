@@ -206,7 +206,7 @@ on_both_backends! {
 }
 
 on_both_backends! {
-    /// A session whose agent is SIGKILLed (no SessionEnd ever runs) is reclaimed by
+    /// A session whose agent is killed with SIGKILL (no `SessionEnd` ever runs) is reclaimed by
     /// `session gc`: the same release as `session end`, reported per session.
     fn killed_session_is_reclaimed_by_gc(b) {
         std::fs::create_dir_all(b.env.path("repo/.git")).unwrap();
