@@ -13,7 +13,8 @@ use crate::exit::{CliError, Exit};
 /// Reads the agent's hook payload on stdin. Denies file-tool edits and shell-tool writes to
 /// `[guard] protect` paths and to files another live session reserved (fail closed); at
 /// SessionStart registers the agent process, exports the session id and names the other live
-/// sessions; at SessionEnd releases the session's leases.
+/// sessions; at SessionEnd ends the session as `concur session end` does (leases, reservations,
+/// markers, etcd registration).
 ///
 /// Set up (user-level settings by default; --project for the checkout's own):
 ///   concur hook install --agent claude --dry-run     # show the diff
