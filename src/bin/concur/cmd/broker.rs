@@ -111,6 +111,8 @@ fn detach(ctx: &Ctx) -> Result<Exit, CliError> {
 }
 
 fn serve(ctx: &Ctx) -> Result<Exit, CliError> {
+    // SAFETY: Readiness::take's contract: taken once, here, first thing in the daemon.
+    let ready = unsafe { broker::Readiness::take() };
     // Block the stop signals before any thread exists, so every thread inherits the mask.
     let shutdown = Shutdown::on_signals()?;
     let bound = (|| -> Result<Server, concur::Error> {
@@ -121,16 +123,11 @@ fn serve(ctx: &Ctx) -> Result<Exit, CliError> {
         };
         Server::bind(&home, Roots::from_config(&config))
     })();
-    let server = match bound {
-        Ok(s) => {
-            broker::report_ready(Ok(()));
-            s
-        }
-        Err(e) => {
-            broker::report_ready(Err(&e));
-            return Err(e.into());
-        }
-    };
+    let outcome = bound.as_ref().map(drop);
+    if let Some(ready) = ready {
+        broker::report_ready(ready, outcome);
+    }
+    let server = bound?;
     let stats = server.run(&shutdown)?;
     if ctx.json {
         ctx.print_json(&stats);
