@@ -20,7 +20,7 @@
 
 use std::ffi::OsString;
 use std::io;
-use std::os::unix::io::RawFd;
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Command, ExitStatus};
 use std::time::{Duration, Instant};
@@ -29,14 +29,14 @@ use crate::sys::supervise::{self, SigSet};
 
 /// How to supervise a command.
 #[derive(Debug, Clone, Default)]
-pub struct Supervise {
+pub struct Supervise<'fd> {
     /// Kill the command's process group when it has run this long.
     pub max_hold: Option<Duration>,
     /// SIGKILL the command if this process dies.
     pub die_with_parent: bool,
     /// Descriptors to hand to the command: `(ours, theirs)` — `ours` is duplicated onto
-    /// `theirs` in the child (equal numbers just clear close-on-exec).
-    pub pass_fds: Vec<(RawFd, RawFd)>,
+    /// descriptor number `theirs` in the child (the same number just clears close-on-exec).
+    pub pass_fds: Vec<(BorrowedFd<'fd>, RawFd)>,
 }
 
 /// How the command ended.
@@ -133,16 +133,22 @@ pub fn block_signals() -> io::Result<()> {
 ///
 /// # Errors
 /// The spawn error (command not found, not executable, ...) — nothing ran.
-pub fn run(mut cmd: Command, how: &Supervise) -> io::Result<Ended> {
+pub fn run(mut cmd: Command, how: &Supervise<'_>) -> io::Result<Ended> {
     let set = handled();
     let blocked_now = supervise::block(&set)?;
     let orig = *ORIGINAL_MASK.get_or_init(|| blocked_now);
     let parent = supervise::getpid();
     let own_group = how.max_hold.is_some();
     let die = how.die_with_parent;
-    let fds = how.pass_fds.clone();
+    let fds: Vec<(RawFd, RawFd)> = how
+        .pass_fds
+        .iter()
+        .map(|&(ours, theirs)| (ours.as_raw_fd(), theirs))
+        .collect();
     // SAFETY: the closure only makes async-signal-safe calls (pthread_sigmask, prctl,
-    // getppid, setpgid, dup2, fcntl) and allocates nothing.
+    // getppid, setpgid, dup2, fcntl) and allocates nothing. It runs only in the child of the
+    // spawn below, while `how` still lends the descriptors: `cmd` is owned here and dropped
+    // when this returns, so it is never spawned again after the borrow ends.
     unsafe {
         cmd.pre_exec(move || {
             supervise::set_mask(&orig)?;
@@ -153,9 +159,11 @@ pub fn run(mut cmd: Command, how: &Supervise) -> io::Result<Ended> {
                 supervise::new_process_group()?;
             }
             for &(ours, theirs) in &fds {
-                // dup_to's contract: in the child between fork and exec, laying out the descriptors the
-                // program gets: `theirs` numbers are the caller's to give.
-                supervise::dup_to(ours, theirs)?;
+                // borrow_raw: `ours` is open in the child (a copy of this process's table taken
+                // while `how` lent it). dup_to's contract: in the child between fork and exec,
+                // laying out the descriptors the program gets: `theirs` numbers are the caller's
+                // to give.
+                supervise::dup_to(BorrowedFd::borrow_raw(ours), theirs)?;
             }
             Ok(())
         });
@@ -203,17 +211,13 @@ fn supervise_child(
 
 /// Replaces this process with `cmd` (flock's `--no-fork`), keeping `keep_fds` open across the
 /// exec. Returns only on failure.
-pub fn exec(mut cmd: Command, keep_fds: &[RawFd]) -> io::Error {
-    let fds = keep_fds.to_vec();
-    // SAFETY: only fcntl, which is async-signal-safe (exec runs it in this process).
-    unsafe {
-        cmd.pre_exec(move || {
-            for &fd in &fds {
-                // inherit's contract: the caller hands these descriptors to the program it execs.
-                supervise::inherit(fd)?;
-            }
-            Ok(())
-        });
+pub fn exec(mut cmd: Command, keep_fds: &[BorrowedFd<'_>]) -> io::Error {
+    for &fd in keep_fds {
+        // SAFETY: inherit's contract: these descriptors go to the program this process execs
+        // next (and if the exec fails, this process only reports it and exits).
+        if let Err(e) = unsafe { supervise::inherit(fd) } {
+            return e;
+        }
     }
     cmd.exec()
 }

@@ -35,8 +35,8 @@
 use std::fs::File;
 use std::io;
 use std::mem::ManuallyDrop;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, RawFd};
 use std::os::unix::fs::MetadataExt;
-use std::os::unix::io::{AsRawFd, FromRawFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -252,30 +252,23 @@ impl Drop for LockFile {
 }
 
 impl LockFile {
-    /// Wraps an inherited descriptor (`exec 9>file; concur lock 9`). The descriptor is
-    /// borrowed: it is never closed here, and a lock taken through it stays with its open file
-    /// description — shared with the process that passed it — after this process exits.
-    ///
-    /// # Errors
-    /// [`Error::Io`] (EBADF) when `fd` is not open.
-    pub fn from_fd(fd: RawFd, mode: Mode, api: Api) -> Result<LockFile> {
-        let path = PathBuf::from(format!("fd {fd}"));
-        if fd < 0 || !sys::supervise::is_open(fd) {
-            return Err(Error::io(
-                "cannot use descriptor",
-                &path,
-                io::Error::from_raw_os_error(libc::EBADF),
-            ));
-        }
-        // SAFETY: fd is open; ManuallyDrop with owned=false means it is never closed by us.
-        let file = ManuallyDrop::new(unsafe { File::from_raw_fd(fd) });
-        Ok(LockFile {
+    /// Wraps an inherited descriptor (`exec 9>file; concur lock 9`; turn the number into one
+    /// with [`crate::sys::fd::inherited`], which refuses a number that is not open). The
+    /// descriptor is borrowed: it is never closed here, and a lock taken through it stays with
+    /// its open file description — shared with the process that passed it — after this process
+    /// exits.
+    pub fn from_fd(fd: BorrowedFd<'static>, mode: Mode, api: Api) -> LockFile {
+        let path = PathBuf::from(format!("fd {}", fd.as_raw_fd()));
+        // SAFETY: `fd` is open for the rest of the process (a 'static borrow); ManuallyDrop with
+        // owned=false means it is never closed by us.
+        let file = ManuallyDrop::new(unsafe { File::from_raw_fd(fd.as_raw_fd()) });
+        LockFile {
             file,
             owned: false,
             path,
             mode,
             api,
-        })
+        }
     }
 
     /// The path (or `fd N` for a borrowed descriptor).
@@ -682,6 +675,12 @@ impl Drop for LockGuard {
 impl AsRawFd for LockFile {
     fn as_raw_fd(&self) -> RawFd {
         self.file.as_raw_fd()
+    }
+}
+
+impl AsFd for LockFile {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.file.as_fd()
     }
 }
 

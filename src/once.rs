@@ -61,7 +61,7 @@
 //! ```
 
 use std::io::{Read, Write};
-use std::os::unix::io::{AsRawFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -240,8 +240,8 @@ impl Once {
             }
         }
         let program = PathBuf::from(cmd.get_program());
-        let fd = guard.lock_file().as_raw_fd();
-        let outcome = run_captured(cmd, fd, tee).map_err(|e| Error::io(CANNOT_RUN, &program, e))?;
+        let outcome = run_captured(cmd, guard.lock_file().as_fd(), tee)
+            .map_err(|e| Error::io(CANNOT_RUN, &program, e))?;
         self.store(&outcome, &boot_id)?;
         // Unlocked explicitly: a background process the command left behind shares the
         // descriptor, and a mere close would leave the key locked while it lives.
@@ -341,7 +341,7 @@ fn decode(bytes: &[u8]) -> Option<Stored> {
 /// `$CONCUR_ONCE_FD`): should this process die, the key stays locked until the command and
 /// whatever inherited the descriptor from it are gone too, so a waiter can never take over
 /// while the dead leader's command is still running.
-fn run_captured(mut cmd: Command, lock_fd: RawFd, tee: bool) -> std::io::Result<Outcome> {
+fn run_captured(mut cmd: Command, lock_fd: BorrowedFd<'_>, tee: bool) -> std::io::Result<Outcome> {
     use std::os::unix::process::ExitStatusExt;
     // Reader threads inherit the blocked mask, so the supervisor alone takes SIGCHLD.
     child::block_signals()?;
@@ -377,10 +377,11 @@ fn run_captured(mut cmd: Command, lock_fd: RawFd, tee: bool) -> std::io::Result<
     };
     let out_t = pump(out_r, true);
     let err_t = pump(err_r, false);
-    cmd.env("CONCUR_ONCE_FD", lock_fd.to_string());
+    let number = lock_fd.as_raw_fd();
+    cmd.env("CONCUR_ONCE_FD", number.to_string());
     let how = Supervise {
         die_with_parent: true,
-        pass_fds: vec![(lock_fd, lock_fd)],
+        pass_fds: vec![(lock_fd, number)],
         ..Supervise::default()
     };
     // `cmd` (and with it our copies of the pipes' write ends) is dropped when run returns.

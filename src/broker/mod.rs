@@ -100,7 +100,7 @@ pub fn stop(home: &Home, wait: Duration) -> Result<Option<u32>> {
 /// [`Error::Conflict`] when a broker already runs for the home; [`Error::Io`] when the daemon
 /// cannot start or dies before it listens (its message is passed on).
 pub fn spawn_daemon(home: &Home, exe: &Path, config: Option<&Path>) -> Result<u32> {
-    use std::os::unix::io::AsRawFd;
+    use std::os::fd::{AsRawFd, BorrowedFd};
     use std::os::unix::process::CommandExt;
     let log_path = home.join("broker.log");
     let log = sys::fs::open(&log_path, sys::fs::Open::append(0o600))
@@ -118,11 +118,14 @@ pub fn spawn_daemon(home: &Home, exe: &Path, config: Option<&Path>) -> Result<u3
         .stdout(Stdio::null())
         .stderr(log);
     // SAFETY: only async-signal-safe calls between fork and exec (sigprocmask, setsid, dup2).
+    // The closure runs only in the child of the spawn below, while `w` is still open (it is
+    // dropped after the spawn; `cmd` is never spawned again), so `wfd` is open in the child;
+    // dup_to's contract: descriptor 3 is the number the daemon is told to read (READY_FD_VAR).
     unsafe {
         cmd.pre_exec(move || {
             sys::signal::child_reset_signals()?;
             sys::signal::child_setsid()?;
-            sys::signal::child_dup2(wfd, 3)
+            sys::supervise::dup_to(BorrowedFd::borrow_raw(wfd), 3)
         });
     }
     let mut child = cmd.spawn().map_err(Error::with("cannot start", exe))?;
@@ -151,13 +154,14 @@ pub fn spawn_daemon(home: &Home, exe: &Path, config: Option<&Path>) -> Result<u3
 }
 
 /// The daemon's start-up: binds the broker of the resolved home with the configuration at
-/// `config` (default: the home's), then reports the outcome to a parent waiting in
-/// [`spawn_daemon`] (see [`report_ready`]). Call it before spawning threads.
+/// `config` (default: the home's), then reports the outcome through `ready` (the pipe
+/// [`Readiness::take`] took, if any) to a parent waiting in [`spawn_daemon`]. Call it before
+/// spawning threads.
 ///
 /// # Errors
 /// As [`Home::resolve`], [`crate::config::Config::load`] and [`Server::bind`] (a broker that
 /// already runs is [`Error::Conflict`]).
-pub fn bind_reporting(config: Option<&Path>) -> Result<Server> {
+pub fn bind_reporting(ready: Option<Readiness>, config: Option<&Path>) -> Result<Server> {
     let bound = (|| {
         let home = Home::resolve()?;
         let config = match config {
@@ -166,24 +170,35 @@ pub fn bind_reporting(config: Option<&Path>) -> Result<Server> {
         };
         Server::bind(&home, Roots::from_config(&config))
     })();
-    report_ready(bound.as_ref().map(drop));
+    if let Some(ready) = ready {
+        report_ready(ready, bound.as_ref().map(drop));
+    }
     bound
 }
 
-/// In a daemon started by [`spawn_daemon`]: reports readiness (or the start-up error) to the
-/// waiting parent. Does nothing when not started that way, and on every call after the first (the
-/// pipe is taken once: a second call cannot close or write a descriptor that has since been
-/// reused). Call it before spawning threads.
-pub fn report_ready(outcome: std::result::Result<(), &Error>) {
-    static TAKEN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-    if TAKEN.swap(true, std::sync::atomic::Ordering::SeqCst) {
-        return;
+/// The readiness pipe of a daemon started by [`spawn_daemon`]: taken once at start-up with
+/// [`Readiness::take`], written once by [`report_ready`], which consumes it.
+#[derive(Debug)]
+pub struct Readiness(std::fs::File);
+
+impl Readiness {
+    /// Takes the readiness pipe this process inherited from [`spawn_daemon`] (the descriptor
+    /// named by [`READY_FD_VAR`]); `None` when it was not started that way.
+    ///
+    /// # Safety
+    /// Call at most once per process: the returned value owns the descriptor and closes it, and
+    /// a second one would close or write a descriptor number that may since have been reused.
+    pub unsafe fn take() -> Option<Readiness> {
+        // SAFETY: take_inherited's contract is this function's, passed on to the caller.
+        unsafe { sys::fd::take_inherited(READY_FD_VAR) }.map(|fd| Readiness(fd.into()))
     }
-    // SAFETY: reached once per process (the flag above), by the daemon's start-up, to take the
-    // inherited pipe.
-    let Some(mut f) = (unsafe { sys::signal::inherited_fd(READY_FD_VAR) }) else {
-        return;
-    };
+}
+
+/// Reports readiness (or the start-up error) to the parent waiting in [`spawn_daemon`], through
+/// the pipe `ready` took; the pipe is closed after, which ends the parent's wait. Consuming
+/// `ready` makes this happen once.
+pub fn report_ready(ready: Readiness, outcome: std::result::Result<(), &Error>) {
+    let Readiness(mut f) = ready;
     let line = match outcome {
         Ok(()) => format!("ready {}\n", std::process::id()),
         Err(e @ Error::Conflict(_)) => format!("conflict {e}\n"),

@@ -39,7 +39,7 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::ffi::OsString;
-use std::os::fd::AsRawFd;
+use std::os::fd::AsFd;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -285,7 +285,8 @@ impl Tracer<'_> {
     }
 
     fn run(&mut self, sigfd: &std::os::fd::OwnedFd) -> Result<Ended> {
-        let stdin = std::io::stdin().as_raw_fd();
+        let stdin = std::io::stdin();
+        let stdin = stdin.as_fd();
         loop {
             ptrace::drain(sigfd);
             loop {
@@ -313,7 +314,7 @@ impl Tracer<'_> {
                 .due
                 .peek()
                 .map(|&Reverse((at, _))| Duration::from_micros(at.saturating_sub(now)));
-            let mut fds = vec![(sigfd.as_raw_fd(), libc::POLLIN)];
+            let mut fds = vec![(sigfd.as_fd(), libc::POLLIN)];
             if !self.armed {
                 fds.push((stdin, libc::POLLIN));
             }

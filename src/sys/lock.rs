@@ -6,7 +6,7 @@
 //! but documents that limit.
 
 use std::io;
-use std::os::unix::io::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
 
 use super::{cvt, retry_eintr};
 
@@ -29,8 +29,8 @@ impl Mode {
 }
 
 /// Tries to take the lock without waiting. `Ok(false)` means someone else holds it.
-pub fn try_flock(fd: &impl AsRawFd, mode: Mode) -> io::Result<bool> {
-    let raw = fd.as_raw_fd();
+pub fn try_flock(fd: impl AsFd, mode: Mode) -> io::Result<bool> {
+    let raw = fd.as_fd().as_raw_fd();
     // SAFETY: flock on a descriptor the caller keeps open for the call.
     match retry_eintr(|| cvt(unsafe { libc::flock(raw, mode.op() | libc::LOCK_NB) })) {
         Ok(_) => Ok(true),
@@ -43,20 +43,21 @@ pub fn try_flock(fd: &impl AsRawFd, mode: Mode) -> io::Result<bool> {
 ///
 /// A signal that interrupts the wait makes it return `Interrupted` instead of retrying, so a
 /// timer signal can bound the wait; callers without such a timer should use [`flock`].
-pub fn flock_interruptible(fd: &impl AsRawFd, mode: Mode) -> io::Result<()> {
-    let raw = fd.as_raw_fd();
+pub fn flock_interruptible(fd: impl AsFd, mode: Mode) -> io::Result<()> {
+    let raw = fd.as_fd().as_raw_fd();
     // SAFETY: as in try_flock.
     cvt(unsafe { libc::flock(raw, mode.op()) }).map(drop)
 }
 
 /// Waits until the lock is taken, retrying on EINTR.
-pub fn flock(fd: &impl AsRawFd, mode: Mode) -> io::Result<()> {
+pub fn flock(fd: impl AsFd, mode: Mode) -> io::Result<()> {
+    let fd = fd.as_fd();
     retry_eintr(|| flock_interruptible(fd, mode))
 }
 
 /// Releases a lock held through this open file description.
-pub fn unlock(fd: &impl AsRawFd) -> io::Result<()> {
-    let raw = fd.as_raw_fd();
+pub fn unlock(fd: impl AsFd) -> io::Result<()> {
+    let raw = fd.as_fd().as_raw_fd();
     // SAFETY: as in try_flock.
     retry_eintr(|| cvt(unsafe { libc::flock(raw, libc::LOCK_UN) })).map(drop)
 }

@@ -8,6 +8,7 @@
 #![allow(clippy::disallowed_methods)]
 
 pub mod detach;
+pub mod fd;
 pub mod fileio;
 pub mod fs;
 pub mod lock;

@@ -11,7 +11,7 @@
 //! decides correctness on it.
 
 use std::io;
-use std::os::unix::io::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
 
 use super::cvt;
 use super::lock::Mode;
@@ -53,9 +53,9 @@ fn kind(mode: Mode) -> libc::c_short {
 
 /// Tries to take an OFD lock on `range` without waiting; `Ok(false)` when someone holds a
 /// conflicting lock.
-pub fn try_lock(fd: &impl AsRawFd, mode: Mode, range: Range) -> io::Result<bool> {
+pub fn try_lock(fd: impl AsFd, mode: Mode, range: Range) -> io::Result<bool> {
     let fl = flock_struct(kind(mode), range)?;
-    let raw = fd.as_raw_fd();
+    let raw = fd.as_fd().as_raw_fd();
     loop {
         // SAFETY: fl is a valid flock struct that outlives the call; raw is open.
         match cvt(unsafe { libc::fcntl(raw, libc::F_OFD_SETLK, &raw const fl) }) {
@@ -71,32 +71,34 @@ pub fn try_lock(fd: &impl AsRawFd, mode: Mode, range: Range) -> io::Result<bool>
 
 /// Waits in the kernel for an OFD lock on `range`. A signal handler installed without
 /// `SA_RESTART` makes it return `Interrupted`, so a timer can bound the wait.
-pub fn lock_interruptible(fd: &impl AsRawFd, mode: Mode, range: Range) -> io::Result<()> {
+pub fn lock_interruptible(fd: impl AsFd, mode: Mode, range: Range) -> io::Result<()> {
     let fl = flock_struct(kind(mode), range)?;
     // SAFETY: as in try_lock.
-    cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_OFD_SETLKW, &raw const fl) }).map(drop)
+    cvt(unsafe { libc::fcntl(fd.as_fd().as_raw_fd(), libc::F_OFD_SETLKW, &raw const fl) }).map(drop)
 }
 
 /// Waits for an OFD lock, retrying on EINTR.
-pub fn lock(fd: &impl AsRawFd, mode: Mode, range: Range) -> io::Result<()> {
+pub fn lock(fd: impl AsFd, mode: Mode, range: Range) -> io::Result<()> {
+    let fd = fd.as_fd();
     super::retry_eintr(|| lock_interruptible(fd, mode, range))
 }
 
 /// Releases the OFD lock on `range`.
-pub fn unlock(fd: &impl AsRawFd, range: Range) -> io::Result<()> {
+pub fn unlock(fd: impl AsFd, range: Range) -> io::Result<()> {
     let fl = flock_struct(short(libc::F_UNLCK), range)?;
     super::retry_eintr(|| {
         // SAFETY: as in try_lock.
-        cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_OFD_SETLK, &raw const fl) }).map(drop)
+        cvt(unsafe { libc::fcntl(fd.as_fd().as_raw_fd(), libc::F_OFD_SETLK, &raw const fl) })
+            .map(drop)
     })
 }
 
 /// True when some other open file description holds a lock on `range` that conflicts with
 /// `mode` (`F_OFD_GETLK`); takes nothing.
-pub fn is_held(fd: &impl AsRawFd, mode: Mode, range: Range) -> io::Result<bool> {
+pub fn is_held(fd: impl AsFd, mode: Mode, range: Range) -> io::Result<bool> {
     let mut fl = flock_struct(kind(mode), range)?;
     // SAFETY: fl is a valid, writable flock struct for the call.
-    cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_OFD_GETLK, &raw mut fl) })?;
+    cvt(unsafe { libc::fcntl(fd.as_fd().as_raw_fd(), libc::F_OFD_GETLK, &raw mut fl) })?;
     Ok(i32::from(fl.l_type) != libc::F_UNLCK)
 }
 

@@ -233,10 +233,11 @@ pub fn sigchld_fd() -> io::Result<std::os::fd::OwnedFd> {
 
 /// Empties a [`sigchld_fd`] (the signals it reports coalesce; the caller then reaps with
 /// [`wait_any`] until nothing is left).
-pub fn drain(fd: &impl std::os::fd::AsRawFd) {
+pub fn drain(fd: impl std::os::fd::AsFd) {
+    use std::os::fd::AsRawFd;
     let mut buf = [0u8; 128 * 8];
     // SAFETY: buf is valid for its length; the descriptor is non-blocking.
-    while unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) } > 0 {}
+    while unsafe { libc::read(fd.as_fd().as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) } > 0 {}
 }
 
 /// `waitpid(-1, WNOHANG | __WALL)`: the next tracee or child with news, with its raw status.
@@ -253,11 +254,15 @@ pub fn wait_any() -> io::Result<Option<(i32, i32)>> {
 
 /// Polls `fds` (descriptor, wanted events) for up to `timeout` (`None`: forever); returns each
 /// one's returned events. EINTR counts as nothing ready.
-pub fn poll(fds: &[(i32, i16)], timeout: Option<std::time::Duration>) -> io::Result<Vec<i16>> {
+pub fn poll(
+    fds: &[(std::os::fd::BorrowedFd<'_>, i16)],
+    timeout: Option<std::time::Duration>,
+) -> io::Result<Vec<i16>> {
+    use std::os::fd::AsRawFd;
     let mut p: Vec<libc::pollfd> = fds
         .iter()
         .map(|&(fd, events)| libc::pollfd {
-            fd,
+            fd: fd.as_raw_fd(),
             events,
             revents: 0,
         })

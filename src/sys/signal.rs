@@ -4,7 +4,7 @@
 //! Signals are handled the sigwait way: the signals of interest are blocked in every thread
 //! (block them before spawning any) and one thread waits for them synchronously. No handler
 //! runs at an arbitrary point, so nothing here needs to be async-signal-safe beyond the
-//! `pre_exec` helpers, which call only `sigprocmask`, `signal`, `setsid` and `dup2`.
+//! `pre_exec` helpers, which call only `sigprocmask`, `signal` and `setsid`.
 
 use std::io;
 
@@ -87,15 +87,6 @@ pub unsafe fn child_setsid() -> io::Result<()> {
     cvt(unsafe { libc::setsid() }).map(drop)
 }
 
-/// For `pre_exec`: makes `fd` the child's descriptor `target` (without close-on-exec).
-///
-/// # Safety
-/// Call only between `fork` and `exec` (it is async-signal-safe).
-pub unsafe fn child_dup2(fd: i32, target: i32) -> io::Result<()> {
-    // SAFETY: dup2 is async-signal-safe; fd is open in the child (inherited).
-    cvt(unsafe { libc::dup2(fd, target) }).map(drop)
-}
-
 /// A pipe with both ends close-on-exec: `(read, write)`.
 pub fn pipe() -> io::Result<(std::fs::File, std::fs::File)> {
     use std::os::unix::io::FromRawFd;
@@ -109,27 +100,6 @@ pub fn pipe() -> io::Result<(std::fs::File, std::fs::File)> {
             std::fs::File::from_raw_fd(fds[1]),
         )
     })
-}
-
-/// Takes ownership of an inherited descriptor named by the environment variable `var`
-/// (set by a parent that handed it over with [`child_dup2`]); `None` when unset or invalid.
-///
-/// # Safety
-/// Call at most once per process for a given variable: the returned `File` owns the
-/// descriptor, and a second call would make a second owner.
-pub unsafe fn inherited_fd(var: &str) -> Option<std::fs::File> {
-    use std::os::unix::io::FromRawFd;
-    let fd: i32 = std::env::var(var).ok()?.parse().ok()?;
-    if fd < 3 {
-        return None;
-    }
-    // SAFETY: F_GETFD only queries the descriptor; it fails with EBADF if it is not open.
-    if unsafe { libc::fcntl(fd, libc::F_GETFD) } == -1 {
-        return None;
-    }
-    // SAFETY: the parent handed this open descriptor to this process alone, and the caller
-    // promises to take it only once.
-    Some(unsafe { std::fs::File::from_raw_fd(fd) })
 }
 
 /// The message and exit code [`exit_on_stack_overflow`]'s handler uses (set before it is

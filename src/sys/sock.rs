@@ -5,7 +5,7 @@
 //! kernel fills it in, so the peer cannot lie about it (unlike anything sent over the socket).
 
 use std::io;
-use std::os::unix::io::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
 
 use super::cvt;
 
@@ -21,7 +21,7 @@ pub struct PeerCred {
 }
 
 /// `getsockopt(SO_PEERCRED)` on a connected Unix stream socket.
-pub fn peer_cred(sock: &impl AsRawFd) -> io::Result<PeerCred> {
+pub fn peer_cred(sock: impl AsFd) -> io::Result<PeerCred> {
     let mut cred = libc::ucred {
         pid: 0,
         uid: 0,
@@ -32,7 +32,7 @@ pub fn peer_cred(sock: &impl AsRawFd) -> io::Result<PeerCred> {
     // SAFETY: cred and len are valid, writable and sized for SO_PEERCRED's ucred.
     cvt(unsafe {
         libc::getsockopt(
-            sock.as_raw_fd(),
+            sock.as_fd().as_raw_fd(),
             libc::SOL_SOCKET,
             libc::SO_PEERCRED,
             (&raw mut cred).cast(),
@@ -51,9 +51,9 @@ pub fn peer_cred(sock: &impl AsRawFd) -> io::Result<PeerCred> {
 ///
 /// # Errors
 /// The `poll` error, other than `EINTR` (which reads as "not readable").
-pub fn readable_now(sock: &impl AsRawFd) -> io::Result<bool> {
+pub fn readable_now(sock: impl AsFd) -> io::Result<bool> {
     let mut pfd = libc::pollfd {
-        fd: sock.as_raw_fd(),
+        fd: sock.as_fd().as_raw_fd(),
         events: libc::POLLIN,
         revents: 0,
     };

@@ -7,7 +7,7 @@
 //! exists to interrupt a blocking lock call, exactly as util-linux flock(1) bounds `-w`.
 
 use std::io;
-use std::os::unix::io::RawFd;
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -164,32 +164,30 @@ pub fn getpid() -> libc::pid_t {
 /// Makes `fd` survive `execve` (clears `FD_CLOEXEC`). Async-signal-safe.
 ///
 /// # Safety
-/// The caller owns `fd` and means to hand it to the program it is about to exec: every other
-/// user of that descriptor loses its close-on-exec protection.
-pub unsafe fn inherit(fd: RawFd) -> io::Result<()> {
-    // SAFETY: fcntl with integer arguments; ownership is the caller's contract.
-    cvt(unsafe { libc::fcntl(fd, libc::F_SETFD, 0) }).map(drop)
+/// The caller means to hand `fd` to the program it is about to exec: every other user of that
+/// descriptor loses its close-on-exec protection (a child another thread spawns meanwhile
+/// inherits it too).
+pub unsafe fn inherit(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: fcntl with integer arguments on a live descriptor; the rest is the caller's
+    // contract.
+    cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, 0) }).map(drop)
 }
 
-/// Duplicates `fd` onto `target` (which then survives `execve`). Async-signal-safe.
+/// Duplicates `fd` onto descriptor number `target` (which then survives `execve`; equal numbers
+/// only clear close-on-exec). Async-signal-safe.
 ///
 /// # Safety
-/// `target` is closed first if open: the caller owns it (or it is a number nothing in this
-/// process uses), as in a child between fork and exec laying out the descriptors the program
-/// will get. In a live multi-threaded process this would pull a descriptor from under its owner.
-pub unsafe fn dup_to(fd: RawFd, target: RawFd) -> io::Result<()> {
-    if fd == target {
+/// `target` is closed first if open, whoever owns it: call this only in a child between fork
+/// and exec, laying out the descriptors the program will get, with `target` a number the
+/// caller was asked to fill. In a live multi-threaded process this would pull a descriptor from
+/// under its owner.
+pub unsafe fn dup_to(fd: BorrowedFd<'_>, target: RawFd) -> io::Result<()> {
+    if fd.as_raw_fd() == target {
         // SAFETY: the same contract, passed on.
         return unsafe { inherit(fd) };
     }
-    // SAFETY: dup2 with integer arguments; ownership of `target` is the caller's contract.
-    cvt(unsafe { libc::dup2(fd, target) }).map(drop)
-}
-
-/// True when `fd` is an open descriptor of this process.
-pub fn is_open(fd: RawFd) -> bool {
-    // SAFETY: F_GETFD only queries the descriptor table.
-    unsafe { libc::fcntl(fd, libc::F_GETFD) != -1 }
+    // SAFETY: dup2 with integer arguments on a live source; `target` is the caller's contract.
+    cvt(unsafe { libc::dup2(fd.as_raw_fd(), target) }).map(drop)
 }
 
 /// Sets `sig`'s disposition to ignore (`true`) or default (`false`).

@@ -17,7 +17,7 @@ struct Runner {
     fcntl: bool,
 }
 
-fn link(t: &TestEnv, name: &str) -> PathBuf {
+pub(crate) fn link(t: &TestEnv, name: &str) -> PathBuf {
     let p = t.path(name);
     if !p.exists() {
         std::os::unix::fs::symlink(bin(), &p).unwrap();

@@ -47,6 +47,7 @@ mod json;
 mod lease;
 mod ledger;
 mod lock;
+mod lock_fd;
 mod marker;
 mod on_backends;
 mod once;

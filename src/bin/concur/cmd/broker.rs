@@ -112,9 +112,11 @@ fn detach(ctx: &Ctx) -> Result<Exit, CliError> {
 }
 
 fn serve(ctx: &Ctx) -> Result<Exit, CliError> {
+    // SAFETY: Readiness::take's contract: taken once, here, first thing in the daemon.
+    let ready = unsafe { broker::Readiness::take() };
     // Block the stop signals before any thread exists, so every thread inherits the mask.
     let shutdown = Shutdown::on_signals()?;
-    let stats = broker::bind_reporting(ctx.config_flag.as_deref())?.run(&shutdown)?;
+    let stats = broker::bind_reporting(ready, ctx.config_flag.as_deref())?.run(&shutdown)?;
     if ctx.json {
         ctx.print_json(&stats);
     }

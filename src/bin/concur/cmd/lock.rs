@@ -9,7 +9,7 @@
 //! ran out could leave it held by the caller's shell.
 
 use std::ffi::OsString;
-use std::os::unix::io::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -399,13 +399,18 @@ pub fn execute(plan: &Plan, home: Option<&concur::Home>) -> Result<u8, Failure> 
             };
             opts.open().map_err(|e| open_failure(plan, &e))?
         }
-        Target::Fd(fd) => LockFile::from_fd(*fd, lock_mode, plan.api).map_err(|e| {
-            let msg = match plan.dialect {
-                Dialect::Flock => format!("{fd}: Bad file descriptor"),
-                Dialect::Concur => e.to_string(),
-            };
-            fail(EX_DATAERR, "io", msg)
-        })?,
+        Target::Fd(fd) => match concur::sys::fd::inherited(*fd) {
+            Ok(borrowed) => LockFile::from_fd(borrowed, lock_mode, plan.api),
+            Err(e) => {
+                let msg = match plan.dialect {
+                    Dialect::Flock => format!("{fd}: Bad file descriptor"),
+                    Dialect::Concur => {
+                        Error::io("cannot use descriptor", format!("fd {fd}"), e).to_string()
+                    }
+                };
+                return Err(fail(EX_DATAERR, "io", msg));
+            }
+        },
     };
     let lock_error = |e: &Error| {
         let errno = match e {
@@ -550,7 +555,6 @@ fn run_command(
     if plan.verbose {
         verbose(plan, &format!("executing {program}"));
     }
-    let lock_fd = guard.as_ref().map(|g| g.lock_file().as_raw_fd());
     let exec_failure = |e: &std::io::Error| {
         let why = e.to_string();
         let why = why.split(" (os error").next().unwrap_or(&why).to_owned();
@@ -562,18 +566,20 @@ fn run_command(
         fail(code, "io", format!("failed to execute {program}: {why}"))
     };
     if plan.no_fork {
-        let keep: Vec<i32> = lock_fd.into_iter().collect();
         if let Some(g) = guard {
             g.keep_record();
+            let e = child::exec(cmd, &[g.lock_file().as_fd()]);
+            return Err(exec_failure(&e));
         }
-        let e = child::exec(cmd, &keep);
+        let e = child::exec(cmd, &[]);
         return Err(exec_failure(&e));
     }
+    let lock_fd = guard.as_deref().map(|g| g.lock_file().as_fd());
     let ended = match plan.dialect {
         Dialect::Flock => {
             let how = Supervise {
                 pass_fds: match (lock_fd, plan.close) {
-                    (Some(fd), false) => vec![(fd, fd)],
+                    (Some(fd), false) => vec![(fd, fd.as_raw_fd())],
                     _ => Vec::new(),
                 },
                 ..Supervise::default()
@@ -618,16 +624,22 @@ fn run_command(
 
 /// flock(1)'s own child handling: fork, wait, nothing forwarded (its default signal actions
 /// apply), the lock fd inherited unless `-o`.
-fn run_plain(mut cmd: std::process::Command, how: &Supervise) -> std::io::Result<u8> {
+fn run_plain(mut cmd: std::process::Command, how: &Supervise<'_>) -> std::io::Result<u8> {
     use std::os::unix::process::CommandExt;
-    let fds = how.pass_fds.clone();
-    // SAFETY: only fcntl/dup2, async-signal-safe.
+    let fds: Vec<(RawFd, RawFd)> = how
+        .pass_fds
+        .iter()
+        .map(|&(ours, theirs)| (ours.as_raw_fd(), theirs))
+        .collect();
+    // SAFETY: only fcntl/dup2, async-signal-safe. The closure runs only in the child of the
+    // spawn below, while `how` still lends the descriptors; `cmd` is dropped when this returns.
     unsafe {
         cmd.pre_exec(move || {
             for &(ours, theirs) in &fds {
-                // dup_to's contract: in the child between fork and exec; `theirs` is the descriptor number
-                // the user asked the command to get (`--fd N`).
-                supervise::dup_to(ours, theirs)?;
+                // borrow_raw: `ours` is open in the child (a copy of this process's table taken
+                // while `how` lent it). dup_to's contract: in the child between fork and exec;
+                // `theirs` is the descriptor number the user asked the command to get (`--fd N`).
+                supervise::dup_to(BorrowedFd::borrow_raw(ours), theirs)?;
             }
             Ok(())
         });

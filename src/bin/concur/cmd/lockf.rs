@@ -19,7 +19,6 @@ use std::ffi::OsString;
 use std::fs::File;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
-use std::os::unix::io::FromRawFd;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -231,16 +230,15 @@ pub fn main(args: &[OsString]) -> ExitCode {
             break;
         }
         let r = if let Some(fd) = fd_form {
-            if !supervise::is_open(fd) {
+            // Borrowed: it belongs to our caller and stays open.
+            let Ok(f) = concur::sys::fd::inherited(fd) else {
                 eprintln!("lockf: cannot lock fd {fd}: Bad file descriptor");
                 return ExitCode::from(EX_CANTCREAT);
-            }
-            // SAFETY: fd is open; ManuallyDrop keeps it open (it belongs to our caller).
-            let f = std::mem::ManuallyDrop::new(unsafe { File::from_raw_fd(fd) });
+            };
             let got = if first {
-                rawlock::try_flock(&*f, Mode::Exclusive)
+                rawlock::try_flock(f, Mode::Exclusive)
             } else {
-                match rawlock::flock_interruptible(&*f, Mode::Exclusive) {
+                match rawlock::flock_interruptible(f, Mode::Exclusive) {
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => Ok(false),
                     r => r.map(|()| true),
                 }
@@ -250,8 +248,8 @@ pub fn main(args: &[OsString]) -> ExitCode {
                     supervise::stop_timer();
                     return ExitCode::SUCCESS; // the lock stays with the inherited descriptor
                 }
-                Ok(true) => match f.try_clone() {
-                    Ok(dup) => Ok(Got::Locked(dup)),
+                Ok(true) => match f.try_clone_to_owned() {
+                    Ok(dup) => Ok(Got::Locked(File::from(dup))),
                     Err(e) => {
                         eprintln!("lockf: cannot lock fd {fd}: {}", strerror(&e));
                         return ExitCode::from(EX_CANTCREAT);
