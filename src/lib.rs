@@ -71,6 +71,7 @@
 
 pub mod append;
 pub mod backend;
+mod base64;
 pub mod broker;
 pub mod child;
 pub mod config;
