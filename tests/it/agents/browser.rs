@@ -1,0 +1,224 @@
+//! A would-be singleton MCP server started by two live sessions from one checkout's MCP
+//! configuration: Playwright MCP (npm, pinned in scripts/agents) driving the system's Chromium.
+//!
+//! Control: the configuration gives the server a fixed `--user-data-dir`, as users write it; the
+//! second session's browser cannot start ("Browser is already in use"). Then the same server
+//! wrapped in `concur isolate` with `--user-data-dir {session_dir}/browser`, as docs/isolate.md
+//! shows: each session gets its own profile and both browse.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{Value, json};
+
+use super::scenario::{Checks, Script, calls, hold, results, text};
+use super::{Agent, Lab, Model, installed, show, skip};
+
+/// The `scripts/agents` entry of Playwright MCP.
+const PLAYWRIGHT_MCP: (&str, &str) = ("playwright-mcp-0.0.86", "playwright-mcp");
+
+/// What Playwright MCP says when the profile it was given is held by another browser.
+const IN_USE: &str = "Browser is already in use";
+
+/// An agent the suite can give a stdio MCP server.
+pub trait Mcp: Agent {
+    /// Configures the stdio MCP server `name`, started as `argv`, for every session in `lab`'s
+    /// checkout, the way a user does (the agent's project configuration), tools allowed.
+    fn mcp_server(&self, lab: &Lab, name: &str, argv: &[String]);
+    /// A call of the MCP server `server`'s tool `tool`, in the script's form.
+    fn mcp_call(&self, server: &str, tool: &str, input: Value) -> Value;
+}
+
+/// Chromium from the system's packages (Debian's `chromium`), or `None` (skipped; a failure in
+/// CI) when it is not installed.
+fn chromium() -> Option<PathBuf> {
+    let found = ["/usr/local/bin", "/usr/bin", "/bin"]
+        .iter()
+        .flat_map(|d| ["chromium", "chromium-browser"].map(|b| Path::new(d).join(b)))
+        .find(|p| p.exists());
+    if found.is_none() {
+        skip("Chromium is not installed (Debian's `chromium` package; scripts/test installs it)");
+    }
+    found
+}
+
+/// The Playwright MCP command line for one server: headless, on the system's Chromium, without
+/// Chromium's sandbox (it cannot start as root or where user namespaces are restricted), with
+/// the profile `profile`.
+fn playwright(mcp: &Path, chromium: &Path, profile: &str) -> Vec<String> {
+    [
+        mcp.to_str().unwrap(),
+        "--headless",
+        "--no-sandbox",
+        "--executable-path",
+        chromium.to_str().unwrap(),
+        "--user-data-dir",
+        profile,
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// The two ways the server is configured, each in its own lab (checkout, agent home, concur
+/// home): name, the session names' prefix.
+const SETUPS: [&str; 2] = ["fixed", "isolated"];
+
+/// One lab per setup, the server configured and concur's hooks installed as the docs say.
+fn labs<A: Mcp>(agent: &A, cli: &Path, mcp: &Path, chromium: &Path) -> Vec<Lab> {
+    let labs: Vec<Lab> = SETUPS
+        .iter()
+        .map(|_| Lab::new(agent, cli.to_path_buf()))
+        .collect();
+    let (fixed, isolated) = (&labs[0], &labs[1]);
+    let shared = fixed.dir.path().join("browser-profile");
+    agent.mcp_server(
+        fixed,
+        "playwright",
+        &playwright(mcp, chromium, shared.to_str().unwrap()),
+    );
+    let mut wrapped: Vec<String> = ["concur", "isolate", "--"].map(String::from).to_vec();
+    wrapped.extend(playwright(mcp, chromium, "{session_dir}/browser"));
+    agent.mcp_server(isolated, "playwright", &wrapped);
+    for lab in &labs {
+        lab.install_hooks(agent);
+    }
+    labs
+}
+
+/// Two sessions, A (alive, its browser open, while B runs) and B, per setup; both setups at once.
+pub fn singleton_mcp<A: Mcp>(agent: &A, cli: &Path) {
+    let (Some(mcp), Some(chromium)) = (
+        installed("Playwright MCP", PLAYWRIGHT_MCP.0, PLAYWRIGHT_MCP.1),
+        chromium(),
+    ) else {
+        return;
+    };
+    let labs = labs(agent, cli, &mcp, &chromium);
+
+    let mut script = serde_json::Map::new();
+    // every session's navigate and snapshot turns are at the same places: `turns` finds them
+    let mut turns = Script::default();
+    for setup in SETUPS {
+        for s in ["A", "B"] {
+            let name = format!("{setup}-{s}");
+            turns = browse(agent, &name, s == "A");
+            script.insert(name, turns.json());
+        }
+    }
+    let model = Model::start(labs[0].dir.path(), &Value::Object(script));
+    let a: Vec<_> = SETUPS
+        .iter()
+        .zip(&labs)
+        .map(|(setup, lab)| lab.start(agent, &model, &format!("{setup}-A")))
+        .collect();
+    for setup in SETUPS {
+        model.wait(&format!("{setup}-A"), "live");
+    }
+    let b: Vec<_> = SETUPS
+        .iter()
+        .zip(&labs)
+        .map(|(setup, lab)| lab.start(agent, &model, &format!("{setup}-B")))
+        .collect();
+    let mut ck = Checks::new(agent);
+    for (run, setup) in b.into_iter().zip(SETUPS) {
+        let out = run.finish();
+        ck.check(
+            &format!("{setup}: B exits normally"),
+            out.status.success(),
+            show(&out),
+        );
+    }
+    for (run, setup) in a.into_iter().zip(SETUPS) {
+        model.release(&format!("{setup}-A"), "live");
+        let out = run.finish();
+        ck.check(
+            &format!("{setup}: A exits normally"),
+            out.status.success(),
+            show(&out),
+        );
+    }
+    browsed(&mut ck, &model, &turns, &labs[1]);
+    ck.finish();
+}
+
+/// What each session's browser did, from the tool results its agent sent back, and the
+/// profiles under the isolated lab's concur home.
+fn browsed(ck: &mut Checks, model: &Model, turns: &Script, isolated: &Lab) {
+    let browsed = |name: &str| {
+        let t = model.turns(name);
+        let nav = results(&t, turns.at("navigate"));
+        let snap = results(&t, turns.at("snapshot"));
+        (nav.first().cloned(), snap.first().cloned())
+    };
+    // the page's title after navigating; its heading in the snapshot
+    let has = |r: &Option<Value>, what: &str| {
+        r.as_ref().is_some_and(|r| {
+            !r["error"].as_bool().unwrap_or(false)
+                && r["output"].as_str().is_some_and(|o| o.contains(what))
+        })
+    };
+    let ok = |(nav, snap): &(Option<Value>, Option<Value>), name: &str| {
+        has(nav, &format!("Page Title: {name}")) && has(snap, &format!("heading \"page {name}\""))
+    };
+    let in_use = |r: &Option<Value>| {
+        r.as_ref()
+            .is_some_and(|r| r["output"].as_str().is_some_and(|o| o.contains(IN_USE)))
+    };
+    let r = browsed("fixed-A");
+    ck.check(
+        "fixed profile: A navigates and snapshots its page",
+        ok(&r, "fixed-A"),
+        format!("{r:?}"),
+    );
+    let (nav, snap) = browsed("fixed-B");
+    ck.check(
+        &format!("fixed profile: B, while A's browser is open, gets \"{IN_USE}\""),
+        in_use(&nav) && in_use(&snap),
+        format!("{nav:?} / {snap:?}"),
+    );
+    for s in ["A", "B"] {
+        let name = format!("isolated-{s}");
+        let r = browsed(&name);
+        ck.check(
+            &format!("concur isolate: {s} navigates and snapshots its own page"),
+            ok(&r, &name),
+            format!("{r:?}"),
+        );
+    }
+    let profiles = profiles(&isolated.home);
+    ck.check(
+        "concur isolate: one browser profile per session, under the session's directory",
+        profiles.len() == 2,
+        format!("profiles in use: {profiles:?}"),
+    );
+}
+
+/// One session's script: navigate to its own page (served by the model server), snapshot it;
+/// with `stay` the session then stays alive, its browser open, until the test releases it.
+fn browse(agent: &impl Mcp, name: &str, stay: bool) -> Script {
+    let call = |tool, input| calls([agent.mcp_call("playwright", tool, input)]);
+    let mut s = Script::default();
+    s.push(
+        "navigate",
+        call(
+            "browser_navigate",
+            json!({ "url": format!("{{server}}/_ctl/page/{name}") }),
+        ),
+    )
+    .push("snapshot", call("browser_snapshot", json!({})));
+    if stay {
+        s.push("live", hold("live", text("done")));
+    } else {
+        s.push("done", text("done"));
+    }
+    s
+}
+
+/// The Chromium profiles under `$CONCUR_HOME/isolate/<session>/browser` that a browser used.
+fn profiles(home: &Path) -> Vec<PathBuf> {
+    let Ok(dirs) = std::fs::read_dir(home.join("isolate")) else {
+        return Vec::new();
+    };
+    dirs.filter_map(|d| Some(d.ok()?.path().join("browser")))
+        .filter(|p| p.join("Local State").exists())
+        .collect()
+}
