@@ -7,6 +7,7 @@
 //! shows: each session gets its own profile and both browse.
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
@@ -113,12 +114,22 @@ pub fn singleton_mcp<A: Mcp>(agent: &A, cli: &Path) {
     for setup in SETUPS {
         model.wait(&format!("{setup}-A"), "live");
     }
+    let mut ck = Checks::new(agent);
+    let isolates = labs[1].home.join("isolate");
+    let running = processes_naming(&isolates);
+    ck.check(
+        "concur isolate: A's browser runs on a profile in A's session directory",
+        // Chromium's own command line, not the server's (which names the executable too)
+        running
+            .iter()
+            .any(|c| c.contains(&format!("--user-data-dir={}", isolates.display()))),
+        format!("processes naming {}: {running:?}", isolates.display()),
+    );
     let b: Vec<_> = SETUPS
         .iter()
         .zip(&labs)
         .map(|(setup, lab)| lab.start(agent, &model, &format!("{setup}-B")))
         .collect();
-    let mut ck = Checks::new(agent);
     for (run, setup) in b.into_iter().zip(SETUPS) {
         let out = run.finish();
         ck.check(
@@ -137,6 +148,12 @@ pub fn singleton_mcp<A: Mcp>(agent: &A, cli: &Path) {
         );
     }
     browsed(&mut ck, &model, &turns, &labs[1]);
+    let left = gone(&isolates);
+    ck.check(
+        "concur isolate: no browser left once the sessions end",
+        left.is_empty(),
+        format!("still running: {left:?}"),
+    );
     ck.finish();
 }
 
@@ -221,4 +238,31 @@ fn profiles(home: &Path) -> Vec<PathBuf> {
     dirs.filter_map(|d| Some(d.ok()?.path().join("browser")))
         .filter(|p| p.join("Local State").exists())
         .collect()
+}
+
+/// The command lines of the running processes that name `path` (a zombie has none).
+fn processes_naming(path: &Path) -> Vec<String> {
+    let path = path.to_str().unwrap();
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    procs
+        .filter_map(|p| std::fs::read(p.ok()?.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains(path))
+        .collect()
+}
+
+/// Once the agents have exited, their `concur isolate`s stop their servers' process groups
+/// (stdin closed, parent gone): waits for the processes naming `path` to go, at most 30 s, and
+/// returns those still there.
+fn gone(path: &Path) -> Vec<String> {
+    let start = Instant::now();
+    loop {
+        let left = processes_naming(path);
+        if left.is_empty() || start.elapsed() > Duration::from_secs(30) {
+            return left;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
