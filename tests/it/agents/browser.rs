@@ -27,6 +27,11 @@ pub trait Mcp: Agent {
     fn mcp_server(&self, lab: &Lab, name: &str, argv: &[String]);
     /// A call of the MCP server `server`'s tool `tool`, in the script's form.
     fn mcp_call(&self, server: &str, tool: &str, input: Value) -> Value;
+    /// What the server's command is prefixed with in the configuration to run it through
+    /// `concur isolate` (as docs/isolate.md says for this agent).
+    fn isolate(&self) -> Vec<String> {
+        ["concur", "isolate", "--"].map(String::from).to_vec()
+    }
 }
 
 /// Chromium from the system's packages (Debian's `chromium`), or `None` (skipped; a failure in
@@ -76,7 +81,7 @@ fn labs<A: Mcp>(agent: &A, cli: &Path, mcp: &Path, chromium: &Path) -> Vec<Lab> 
         "playwright",
         &playwright(mcp, chromium, shared.to_str().unwrap()),
     );
-    let mut wrapped: Vec<String> = ["concur", "isolate", "--"].map(String::from).to_vec();
+    let mut wrapped = agent.isolate();
     wrapped.extend(playwright(mcp, chromium, "{session_dir}/browser"));
     agent.mcp_server(isolated, "playwright", &wrapped);
     for lab in &labs {
