@@ -21,6 +21,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 WAIT_LIMIT = 300.0
+MEANWHILE_LIMIT = 100
 
 
 class State:
@@ -28,29 +29,41 @@ class State:
         self.cond = threading.Condition()
         self.sessions = {}
         for name, turns in script.items():
-            self.sessions[name] = {"turns": turns, "next": 0, "log": [], "side": 0}
+            self.sessions[name] = {"turns": turns, "next": 0, "log": [], "side": 0,
+                                   "meanwhile": 0}
         self.reached = set()
         self.released = set()
 
     def session(self, name):
         with self.cond:
-            return self.sessions.setdefault(name, {"turns": [], "next": 0, "log": [], "side": 0})
+            return self.sessions.setdefault(name, {"turns": [], "next": 0, "log": [], "side": 0,
+                                                 "meanwhile": 0})
 
-    def next_turn(self, name, record, context):
+    def next_turn(self, name, record, context, offered):
         """Records what the agent sent and returns the turn to answer with (after its hold).
         The session's first turn also keeps `context()`, all the request's text (where the
-        agent puts what its SessionStart hooks said)."""
+        agent puts what its SessionStart hooks said). `offered`: the names of the tools the
+        request offers (a namespace's name for its tools). A session's first turn may have
+        `"meanwhile"` (a turn): it is answered only by a request that offers each of its calls'
+        tools, and `meanwhile` answers the others, logged as side requests (an agent whose MCP
+        servers are still starting when it first asks its model), at most MEANWHILE_LIMIT times
+        (then the turn is answered anyway, and its calls fail in the agent)."""
         s = self.session(name)
         record["t"] = time.monotonic()
         with self.cond:
+            turn = s["turns"][s["next"]] if s["next"] < len(s["turns"]) else {"text": "done"}
+            missing = [c for c in turn.get("calls", [])
+                       if c.get("namespace", c["name"]) not in offered]
+            if "meanwhile" in turn and missing and s["meanwhile"] < MEANWHILE_LIMIT:
+                s["meanwhile"] += 1
+                record["side"] = True
+                s["log"].append(record)
+                return turn["meanwhile"]
             if s["next"] == 0:
                 record["text"] = context()
             s["log"].append(record)
             if s["next"] < len(s["turns"]):
-                turn = s["turns"][s["next"]]
                 s["next"] += 1
-            else:
-                turn = {"text": "done"}
             self.cond.notify_all()
             hold = turn.get("hold")
             if hold:

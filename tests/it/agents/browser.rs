@@ -27,6 +27,13 @@ pub trait Mcp: Agent {
     fn mcp_server(&self, lab: &Lab, name: &str, argv: &[String]);
     /// A call of the MCP server `server`'s tool `tool`, in the script's form.
     fn mcp_call(&self, server: &str, tool: &str, input: Value) -> Value;
+    /// For an agent that may ask its model before its MCP servers are up: the turn the model
+    /// answers with until a request offers the server's tools (the agent then asks again).
+    /// `None` for agents that wait for their servers, or that do not list MCP tools in their
+    /// requests at all (Claude Code 2.1.328 defers them, and still runs a call of one).
+    fn mcp_pending(&self) -> Option<Value> {
+        None
+    }
     /// What the server's command is prefixed with in the configuration to run it through
     /// `concur isolate` (as docs/isolate.md says for this agent).
     fn isolate(&self) -> Vec<String> {
@@ -218,15 +225,16 @@ fn browsed(ck: &mut Checks, model: &Model, turns: &Script, isolated: &Lab) {
 /// with `stay` the session then stays alive, its browser open, until the test releases it.
 fn browse(agent: &impl Mcp, name: &str, stay: bool) -> Script {
     let call = |tool, input| calls([agent.mcp_call("playwright", tool, input)]);
+    let mut navigate = call(
+        "browser_navigate",
+        json!({ "url": format!("{{server}}/_ctl/page/{name}") }),
+    );
+    if let Some(wait) = agent.mcp_pending() {
+        navigate["meanwhile"] = wait;
+    }
     let mut s = Script::default();
-    s.push(
-        "navigate",
-        call(
-            "browser_navigate",
-            json!({ "url": format!("{{server}}/_ctl/page/{name}") }),
-        ),
-    )
-    .push("snapshot", call("browser_snapshot", json!({})));
+    s.push("navigate", navigate)
+        .push("snapshot", call("browser_snapshot", json!({})));
     if stay {
         s.push("live", hold("live", text("done")));
     } else {
