@@ -97,7 +97,8 @@ fn labs<A: Mcp>(agent: &A, cli: &Path, mcp: &Path, chromium: &Path) -> Vec<Lab> 
     labs
 }
 
-/// Two sessions, A (alive, its browser open, while B runs) and B, per setup; both setups at once.
+/// Two sessions per setup, A (alive, its browser open, while B browses) and B; both setups at
+/// once.
 pub fn singleton_mcp<A: Mcp>(agent: &A, cli: &Path) {
     let (Some(mcp), Some(chromium)) = (
         installed("Playwright MCP", PLAYWRIGHT_MCP.0, PLAYWRIGHT_MCP.1),
@@ -118,11 +119,15 @@ pub fn singleton_mcp<A: Mcp>(agent: &A, cli: &Path) {
         }
     }
     let model = Model::start(labs[0].dir.path(), &Value::Object(script));
-    let a: Vec<_> = SETUPS
-        .iter()
-        .zip(&labs)
-        .map(|(setup, lab)| lab.start(agent, &model, &format!("{setup}-A")))
-        .collect();
+    // all four start at once; each B's first call waits until A's browser is open
+    let start = |s: &str| -> Vec<_> {
+        SETUPS
+            .iter()
+            .zip(&labs)
+            .map(|(setup, lab)| lab.start(agent, &model, &format!("{setup}-{s}")))
+            .collect()
+    };
+    let (a, b) = (start("A"), start("B"));
     for setup in SETUPS {
         model.wait(&format!("{setup}-A"), "live");
     }
@@ -137,11 +142,9 @@ pub fn singleton_mcp<A: Mcp>(agent: &A, cli: &Path) {
             .any(|c| c.contains(&format!("--user-data-dir={}", isolates.display()))),
         format!("processes naming {}: {running:?}", isolates.display()),
     );
-    let b: Vec<_> = SETUPS
-        .iter()
-        .zip(&labs)
-        .map(|(setup, lab)| lab.start(agent, &model, &format!("{setup}-B")))
-        .collect();
+    for setup in SETUPS {
+        model.release(&format!("{setup}-B"), "go");
+    }
     for (run, setup) in b.into_iter().zip(SETUPS) {
         let out = run.finish();
         ck.check(
@@ -221,8 +224,9 @@ fn browsed(ck: &mut Checks, model: &Model, turns: &Script, isolated: &Lab) {
     );
 }
 
-/// One session's script: navigate to its own page (served by the model server), snapshot it;
-/// with `stay` the session then stays alive, its browser open, until the test releases it.
+/// One session's script: navigate to its own page (served by the model server), snapshot it.
+/// With `stay` (A) the session then stays alive, its browser open, until the test releases it;
+/// without (B) it navigates only once the test releases it.
 fn browse(agent: &impl Mcp, name: &str, stay: bool) -> Script {
     let call = |tool, input| calls([agent.mcp_call("playwright", tool, input)]);
     let mut navigate = call(
@@ -231,6 +235,9 @@ fn browse(agent: &impl Mcp, name: &str, stay: bool) -> Script {
     );
     if let Some(wait) = agent.mcp_pending() {
         navigate["meanwhile"] = wait;
+    }
+    if !stay {
+        navigate = hold("go", navigate);
     }
     let mut s = Script::default();
     s.push("navigate", navigate)
