@@ -134,12 +134,18 @@ pub fn singleton_mcp<A: Mcp>(agent: &A, cli: &Path) {
     let mut ck = Checks::new(agent);
     let isolates = labs[1].home.join("isolate");
     let running = processes_naming(&isolates);
+    // Chromium's own command line (`--user-data-dir=DIR`), not the server's
+    let in_session_dir = |dir: &Path| {
+        dir.file_name() == Some("browser".as_ref())
+            && dir.parent().and_then(Path::parent) == Some(isolates.as_path())
+    };
     ck.check(
         "concur isolate: A's browser runs on a profile in A's session directory",
-        // Chromium's own command line, not the server's (which names the executable too)
         running
             .iter()
-            .any(|c| c.contains(&format!("--user-data-dir={}", isolates.display()))),
+            .flat_map(|c| c.split(' '))
+            .filter_map(|a| a.strip_prefix("--user-data-dir="))
+            .any(|d| in_session_dir(Path::new(d))),
         format!("processes naming {}: {running:?}", isolates.display()),
     );
     for setup in SETUPS {
