@@ -1,4 +1,4 @@
-//! A would-be singleton MCP server started by two live sessions from one checkout's MCP
+//! A would-be singleton MCP server started by two live sessions in one checkout from the same MCP
 //! configuration: Playwright MCP (npm, pinned in scripts/agents) driving the system's Chromium.
 //!
 //! Control: the configuration gives the server a fixed `--user-data-dir`, as users write it; the
@@ -22,8 +22,8 @@ const IN_USE: &str = "Browser is already in use";
 
 /// An agent the suite can give a stdio MCP server.
 pub trait Mcp: Agent {
-    /// Configures the stdio MCP server `name`, started as `argv`, for every session in `lab`'s
-    /// checkout, the way a user does (the agent's project configuration), tools allowed.
+    /// Configures the stdio MCP server `name`, started as `argv`, for every session in `lab`, the
+    /// way a user does (the checkout's or the user's MCP configuration), its tools allowed.
     fn mcp_server(&self, lab: &Lab, name: &str, argv: &[String]);
     /// A call of the MCP server `server`'s tool `tool`, in the script's form.
     fn mcp_call(&self, server: &str, tool: &str, input: Value) -> Value;
