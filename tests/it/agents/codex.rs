@@ -144,13 +144,6 @@ impl super::browser::Mcp for Codex {
     fn mcp_pending(&self) -> Option<Value> {
         Some(super::scenario::calls([self.shell("sleep 0.1")]))
     }
-
-    /// Codex, like Gemini CLI, starts its MCP servers before its `SessionStart` hooks run and
-    /// gives them no session id.
-    fn isolate(&self) -> Vec<String> {
-        let sh = "exec concur isolate --session \"codex-$PPID\" -- \"$@\"";
-        ["sh", "-c", sh, "sh"].map(String::from).to_vec()
-    }
 }
 
 super::agent_tests!(Codex, codex_two_sessions, codex_fails_closed);

@@ -74,14 +74,6 @@ impl super::browser::Mcp for Gemini {
     fn mcp_call(&self, server: &str, tool: &str, input: Value) -> Value {
         json!({"name": format!("mcp_{server}_{tool}"), "input": input})
     }
-
-    /// Gemini CLI starts its MCP servers before its `SessionStart` hooks run and gives them no
-    /// session id: the session is named after the agent process (`$PPID` of the `sh` that
-    /// `exec`s concur), one instance per Gemini process.
-    fn isolate(&self) -> Vec<String> {
-        let sh = "exec concur isolate --session \"gemini-$PPID\" -- \"$@\"";
-        ["sh", "-c", sh, "sh"].map(String::from).to_vec()
-    }
 }
 
 super::agent_tests!(Gemini, gemini_two_sessions, gemini_fails_closed);
