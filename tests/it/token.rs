@@ -10,8 +10,8 @@ fn exactly_one_winner_per_token_over_200_rounds() {
     let (rounds, takers, batch) = (200, 8, 25);
     let home = concur::Home::at(&t.home).unwrap();
     for r in 0..rounds {
-        let data = format!("{{\"r\":{r}}}");
-        concur::token::issue(&home, &format!("t{r}"), None, Some(&data), None, false).unwrap();
+        let data = serde_json::json!({ "r": r });
+        concur::token::issue(&home, &format!("t{r}"), None, &data, None, false).unwrap();
     }
     for first in (0..rounds).step_by(batch) {
         let mut b = Barrier::new();
