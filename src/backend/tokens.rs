@@ -12,6 +12,21 @@
 //!
 //! Expiry differs in where the clock is: locally the taker compares the issuer's wall-clock
 //! expiry with its own clock; on etcd the token's key is on a lease, which etcd expires.
+//!
+//! ```no_run
+//! use concur::backend::{Backend, tokens::Issue};
+//!
+//! let home = concur::Home::resolve()?;
+//! let b = Backend::open(Some("etcd://127.0.0.1:2379"), Some(home), None)?; // None: local files
+//! let data = serde_json::json!({"by": "alice"});
+//! let issue = Issue { ttl: None, data: &data, issuer: None, replace: false };
+//! b.tokens()?.issue("release-approval", &issue)?;
+//! let take = b.tokens()?.take("release-approval", None)?; // audited in the home's ledger
+//! if let Some(refused) = take.refusal() {
+//!     return Err(refused);
+//! }
+//! # Ok::<(), concur::Error>(())
+//! ```
 
 use std::time::Duration;
 
