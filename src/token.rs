@@ -111,20 +111,23 @@ impl Take {
     /// expired.
     #[must_use]
     pub fn refusal(&self) -> Option<Error> {
-        let name = &self.token;
-        match self.outcome {
-            Outcome::Won => None,
-            Outcome::Taken => Some(Error::Conflict(format!(
-                "token {name} is gone: taken by another process"
-            ))),
-            Outcome::Absent => Some(Error::Conflict(format!(
-                "token {name} was never issued (nothing to take)"
-            ))),
-            Outcome::Expired => Some(Error::Precondition(match self.expired_at {
-                Some(at) => format!("token {name} expired at {} (not usable)", iso8601(at)),
-                None => format!("token {name} expired (not usable)"),
-            })),
-        }
+        refusal(&self.token, self.outcome, self.expired_at)
+    }
+}
+
+fn refusal(name: &str, outcome: Outcome, expired_at: Option<u64>) -> Option<Error> {
+    match outcome {
+        Outcome::Won => None,
+        Outcome::Taken => Some(Error::Conflict(format!(
+            "token {name} is gone: taken by another process"
+        ))),
+        Outcome::Absent => Some(Error::Conflict(format!(
+            "token {name} was never issued (nothing to take)"
+        ))),
+        Outcome::Expired => Some(Error::Precondition(match expired_at {
+            Some(at) => format!("token {name} expired at {} (not usable)", iso8601(at)),
+            None => format!("token {name} expired (not usable)"),
+        })),
     }
 }
 
@@ -171,6 +174,22 @@ impl Taken {
             Taken::Lost => "lost",
             Taken::Expired { .. } => "expired",
         }
+    }
+
+    /// The payload and the consumed file of a won take; for any other outcome the error a
+    /// caller that needed the token file `label` reports, as [`Take::refusal`] (a file that is
+    /// gone reads as taken).
+    ///
+    /// # Errors
+    /// [`Error::Conflict`] when lost; [`Error::Precondition`] when expired.
+    pub fn into_won(self, label: &str) -> Result<(Vec<u8>, PathBuf)> {
+        let (outcome, expired_at) = match self {
+            Taken::Won { payload, consumed } => return Ok((payload, consumed)),
+            Taken::Lost => (Outcome::Taken, None),
+            Taken::Expired { expired_at, .. } => (Outcome::Expired, Some(expired_at)),
+        };
+        Err(refusal(label, outcome, expired_at)
+            .unwrap_or_else(|| Error::Conflict(format!("token {label} was not won"))))
     }
 }
 

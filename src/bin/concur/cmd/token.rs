@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use concur::SessionId;
 use concur::backend::tokens::Issue;
-use concur::token::{self, Taken};
+use concur::token;
 
 use crate::ctx::{Ctx, print_line};
 use crate::exit::{CliError, Exit};
@@ -130,40 +130,24 @@ pub fn run(args: Args, ctx: &Ctx) -> Result<Exit, CliError> {
 
 /// `concur token take --path P`: the file's content is the payload, printed as it is.
 fn take_file(ctx: &Ctx, p: &Path, session: Option<&SessionId>) -> Result<Exit, CliError> {
-    match token::take_file(ctx.home()?, p, session)? {
-        Taken::Won { payload, consumed } => {
-            if ctx.json {
-                let mut v = serde_json::json!({
-                    "token": p, "backend": "local", "outcome": "won", "revision": null,
-                    "consumed": consumed,
-                });
-                match serde_json::from_slice::<serde_json::Value>(&payload) {
-                    Ok(p) => v["payload"] = p,
-                    Err(_) => v["payload_text"] = String::from_utf8_lossy(&payload).into(),
-                }
-                ctx.print_json(&v);
-            } else if payload.ends_with(b"\n") || payload.is_empty() {
-                let mut out = std::io::stdout().lock();
-                let _ = out.write_all(&payload);
-                let _ = out.flush();
-            } else {
-                print_line(&String::from_utf8_lossy(&payload));
-            }
-            Ok(Exit::Ok)
+    let taken = token::take_file(ctx.home()?, p, session)?;
+    let (payload, consumed) = taken.into_won(&p.display().to_string())?;
+    if ctx.json {
+        let mut v = serde_json::json!({
+            "token": p, "backend": "local", "outcome": "won", "revision": null,
+            "consumed": consumed,
+        });
+        match serde_json::from_slice::<serde_json::Value>(&payload) {
+            Ok(p) => v["payload"] = p,
+            Err(_) => v["payload_text"] = String::from_utf8_lossy(&payload).into(),
         }
-        Taken::Lost => Err(CliError::new(
-            Exit::Conflict,
-            "conflict",
-            format!("token {} is gone: taken by another process", p.display()),
-        )),
-        Taken::Expired { expired_at, .. } => Err(CliError::new(
-            Exit::Precondition,
-            "precondition",
-            format!(
-                "token {} expired at {} (consumed, not usable)",
-                p.display(),
-                token::iso8601(expired_at)
-            ),
-        )),
+        ctx.print_json(&v);
+    } else if payload.ends_with(b"\n") || payload.is_empty() {
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(&payload);
+        let _ = out.flush();
+    } else {
+        print_line(&String::from_utf8_lossy(&payload));
     }
+    Ok(Exit::Ok)
 }
