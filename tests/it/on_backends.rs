@@ -213,3 +213,30 @@ on_both_backends! {
         );
     }
 }
+
+on_both_backends! {
+    /// `json --key --fence` under `lock --name` writes; the first holder's token, used after a
+    /// second holder has written, is refused (exit 3) and changes nothing.
+    fn json_key_refuses_a_stale_fence(b) {
+        let write = |v: u32| {
+            let o = b.run([
+                "lock", "--name", "deploy", "-c",
+                &format!(
+                    "{} json --key release --fence \"$CONCUR_FENCE\" '.v = {v}' --init '{{}}' \
+                     >/dev/null && printf %s \"$CONCUR_FENCE\"",
+                    crate::util::bin().display()
+                ),
+            ]);
+            assert_code(&o, 0);
+            stdout(&o)
+        };
+        let first = write(1);
+        let second = write(2);
+        assert_ne!(first, second, "{}: each holder gets its own token", b.name());
+        let o = b.run(["json", "--key", "release", "--fence", &first, ".v = 3"]);
+        assert_code(&o, 3);
+        assert!(stderr(&o).contains("write refused"), "{}: {}", b.name(), stderr(&o));
+        let o = b.run(["json", "--key", "release", "."]);
+        assert_eq!(stdout(&o).trim(), r#"{"v":2}"#, "{}", b.name());
+    }
+}
