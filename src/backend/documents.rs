@@ -143,3 +143,27 @@ impl Backend {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_local_document_is_a_file_in_the_home() {
+        let d = tempfile::tempdir().unwrap();
+        let home = Home::at(d.path().join("h")).unwrap();
+        let b = Backend::local(home.clone());
+        let up = JsonUpdate::new(".n += 1").init(r#"{"n":0}"#).unwrap();
+        let first = b.documents().update("count", None, &up).unwrap();
+        assert!(first.created && first.changed);
+        let second = b.documents().update("count", None, &up).unwrap();
+        assert_eq!(second.value, r#"{"n":2}"#);
+        assert!(!second.created);
+        let on_disk = std::fs::read(home.join("json/count.json")).unwrap();
+        assert_eq!(second.etag, crate::replace::etag(&on_disk));
+        for bad in ["../x", "a/b", ""] {
+            let e = b.documents().update(bad, None, &up).unwrap_err();
+            assert_eq!(e.kind(), crate::ErrorKind::Invalid, "{bad:?}: {e}");
+        }
+    }
+}
