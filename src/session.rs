@@ -8,8 +8,11 @@
 //! record or the new one, never a torn one.
 //!
 //! [`Registry::liveness`] is the one liveness test the rest of concur uses: lease reclaim,
-//! `pointer list`, `gc`. A session that never registered is [`Liveness::Unregistered`]: not known
-//! dead, so nothing of it is reclaimed on liveness grounds (a lease of it still expires by TTL).
+//! `pointer list`, `gc`. A session ends through [`crate::backend::Backend::end_session`], the
+//! one path above this registry, markers, pointers, leases and reservations.
+//!
+//! A session that never registered is [`Liveness::Unregistered`]: not known dead, so nothing of
+//! it is reclaimed on liveness grounds (a lease of it still expires by TTL).
 //!
 //! Not guaranteed: liveness is local to this machine (`/proc`); a session registered with the pid
 //! of a short-lived process (a hook itself) dies with that process — register the agent instead.
@@ -260,66 +263,6 @@ impl Registry {
             }
         }
         out.sort_by(|a, b| (a.0.started_at, &a.0.id).cmp(&(b.0.started_at, &b.0.id)));
-        Ok(out)
-    }
-}
-
-/// What ending or collecting a session removed.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct Cleanup {
-    /// The session.
-    pub session: String,
-    /// Whether its registry record was removed.
-    pub record: bool,
-    /// Marker files removed.
-    pub markers: Vec<PathBuf>,
-    /// Pointer files removed.
-    pub pointers: Vec<PathBuf>,
-    /// Tasks whose leases were released.
-    pub leases: Vec<String>,
-}
-
-impl Registry {
-    /// Ends session `id`: releases its leases in `store` (local or etcd) and its reservations
-    /// (local whatever the backend), removes its markers and pointer values, then its record
-    /// (last, so a crash half-way leaves a record `gc` can finish).
-    ///
-    /// Slots need nothing here: they are kernel locks, released when their holder exits.
-    ///
-    /// # Errors
-    /// The first failure; what was done before it stays done.
-    pub fn end(&self, id: &SessionId, store: &dyn crate::lease::Store) -> Result<Cleanup> {
-        let mut leases = store.release_session(id)?;
-        leases.extend(crate::reserve::release_session(&self.home, id)?);
-        crate::reserve::edits::forget(&self.home, id)?;
-        let markers = crate::marker::Markers::new(&self.home, std::collections::BTreeMap::new())
-            .remove_session(id)?;
-        let pointers = crate::marker::Pointers::new(&self.home).remove_session(id)?;
-        let record = self.remove(id)?;
-        Ok(Cleanup {
-            session: id.to_string(),
-            record,
-            markers,
-            pointers,
-            leases,
-        })
-    }
-
-    /// Ends every registered session whose process is gone (see [`Registry::end`]).
-    ///
-    /// # Errors
-    /// The first failure.
-    pub fn gc(&self, store: &dyn crate::lease::Store) -> Result<Vec<Cleanup>> {
-        let mut out = Vec::new();
-        for (s, alive) in self.list()? {
-            if alive {
-                continue;
-            }
-            let Ok(id) = SessionId::new(&s.id) else {
-                continue;
-            };
-            out.push(self.end(&id, store)?);
-        }
         Ok(out)
     }
 }

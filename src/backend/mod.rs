@@ -18,6 +18,7 @@ use crate::error::{Error, Result};
 use crate::home::Home;
 
 pub mod documents;
+pub mod sessions;
 pub mod tokens;
 
 /// How long an acquire waits for a busy lock, slot or lease: the one wait policy of every

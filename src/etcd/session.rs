@@ -109,9 +109,6 @@ pub fn is_live(client: &Client, id: &SessionId) -> Result<bool> {
         .is_some())
 }
 
-/// The default TTL of a session's etcd lease (`session start --ttl`).
-pub const DEFAULT_TTL: Duration = Duration::from_secs(30);
-
 /// What a session's key says about it (for display; `host` and `boot_id` tell this machine's
 /// sessions from others').
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

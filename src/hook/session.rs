@@ -1,11 +1,12 @@
 //! The session side of the hooks: `SessionStart` registers the agent process in the session
-//! registry and tells the model who else works in the same directory; `SessionEnd` ends the
-//! session and releases its leases.
+//! registry (and on the backend) and tells the model who else works in the same directory;
+//! `SessionEnd` ends the session through [`Backend::end_session`], the one path `session end`
+//! and gc take too.
 //!
 //! The agent process is found by the caller with [`crate::session::agent_process`]: the hook's
-//! nearest ancestor that is not a shell or wrapper (Claude Code's `sh -c` does not `exec`). The leases are in whichever [`Store`] the caller passes (the local
-//! `SQLite` one, or etcd's when a backend is configured): this module does not choose.
-//! `SessionEnd` is fast — one registry record and one `SQLite` transaction, or a few etcd
+//! nearest ancestor that is not a shell or wrapper (Claude Code's `sh -c` does not `exec`). The
+//! leases [`context`] reports are in whichever [`Store`] the caller passes (the backend's):
+//! this module does not choose. `SessionEnd` is fast — one registry record and one `SQLite` transaction, or a few etcd
 //! requests — well inside Claude Code's 1.5 s budget; it never runs after a crash, which is why
 //! leases are also reclaimed by liveness (pid + start time) in [`crate::lease`] (on etcd: for
 //! holders on the same machine, else at their TTL).
@@ -13,39 +14,41 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
+use crate::backend::Backend;
+use crate::backend::sessions::{Start, Started};
 use crate::error::Result;
-use crate::home::Home;
 use crate::id::SessionId;
 use crate::lease::Store;
 use crate::session::{Registry, Session, StartOptions};
 
-/// Registers `session` as embodied by process `agent_pid` in `cwd`, and returns the other live
-/// sessions in the same directory (for [`context`]).
+/// Registers `session` as embodied by process `agent_pid` in `cwd` on `backend` (on etcd also
+/// there, kept alive by a keeper; a failure there is [`Started::warning`]), and returns what
+/// was started with the other live sessions in the same directory (for [`context`]).
 ///
 /// # Errors
-/// As [`Registry::start`] and [`Registry::list`].
+/// As [`crate::backend::sessions::Sessions::start`] and [`Registry::list`].
 pub fn start(
-    home: &Home,
+    backend: &Backend,
     session: &SessionId,
     agent: &str,
     agent_pid: u32,
     cwd: &Path,
-) -> Result<Vec<Session>> {
-    let reg = Registry::open(home)?;
-    reg.start(
+) -> Result<(Started, Vec<Session>)> {
+    let started = backend.sessions()?.start(
         session,
-        &StartOptions {
+        &Start::new(StartOptions {
             pid: Some(agent_pid),
             agent: Some(agent.to_owned()),
             cwd: Some(cwd.to_path_buf()),
-        },
+        }),
     )?;
-    Ok(reg
+    let others = Registry::open(backend.require_home()?)?
         .list()?
         .into_iter()
         .filter(|(s, alive)| *alive && s.id != session.as_str() && s.cwd == cwd)
         .map(|(s, _)| s)
-        .collect())
+        .collect();
+    Ok((started, others))
 }
 
 /// The context for the model: the `others` (from [`start`]) working in `cwd` and the leases
@@ -88,12 +91,4 @@ pub fn context(others: &[Session], cwd: &Path, leases: &dyn Store) -> Result<Str
         "\nCoordinate before touching what they hold (`concur lease list`, `concur lease acquire TASK`).",
     );
     Ok(text)
-}
-
-/// Ends `session`: releases its leases in `leases`, removes its markers, pointers and record.
-///
-/// # Errors
-/// As [`Registry::end`].
-pub fn end(home: &Home, session: &SessionId, leases: &dyn Store) -> Result<Vec<String>> {
-    Ok(Registry::open(home)?.end(session, leases)?.leases)
 }

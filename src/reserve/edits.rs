@@ -6,7 +6,8 @@
 //! allows, one absolute path a line, in `<home>/edits/<session>.list` (0600, appended with one
 //! `write(2)` on `O_APPEND`, no fsync: it is advice for a guard, lost with a crash of the machine
 //! at worst). The record is forgotten when the session ends ([`forget`], called by
-//! [`crate::session::Registry::end`], so `session end`, the `SessionEnd` hook and `gc` all do it)
+//! [`crate::backend::Backend::end_session`], so `session end`, the `SessionEnd` hook and `gc` all
+//! do it)
 //! and ignored as soon as the session is not alive: only **live registered** sessions' edits
 //! count, the same liveness as reservations (pid + start time + boot id).
 //!
@@ -99,11 +100,15 @@ pub fn of_others(home: &Home, me: Option<&SessionId>) -> Result<Vec<(String, Pat
     Ok(out)
 }
 
-/// Forgets what `session` edited (session end).
+/// Forgets what `session` edited (session end); returns whether there was a record.
 ///
 /// # Errors
 /// The record exists and cannot be removed.
-pub fn forget(home: &Home, session: &SessionId) -> Result<()> {
+pub fn forget(home: &Home, session: &SessionId) -> Result<bool> {
     let path = file_of(&home.join(DIR), session);
-    sys::fs::remove_if_exists(&path).map_err(Error::with("cannot remove edit record", &path))
+    match std::fs::remove_file(&path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(Error::io("cannot remove edit record", &path, e)),
+    }
 }

@@ -15,8 +15,8 @@
 //! - **Exclusive vs shared.** Two shared reservations may overlap; anything overlapping an
 //!   exclusive one of another session conflicts.
 //! - **Released** by [`Reservations::release`], by `session end` and the `SessionEnd` hook
-//!   ([`release_session`], called by [`crate::session::Registry::end`] after the session's leases
-//!   in whichever lease store it uses, local or etcd), at once when
+//!   ([`release_session`], called by [`crate::backend::Backend::end_session`] on every backend:
+//!   reservations are local state even when the leases are on etcd), at once when
 //!   the holder's session is dead (pid + start time + boot id), and on TTL only when the holder is
 //!   not known alive (an unregistered session). A live session's reservation does not expire.
 //! - **May S write P?** [`Reservations::check`] is a single read of the table (no write lock): a

@@ -191,7 +191,11 @@ fn etcd_session_start_registers_and_agent_death_or_end_removes_promptly() {
     .unwrap();
     assert_code(&o, 0);
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(v["etcd"], json!({"revoked": true, "keeper": kb}), "{v}");
+    assert_eq!(
+        v["ended"]["etcd"],
+        json!({"revoked": true, "keeper": kb}),
+        "{v}"
+    );
     assert!(listed(&t, &url).is_empty());
     retry("B's keeper exits", Duration::from_secs(30), || {
         (!running(kb)).then_some(())

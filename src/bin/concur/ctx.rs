@@ -165,15 +165,6 @@ impl Ctx {
         Ok(self.backend()?.leases()?)
     }
 
-    /// Like [`Ctx::lease_store`], with every etcd call bounded by `budget`. The local store
-    /// ignores it.
-    pub fn lease_store_within(
-        &self,
-        budget: Option<std::time::Duration>,
-    ) -> Result<Box<dyn concur::lease::Store + Send>, CliError> {
-        Ok(self.backend_within(budget)?.leases()?)
-    }
-
     /// For verbs on local files: when a backend was asked for explicitly, says once on stderr
     /// that this verb stays local.
     pub fn note_local(&self, verb: &str) {

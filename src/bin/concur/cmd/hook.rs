@@ -13,7 +13,8 @@ use crate::exit::{CliError, Exit};
 /// Reads the agent's hook payload on stdin. Denies file-tool edits and shell-tool writes to
 /// `[guard] protect` paths and to files another live session reserved (fail closed); at
 /// SessionStart registers the agent process, exports the session id and names the other live
-/// sessions; at SessionEnd releases the session's leases.
+/// sessions; at SessionEnd ends the session as `concur session end` does (leases, reservations,
+/// markers, etcd registration).
 ///
 /// Set up (user-level settings by default; --project for the checkout's own):
 ///   concur hook install --agent claude --dry-run     # show the diff
@@ -229,7 +230,8 @@ fn respond(agent: Agent, ctx: &Ctx) -> Answer {
         Event::SessionStart { session, cwd } => session_start(agent, ctx, session.as_deref(), cwd),
         Event::SessionEnd { session } => {
             if let Some(id) = session_id(ctx, session.as_deref())
-                && let Err(e) = session_end(ctx, &id)
+                && let Err(e) =
+                    backend(ctx).and_then(|b| b.end_session(&id).map_err(|e| e.to_string()))
             {
                 eprintln!("concur: hook: {e}");
             }
@@ -265,16 +267,16 @@ fn session_start(agent: Agent, ctx: &Ctx, session: Option<&str>, cwd: &std::path
             return Answer::allow();
         }
     };
-    let context = ctx.home().map_err(|e| e.message).and_then(|h| {
-        let others = hook::session::start(h, &id, agent.name(), agent_pid, cwd)
+    let context = backend(ctx).and_then(|b| {
+        let (started, others) = hook::session::start(&b, &id, agent.name(), agent_pid, cwd)
             .map_err(|e| e.to_string())?;
-        register_on_backend(ctx, h, &id);
+        if let Some(w) = &started.warning {
+            eprintln!("concur: hook: warning: {w}");
+        }
         if others.is_empty() {
             return Ok(String::new()); // no lease store opened
         }
-        let leases = ctx
-            .lease_store_within(Some(BACKEND_BUDGET))
-            .map_err(|e| e.message)?;
+        let leases = b.leases().map_err(|e| e.to_string())?;
         hook::session::context(&others, cwd, &*leases).map_err(|e| e.to_string())
     });
     let reserved = super::reserve_hook::context(ctx, Some(&id), cwd);
@@ -309,43 +311,16 @@ fn agent_pid() -> Result<u32, String> {
 /// give `SessionEnd` hooks 1.5 s in all.
 const BACKEND_BUDGET: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// Ends the session and releases its leases in the lease store the backend names.
-fn session_end(ctx: &Ctx, id: &concur::SessionId) -> Result<(), String> {
-    let home = ctx.home().map_err(|e| e.message)?;
-    let leases = ctx
-        .lease_store_within(Some(BACKEND_BUDGET))
-        .map_err(|e| e.message)?;
-    let backend = super::session::backend(ctx, BACKEND_BUDGET).map_err(|e| e.message)?;
-    hook::session::end(home, id, &*leases).map_err(|e| e.to_string())?;
-    let reg = concur::session::Registry::open(home).map_err(|e| e.to_string())?;
-    super::session::end_on_backend(backend, &reg, id)
-        .map(drop)
-        .map_err(|e| e.to_string())
-}
-
-/// With a backend: registers the session (just started locally) there too, kept alive by a
-/// detached keeper until the agent exits. A failure is one warning line; the hook still allows.
-fn register_on_backend(ctx: &Ctx, home: &concur::Home, id: &concur::SessionId) {
-    let backend = match super::session::backend(ctx, BACKEND_BUDGET) {
-        Ok(Some(b)) => b,
-        Ok(None) => return,
-        Err(e) => {
-            eprintln!("concur: hook: warning: {}", e.message);
-            return;
-        }
-    };
-    let Ok(reg) = concur::session::Registry::open(home) else {
-        return;
-    };
-    if let Ok(Some(s)) = reg.get(id) {
-        super::session::start_on_backend(
-            Some(backend),
-            &reg,
-            &s,
-            super::session::DEFAULT_TTL,
-            "hook",
-        );
-    }
+/// The backend of a session hook, its calls bounded by [`BACKEND_BUDGET`]. A backend that
+/// cannot be opened (a malformed URL) is one warning line and the local backend: a session hook
+/// never breaks the agent, and the session still starts and ends on this machine.
+fn backend(ctx: &Ctx) -> Result<concur::backend::Backend, String> {
+    ctx.backend_within(Some(BACKEND_BUDGET)).or_else(|e| {
+        eprintln!("concur: hook: warning: {}", e.message);
+        Ok(concur::backend::Backend::local(
+            ctx.home().map_err(|e| e.message)?.clone(),
+        ))
+    })
 }
 
 /// Exports the session id for the agent's later Bash calls (`$CLAUDE_ENV_FILE`).

@@ -1,9 +1,11 @@
 //! `concur session start|end|list|gc`: the registry of live sessions; with an etcd backend,
 //! also the sessions of every machine (`session/ID` keys kept alive by a detached keeper).
 
+use std::fmt::Write as _;
 use std::time::Duration;
 
-use concur::session::{Cleanup, Registry, Session, StartOptions};
+use concur::backend::sessions::{Ended, Keeper, Start};
+use concur::session::StartOptions;
 
 use crate::ctx::{Ctx, print_line};
 use crate::exit::{CliError, Exit};
@@ -48,8 +50,9 @@ enum Action {
         #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = super::value::duration)]
         ttl: Duration,
     },
-    /// End this session: release its leases, remove its markers, pointers and record (and,
-    /// with a backend, revoke its etcd registration and stop its keeper)
+    /// End this session: release its reservations, edit record, markers, pointers and task
+    /// leases, end its etcd registration (keeper stopped, lease revoked) when a backend is set,
+    /// remove its record; --json says what was released
     ///
     /// Example: `concur session end --session s1`
     End,
@@ -58,13 +61,13 @@ enum Action {
     ///
     /// Example: `concur --backend etcd://10.0.0.1:2379 session list --json`
     List,
-    /// End every dead session (its process is gone) and say what was removed (local only:
-    /// etcd expires a dead session's key itself)
+    /// End every dead session (its process is gone) as `end` would, and say what was released
+    /// (this machine's registry: liveness is judged here; on etcd a dead session's key is
+    /// revoked too if its keeper left it behind)
     ///
     /// Example: `concur session gc`
     Gc,
     /// (internal) keep a session's etcd lease alive until its process exits
-    #[cfg(feature = "etcd")]
     #[command(hide = true)]
     Keep {
         /// The session id
@@ -84,161 +87,75 @@ enum Action {
     },
 }
 
-/// The TTL of a session's etcd lease unless `session start --ttl` says otherwise.
-pub const DEFAULT_TTL: Duration = Duration::from_secs(30);
-
 /// How long `session start` waits for etcd (retries included) before it warns and goes on
 /// with the local session only.
 const START_BUDGET: Duration = Duration::from_secs(2);
 
-/// How long `session end` waits for etcd, retries included (the default call deadline).
+/// How long `session end` and `gc` wait for etcd, retries included (the default call deadline).
 const END_BUDGET: Duration = Duration::from_secs(15);
 
-/// The etcd client and URL of the backend in effect.
-#[cfg(feature = "etcd")]
-pub type Backend = (concur::etcd::Client, String);
-/// No backend can be in effect in a build without etcd.
-#[cfg(not(feature = "etcd"))]
-pub type Backend = std::convert::Infallible;
-
-/// The backend in effect, with every call bounded by `budget`; `None` for local.
-///
-/// # Errors
-/// A malformed backend URL (or one this build cannot use): exit 4, before anything is written.
-pub fn backend(ctx: &Ctx, budget: Duration) -> Result<Option<Backend>, CliError> {
-    #[cfg(feature = "etcd")]
-    {
-        let Some(client) = ctx.etcd_within(Some(budget))? else {
-            return Ok(None);
-        };
-        let url = ctx.backend_url()?.unwrap_or_default();
-        Ok(Some((client, url)))
-    }
-    #[cfg(not(feature = "etcd"))]
-    {
-        let _ = budget;
-        ctx.etcd()
-    }
-}
-
-/// Registers the locally started session `s` on the backend, if any. A failure (etcd
-/// unreachable, keeper not started) is one warning line on stderr, `concur: VERB: warning: ...`:
-/// the local session stands and the caller exits 0.
-pub fn start_on_backend(
-    backend: Option<Backend>,
-    reg: &Registry,
-    s: &Session,
-    ttl: Duration,
-    verb: &str,
-) -> Option<serde_json::Value> {
-    let b = backend?;
-    #[cfg(feature = "etcd")]
-    {
-        let (client, url) = b;
-        let started = std::env::current_exe()
-            .map_err(|e| concur::Error::io("cannot find own executable", "/proc/self/exe", e))
-            .and_then(|exe| concur::etcd::session::start(&client, &url, reg, s, ttl, &exe));
-        match started {
-            Ok(st) => Some(serde_json::json!({
-                "backend": url,
-                "lease": format!("{:x}", st.lease),
-                "ttl_ms": st.ttl_ms,
-                "keeper": st.keeper,
-            })),
-            Err(e) => {
-                eprintln!(
-                    "concur: {verb}: warning: session {} not registered on {url} ({e}); it is \
-                     registered on this machine only",
-                    s.id
-                );
-                None
-            }
-        }
-    }
-    #[cfg(not(feature = "etcd"))]
-    {
-        let _ = (reg, s, ttl, verb);
-        match b {}
-    }
-}
-
-/// Ends session `id` on the backend, if any: stops its keeper, revokes its etcd lease.
-///
-/// # Errors
-/// When no etcd member answered.
-#[cfg_attr(not(feature = "etcd"), allow(clippy::unnecessary_wraps))]
-pub fn end_on_backend(
-    backend: Option<Backend>,
-    reg: &Registry,
-    id: &concur::SessionId,
-) -> concur::Result<Option<serde_json::Value>> {
-    let Some(b) = backend else {
-        return Ok(None);
-    };
-    #[cfg(feature = "etcd")]
-    {
-        let e = concur::etcd::session::end(&b.0, reg, id)?;
-        Ok(Some(serde_json::to_value(e).expect("serialises")))
-    }
-    #[cfg(not(feature = "etcd"))]
-    {
-        let _ = (reg, id);
-        match b {}
-    }
-}
+/// The longest one keeper call (a keepalive, a revoke) waits, retries included.
+const KEEPER_CALL: Duration = Duration::from_secs(5);
 
 /// Runs `concur session`.
 pub fn run(args: Args, ctx: &Ctx) -> Result<Exit, CliError> {
-    let home = ctx.home()?;
-    let reg = Registry::open(home)?;
     match args.action {
         Action::Start {
             pid,
             agent,
             cwd,
             ttl,
-        } => start(ctx, &reg, &StartOptions { pid, agent, cwd }, ttl)?,
-        Action::End => end(ctx, &reg)?,
-        #[cfg(feature = "etcd")]
-        Action::List if ctx.etcd()?.is_some() => {
-            let client = ctx.etcd()?.expect("checked");
-            list_etcd(ctx, &client)?;
-        }
-        #[cfg(feature = "etcd")]
-        Action::Keep {
-            id,
-            lease,
-            ttl_ms,
-            pid,
-            start_time,
         } => {
-            let id = concur::SessionId::new(&id)?;
-            let Some(client) = ctx.etcd_within(Some(KEEPER_CALL))? else {
-                return Err(CliError::usage("session keep needs a backend"));
+            let id = ctx.require_session()?;
+            let how = Start {
+                ttl,
+                ..Start::new(StartOptions { pid, agent, cwd })
             };
-            let ttl = Duration::from_millis(ttl_ms);
-            concur::etcd::session::keep(&client, &reg, &id, lease, ttl, pid, start_time);
-            concur::etcd::session::forget_keeper(&reg, &id, std::process::id())?;
+            let s = ctx
+                .backend_within(Some(START_BUDGET))?
+                .sessions()?
+                .start(&id, &how)?;
+            if let Some(w) = &s.warning {
+                eprintln!("concur: session: warning: {w}");
+            }
+            if ctx.json {
+                ctx.print_json(&serde_json::to_value(&s).expect("serialises"));
+            } else {
+                let on = s.etcd.as_ref().map_or(String::new(), |e| {
+                    format!("; on {} (keeper pid {})", e.backend, e.keeper)
+                });
+                print_line(&format!(
+                    "session {} started (pid {}){on}",
+                    s.session.id, s.session.pid
+                ));
+            }
+        }
+        Action::End => {
+            let id = ctx.require_session()?;
+            let e = ctx.backend_within(Some(END_BUDGET))?.end_session(&id)?;
+            if ctx.json {
+                ctx.print_json(&serde_json::json!({ "ended": e }));
+            } else {
+                print_line(&describe(&e, "ended"));
+            }
         }
         Action::List => {
-            let all = reg.list()?;
-            let now = concur::session::now_unix_ms();
+            let backend = ctx.backend()?;
+            let all = backend.sessions()?.list()?;
             if ctx.json {
-                let v: Vec<_> = all
-                    .iter()
-                    .map(|(s, alive)| {
-                        let mut o = serde_json::to_value(s).expect("serialises");
-                        o["alive"] = (*alive).into();
-                        o
-                    })
-                    .collect();
-                ctx.print_json(&serde_json::json!({ "sessions": v }));
+                ctx.print_json(&serde_json::json!({ "backend": backend.name(), "sessions": all }));
             } else {
-                for (s, alive) in &all {
+                let now = concur::session::now_unix_ms();
+                for s in &all {
+                    let state = match &s.host {
+                        Some(h) if s.this_host => format!("{h} (this host)"),
+                        Some(h) => h.clone(),
+                        None if s.alive => "alive".to_owned(),
+                        None => "DEAD".to_owned(),
+                    };
                     print_line(&format!(
-                        "{}\t{}\tpid {}\t{}\t{}\t{}",
+                        "{}\t{state}\tpid {}\t{}\t{}\t{}",
                         s.id,
-                        if *alive { "alive" } else { "DEAD" },
                         s.pid,
                         s.agent.as_deref().unwrap_or("-"),
                         age(now, s.started_at),
@@ -248,114 +165,64 @@ pub fn run(args: Args, ctx: &Ctx) -> Result<Exit, CliError> {
             }
         }
         Action::Gc => {
-            let store = ctx.lease_store()?;
-            let removed = reg.gc(&*store)?;
+            let removed = ctx.backend_within(Some(END_BUDGET))?.gc_sessions()?;
             if ctx.json {
                 ctx.print_json(&serde_json::json!({ "removed": removed }));
             } else if removed.is_empty() {
                 print_line("no dead sessions");
             } else {
-                for c in &removed {
-                    print_line(&describe(c, "removed dead"));
+                for e in &removed {
+                    print_line(&describe(e, "removed dead"));
                 }
             }
+        }
+        Action::Keep {
+            id,
+            lease,
+            ttl_ms,
+            pid,
+            start_time,
+        } => {
+            let keeper = Keeper {
+                lease,
+                ttl: Duration::from_millis(ttl_ms),
+                pid,
+                start_time,
+            };
+            let id = concur::SessionId::new(&id)?;
+            ctx.backend_within(Some(KEEPER_CALL))?
+                .keep_session(&id, &keeper)?;
         }
     }
     Ok(Exit::Ok)
 }
 
-/// `session start`: locally, then on the backend (a failure there is a warning).
-fn start(ctx: &Ctx, reg: &Registry, opts: &StartOptions, ttl: Duration) -> Result<(), CliError> {
-    let id = ctx.require_session()?;
-    let backend = backend(ctx, START_BUDGET)?;
-    let s = reg.start(&id, opts)?;
-    let etcd = start_on_backend(backend, reg, &s, ttl, "session");
-    if ctx.json {
-        ctx.print_json(&serde_json::json!({ "session": s, "etcd": etcd }));
-    } else {
-        let on = etcd.as_ref().map_or(String::new(), |e| {
-            format!(
-                "; on {} (keeper pid {})",
-                e["backend"].as_str().unwrap_or("etcd"),
-                e["keeper"]
-            )
-        });
-        print_line(&format!("session {} started (pid {}){on}", s.id, s.pid));
-    }
-    Ok(())
-}
-
-/// `session end`: leases, markers, pointers, record; then the etcd registration.
-fn end(ctx: &Ctx, reg: &Registry) -> Result<(), CliError> {
-    let id = ctx.require_session()?;
-    let store = ctx.lease_store()?;
-    let backend = backend(ctx, END_BUDGET)?;
-    let c = reg.end(&id, &*store)?;
-    let etcd = end_on_backend(backend, reg, &id)?;
-    if ctx.json {
-        ctx.print_json(&serde_json::json!({ "ended": c, "etcd": etcd }));
-    } else {
-        let mut line = describe(&c, "ended");
-        if let Some(e) = &etcd {
-            line.push_str(if e["revoked"] == true {
-                ", etcd registration revoked"
-            } else {
-                ", not registered on etcd"
-            });
-        }
-        print_line(&line);
-    }
-    Ok(())
-}
-
-/// The longest one keeper call (a keepalive, a revoke) waits, retries included.
-#[cfg(feature = "etcd")]
-const KEEPER_CALL: Duration = Duration::from_secs(5);
-
-/// `session list` on etcd: every machine's sessions, this host's marked.
-#[cfg(feature = "etcd")]
-fn list_etcd(ctx: &Ctx, client: &concur::etcd::Client) -> Result<(), CliError> {
-    let all = concur::etcd::session::sessions(client)?;
-    if ctx.json {
-        let v: Vec<_> = all
-            .iter()
-            .map(|s| {
-                let mut o = serde_json::to_value(s).expect("serialises");
-                o["this_host"] = s.is_this_host().into();
-                o
-            })
-            .collect();
-        ctx.print_json(&serde_json::json!({ "backend": "etcd", "sessions": v }));
-    } else {
-        let now = concur::session::now_unix_ms();
-        for s in &all {
-            let here = if s.is_this_host() { " (this host)" } else { "" };
-            print_line(&format!(
-                "{}\t{}{here}\tpid {}\t{}\t{}\t{}",
-                s.id,
-                s.host,
-                s.pid,
-                s.agent.as_deref().unwrap_or("-"),
-                age(now, s.started_at),
-                s.cwd.display()
-            ));
-        }
-    }
-    Ok(())
-}
-
-fn describe(c: &Cleanup, what: &str) -> String {
-    let leases = if c.leases.is_empty() {
+/// One line saying what ending a session released.
+fn describe(e: &Ended, what: &str) -> String {
+    let leases = if e.leases.is_empty() {
         "no leases".to_owned()
     } else {
-        format!("released leases {}", c.leases.join(", "))
+        format!("released leases {}", e.leases.join(", "))
     };
-    format!(
+    let mut line = format!(
         "{what} session {}: {} markers, {} pointers, {leases}",
-        c.session,
-        c.markers.len(),
-        c.pointers.len()
-    )
+        e.session,
+        e.markers.len(),
+        e.pointers.len()
+    );
+    if !e.reservations.is_empty() {
+        let _ = write!(
+            line,
+            ", released reservations {}",
+            e.reservations.join(", ")
+        );
+    }
+    match e.etcd {
+        Some(u) if u.revoked => line.push_str(", etcd registration revoked"),
+        Some(_) => line.push_str(", not registered on etcd"),
+        None => {}
+    }
+    line
 }
 
 /// A short age like `12s`, `5m`, `3h` between two Unix-ms instants.
