@@ -17,7 +17,7 @@
 //! | append | one whole line per call, durable; one header per file; dedup; no partial line on a full disk | [`append`] |
 //! | write / read | readers never see an empty or half-written file; `if_match` detects lost updates | [`replace`] |
 //! | json | no lost updates; a failing filter changes nothing | [`json`] |
-//! | token | exactly one taker wins; every take audited | [`token`] |
+//! | token | exactly one taker wins, on either backend; every take, won or not, recorded in the taker's audit ledger by the take itself | [`token`], [`backend::tokens`] |
 //! | ledger | every line chains to the one before; a lock timeout never writes unprotected | SHA-256 chain, sidecar lock, [`ledger`] |
 //! | session | a reused pid is not mistaken for a live session | pid + start time + boot id, [`session`] |
 //! | marker / pointer | one session never reads another's value unless it names it | per-session files, atomic replace, [`marker`] |

@@ -17,7 +17,9 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::home::Home;
 
+pub mod documents;
 pub mod sessions;
+pub mod tokens;
 
 /// How long an acquire waits for a busy lock, slot or lease: the one wait policy of every
 /// backend.

@@ -287,13 +287,8 @@ fn check_edited(
     };
     let target = Target::resolve_literal(&first.to_string_lossy(), edit.cwd)?;
     let name = override_token(&target);
-    match token::take(home, &name)? {
-        token::Taken::Won { .. } => {
-            token::audit(home, &name, "override", edit.session)?;
-            return Ok(None);
-        }
-        t @ token::Taken::Expired { .. } => token::audit(home, &name, t.outcome(), edit.session)?,
-        token::Taken::Lost => {}
+    if token::take_override(home, &name, edit.session)?.outcome == token::Outcome::Won {
+        return Ok(None);
     }
     let mut reason = String::new();
     for (s, f) in hits.iter().take(10) {
@@ -426,15 +421,8 @@ fn check_targets(
             }
             Access::Denied(holders) => {
                 let name = override_token(&target);
-                match token::take(home, &name)? {
-                    token::Taken::Won { .. } => {
-                        token::audit(home, &name, "override", edit.session)?;
-                        continue;
-                    }
-                    t @ token::Taken::Expired { .. } => {
-                        token::audit(home, &name, t.outcome(), edit.session)?;
-                    }
-                    token::Taken::Lost => {}
+                if token::take_override(home, &name, edit.session)?.outcome == token::Outcome::Won {
+                    continue;
                 }
                 let mut reason = format!(
                     "concur reserve: {} is reserved by another session, so this edit is refused.",
