@@ -243,24 +243,17 @@ impl ReplaceOptions {
     pub fn replace_locked(&self, path: &Path, content: &[u8]) -> Result<Replaced> {
         let existing = existing_mode(path)?;
         let mode = self.mode.or(existing).unwrap_or(sys::fs::DEFAULT_MODE);
-        let dir = sys::fs::parent_dir(path);
         let stem = path
             .file_name()
             .map_or_else(|| "replace".into(), |n| n.to_string_lossy().into_owned());
-        let mut tmp = sys::fs::TempFile::new_in(dir, &stem, mode)
-            .map_err(Error::with("cannot create temporary file in", dir))?;
-        sys::fs::set_mode(tmp.file(), mode)
-            .map_err(Error::with("cannot set mode of", tmp.path()))?;
-        tmp.write_durable(content, self.fsync)
-            .map_err(Error::with("cannot write temporary file", tmp.path()))?;
+        let how = sys::fs::Atomic::new(&stem)
+            .exact_mode(mode)
+            .fsync(self.fsync);
+        let staged = sys::fs::stage(path, content, &how)?;
         if let Some(f) = &self.fence {
             f.admit(path, mode)?; // refused: the temporary file is removed when dropped
         }
-        sys::fs::rename(tmp.path(), path).map_err(Error::with("cannot replace", path))?;
-        tmp.keep();
-        if self.fsync {
-            sys::fs::sync_dir(dir).map_err(Error::with("cannot fsync directory", dir))?;
-        }
+        staged.commit()?;
         Ok(Replaced {
             etag: etag(content),
             created: existing.is_none(),

@@ -201,7 +201,7 @@ impl Registry {
             started_at: now_unix_ms(),
         };
         let json = serde_json::to_vec(&s).expect("a session serialises");
-        write_atomic(&self.dir, &self.record_path(id), &json)?;
+        sys::fs::write_atomic(&self.record_path(id), &json, &sys::fs::Atomic::new("rec"))?;
         Ok(s)
     }
 
@@ -492,18 +492,6 @@ fn read_record(path: &Path) -> Result<Option<Session>> {
         )
     })?;
     Ok(Some(s))
-}
-
-/// Replaces `path` (in `dir`) with `bytes`: temp file, fsync, rename, fsync dir.
-pub(crate) fn write_atomic(dir: &Path, path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut tmp = sys::fs::TempFile::new_in(dir, "rec", sys::fs::DEFAULT_MODE)
-        .map_err(Error::with("cannot create temp file in", dir))?;
-    tmp.write_durable(bytes, true)
-        .map_err(Error::with("cannot write", tmp.path()))?;
-    sys::fs::rename(tmp.path(), path).map_err(Error::with("cannot rename into", path))?;
-    tmp.keep();
-    sys::fs::sync_dir(dir).map_err(Error::with("cannot sync directory", dir))?;
-    Ok(())
 }
 
 #[cfg(test)]

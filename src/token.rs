@@ -151,27 +151,18 @@ pub fn issue(
     text.push(b'\n');
     let dir = dir(home)?;
     let target = dir.join(name);
-    let mut tmp = sys::fs::TempFile::new_in(&dir, name, sys::fs::DEFAULT_MODE)
-        .map_err(Error::with("cannot create temporary file in", &dir))?;
-    tmp.write_durable(&text, true)
-        .map_err(Error::with("cannot write temporary file", tmp.path()))?;
-    let placed = if replace {
-        sys::fs::rename(tmp.path(), &target)
+    let place = if replace {
+        sys::fs::Place::Replace
     } else {
-        sys::fs::rename_noreplace(tmp.path(), &target)
+        sys::fs::Place::NoReplace
     };
-    match placed {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            return Err(Error::Conflict(format!(
-                "token {name} is already issued and not yet taken (pass --replace to re-issue)"
-            )));
-        }
-        Err(e) => return Err(Error::io("cannot issue token", &target, e)),
+    match sys::fs::write_atomic(&target, &text, &sys::fs::Atomic::new(name).place(place)) {
+        Ok(()) => Ok(target),
+        Err(e) if e.target_exists() => Err(Error::Conflict(format!(
+            "token {name} is already issued and not yet taken (pass --replace to re-issue)"
+        ))),
+        Err(e) => Err(e.into()),
     }
-    tmp.keep();
-    sys::fs::sync_dir(&dir).map_err(Error::with("cannot fsync directory", &dir))?;
-    Ok(target)
 }
 
 static TAKE_COUNTER: AtomicU64 = AtomicU64::new(0);

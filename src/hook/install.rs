@@ -279,13 +279,8 @@ pub fn install(settings: &Path, agent: Agent, command: &str, dry_run: bool) -> R
 
 fn save_backup(settings: &Path, text: &str) -> Result<PathBuf> {
     let bak = suffixed(settings, ".bak");
-    let dir = sys::fs::parent_dir(settings);
-    let mut tmp = sys::fs::TempFile::new_in(dir, "settings-bak", 0o600)
-        .map_err(Error::with("cannot create temporary file in", dir))?;
-    tmp.write_durable(text.as_bytes(), true)
-        .map_err(Error::with("cannot write", tmp.path()))?;
-    sys::fs::rename(tmp.path(), &bak).map_err(Error::with("cannot write backup", &bak))?;
-    tmp.keep();
+    let how = sys::fs::Atomic::new("settings-bak").durability(sys::fs::Durability::Data);
+    sys::fs::write_atomic(&bak, text.as_bytes(), &how)?;
     Ok(bak)
 }
 
@@ -336,7 +331,11 @@ impl Record {
 
 /// Replaces `path` with `bytes` atomically (temp file, fsync, rename, fsync dir), mode 0600.
 pub(crate) fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
-    crate::session::write_atomic(sys::fs::parent_dir(path), path, bytes)
+    Ok(sys::fs::write_atomic(
+        path,
+        bytes,
+        &sys::fs::Atomic::new("rec"),
+    )?)
 }
 
 /// Replaces `file` (which held `before`) with `after`, and records the change for
