@@ -33,6 +33,7 @@ use crate::error::{Error, Result};
 use crate::home::Home;
 use crate::id::SessionId;
 use crate::sys;
+use crate::time::now_unix_ms;
 
 /// The outcome of a take.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,13 +100,6 @@ pub fn path(home: &Home, name: &str) -> Result<PathBuf> {
     Ok(dir(home)?.join(name))
 }
 
-/// Milliseconds since the Unix epoch, now.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
 /// Issues token `name` in `home`, valid for `ttl` (forever when `None`), carrying `data` (JSON
 /// text). The token appears whole (temp file + rename). An existing, untaken token of that
 /// name is an [`Error::Conflict`] unless `replace`.
@@ -137,7 +131,7 @@ pub fn issue(
             .map_err(|e| Error::Invalid(format!("--data: invalid JSON: {e}")))?,
         None => serde_json::Value::Null,
     };
-    let issued_at = now_ms();
+    let issued_at = now_unix_ms();
     let expires_at =
         ttl.map(|t| issued_at.saturating_add(u64::try_from(t.as_millis()).unwrap_or(u64::MAX)));
     let body = serde_json::json!({
@@ -240,7 +234,7 @@ fn take_to(from: &Path, to: &Path) -> Result<Taken> {
         });
     }
     if let Some(exp) = tok.get("expires_at").and_then(serde_json::Value::as_u64)
-        && now_ms() >= exp
+        && now_unix_ms() >= exp
     {
         return Ok(Taken::Expired {
             expired_at: exp,
@@ -278,7 +272,7 @@ pub fn untake(taken: &Taken, original: &Path) -> Result<()> {
 /// # Errors
 /// As [`AppendOptions::append`].
 pub fn audit(home: &Home, token: &str, outcome: &str, session: Option<&SessionId>) -> Result<()> {
-    let ms = now_ms();
+    let ms = now_unix_ms();
     let rec = serde_json::json!({
         "ts": iso8601(ms),
         "ms": ms,

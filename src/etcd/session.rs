@@ -150,7 +150,7 @@ impl Info {
 
     /// Whether the session runs on this machine: same host name and same boot.
     pub fn is_this_host(&self) -> bool {
-        self.host == hostname() && crate::session::boot_id().is_ok_and(|b| b == self.boot_id)
+        self.host == hostname() && crate::time::boot_id().is_ok_and(|b| b == self.boot_id)
     }
 }
 

@@ -14,7 +14,7 @@
 //!
 //! Not guaranteed: the database must be on a local filesystem (WAL needs shared memory).
 
-use crate::session::BootClock as Clock;
+use crate::time::BootClock as Clock;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -24,8 +24,9 @@ use super::{AcquireRequest, Acquired, Completion, Lease, Store, TaskState, check
 use crate::error::{Error, Result};
 use crate::home::Home;
 use crate::id::SessionId;
-use crate::session::{Liveness, Registry, now_unix_ms};
+use crate::session::{Liveness, Registry};
 use crate::sys;
+use crate::time::now_unix_ms;
 
 /// How long a transaction waits for the database lock before failing (about; see `busy_wait`).
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(30);

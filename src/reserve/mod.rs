@@ -34,7 +34,7 @@ mod glob;
 pub mod hook;
 mod path;
 
-use crate::session::BootClock as Clock;
+use crate::time::BootClock as Clock;
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
@@ -48,8 +48,9 @@ use crate::error::{Error, Result};
 use crate::home::Home;
 use crate::id::SessionId;
 use crate::lease::sqlite::{SqliteStore, db_err};
-use crate::session::{Liveness, now_unix_ms};
+use crate::session::Liveness;
 use crate::sys;
+use crate::time::now_unix_ms;
 
 /// The default time to live of a reservation (it matters only once the holder is not known alive).
 pub const DEFAULT_TTL: Duration = Duration::from_secs(3600);

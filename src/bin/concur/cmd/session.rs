@@ -222,7 +222,7 @@ pub fn run(args: Args, ctx: &Ctx) -> Result<Exit, CliError> {
         }
         Action::List => {
             let all = reg.list()?;
-            let now = concur::session::now_unix_ms();
+            let now = concur::time::now_unix_ms();
             if ctx.json {
                 let v: Vec<_> = all
                     .iter()
@@ -327,7 +327,7 @@ fn list_etcd(ctx: &Ctx, client: &concur::etcd::Client) -> Result<(), CliError> {
             .collect();
         ctx.print_json(&serde_json::json!({ "backend": "etcd", "sessions": v }));
     } else {
-        let now = concur::session::now_unix_ms();
+        let now = concur::time::now_unix_ms();
         for s in &all {
             let here = if s.is_this_host() { " (this host)" } else { "" };
             print_line(&format!(
