@@ -31,6 +31,7 @@ pub mod doctor;
 pub mod guard;
 pub mod install;
 pub mod plugin;
+pub mod reserve;
 pub mod session;
 
 use std::path::PathBuf;

@@ -31,7 +31,6 @@ pub mod edits;
 pub mod git;
 pub mod git_guard;
 mod glob;
-pub mod hook;
 mod path;
 
 use crate::time::BootClock as Clock;
