@@ -33,6 +33,7 @@ pub mod install;
 pub mod plugin;
 pub mod reserve;
 pub mod session;
+pub mod setup;
 
 use std::path::PathBuf;
 
