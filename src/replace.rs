@@ -196,7 +196,8 @@ impl ReplaceOptions {
     /// a stale fence; [`ReplaceOptions::replace_locked`] checks the fence itself.
     ///
     /// # Errors
-    /// As [`crate::fence::Fencing::admit`]; a permission error for a target that must not be replaced.
+    /// As the fence's [`Gate::pass`] (for a fence, [`crate::fence::Fencing::admit`]); a
+    /// permission error for a target that must not be replaced.
     pub fn check_fence(&self, path: &Path) -> Result<()> {
         if let Some(f) = &self.fence {
             let mode = match self.mode {

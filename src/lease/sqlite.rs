@@ -1,11 +1,11 @@
 //! The local lease store: table `leases` of the runtime home's `SQLite` database (`leases.db`,
-//! opened and set up by [`crate::sqlite`], which it shares with the edit reservations).
+//! opened and set up by `crate::sqlite`, which it shares with the edit reservations).
 //!
-//! Every verb is one transaction opened with `BEGIN IMMEDIATE` (see [`crate::sqlite`]: the
+//! Every verb is one transaction opened with `BEGIN IMMEDIATE` (see `crate::sqlite`: the
 //! write lock is taken up front, racing processes queue on it). The database runs in WAL mode
-//! with `synchronous=FULL`, so a committed grant survives power loss. Fencing tokens come from a one-row counter that
-//! is incremented in the granting transaction, so a token is never handed out twice, also after a
-//! restart, and tokens are strictly increasing in commit order.
+//! with `synchronous=FULL`, so a committed grant survives power loss. Fencing tokens come from a
+//! one-row counter that is incremented in the granting transaction, so a token is never handed
+//! out twice, also after a restart, and tokens are strictly increasing in commit order.
 //!
 //! Holder liveness comes from the session registry ([`crate::session::Registry`]), consulted
 //! inside the transaction; expiry uses `CLOCK_BOOTTIME` plus the boot id, so a wall-clock jump

@@ -421,7 +421,8 @@ fn the_circle_check_sees_paths_groups_and_super_but_not_comments_or_strings() {
         //! See [`crate::doc_only`].
         use crate::{alpha::One, beta::{self, Two}};
         use super::gamma;
-        fn f() { let s = "crate::in_string"; let r = r#"crate::raw"#; let c = '"'; crate::delta::x(); }
+        fn f() { let s = "crate::in_string"; let r = r#"crate::raw"#; let c = '"'; }
+        fn g() { crate::delta::x(); }
         /* crate::in_block */
         mod tests { use super::epsilon; }
     "##;
