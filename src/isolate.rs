@@ -241,16 +241,9 @@ fn write_owner(dir: &Path, session: &SessionId) -> Result<()> {
         start,
     };
     let path = dir.join("owner.json");
-    let mut tmp = sys::fs::TempFile::new_in(dir, "owner", 0o600)
-        .map_err(Error::with("cannot create temporary file in", dir))?;
-    tmp.write_durable(
-        serde_json::to_string(&owner).unwrap_or_default().as_bytes(),
-        false,
-    )
-    .map_err(Error::with("cannot write", tmp.path()))?;
-    sys::fs::rename(tmp.path(), &path).map_err(Error::with("cannot replace", &path))?;
-    tmp.keep();
-    Ok(())
+    let json = serde_json::to_string(&owner).unwrap_or_default();
+    let how = sys::fs::Atomic::new("owner").durability(sys::fs::Durability::Volatile);
+    Ok(sys::fs::write_atomic(&path, json.as_bytes(), &how)?)
 }
 
 /// The session's port: the one recorded in `dir/port`, else a fresh free loopback port that no
@@ -294,13 +287,8 @@ fn session_port(base: &Path, dir: &Path) -> Result<u16> {
             ))?
             .port();
         if taken.insert(p) {
-            let mut tmp = sys::fs::TempFile::new_in(dir, "port", 0o600)
-                .map_err(Error::with("cannot create temporary file in", dir))?;
-            tmp.write_durable(p.to_string().as_bytes(), false)
-                .map_err(Error::with("cannot write", tmp.path()))?;
-            sys::fs::rename(tmp.path(), &port_file)
-                .map_err(Error::with("cannot replace", &port_file))?;
-            tmp.keep();
+            let how = sys::fs::Atomic::new("port").durability(sys::fs::Durability::Volatile);
+            sys::fs::write_atomic(&port_file, p.to_string().as_bytes(), &how)?;
             return Ok(p);
         }
     }

@@ -48,6 +48,7 @@ use crate::error::{Error, Result};
 use crate::home::Home;
 use crate::id::SessionId;
 use crate::sys;
+use crate::time::now_unix_ms;
 
 /// What a take of a named token found, on any backend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -235,13 +236,6 @@ pub fn path(home: &Home, name: &str) -> Result<PathBuf> {
     Ok(dir(home)?.join(name))
 }
 
-/// Milliseconds since the Unix epoch, now.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
 /// When a token issued now with `ttl` expires (Unix milliseconds).
 #[must_use]
 pub fn expiry(issued_at: u64, ttl: Option<Duration>) -> Option<u64> {
@@ -276,7 +270,7 @@ pub fn issue(
     replace: bool,
 ) -> Result<Issued> {
     check_name(name)?;
-    let issued_at = now_ms();
+    let issued_at = now_unix_ms();
     let expires_at = expiry(issued_at, ttl);
     let body = serde_json::json!({
         "name": name,
@@ -289,32 +283,23 @@ pub fn issue(
     text.push(b'\n');
     let dir = dir(home)?;
     let target = dir.join(name);
-    let mut tmp = sys::fs::TempFile::new_in(&dir, name, sys::fs::DEFAULT_MODE)
-        .map_err(Error::with("cannot create temporary file in", &dir))?;
-    tmp.write_durable(&text, true)
-        .map_err(Error::with("cannot write temporary file", tmp.path()))?;
-    let placed = if replace {
-        sys::fs::rename(tmp.path(), &target)
+    let place = if replace {
+        sys::fs::Place::Replace
     } else {
-        sys::fs::rename_noreplace(tmp.path(), &target)
+        sys::fs::Place::NoReplace
     };
-    match placed {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            return Err(Error::Conflict(format!(
-                "token {name} is already issued and not yet taken (pass --replace to re-issue)"
-            )));
-        }
-        Err(e) => return Err(Error::io("cannot issue token", &target, e)),
+    match sys::fs::write_atomic(&target, &text, &sys::fs::Atomic::new(name).place(place)) {
+        Ok(()) => Ok(Issued {
+            token: name.to_string(),
+            expires_at,
+            revision: None,
+            path: Some(target),
+        }),
+        Err(e) if e.target_exists() => Err(Error::Conflict(format!(
+            "token {name} is already issued and not yet taken (pass --replace to re-issue)"
+        ))),
+        Err(e) => Err(e.into()),
     }
-    tmp.keep();
-    sys::fs::sync_dir(&dir).map_err(Error::with("cannot fsync directory", &dir))?;
-    Ok(Issued {
-        token: name.to_string(),
-        expires_at,
-        revision: None,
-        path: Some(target),
-    })
 }
 
 static TAKE_COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -352,7 +337,7 @@ pub(crate) fn take_override(home: &Home, name: &str, session: Option<&SessionId>
 fn take_as(home: &Home, name: &str, session: Option<&SessionId>, hook: bool) -> Result<Take> {
     let from = path(home, name)?;
     let consumed_dir = home.subdir("tokens/.consumed")?;
-    let at = now_ms();
+    let at = now_unix_ms();
     let to = consumed_dir.join(format!("{name}@{at}.{}", unique_suffix()));
     let file = take_to(&from, &to, at)?;
     let take = match &file {
@@ -474,7 +459,7 @@ pub fn take_path(path: &Path) -> Result<Taken> {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());
     to.push(format!(".consumed.{}.{nanos}", unique_suffix()));
-    take_to(path, Path::new(&to), now_ms())
+    take_to(path, Path::new(&to), now_unix_ms())
 }
 
 /// Renames `from` to `to` and reads what was taken; `at` is the time of the take, against which
@@ -572,7 +557,7 @@ pub struct Audit<'a> {
 /// # Errors
 /// As [`AppendOptions::append`].
 pub fn audit(home: &Home, record: &Audit<'_>) -> Result<()> {
-    let ms = now_ms();
+    let ms = now_unix_ms();
     let rec = serde_json::json!({
         "ts": iso8601(ms),
         "ms": ms,

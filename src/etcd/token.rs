@@ -63,7 +63,7 @@ pub fn issue(
         None => 0,
     };
     let nonce = super::nonce();
-    let expires_at = crate::token::expiry(crate::token::now_ms(), ttl);
+    let expires_at = crate::token::expiry(crate::time::now_unix_ms(), ttl);
     let value = json!({
         "data": data,
         "issuer": { "pid": std::process::id(), "session": issuer.map(SessionId::as_str) },

@@ -247,7 +247,7 @@ fn fields(o: &std::process::Output) -> Vec<String> {
 fn wait_until_expired(b: &crate::backends::Backend, name: &str, expires_at: u64) {
     let bound = std::time::Duration::from_secs(30);
     retry("token expiry", bound, || {
-        (concur::token::now_ms() > expires_at).then_some(())
+        (concur::time::now_unix_ms() > expires_at).then_some(())
     });
     #[cfg(feature = "etcd")]
     if let Some(url) = b.url() {

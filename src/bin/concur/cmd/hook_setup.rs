@@ -5,7 +5,8 @@
 use std::path::{Path, PathBuf};
 
 use concur::hook::Agent;
-use concur::hook::install::{Setup, default_settings, hook_command};
+use concur::hook::install::{default_settings, hook_command};
+use concur::hook::setup::Setup;
 
 use super::hook::Target;
 use crate::ctx::{Ctx, print_line};

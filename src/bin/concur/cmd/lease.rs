@@ -3,7 +3,8 @@
 use std::time::Duration;
 
 use concur::lease::{AcquireRequest, Acquired, Completion, Lease, TaskState};
-use concur::session::{Registry, now_unix_ms};
+use concur::session::Registry;
+use concur::time::now_unix_ms;
 
 use super::session::age;
 use crate::ctx::{Ctx, print_line};

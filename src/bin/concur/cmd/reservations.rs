@@ -1,7 +1,7 @@
 //! `concur reservations`: who holds what.
 
 use concur::reserve::Reservations;
-use concur::session::now_unix_ms;
+use concur::time::now_unix_ms;
 
 use super::session::age;
 use crate::ctx::{Ctx, print_line};
