@@ -32,6 +32,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let info = serde_json::json!({ "pid": std::process::id() });
     // One warm-up round opens the connection.
     c.put(b"concur/bench/warm", b"1", 0)?;
+    // Token takes are audited in a home, as every take is.
+    let home = concur::Home::at(scratch.path().join("home"))?;
     let start = Instant::now();
     for i in 0..n {
         match op {
@@ -46,7 +48,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .release()?,
             "token" => {
                 token::issue(&c, "bench", &serde_json::json!(i), None, None, false)?;
-                token::take(&c, "bench", None)?;
+                token::take(&c, &home, "bench", None)?;
             }
             "session" => session::register(&c, &sid, &info, ttl)?.end()?,
             other => return Err(format!("unknown op {other}").into()),

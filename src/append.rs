@@ -440,26 +440,20 @@ impl AppendOptions {
         if std::fs::symlink_metadata(path).is_ok() {
             return Ok(false);
         }
-        let dir = sys::fs::parent_dir(path);
         let stem = path
             .file_name()
             .map_or_else(|| "append".into(), |n| n.to_string_lossy().into_owned());
-        let mut tmp = sys::fs::TempFile::new_in(dir, &stem, self.mode)
-            .map_err(Error::with("cannot create temporary file in", dir))?;
         let mut both = Vec::with_capacity(header.len() + line.len());
         both.extend_from_slice(header);
         both.extend_from_slice(line);
-        tmp.write_durable(&both, self.fsync)
-            .map_err(Error::with("cannot write temporary file", tmp.path()))?;
-        match sys::fs::link(tmp.path(), path) {
-            Ok(()) => {
-                if self.fsync {
-                    sys::fs::sync_dir(dir).map_err(Error::with("cannot fsync directory", dir))?;
-                }
-                Ok(true)
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
-            Err(e) => Err(Error::io("cannot link", path, e)),
+        let how = sys::fs::Atomic::new(&stem)
+            .mode(self.mode)
+            .place(sys::fs::Place::Link)
+            .fsync(self.fsync);
+        match sys::fs::write_atomic(path, &both, &how) {
+            Ok(()) => Ok(true),
+            Err(e) if e.target_exists() => Ok(false),
+            Err(e) => Err(e.into()),
         }
     }
 

@@ -135,6 +135,13 @@ impl Error {
     }
 }
 
+impl From<crate::sys::fs::AtomicError> for Error {
+    /// The failed step of an atomic write as `ACTION (PATH): WHY`.
+    fn from(e: crate::sys::fs::AtomicError) -> Self {
+        Error::io(e.action(), e.path, e.source)
+    }
+}
+
 /// For ENOENT on `path`: the outermost missing directory on the way to it (`path` itself when
 /// the action works *in* it, e.g. "cannot create temporary file in"), if there is one.
 fn missing_dir(action: &str, path: &Path, e: &io::Error) -> Option<PathBuf> {

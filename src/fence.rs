@@ -184,6 +184,13 @@ impl Fencing {
     }
 }
 
+impl replace::Gate for Fencing {
+    /// [`Fencing::admit`]: the write of `target` goes ahead only if the fence is admitted.
+    fn pass(&self, target: &Path, mode: u32) -> Result<()> {
+        self.admit(target, mode).map(drop)
+    }
+}
+
 /// The fence for a new holder of the local named lock `name` (`concur lock --name` without an
 /// etcd backend): `NAME:TOKEN`, TOKEN one more than the previous holder's.
 ///

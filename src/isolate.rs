@@ -26,7 +26,8 @@
 //! ## Not guaranteed
 //! - A grandchild that moves itself to another process group (e.g. with `setsid`) escapes the
 //!   group kill.
-//! - `concur isolate gc` asks the session registry; for a session that never registered it
+//! - `concur isolate gc` asks the session registry; for a session that never registered (an
+//!   isolate started with no session id runs for its agent process: [`agent_session`]) it
 //!   falls back to the process that started the isolate (pid + start time of concur's parent).
 //! - An isolate killed with SIGKILL leaves its lease until the TTL runs out, unless its session
 //!   is registered and dead.
@@ -105,6 +106,32 @@ impl Drop for Exclusive {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let _ = store.release(&self.task, &self.session);
     }
+}
+
+/// The session an isolate runs for when no id is given or registered: the agent process that
+/// started it (the nearest ancestor that is not a shell or wrapper), named `<command>-<pid>`.
+/// Gemini CLI and Codex start their MCP servers before their `SessionStart` hooks run and give
+/// them no session id; this makes the plain `concur isolate -- …` form one instance per agent
+/// process there, as it is per session in Claude Code. Such a session is not registered:
+/// [`gc`] removes its directory once that process is gone.
+///
+/// # Errors
+/// [`Error::Invalid`] when no agent process is found above the caller (only shells and
+/// wrappers up to init).
+pub fn agent_session() -> Result<SessionId> {
+    let agent = crate::session::agent_process(std::os::unix::process::parent_id())?;
+    let name: String = agent
+        .comm
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '.' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    SessionId::new(&format!("{}-{}", name.trim_matches('-'), agent.pid))
 }
 
 /// Resolves the directory, port and arguments for `session` and takes the locks that mark it
@@ -199,25 +226,24 @@ fn take_exclusive(store: &dyn Store, task: &str, session: &SessionId, name: &str
     }
 }
 
-/// Records the agent (concur's parent) as the directory's owner, for gc.
+/// Records the agent as the directory's owner, for gc: the nearest ancestor that is not a shell
+/// or wrapper (an MCP config's `sh -c 'exec concur isolate …'` exits long before the agent
+/// does), else concur's parent.
 fn write_owner(dir: &Path, session: &SessionId) -> Result<()> {
-    let ppid = sys::proc::parent_pid(std::process::id()).unwrap_or(0);
+    let ppid = std::os::unix::process::parent_id();
+    let (pid, start) = match crate::session::agent_process(ppid) {
+        Ok(a) => (a.pid, a.start_time),
+        Err(_) => (ppid, sys::proc::start_time(ppid).unwrap_or(0)),
+    };
     let owner = Owner {
         session: session.to_string(),
-        pid: ppid,
-        start: sys::proc::start_time(ppid).unwrap_or(0),
+        pid,
+        start,
     };
     let path = dir.join("owner.json");
-    let mut tmp = sys::fs::TempFile::new_in(dir, "owner", 0o600)
-        .map_err(Error::with("cannot create temporary file in", dir))?;
-    tmp.write_durable(
-        serde_json::to_string(&owner).unwrap_or_default().as_bytes(),
-        false,
-    )
-    .map_err(Error::with("cannot write", tmp.path()))?;
-    sys::fs::rename(tmp.path(), &path).map_err(Error::with("cannot replace", &path))?;
-    tmp.keep();
-    Ok(())
+    let json = serde_json::to_string(&owner).unwrap_or_default();
+    let how = sys::fs::Atomic::new("owner").durability(sys::fs::Durability::Volatile);
+    Ok(sys::fs::write_atomic(&path, json.as_bytes(), &how)?)
 }
 
 /// The session's port: the one recorded in `dir/port`, else a fresh free loopback port that no
@@ -261,13 +287,8 @@ fn session_port(base: &Path, dir: &Path) -> Result<u16> {
             ))?
             .port();
         if taken.insert(p) {
-            let mut tmp = sys::fs::TempFile::new_in(dir, "port", 0o600)
-                .map_err(Error::with("cannot create temporary file in", dir))?;
-            tmp.write_durable(p.to_string().as_bytes(), false)
-                .map_err(Error::with("cannot write", tmp.path()))?;
-            sys::fs::rename(tmp.path(), &port_file)
-                .map_err(Error::with("cannot replace", &port_file))?;
-            tmp.keep();
+            let how = sys::fs::Atomic::new("port").durability(sys::fs::Durability::Volatile);
+            sys::fs::write_atomic(&port_file, p.to_string().as_bytes(), &how)?;
             return Ok(p);
         }
     }

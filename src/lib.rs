@@ -17,7 +17,7 @@
 //! | append | one whole line per call, durable; one header per file; dedup; no partial line on a full disk | [`append`] |
 //! | write / read | readers never see an empty or half-written file; `if_match` detects lost updates | [`replace`] |
 //! | json | no lost updates; a failing filter changes nothing | [`json`] |
-//! | token | exactly one taker wins; every take audited | [`token`] |
+//! | token | exactly one taker wins, on either backend; every take, won or not, recorded in the taker's audit ledger by the take itself | [`token`], [`backend::tokens`] |
 //! | ledger | every line chains to the one before; a lock timeout never writes unprotected | SHA-256 chain, sidecar lock, [`ledger`] |
 //! | session | a reused pid is not mistaken for a live session | pid + start time + boot id, [`session`] |
 //! | marker / pointer | one session never reads another's value unless it names it | per-session files, atomic replace, [`marker`] |
@@ -54,12 +54,13 @@
 //! - [`json`] — locked jq updates of JSON files
 //! - [`fence`] — fenced writes: `NAME:TOKEN`, the per-file record of accepted tokens
 //! - [`token`] — one-time tokens and their audit ledger
-//! - [`time`] — UTC timestamps for audit records and listings
+//! - [`time`] — the wall and boot clocks; UTC timestamps for audit records and listings
 //! - [`duration`] — `30s`/`5m`/`2h`/`1d` durations
 //! - [`ledger`] — hash-chained JSONL
 //! - [`session`] — the session registry and liveness
 //! - [`marker`] — session-scoped markers and pointers, legacy fallback
 //! - [`lease`] — task leases (the `Store` trait, the `SQLite` store)
+//! - `sqlite` — the home's `SQLite` database shared by leases and reservations: open, schema, `BEGIN IMMEDIATE`
 //! - [`reserve`] — edit reservations: paths and globs a session claims, and "may S write P?"
 //! - [`broker`] — the append broker daemon, its client and protocol
 //! - [`hook`] — agent hook adapters (Claude, Codex, Gemini, Cursor), the write guard, install
@@ -99,10 +100,12 @@ pub mod scan;
 pub mod session;
 pub mod sidecar;
 pub mod slot;
+mod sqlite;
 pub mod sweep;
 pub mod sys;
 pub mod time;
 pub mod token;
+pub mod wait;
 
 pub use error::{Error, ErrorKind, Result};
 pub use home::Home;

@@ -529,13 +529,14 @@ impl Holder {
             start: sys::proc::start_time(pid).ok(),
             session,
             cmd,
-            since: Some(unix_now()),
+            since: Some(crate::time::now_unix_secs()),
         }
     }
 
     /// How long it has held the lock, in whole seconds, if known.
     pub fn held_secs(&self) -> Option<u64> {
-        self.since.map(|s| unix_now().saturating_sub(s))
+        self.since
+            .map(|s| crate::time::now_unix_secs().saturating_sub(s))
     }
 
     /// `pid P (session S, 12 s)`, leaving out what is unknown.
@@ -553,13 +554,6 @@ impl Holder {
             format!("pid {} ({})", self.pid, extra.join(", "))
         }
     }
-}
-
-/// Seconds since the Unix epoch.
-pub fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 /// Holder records are padded to this size so that rewriting one never changes its length.

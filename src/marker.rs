@@ -23,7 +23,7 @@ use crate::config::Legacy;
 use crate::error::{Error, Result};
 use crate::home::Home;
 use crate::id::SessionId;
-use crate::session::{Liveness, Registry, write_atomic};
+use crate::session::{Liveness, Registry};
 use crate::sys;
 
 /// The largest marker data or pointer value accepted, in bytes.
@@ -211,7 +211,7 @@ impl Markers {
         }
         let dir = self.session_dir(session, true)?;
         let path = dir.join(name);
-        write_atomic(&dir, &path, data.as_bytes())?;
+        sys::fs::write_atomic(&path, data.as_bytes(), &sys::fs::Atomic::new("rec"))?;
         Ok(path)
     }
 
@@ -413,7 +413,9 @@ impl Pointers {
         let root = self.home.subdir("pointers")?;
         let dir = root.join(name);
         sys::fs::mkdir(&dir, 0o700).map_err(Error::with("cannot create directory", &dir))?;
-        write_atomic(&dir, &dir.join(session.as_str()), value.as_bytes())
+        let path = dir.join(session.as_str());
+        sys::fs::write_atomic(&path, value.as_bytes(), &sys::fs::Atomic::new("rec"))
+            .map_err(Error::from)
     }
 
     /// `session`'s value of pointer `name`, if set.

@@ -255,7 +255,7 @@ impl Once {
     /// The stored result if it is successful and younger than the TTL.
     fn fresh(&self) -> Result<Option<Stored>> {
         let Some(ttl) = self.ttl else { return Ok(None) };
-        let now = unix_ms();
+        let now = crate::time::now_unix_ms();
         Ok(self.stored()?.filter(|s| {
             s.outcome.success()
                 && now.saturating_sub(s.outcome.finished_ms)
@@ -284,12 +284,6 @@ impl Once {
             .replace_locked(&self.result, &bytes)?;
         Ok(())
     }
-}
-
-fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 fn boot_us() -> u64 {
@@ -394,7 +388,7 @@ fn run_captured(mut cmd: Command, lock_fd: BorrowedFd<'_>, tee: bool) -> std::io
         signal: ended.status.signal(),
         stdout,
         stderr,
-        finished_ms: unix_ms(),
+        finished_ms: crate::time::now_unix_ms(),
         leader_pid: std::process::id(),
     })
 }

@@ -33,12 +33,12 @@
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
-use crate::fence::Fencing;
 use crate::sidecar::{self, SidecarGuard};
 use crate::sys;
 
@@ -53,6 +53,17 @@ use crate::sys;
 /// ```
 pub fn etag(content: &[u8]) -> String {
     crate::hex::encode(&Sha256::digest(content)[..16])
+}
+
+/// A decision, taken under the target's sidecar lock after the new content is durable and just
+/// before the rename, whether a write may go ahead: a fence ([`crate::fence::Fencing`]) is one.
+/// Its error refuses the write and nothing is written.
+pub trait Gate: std::fmt::Debug + Send + Sync {
+    /// `Ok` lets the write of `target` (whose permission bits will be `mode`) go ahead.
+    ///
+    /// # Errors
+    /// Whatever refuses the write (for a fence, [`Error::Precondition`]).
+    fn pass(&self, target: &Path, mode: u32) -> Result<()>;
 }
 
 /// A file's content and its etag, read at one instant.
@@ -127,7 +138,7 @@ pub struct ReplaceOptions {
     if_match: Option<String>,
     lock_file: Option<PathBuf>,
     wait: Option<Duration>,
-    fence: Option<Fencing>,
+    fence: Option<Arc<dyn Gate>>,
 }
 
 impl Default for ReplaceOptions {
@@ -188,8 +199,8 @@ impl ReplaceOptions {
     /// Fence the write: refused unless the fence's token is not below the highest accepted for
     /// its lock name on this file (and its holder check, if any, passes); see [`crate::fence`].
     #[must_use]
-    pub fn fence(mut self, fencing: Fencing) -> Self {
-        self.fence = Some(fencing);
+    pub fn fence(mut self, fencing: impl Gate + 'static) -> Self {
+        self.fence = Some(Arc::new(fencing));
         self
     }
 
@@ -199,14 +210,15 @@ impl ReplaceOptions {
     /// a stale fence; [`ReplaceOptions::replace_locked`] checks the fence itself.
     ///
     /// # Errors
-    /// As [`Fencing::admit`]; a permission error for a target that must not be replaced.
+    /// As the fence's [`Gate::pass`] (for a fence, [`crate::fence::Fencing::admit`]); a
+    /// permission error for a target that must not be replaced.
     pub fn check_fence(&self, path: &Path) -> Result<()> {
         if let Some(f) = &self.fence {
             let mode = match self.mode {
                 Some(m) => m,
                 None => existing_mode(path)?.unwrap_or(sys::fs::DEFAULT_MODE),
             };
-            f.admit(path, mode)?;
+            f.pass(path, mode)?;
         }
         Ok(())
     }
@@ -257,24 +269,17 @@ impl ReplaceOptions {
     pub fn replace_locked(&self, path: &Path, content: &[u8]) -> Result<Replaced> {
         let existing = existing_mode(path)?;
         let mode = self.mode.or(existing).unwrap_or(sys::fs::DEFAULT_MODE);
-        let dir = sys::fs::parent_dir(path);
         let stem = path
             .file_name()
             .map_or_else(|| "replace".into(), |n| n.to_string_lossy().into_owned());
-        let mut tmp = sys::fs::TempFile::new_in(dir, &stem, mode)
-            .map_err(Error::with("cannot create temporary file in", dir))?;
-        sys::fs::set_mode(tmp.file(), mode)
-            .map_err(Error::with("cannot set mode of", tmp.path()))?;
-        tmp.write_durable(content, self.fsync)
-            .map_err(Error::with("cannot write temporary file", tmp.path()))?;
+        let how = sys::fs::Atomic::new(&stem)
+            .exact_mode(mode)
+            .fsync(self.fsync);
+        let staged = sys::fs::stage(path, content, &how)?;
         if let Some(f) = &self.fence {
-            f.admit(path, mode)?; // refused: the temporary file is removed when dropped
+            f.pass(path, mode)?; // refused: the temporary file is removed when dropped
         }
-        sys::fs::rename(tmp.path(), path).map_err(Error::with("cannot replace", path))?;
-        tmp.keep();
-        if self.fsync {
-            sys::fs::sync_dir(dir).map_err(Error::with("cannot fsync directory", dir))?;
-        }
+        staged.commit()?;
         Ok(Replaced {
             etag: etag(content),
             created: existing.is_none(),

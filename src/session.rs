@@ -25,6 +25,7 @@ use crate::error::{Error, Result};
 use crate::home::Home;
 use crate::id::SessionId;
 use crate::sys;
+use crate::time::{boot_id, now_unix_ms};
 
 /// A registered session.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -94,52 +95,6 @@ pub struct Registry {
     dir: PathBuf,
 }
 
-/// This boot's id, read once per process (it cannot change while the process runs).
-pub(crate) fn boot_id() -> Result<&'static str> {
-    static BOOT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    if let Some(b) = BOOT.get() {
-        return Ok(b);
-    }
-    let b = sys::proc::boot_id().map_err(Error::with(
-        "cannot read boot id",
-        Path::new("/proc/sys/kernel/random/boot_id"),
-    ))?;
-    Ok(BOOT.get_or_init(|| b))
-}
-
-/// A boot-clock reading and the boot it belongs to: what store rows' expiry is judged against.
-/// A deadline recorded in another boot has passed (every holder of that boot is gone).
-pub(crate) struct BootClock {
-    pub(crate) now_ms: u64,
-    pub(crate) boot_id: &'static str,
-}
-
-impl BootClock {
-    /// Reads the boot clock now.
-    pub(crate) fn now() -> Result<BootClock> {
-        Ok(BootClock {
-            now_ms: sys::proc::boot_clock_ms(),
-            boot_id: boot_id()?,
-        })
-    }
-
-    /// Milliseconds left until `expires_ms` of boot `boot_id`; 0 when passed or of another boot.
-    pub(crate) fn remaining(&self, expires_ms: u64, boot_id: &str) -> u64 {
-        if boot_id == self.boot_id {
-            expires_ms.saturating_sub(self.now_ms)
-        } else {
-            0
-        }
-    }
-}
-
-/// Milliseconds since the Unix epoch (wall clock: for display only, never for expiry).
-pub fn now_unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
 impl Registry {
     /// The registry of `home` (creates `sessions/` if missing).
     ///
@@ -204,7 +159,7 @@ impl Registry {
             started_at: now_unix_ms(),
         };
         let json = serde_json::to_vec(&s).expect("a session serialises");
-        write_atomic(&self.dir, &self.record_path(id), &json)?;
+        sys::fs::write_atomic(&self.record_path(id), &json, &sys::fs::Atomic::new("rec"))?;
         Ok(s)
     }
 
@@ -435,18 +390,6 @@ fn read_record(path: &Path) -> Result<Option<Session>> {
         )
     })?;
     Ok(Some(s))
-}
-
-/// Replaces `path` (in `dir`) with `bytes`: temp file, fsync, rename, fsync dir.
-pub(crate) fn write_atomic(dir: &Path, path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut tmp = sys::fs::TempFile::new_in(dir, "rec", sys::fs::DEFAULT_MODE)
-        .map_err(Error::with("cannot create temp file in", dir))?;
-    tmp.write_durable(bytes, true)
-        .map_err(Error::with("cannot write", tmp.path()))?;
-    sys::fs::rename(tmp.path(), path).map_err(Error::with("cannot rename into", path))?;
-    tmp.keep();
-    sys::fs::sync_dir(dir).map_err(Error::with("cannot sync directory", dir))?;
-    Ok(())
 }
 
 #[cfg(test)]

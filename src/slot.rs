@@ -331,19 +331,15 @@ fn record_max(dir: &Path, max: u32) -> Result<u32> {
     if let Some(m) = read_max(&path)? {
         return Ok(m);
     }
-    let mut tmp = sys::fs::TempFile::new_in(dir, "max", sys::fs::DEFAULT_MODE)
-        .map_err(Error::with("cannot create", dir))?;
-    tmp.write_durable(format!("{max}\n").as_bytes(), true)
-        .map_err(Error::with("cannot write", tmp.path()))?;
-    match sys::fs::link(tmp.path(), &path) {
-        Ok(()) => {
-            let _ = sys::fs::sync_dir(dir);
-            Ok(max)
-        }
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+    let how = sys::fs::Atomic::new("max").place(sys::fs::Place::Link);
+    match sys::fs::write_atomic(&path, format!("{max}\n").as_bytes(), &how) {
+        // Recorded; a failed directory sync only risks the record of a crash, which re-records.
+        Ok(()) => Ok(max),
+        Err(e) if e.step == sys::fs::Step::SyncDir => Ok(max),
+        Err(e) if e.target_exists() => {
             read_max(&path)?.ok_or_else(|| Error::Invalid("slot record vanished".into()))
         }
-        Err(e) => Err(Error::io("cannot record --max", &path, e)),
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -1,8 +1,77 @@
-//! Wall-clock instants as text: Unix milliseconds to UTC `YYYY-MM-DDTHH:MM:SS[.mmm]Z`.
+//! Clocks, and wall-clock instants as text.
 //!
-//! Guarantees: pure arithmetic on the proleptic Gregorian calendar (Howard Hinnant's
-//! civil-from-days), no time-zone database, no leap seconds, no allocation beyond the result.
-//! Not: parsing, local time, or instants before 1970 (the input is unsigned).
+//! Two clocks, for two jobs. The wall clock ([`now_unix_ms`], [`now_unix_secs`]) is for display
+//! and records people read (when a session started, how long a lock is held): it can jump, so
+//! nothing expires by it. The boot clock (`CLOCK_BOOTTIME`, read as a `BootClock` with the boot
+//! id) is what store rows' expiry is judged against: it never jumps, counts suspend, and a
+//! deadline recorded in another boot has passed.
+//!
+//! Text: Unix milliseconds to UTC `YYYY-MM-DDTHH:MM:SS[.mmm]Z`. Guarantees: pure arithmetic on
+//! the proleptic Gregorian calendar (Howard Hinnant's civil-from-days), no time-zone database,
+//! no leap seconds, no allocation beyond the result. Not: parsing, local time, or instants
+//! before 1970 (the input is unsigned).
+
+use std::path::Path;
+
+use crate::error::{Error, Result};
+use crate::sys;
+
+/// Milliseconds since the Unix epoch (wall clock: for display only, never for expiry).
+#[must_use]
+pub fn now_unix_ms() -> u64 {
+    since_epoch().map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Whole seconds since the Unix epoch (wall clock: for display only, never for expiry).
+#[must_use]
+pub fn now_unix_secs() -> u64 {
+    since_epoch().map_or(0, |d| d.as_secs())
+}
+
+fn since_epoch() -> Option<std::time::Duration> {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()
+}
+
+/// This boot's id, read once per process (it cannot change while the process runs).
+pub(crate) fn boot_id() -> Result<&'static str> {
+    static BOOT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    if let Some(b) = BOOT.get() {
+        return Ok(b);
+    }
+    let b = sys::proc::boot_id().map_err(Error::with(
+        "cannot read boot id",
+        Path::new("/proc/sys/kernel/random/boot_id"),
+    ))?;
+    Ok(BOOT.get_or_init(|| b))
+}
+
+/// A boot-clock reading and the boot it belongs to: what store rows' expiry is judged against.
+/// A deadline recorded in another boot has passed (every holder of that boot is gone).
+pub(crate) struct BootClock {
+    pub(crate) now_ms: u64,
+    pub(crate) boot_id: &'static str,
+}
+
+impl BootClock {
+    /// Reads the boot clock now.
+    pub(crate) fn now() -> Result<BootClock> {
+        Ok(BootClock {
+            now_ms: sys::proc::boot_clock_ms(),
+            boot_id: boot_id()?,
+        })
+    }
+
+    /// Milliseconds left until `expires_ms` of boot `boot_id`; 0 when passed or of another boot.
+    pub(crate) fn remaining(&self, expires_ms: u64, boot_id: &str) -> u64 {
+        if boot_id == self.boot_id {
+            expires_ms.saturating_sub(self.now_ms)
+        } else {
+            0
+        }
+    }
+}
 
 /// `YYYY-MM-DDTHH:MM:SSZ` for Unix milliseconds; the milliseconds are dropped.
 ///

@@ -364,9 +364,6 @@ impl Writer {
     /// Rewrites the index to just the remembered records (atomic replace), followed by zeros
     /// up to the next [`INDEX_CHUNK`] boundary.
     fn compact(&mut self) -> Result<()> {
-        let dir = sys::fs::parent_dir(&self.index_path).to_path_buf();
-        let mut tmp = sys::fs::TempFile::new_in(&dir, "dedup", 0o600)
-            .map_err(Error::with("cannot create temporary file in", &dir))?;
         let mut buf = Vec::new();
         for r in &self.records {
             serde_json::to_writer(&mut buf, r).map_err(|e| Error::Invalid(e.to_string()))?;
@@ -375,22 +372,23 @@ impl Writer {
         let end = buf.len() as u64;
         let alloc = (end / INDEX_CHUNK + 1) * INDEX_CHUNK;
         buf.resize(usize::try_from(alloc).unwrap_or(usize::MAX), 0);
-        tmp.write_durable(&buf, true)
-            .map_err(Error::with("cannot write", tmp.path()))?;
-        let file = tmp
+        let staged = sys::fs::stage(&self.index_path, &buf, &sys::fs::Atomic::new("dedup"))?;
+        let file = staged
             .file()
             .try_clone()
-            .map_err(Error::with("cannot open dedup index", tmp.path()))?;
-        sys::fs::rename(tmp.path(), &self.index_path)
-            .map_err(Error::with("cannot replace dedup index", &self.index_path))?;
-        tmp.keep();
+            .map_err(Error::with("cannot open dedup index", staged.path()))?;
+        let unsynced = match staged.commit() {
+            Ok(()) => None,
+            Err(e) if e.step == sys::fs::Step::SyncDir => Some(e),
+            Err(e) => return Err(e.into()),
+        };
         // From here on the new file is the index, whatever happens to the directory sync.
         self.index = file;
         self.index_end = end;
         self.index_alloc = alloc;
         self.records_written = self.records.len();
         self.counters.fsyncs.fetch_add(1, Ordering::Relaxed);
-        sys::fs::sync_dir(&dir).map_err(Error::with("cannot sync directory", &dir))
+        unsynced.map_or(Ok(()), |e| Err(e.into()))
     }
 
     /// Writes `line` (a record with its newline) at the end of the valid records, into the

@@ -243,10 +243,15 @@ impl Etcd {
     /// [`Error::Io`] when etcd does not answer; [`Error::Precondition`] when it expired.
     pub(crate) fn take_token(&self, name: &str) -> Result<bool> {
         #[cfg(feature = "etcd")]
-        match crate::etcd::token::take(&self.client, name, None) {
-            Ok(_) => Ok(true),
-            Err(Error::Conflict(_)) => Ok(false),
-            Err(e) => Err(e),
+        match crate::etcd::token::attempt(&self.client, name, None)?
+            .0
+            .outcome
+        {
+            crate::token::Outcome::Won => Ok(true),
+            crate::token::Outcome::Expired => {
+                Err(Error::Precondition(format!("token {name} expired")))
+            }
+            _ => Ok(false),
         }
         #[cfg(not(feature = "etcd"))]
         {

@@ -49,7 +49,7 @@ pub use wire::{Compare, KeyValue, Op, TxnResponse};
 use crate::error::Result;
 use client::Seen;
 
-pub use crate::backend::Wait;
+pub use crate::wait::Wait;
 
 /// Names of locks, slots, tokens: the session-id alphabet, so they stay one path segment.
 pub(crate) fn check_name(what: &str, name: &str) -> Result<()> {
@@ -61,9 +61,7 @@ pub(crate) fn owner_value(session: Option<&str>) -> Vec<u8> {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_string())
         .unwrap_or_default();
-    let since = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let since = crate::time::now_unix_secs();
     serde_json::json!({
         "pid": std::process::id(),
         "session": session,

@@ -53,8 +53,8 @@ use super::client::Client;
 use super::lease::Lease;
 use crate::error::{Error, Result};
 use crate::home::Home;
-use crate::session::BootClock;
 use crate::sys;
+use crate::time::BootClock;
 
 /// How many slot files a pool has: at most this many processes reuse leases at once.
 const SLOTS: u32 = 16;

@@ -147,7 +147,7 @@ impl Info {
 
     /// Whether the session runs on this machine: same host name and same boot.
     pub fn is_this_host(&self) -> bool {
-        self.host == hostname() && crate::session::boot_id().is_ok_and(|b| b == self.boot_id)
+        self.host == hostname() && crate::time::boot_id().is_ok_and(|b| b == self.boot_id)
     }
 }
 
@@ -278,11 +278,10 @@ pub fn start(
             return Err(undo(e));
         }
     };
-    let dir = path.parent().unwrap_or(Path::new("."));
     let json = serde_json::to_vec(&k).expect("a keeper record serialises");
-    if let Err(e) = crate::session::write_atomic(dir, &path, &json) {
+    if let Err(e) = sys::fs::write_atomic(&path, &json, &sys::fs::Atomic::new("rec")) {
         let _ = sys::supervise::kill(pid, libc::SIGTERM);
-        return Err(undo(e));
+        return Err(undo(e.into()));
     }
     Ok(Started {
         lease,

@@ -34,8 +34,9 @@ use super::wire::{Compare, KeyValue, Op, TxnResponse};
 use crate::error::{Error, Result};
 use crate::id::SessionId;
 use crate::lease::{AcquireRequest, Acquired, Completion, Lease, Store, TaskState, check_task};
-use crate::session::{Liveness, Registry, now_unix_ms};
+use crate::session::{Liveness, Registry};
 use crate::sys::proc::boot_clock;
+use crate::time::now_unix_ms;
 
 /// The etcd lease store.
 #[derive(Debug)]

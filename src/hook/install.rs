@@ -279,13 +279,8 @@ pub fn install(settings: &Path, agent: Agent, command: &str, dry_run: bool) -> R
 
 fn save_backup(settings: &Path, text: &str) -> Result<PathBuf> {
     let bak = suffixed(settings, ".bak");
-    let dir = sys::fs::parent_dir(settings);
-    let mut tmp = sys::fs::TempFile::new_in(dir, "settings-bak", 0o600)
-        .map_err(Error::with("cannot create temporary file in", dir))?;
-    tmp.write_durable(text.as_bytes(), true)
-        .map_err(Error::with("cannot write", tmp.path()))?;
-    sys::fs::rename(tmp.path(), &bak).map_err(Error::with("cannot write backup", &bak))?;
-    tmp.keep();
+    let how = sys::fs::Atomic::new("settings-bak").durability(sys::fs::Durability::Data);
+    sys::fs::write_atomic(&bak, text.as_bytes(), &how)?;
     Ok(bak)
 }
 
@@ -336,7 +331,11 @@ impl Record {
 
 /// Replaces `path` with `bytes` atomically (temp file, fsync, rename, fsync dir), mode 0600.
 pub(crate) fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
-    crate::session::write_atomic(sys::fs::parent_dir(path), path, bytes)
+    Ok(sys::fs::write_atomic(
+        path,
+        bytes,
+        &sys::fs::Atomic::new("rec"),
+    )?)
 }
 
 /// Replaces `file` (which held `before`) with `after`, and records the change for
@@ -412,123 +411,6 @@ pub(crate) fn restore(file: &Path) -> Result<Option<Uninstalled>> {
 pub(crate) fn remove_record(file: &Path) -> Result<()> {
     let p = Record::path(file);
     sys::fs::remove_if_exists(&p).map_err(Error::with("cannot remove", &p))
-}
-
-/// Everything `hook install` and `hook uninstall` touch for one agent.
-#[derive(Debug, Clone)]
-pub struct Setup {
-    /// The agent.
-    pub agent: Agent,
-    /// Its hooks settings file.
-    pub settings: PathBuf,
-    /// The hook command line (see [`hook_command`]).
-    pub command: String,
-    /// Codex only: its `config.toml`, and the concur home its sandbox must be able to write.
-    pub codex: Option<(PathBuf, PathBuf)>,
-}
-
-impl Setup {
-    /// Installs: the settings file, then (Codex) what `config.toml` needs for those hooks to
-    /// run ([`super::codex::configure`]). One result per file.
-    ///
-    /// # Errors
-    /// As [`install`] and [`super::codex::configure`].
-    pub fn install(&self, dry_run: bool) -> Result<Vec<Installed>> {
-        if !dry_run {
-            let mut dirs = vec![sys::fs::parent_dir(&self.settings)];
-            if let Some((config, _)) = &self.codex {
-                dirs.push(sys::fs::parent_dir(config));
-            }
-            for d in dirs {
-                std::fs::DirBuilder::new()
-                    .recursive(true)
-                    .create(d)
-                    .map_err(Error::with("cannot create", d))?;
-            }
-        }
-        let done = install(&self.settings, self.agent, &self.command, dry_run)?;
-        let mut out = Vec::new();
-        if let Some((config, home)) = &self.codex {
-            let hooks = done.after.clone();
-            out.push(done);
-            out.push(super::codex::configure(
-                config,
-                &self.settings,
-                &hooks,
-                &self.command,
-                home,
-                dry_run,
-            )?);
-        } else {
-            out.push(done);
-        }
-        Ok(out)
-    }
-
-    /// Uninstalls what [`Setup::install`] did (Codex: `config.toml` first, while the hooks it
-    /// trusts can still be read).
-    ///
-    /// # Errors
-    /// As [`uninstall`] and [`super::codex::unconfigure`].
-    pub fn uninstall(&self) -> Result<Vec<Uninstalled>> {
-        let mut out = Vec::new();
-        if let Some((config, _)) = &self.codex {
-            out.push(super::codex::unconfigure(
-                config,
-                &self.settings,
-                &self.command,
-            )?);
-        }
-        out.push(uninstall(&self.settings, self.agent, &self.command)?);
-        Ok(out)
-    }
-}
-
-impl Setup {
-    /// The `--json` fields of an install: the agent, the command, `dry_run` and per file
-    /// whether it changed, its backup and its diff.
-    pub fn installed_json(&self, dry_run: bool, done: &[Installed]) -> serde_json::Value {
-        let files: Vec<_> = done
-            .iter()
-            .map(|d| {
-                serde_json::json!({"file": d.settings, "changed": d.changed,
-                    "backup": d.backup, "diff": d.diff})
-            })
-            .collect();
-        serde_json::json!({
-            "agent": self.agent.name(), "command": self.command, "dry_run": dry_run, "files": files,
-        })
-    }
-
-    /// What an install did, for people: per file the diff (dry run), that it was installed, or
-    /// that it was already.
-    pub fn installed_text(&self, dry_run: bool, done: &[Installed]) -> String {
-        use std::fmt::Write;
-        let mut out = String::new();
-        for d in done {
-            let file = d.settings.display();
-            let _ = match (dry_run, d.changed) {
-                (true, true) => write!(out, "--- {file}\n{}", d.diff),
-                (false, true) => writeln!(
-                    out,
-                    "installed concur's {} hooks in {file}",
-                    self.agent.name()
-                ),
-                (_, false) => writeln!(out, "already installed: {file} unchanged"),
-            };
-        }
-        out
-    }
-
-    /// The `--json` fields of an uninstall: the agent, and per file whether it changed and
-    /// whether it was restored.
-    pub fn uninstalled_json(&self, done: &[Uninstalled]) -> serde_json::Value {
-        let files: Vec<_> = done
-            .iter()
-            .map(|d| serde_json::json!({"file": d.file, "changed": d.changed, "restored": d.restored}))
-            .collect();
-        serde_json::json!({ "agent": self.agent.name(), "files": files })
-    }
 }
 
 impl std::fmt::Display for Uninstalled {

@@ -31,7 +31,9 @@ pub mod doctor;
 pub mod guard;
 pub mod install;
 pub mod plugin;
+pub mod reserve;
 pub mod session;
+pub mod setup;
 
 use std::path::PathBuf;
 

@@ -5,7 +5,7 @@ use std::fmt;
 
 use super::{Acquired, Completion, Lease, TaskState};
 use crate::error::{Error, Result};
-use crate::session::now_unix_ms;
+use crate::time::now_unix_ms;
 use crate::time::{age, utc_seconds};
 
 impl Acquired {

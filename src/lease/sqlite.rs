@@ -1,12 +1,11 @@
-//! The local lease store: one `SQLite` database in the runtime home (`leases.db`).
+//! The local lease store: table `leases` of the runtime home's `SQLite` database (`leases.db`,
+//! opened and set up by `crate::sqlite`, which it shares with the edit reservations).
 //!
-//! Every verb is one transaction opened with `BEGIN IMMEDIATE`, which takes the database's write
-//! lock up front: a deferred `BEGIN` would read, then fail to upgrade under contention
-//! (`SQLITE_BUSY` that no busy handler can fix). The database runs in WAL mode with
-//! `synchronous=FULL` (a committed grant survives power loss) and a busy timeout, so racing
-//! processes queue on the lock instead of failing. Fencing tokens come from a one-row counter that
-//! is incremented in the granting transaction, so a token is never handed out twice, also after a
-//! restart, and tokens are strictly increasing in commit order.
+//! Every verb is one transaction opened with `BEGIN IMMEDIATE` (see `crate::sqlite`: the
+//! write lock is taken up front, racing processes queue on it). The database runs in WAL mode
+//! with `synchronous=FULL`, so a committed grant survives power loss. Fencing tokens come from a
+//! one-row counter that is incremented in the granting transaction, so a token is never handed
+//! out twice, also after a restart, and tokens are strictly increasing in commit order.
 //!
 //! Holder liveness comes from the session registry ([`crate::session::Registry`]), consulted
 //! inside the transaction; expiry uses `CLOCK_BOOTTIME` plus the boot id, so a wall-clock jump
@@ -14,102 +13,19 @@
 //!
 //! Not guaranteed: the database must be on a local filesystem (WAL needs shared memory).
 
-use crate::session::BootClock as Clock;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
-use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::{AcquireRequest, Acquired, Completion, Lease, Store, TaskState, check_task};
 use crate::error::{Error, Result};
 use crate::home::Home;
 use crate::id::SessionId;
-use crate::session::{Liveness, Registry, now_unix_ms};
-use crate::sys;
-
-/// How long a transaction waits for the database lock before failing (about; see `busy_wait`).
-pub const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// The busy handler: while another connection holds the write lock, try again after 1 ms (the
-/// first 20 tries), then every 2 ms, for about [`BUSY_TIMEOUT`] in all. `SQLite`'s own
-/// `busy_timeout` sleeps up to 100 ms between tries, which leaves the lock idle while a queue of
-/// short transactions waits (16 racing `lease acquire` processes spent most of their time
-/// asleep); each try here is one cheap attempt to take a file lock.
-/// `BEGIN IMMEDIATE`, tried again while `SQLite` answers `SQLITE_BUSY` without having waited.
-///
-/// `SQLite` skips the busy handler where waiting could deadlock (a connection holding SHARED that
-/// asks for RESERVED while another holds PENDING, a read racing WAL recovery after the last
-/// connection closed); under many concurrent sessions on a loaded machine that surfaced as
-/// "database is locked" within milliseconds. A failed `BEGIN` has done nothing, so retrying it
-/// is safe; the retries stop at [`BUSY_TIMEOUT`] like the busy handler.
-fn begin_immediate<'c>(conn: &'c Connection, path: &Path) -> Result<rusqlite::Transaction<'c>> {
-    let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
-    let mut pause = Duration::from_millis(1);
-    loop {
-        match rusqlite::Transaction::new_unchecked(conn, TransactionBehavior::Immediate) {
-            Ok(tx) => return Ok(tx),
-            Err(rusqlite::Error::SqliteFailure(e, _))
-                if e.code == rusqlite::ErrorCode::DatabaseBusy
-                    && std::time::Instant::now() < deadline =>
-            {
-                std::thread::sleep(pause);
-                pause = (pause * 2).min(Duration::from_millis(20));
-            }
-            Err(e) => return Err(db_err("cannot lock", path, &e)),
-        }
-    }
-}
-
-fn busy_wait(count: i32) -> bool {
-    let limit = i32::try_from(BUSY_TIMEOUT.as_millis() / 2).unwrap_or(i32::MAX);
-    if count >= limit {
-        return false;
-    }
-    std::thread::sleep(Duration::from_millis(if count < 20 { 1 } else { 2 }));
-    true
-}
-
-const SCHEMA_VERSION: i64 = 2;
-
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS counter (
-  id INTEGER PRIMARY KEY CHECK (id = 1),
-  fence INTEGER NOT NULL
-);
-INSERT OR IGNORE INTO counter (id, fence) VALUES (1, 0);
-CREATE TABLE IF NOT EXISTS leases (
-  task TEXT PRIMARY KEY,
-  session TEXT,
-  token INTEGER NOT NULL,
-  once INTEGER NOT NULL,
-  pid INTEGER,
-  cwd TEXT NOT NULL,
-  acquired_at INTEGER NOT NULL,
-  renewed_at INTEGER NOT NULL,
-  ttl_ms INTEGER NOT NULL,
-  expires_ms INTEGER NOT NULL,
-  boot_id TEXT NOT NULL,
-  completed_by TEXT,
-  completed_at INTEGER
-);
-CREATE INDEX IF NOT EXISTS leases_session ON leases (session);
-CREATE TABLE IF NOT EXISTS reservations (
-  session TEXT NOT NULL,
-  root TEXT NOT NULL,
-  pattern TEXT NOT NULL,
-  shared INTEGER NOT NULL,
-  pid INTEGER,
-  cwd TEXT NOT NULL,
-  reason TEXT,
-  since INTEGER NOT NULL,
-  renewed_at INTEGER NOT NULL,
-  ttl_ms INTEGER NOT NULL,
-  expires_ms INTEGER NOT NULL,
-  boot_id TEXT NOT NULL,
-  PRIMARY KEY (session, root, pattern)
-);
-PRAGMA user_version = 2;
-";
+use crate::session::{Liveness, Registry};
+use crate::sqlite::{Db, db_err};
+use crate::time::BootClock as Clock;
+use crate::time::now_unix_ms;
 
 const COLUMNS: &str = "task, session, token, once, pid, cwd, acquired_at, renewed_at, ttl_ms, \
                        expires_ms, boot_id, completed_by, completed_at";
@@ -193,8 +109,7 @@ impl Row_ {
 /// The `SQLite` lease store of a runtime home.
 #[derive(Debug)]
 pub struct SqliteStore {
-    conn: Connection,
-    path: PathBuf,
+    db: Db,
     registry: Registry,
 }
 
@@ -231,74 +146,25 @@ impl SqliteStore {
     /// # Errors
     /// As [`SqliteStore::open`].
     pub fn open_at(path: &Path, registry: Registry) -> Result<SqliteStore> {
-        // Create it ourselves: 0600, and a symlink planted at the path is refused.
-        drop(
-            sys::fs::open(path, sys::fs::Open::read_write(sys::fs::DEFAULT_MODE))
-                .map_err(Error::with("cannot open lease database", path))?,
-        );
-        let conn = Connection::open(path).map_err(|e| db_err("cannot open", path, &e))?;
-        conn.busy_handler(Some(busy_wait))
-            .map_err(|e| db_err("cannot configure", path, &e))?;
-        conn.pragma_update(None, "synchronous", "FULL")
-            .map_err(|e| db_err("cannot configure", path, &e))?;
-        let version = |conn: &Connection| -> Result<i64> {
-            conn.query_row("PRAGMA user_version", [], |r| r.get(0))
-                .map_err(|e| db_err("cannot read", path, &e))
-        };
-        // First set-up is serialised by the sidecar lock. Unserialised, one process switching a
-        // new database to WAL holds PENDING while another, holding SHARED, asks for RESERVED;
-        // SQLite breaks that deadlock by failing the second with SQLITE_BUSY at once, busy
-        // handler or not (seen as "database is locked" when many sessions start together).
-        let setup = if version(&conn)? < SCHEMA_VERSION {
-            Some(crate::sidecar::lock(&crate::sidecar::path_for(path), None)?)
-        } else {
-            None
-        };
-        if setup.is_some() && version(&conn)? < SCHEMA_VERSION {
-            // WAL is a persistent property of the file; set it once, before the schema.
-            conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))
-                .map_err(|e| db_err("cannot set WAL mode on", path, &e))?;
-            let tx = begin_immediate(&conn, path)?;
-            tx.execute_batch(SCHEMA)
-                .map_err(|e| db_err("cannot create schema in", path, &e))?;
-            tx.commit()
-                .map_err(|e| db_err("cannot commit to", path, &e))?;
-        }
         Ok(SqliteStore {
-            conn,
-            path: path.to_path_buf(),
+            db: Db::open_at(path)?,
             registry,
         })
     }
 
     /// The database file.
     pub fn path(&self) -> &Path {
-        &self.path
+        self.db.path()
     }
 
-    /// The session registry holders are judged by.
-    pub(crate) fn registry(&self) -> &Registry {
-        &self.registry
-    }
-
-    /// The open connection (reads outside a transaction see one consistent snapshot each).
-    pub(crate) fn conn(&self) -> &Connection {
-        &self.conn
-    }
-
-    /// Runs `f` in one `BEGIN IMMEDIATE` transaction, committing when it returns `Ok`.
-    pub(crate) fn immediate<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
-        let tx = begin_immediate(&self.conn, &self.path)?;
-        let out = f(&tx)?;
-        tx.commit()
-            .map_err(|e| db_err("cannot commit to", &self.path, &e))?;
-        Ok(out)
+    fn immediate<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        self.db.immediate(f)
     }
 
     fn row(&self, conn: &Connection, task: &str) -> Result<Option<Row_>> {
         conn.prepare_cached(&format!("SELECT {COLUMNS} FROM leases WHERE task = ?1"))
             .and_then(|mut st| st.query_row([task], Row_::from_row).optional())
-            .map_err(|e| db_err("cannot read", &self.path, &e))
+            .map_err(|e| db_err("cannot read", self.path(), &e))
     }
 
     fn holder_liveness(&self, session: &str) -> Liveness {
@@ -342,14 +208,6 @@ fn exec(c: &Connection, sql: &str, p: impl rusqlite::Params) -> rusqlite::Result
     c.prepare_cached(sql)?.execute(p)
 }
 
-pub(crate) fn db_err(action: &'static str, path: &Path, e: &rusqlite::Error) -> Error {
-    Error::io(
-        action,
-        path,
-        std::io::Error::other(e.to_string().replace('\n', " ")),
-    )
-}
-
 impl Store for SqliteStore {
     fn acquire(&self, req: &AcquireRequest) -> Result<Acquired> {
         check_task(&req.task)?;
@@ -391,7 +249,7 @@ impl Store for SqliteStore {
                             req.cwd
                         ],
                     )
-                    .map_err(|e| db_err("cannot write", &self.path, &e))?;
+                    .map_err(|e| db_err("cannot write", self.path(), &e))?;
                     let r = self.row(c, &req.task)?.expect("row just updated");
                     return Ok(Acquired::Granted(r.lease(&clock).expect("held")));
                 }
@@ -402,7 +260,7 @@ impl Store for SqliteStore {
             let token: i64 = c
                 .prepare_cached("UPDATE counter SET fence = fence + 1 WHERE id = 1 RETURNING fence")
                 .and_then(|mut st| st.query_row([], |r| r.get(0)))
-                .map_err(|e| db_err("cannot write", &self.path, &e))?;
+                .map_err(|e| db_err("cannot write", self.path(), &e))?;
             exec(
                 c,
                 &format!(
@@ -422,7 +280,7 @@ impl Store for SqliteStore {
                     clock.boot_id
                 ],
             )
-            .map_err(|e| db_err("cannot write", &self.path, &e))?;
+            .map_err(|e| db_err("cannot write", self.path(), &e))?;
             let r = self.row(c, &req.task)?.expect("row just written");
             Ok(Acquired::Granted(r.lease(&clock).expect("held")))
         })
@@ -447,7 +305,7 @@ impl Store for SqliteStore {
                     clock.boot_id
                 ],
             )
-            .map_err(|e| db_err("cannot write", &self.path, &e))?;
+            .map_err(|e| db_err("cannot write", self.path(), &e))?;
             if n == 0 {
                 return Err(not_holder(task, session, self.row(c, task)?.as_ref()));
             }
@@ -471,7 +329,7 @@ impl Store for SqliteStore {
                 "DELETE FROM leases WHERE task = ?1 AND session = ?2",
                 params![task, session.as_str()],
             )
-            .map_err(|e| db_err("cannot write", &self.path, &e))?;
+            .map_err(|e| db_err("cannot write", self.path(), &e))?;
             Ok(r.lease(&clock))
         })
     }
@@ -491,7 +349,7 @@ impl Store for SqliteStore {
                  WHERE task = ?1",
                 params![task, session.as_str(), i(now)],
             )
-            .map_err(|e| db_err("cannot write", &self.path, &e))?;
+            .map_err(|e| db_err("cannot write", self.path(), &e))?;
             Ok(self
                 .row(c, task)?
                 .and_then(|r| r.completion())
@@ -502,7 +360,7 @@ impl Store for SqliteStore {
     fn show(&self, task: &str) -> Result<TaskState> {
         check_task(task)?;
         let clock = Clock::now()?;
-        let row = self.row(&self.conn, task)?;
+        let row = self.row(self.db.conn(), task)?;
         Ok(row.map_or_else(
             || TaskState {
                 task: task.to_owned(),
@@ -518,15 +376,16 @@ impl Store for SqliteStore {
     fn list(&self) -> Result<Vec<TaskState>> {
         let clock = Clock::now()?;
         let mut stmt = self
-            .conn
+            .db
+            .conn()
             .prepare(&format!("SELECT {COLUMNS} FROM leases ORDER BY task"))
-            .map_err(|e| db_err("cannot read", &self.path, &e))?;
+            .map_err(|e| db_err("cannot read", self.path(), &e))?;
         let rows = stmt
             .query_map([], Row_::from_row)
-            .map_err(|e| db_err("cannot read", &self.path, &e))?;
+            .map_err(|e| db_err("cannot read", self.path(), &e))?;
         let mut out = Vec::new();
         for r in rows {
-            let r = r.map_err(|e| db_err("cannot read", &self.path, &e))?;
+            let r = r.map_err(|e| db_err("cannot read", self.path(), &e))?;
             out.push(self.state(&r, &clock));
         }
         Ok(out)
@@ -536,12 +395,12 @@ impl Store for SqliteStore {
         self.immediate(|c| {
             let mut stmt = c
                 .prepare("DELETE FROM leases WHERE session = ?1 RETURNING task")
-                .map_err(|e| db_err("cannot write", &self.path, &e))?;
+                .map_err(|e| db_err("cannot write", self.path(), &e))?;
             let tasks = stmt
                 .query_map([session.as_str()], |r| r.get::<_, String>(0))
-                .map_err(|e| db_err("cannot write", &self.path, &e))?
+                .map_err(|e| db_err("cannot write", self.path(), &e))?
                 .collect::<rusqlite::Result<Vec<_>>>()
-                .map_err(|e| db_err("cannot write", &self.path, &e))?;
+                .map_err(|e| db_err("cannot write", self.path(), &e))?;
             Ok(tasks)
         })
     }

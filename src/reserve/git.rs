@@ -124,13 +124,10 @@ pub fn install_pre_commit(dir: &Path, concur: &str) -> Result<Installed> {
          if [ -x \"$chained\" ]; then \"$chained\" \"$@\" || exit $?; fi\n\
          exec {concur} hook git-pre-commit\n"
     );
-    let mut tmp = sys::fs::TempFile::new_in(&hooks, "pre-commit", 0o755)
-        .map_err(Error::with("cannot create temp file in", &hooks))?;
-    sys::fs::set_mode(tmp.file(), 0o755).map_err(Error::with("cannot chmod", tmp.path()))?;
-    tmp.write_durable(script.as_bytes(), true)
-        .map_err(Error::with("cannot write", tmp.path()))?;
-    sys::fs::rename(tmp.path(), &hook).map_err(Error::with("cannot install", &hook))?;
-    tmp.keep();
+    let how = sys::fs::Atomic::new("pre-commit")
+        .exact_mode(0o755)
+        .durability(sys::fs::Durability::Data);
+    sys::fs::write_atomic(&hook, script.as_bytes(), &how)?;
     Ok(Installed {
         hook,
         chained,

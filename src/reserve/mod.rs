@@ -31,11 +31,10 @@ pub mod edits;
 pub mod git;
 pub mod git_guard;
 mod glob;
-pub mod hook;
 mod path;
 pub mod report;
 
-use crate::session::BootClock as Clock;
+use crate::time::BootClock as Clock;
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
@@ -48,9 +47,10 @@ pub use path::{PATH_MAX, Target, check_len};
 use crate::error::{Error, Result};
 use crate::home::Home;
 use crate::id::SessionId;
-use crate::lease::sqlite::{SqliteStore, db_err};
-use crate::session::{Liveness, now_unix_ms};
+use crate::session::{Liveness, Registry};
+use crate::sqlite::{Db, db_err};
 use crate::sys;
+use crate::time::now_unix_ms;
 
 /// The default time to live of a reservation (it matters only once the holder is not known alive).
 pub const DEFAULT_TTL: Duration = Duration::from_secs(3600);
@@ -341,12 +341,13 @@ fn mark(db: &Path) -> Result<()> {
 /// The reservations of a runtime home.
 #[derive(Debug)]
 pub struct Reservations {
-    store: SqliteStore,
+    db: Db,
+    registry: Registry,
 }
 
 /// Session liveness, each holder looked up once per call.
 struct Lives<'a> {
-    store: &'a SqliteStore,
+    registry: &'a Registry,
     seen: HashMap<String, Liveness>,
 }
 
@@ -355,9 +356,8 @@ impl Lives<'_> {
         if let Some(l) = self.seen.get(session) {
             return *l;
         }
-        let l = SessionId::new(session).map_or(Liveness::Unregistered, |id| {
-            self.store.registry().liveness(&id)
-        });
+        let l = SessionId::new(session)
+            .map_or(Liveness::Unregistered, |id| self.registry.liveness(&id));
         self.seen.insert(session.to_owned(), l);
         l
     }
@@ -376,7 +376,8 @@ impl Reservations {
     /// Opens the reservations of `home` (the lease database).
     ///
     /// # Errors
-    /// As [`SqliteStore::open`].
+    /// [`Error::Io`] when the database cannot be opened or set up, or the registry's directory
+    /// cannot be made.
     ///
     /// # Examples
     /// ```
@@ -402,7 +403,8 @@ impl Reservations {
     /// ```
     pub fn open(home: &Home) -> Result<Reservations> {
         let r = Reservations {
-            store: SqliteStore::open(home)?,
+            db: Db::open(home)?,
+            registry: Registry::open(home)?,
         };
         r.mark_if_used()?;
         Ok(r)
@@ -412,12 +414,12 @@ impl Reservations {
     /// concur that predates the marker): every open does it, session starts included, so such
     /// a home is covered again at the next `SessionStart` hook or reserve command.
     fn mark_if_used(&self) -> Result<()> {
-        let path = self.store.path();
+        let path = self.db.path();
         if std::fs::symlink_metadata(marker_for(path)).is_ok() {
             return Ok(());
         }
         let used: bool = self
-            .store
+            .db
             .conn()
             .query_row("SELECT EXISTS (SELECT 1 FROM reservations)", [], |r| {
                 r.get(0)
@@ -426,19 +428,14 @@ impl Reservations {
         if used { mark(path) } else { Ok(()) }
     }
 
-    /// Reservations kept in `store`'s database.
-    pub fn with_store(store: SqliteStore) -> Reservations {
-        Reservations { store }
-    }
-
-    /// The lease store underneath.
-    pub fn store(&self) -> &SqliteStore {
-        &self.store
+    /// The database file (the home's `leases.db`).
+    pub fn path(&self) -> &Path {
+        self.db.path()
     }
 
     fn lives(&self) -> Lives<'_> {
         Lives {
-            store: &self.store,
+            registry: &self.registry,
             seen: HashMap::new(),
         }
     }
@@ -449,7 +446,7 @@ impl Reservations {
         filter: &str,
         args: &[&dyn rusqlite::ToSql],
     ) -> Result<Vec<Row>> {
-        let path = self.store.path();
+        let path = self.db.path();
         let mut stmt = c
             .prepare_cached(&format!("SELECT {COLUMNS} FROM reservations {filter}"))
             .map_err(|e| db_err("cannot read", path, &e))?;
@@ -477,8 +474,7 @@ impl Reservations {
         }
         let me = req.session.as_str();
         let pid = self
-            .store
-            .registry()
+            .registry
             .get(&req.session)
             .ok()
             .flatten()
@@ -487,10 +483,10 @@ impl Reservations {
         let clock = Clock::now()?;
         let now = now_unix_ms();
         let wanted: Vec<(String, &Target)> = req.targets.iter().map(|t| (t.full(), t)).collect();
-        let path = self.store.path();
+        let path = self.db.path();
         // Before any row can commit: the hook reads a missing marker as "no reservations".
         mark(path)?;
-        self.store.immediate(|c| {
+        self.db.immediate(|c| {
             let mut lives = self.lives();
             let mut conflicts = Vec::new();
             let mut gone = Vec::new();
@@ -573,9 +569,9 @@ impl Reservations {
         targets: Option<&[Target]>,
     ) -> Result<Vec<Reservation>> {
         let clock = Clock::now()?;
-        let path = self.store.path();
+        let path = self.db.path();
         let me = session.as_str();
-        self.store.immediate(|c| {
+        self.db.immediate(|c| {
             let mut out = Vec::new();
             let mut lives = self.lives();
             for row in self.rows(c, "WHERE session = ?1", &[&me])? {
@@ -607,7 +603,7 @@ impl Reservations {
         let clock = Clock::now()?;
         let mut lives = self.lives();
         let mut out = Vec::new();
-        for row in self.rows(self.store.conn(), "ORDER BY root, pattern, session", &[])? {
+        for row in self.rows(self.db.conn(), "ORDER BY root, pattern, session", &[])? {
             if lives.gone(&row, &clock) {
                 continue;
             }
@@ -621,8 +617,8 @@ impl Reservations {
     /// allocation per row) and drops rows whose literal prefix differs from the target's; the
     /// survivors are read whole. Both reads are one transaction, so they see one snapshot.
     fn candidates(&self, target: &Target) -> Result<Vec<Row>> {
-        let path = self.store.path();
-        let c = self.store.conn();
+        let path = self.db.path();
+        let c = self.db.conn();
         let tx = rusqlite::Transaction::new_unchecked(c, rusqlite::TransactionBehavior::Deferred)
             .map_err(|e| db_err("cannot read", path, &e))?;
         let tp = glob::literal_prefix(&target.pattern);
@@ -728,8 +724,7 @@ pub fn release_session(home: &Home, session: &SessionId) -> Result<Vec<String>> 
         return Ok(Vec::new());
     }
     let r = Reservations::open(home)?;
-    let db = r.store().path().to_owned();
-    r.store().immediate(|c| release_session_in(c, session, &db))
+    r.db.immediate(|c| release_session_in(c, session, r.db.path()))
 }
 
 /// Removes every reservation of `session` inside the caller's transaction; returns them as
@@ -807,7 +802,7 @@ mod tests {
         ));
         assert!(may_exist(&f.home));
         // A home whose rows were written without a marker (an older concur) gets it back.
-        std::fs::remove_file(marker_for(f.r.store().path())).unwrap();
+        std::fs::remove_file(marker_for(f.r.path())).unwrap();
         assert!(!may_exist(&f.home));
         drop(Reservations::open(&f.home).unwrap());
         assert!(may_exist(&f.home));

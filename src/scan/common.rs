@@ -359,3 +359,13 @@ pub(crate) trait CallWrites<'a>: Walk {
         scope.after_write(unit, &site, p, locked, action);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_value_named_by_its_variable_is_comparable_an_unfollowed_expression_is_not() {
+        assert!(super::comparable("<flagDir>"));
+        assert!(!super::comparable("<expr>"));
+        assert!(!super::comparable("<expr>/<cmd>"));
+    }
+}

@@ -407,6 +407,261 @@ impl Drop for TempFile {
     }
 }
 
+/// How [`write_atomic`] puts a new file at its target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Place {
+    /// `rename(2)`: replaces whatever is at the target.
+    Replace,
+    /// `renameat2(RENAME_NOREPLACE)`: fails with `AlreadyExists` when the target exists.
+    NoReplace,
+    /// `link(2)`, then the temporary name goes: fails with `AlreadyExists` when the target
+    /// exists (of two racing creators, one wins), and works where `renameat2` flags do not.
+    Link,
+}
+
+/// What [`write_atomic`] makes durable before it returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Nothing is synced: a crash may leave the old file, the new one, or an empty new one.
+    Volatile,
+    /// The new file's data is synced before it is put in place (a crash leaves the old file or
+    /// the complete new one), but not the directory (the new name may be lost in a crash).
+    Data,
+    /// As `Data`, and the directory is synced after: the new name survives a crash.
+    Full,
+}
+
+/// How to write a file atomically with [`write_atomic`]: built with [`Atomic::new`], by default
+/// mode [`DEFAULT_MODE`] (under the umask), [`Place::Replace`] and [`Durability::Full`].
+#[derive(Debug, Clone, Copy)]
+pub struct Atomic<'a> {
+    stem: &'a str,
+    mode: u32,
+    exact_mode: bool,
+    place: Place,
+    durability: Durability,
+}
+
+impl<'a> Atomic<'a> {
+    /// Atomic writes whose temporary files are named after `stem` (see [`TempFile`]: a new
+    /// temp file removes the same stem's temp files that dead writers left).
+    #[must_use]
+    pub fn new(stem: &'a str) -> Atomic<'a> {
+        Atomic {
+            stem,
+            mode: DEFAULT_MODE,
+            exact_mode: false,
+            place: Place::Replace,
+            durability: Durability::Full,
+        }
+    }
+
+    /// The new file's permission bits, as `open(2)` applies them (the umask clears some).
+    #[must_use]
+    pub fn mode(self, mode: u32) -> Atomic<'a> {
+        Atomic { mode, ..self }
+    }
+
+    /// The new file's permission bits exactly (`fchmod` after the create, whatever the umask).
+    #[must_use]
+    pub fn exact_mode(self, mode: u32) -> Atomic<'a> {
+        Atomic {
+            mode,
+            exact_mode: true,
+            ..self
+        }
+    }
+
+    /// How the new file goes in place.
+    #[must_use]
+    pub fn place(self, place: Place) -> Atomic<'a> {
+        Atomic { place, ..self }
+    }
+
+    /// What is synced.
+    #[must_use]
+    pub fn durability(self, durability: Durability) -> Atomic<'a> {
+        Atomic { durability, ..self }
+    }
+
+    /// [`Durability::Full`] when `fsync`, else [`Durability::Volatile`] (an `--no-fsync` option).
+    #[must_use]
+    pub fn fsync(self, fsync: bool) -> Atomic<'a> {
+        let durability = if fsync {
+            Durability::Full
+        } else {
+            Durability::Volatile
+        };
+        Atomic { durability, ..self }
+    }
+}
+
+/// The step of an atomic write that failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Creating the temporary file (the path is the directory).
+    Create,
+    /// Setting its mode (the path is the temporary file).
+    Chmod,
+    /// Writing or syncing it (the path is the temporary file).
+    Write,
+    /// Renaming or linking it to the target (the path is the target). The temporary file is
+    /// gone; with [`Place::NoReplace`] or [`Place::Link`] an `AlreadyExists` error means another
+    /// file is at the target and nothing was written.
+    Place,
+    /// Syncing the directory (the path is the directory). The new file *is* in place.
+    SyncDir,
+}
+
+/// An atomic write that failed: the step, the path it was taken on, and the OS error. Before
+/// [`Step::SyncDir`] nothing is left behind (the temporary file is removed).
+#[derive(Debug)]
+pub struct AtomicError {
+    /// The step that failed.
+    pub step: Step,
+    /// The path of that step.
+    pub path: PathBuf,
+    /// The OS error.
+    pub source: io::Error,
+    place: Place,
+}
+
+impl AtomicError {
+    /// What was attempted, as an error message starts: `cannot write temporary file`, ...
+    pub fn action(&self) -> &'static str {
+        match self.step {
+            Step::Create => "cannot create temporary file in",
+            Step::Chmod => "cannot set mode of",
+            Step::Write => "cannot write temporary file",
+            Step::Place if self.place == Place::Link => "cannot link",
+            Step::Place => "cannot rename into",
+            Step::SyncDir => "cannot fsync directory",
+        }
+    }
+
+    /// True when the target existed and [`Place::NoReplace`] or [`Place::Link`] left it alone.
+    pub fn target_exists(&self) -> bool {
+        self.step == Step::Place && self.source.kind() == io::ErrorKind::AlreadyExists
+    }
+}
+
+/// A new file written beside its target under a temporary name, synced as asked, not yet in
+/// place: [`Staged::commit`] puts it there; dropping it removes it.
+#[derive(Debug)]
+pub struct Staged<'a> {
+    tmp: TempFile,
+    target: &'a Path,
+    place: Place,
+    durability: Durability,
+}
+
+/// Writes `bytes` to a new temporary file beside `target` as `how` says, without putting it in
+/// place yet: for a caller that must decide (a fence check) or take the open file (an index it
+/// keeps writing) between the write and the rename. [`write_atomic`] is both steps at once.
+///
+/// # Errors
+/// [`Step::Create`], [`Step::Chmod`] or [`Step::Write`]; nothing is left behind.
+pub fn stage<'a>(
+    target: &'a Path,
+    bytes: &[u8],
+    how: &Atomic<'_>,
+) -> Result<Staged<'a>, AtomicError> {
+    let dir = parent_dir(target);
+    let fail = |step, path: &Path| {
+        let path = path.to_path_buf();
+        let place = how.place;
+        move |source| AtomicError {
+            step,
+            path,
+            source,
+            place,
+        }
+    };
+    let mut tmp = TempFile::new_in(dir, how.stem, how.mode).map_err(fail(Step::Create, dir))?;
+    if how.exact_mode {
+        set_mode(tmp.file(), how.mode).map_err(fail(Step::Chmod, tmp.path()))?;
+    }
+    tmp.write_durable(bytes, how.durability != Durability::Volatile)
+        .map_err(fail(Step::Write, tmp.path()))?;
+    Ok(Staged {
+        tmp,
+        target,
+        place: how.place,
+        durability: how.durability,
+    })
+}
+
+impl Staged<'_> {
+    /// The temporary file, open for writing (it becomes the target's file on commit).
+    pub fn file(&self) -> &File {
+        self.tmp.file()
+    }
+
+    /// The temporary file's path.
+    pub fn path(&self) -> &Path {
+        self.tmp.path()
+    }
+
+    /// Puts the file in place (rename or link), then syncs the directory if asked.
+    ///
+    /// # Errors
+    /// [`Step::Place`] (nothing changed) or [`Step::SyncDir`] (the file is in place).
+    pub fn commit(self) -> Result<(), AtomicError> {
+        let target = self.target;
+        let placed = match self.place {
+            Place::Replace => rename(self.tmp.path(), target),
+            Place::NoReplace => rename_noreplace(self.tmp.path(), target),
+            Place::Link => link(self.tmp.path(), target),
+        };
+        if let Err(source) = placed {
+            return Err(AtomicError {
+                step: Step::Place,
+                path: target.to_path_buf(),
+                source,
+                place: self.place,
+            });
+        }
+        if self.place == Place::Link {
+            drop(self.tmp); // removes the temporary name; the target keeps the file
+        } else {
+            self.tmp.keep();
+        }
+        if self.durability == Durability::Full {
+            let dir = parent_dir(target);
+            sync_dir(dir).map_err(|source| AtomicError {
+                step: Step::SyncDir,
+                path: dir.to_path_buf(),
+                source,
+                place: self.place,
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// Writes `bytes` as the file at `target`, all or nothing: a temporary file beside it (see
+/// [`TempFile`]), written and synced, then renamed or linked over `target` and the directory
+/// synced, as `how` says. A reader sees the old file or the new one, never a torn one; a writer
+/// killed half-way leaves at most a temporary file, which the next writer of the same stem
+/// removes.
+///
+/// # Errors
+/// The failed [`Step`] with its path; before [`Step::SyncDir`] nothing is left behind.
+///
+/// # Examples
+/// ```
+/// use concur::sys::fs::{write_atomic, Atomic, Place};
+/// let d = tempfile::tempdir().unwrap();
+/// let p = d.path().join("record");
+/// write_atomic(&p, b"one", &Atomic::new("record")).unwrap();
+/// let e = write_atomic(&p, b"two", &Atomic::new("record").place(Place::Link)).unwrap_err();
+/// assert!(e.target_exists());
+/// assert_eq!(std::fs::read(&p).unwrap(), b"one");
+/// ```
+pub fn write_atomic(target: &Path, bytes: &[u8], how: &Atomic<'_>) -> Result<(), AtomicError> {
+    stage(target, bytes, how)?.commit()
+}
+
 fn cstr(p: &Path) -> io::Result<CString> {
     CString::new(p.as_os_str().as_bytes())
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))
@@ -470,6 +725,55 @@ mod tests {
         assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
         let e = open(&fifo, Open::READ).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+    }
+
+    fn temps_in(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with('.') && n.contains(".tmp"))
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn write_atomic_replaces_or_refuses_as_placed_and_leaves_no_temp_file() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("f");
+        write_atomic(&p, b"one", &Atomic::new("f")).unwrap();
+        write_atomic(&p, b"two", &Atomic::new("f")).unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"two");
+        for place in [Place::NoReplace, Place::Link] {
+            let e = write_atomic(&p, b"three", &Atomic::new("f").place(place)).unwrap_err();
+            assert!(e.target_exists(), "{place:?}: {e:?}");
+            assert_eq!(std::fs::read(&p).unwrap(), b"two", "{place:?}");
+        }
+        let q = d.path().join("g");
+        let how = Atomic::new("g")
+            .place(Place::Link)
+            .exact_mode(0o751)
+            .durability(Durability::Volatile);
+        write_atomic(&q, b"x", &how).unwrap();
+        let mode = std::fs::metadata(&q).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o751, "exact_mode ignores the umask");
+        assert!(temps_in(d.path()).is_empty(), "{:?}", temps_in(d.path()));
+    }
+
+    #[test]
+    fn a_staged_file_dropped_before_commit_leaves_the_target_alone() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("f");
+        write_atomic(&p, b"old", &Atomic::new("f")).unwrap();
+        let staged = stage(&p, b"new", &Atomic::new("f")).unwrap();
+        assert_eq!(temps_in(d.path()).len(), 1);
+        drop(staged);
+        assert!(temps_in(d.path()).is_empty());
+        assert_eq!(std::fs::read(&p).unwrap(), b"old");
+        let e = write_atomic(&d.path().join("no/such/f"), b"x", &Atomic::new("f")).unwrap_err();
+        assert_eq!(e.step, Step::Create);
+        assert_eq!(e.path, d.path().join("no/such"));
     }
 
     #[test]

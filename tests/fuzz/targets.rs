@@ -540,10 +540,10 @@ fn hook_case(agent: Agent, input: &[u8]) -> bool {
         _ => {}
     }
     if let Ok(v) = serde_json::from_slice::<serde_json::Value>(input)
-        && let Some(cmd) = concur::reserve::hook::shell_command(agent, &v)
+        && let Some(cmd) = concur::hook::reserve::shell_command(agent, &v)
     {
         // What the hook runs: bounded in work, depth and time (an `Err` is a deny).
-        let _ = concur::reserve::hook::scan_bounded(&cmd);
+        let _ = concur::hook::reserve::scan_bounded(&cmd);
     }
     true
 }

@@ -116,11 +116,14 @@ fn role_slot(client: &Client, name: &str, session: &str) {
 fn role_take(client: &Client, name: &str, session: &str) {
     let pid = std::process::id();
     let log = env("CT_LOG");
+    let home = concur::Home::at(Path::new(&log).with_file_name(format!("home.{pid}"))).unwrap();
+    let session = concur::SessionId::new(session).unwrap();
     for r in 0..env_n("CT_N") {
-        match token::take(client, &format!("{name}{r}"), Some(session)) {
-            Ok(t) => append(&log, &format!("W {r} {pid} {}", t.data)),
-            Err(e) if e.kind() == ErrorKind::Conflict => {}
-            Err(e) => panic!("take: {e}"),
+        let t = token::take(client, &home, &format!("{name}{r}"), Some(&session)).unwrap();
+        match t.outcome {
+            concur::token::Outcome::Won => append(&log, &format!("W {r} {pid} {}", t.payload)),
+            concur::token::Outcome::Taken => {}
+            other => panic!("take: {other:?}"),
         }
     }
 }
@@ -352,8 +355,10 @@ fn etcd_token_expiry_and_absence_are_told_apart() {
     }
     let cl = Cluster::start(1);
     let c = cl.client();
-    let e = token::take(&c, "never", None).unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
+    let t = TestEnv::new();
+    let home = concur::Home::at(&t.home).unwrap();
+    let never = token::take(&c, &home, "never", None).unwrap();
+    assert_eq!(never.outcome, concur::token::Outcome::Absent);
     token::issue(
         &c,
         "short",
@@ -372,7 +377,9 @@ fn etcd_token_expiry_and_absence_are_told_apart() {
             .is_none()
             .then_some(())
     });
-    let e = token::take(&c, "short", None).unwrap_err();
+    let short = token::take(&c, &home, "short", None).unwrap();
+    assert_eq!(short.outcome, concur::token::Outcome::Expired);
+    let e = short.refusal().unwrap();
     assert_eq!(e.kind(), ErrorKind::Precondition, "{e}");
     assert!(e.to_string().contains("expired"), "{e}");
 }

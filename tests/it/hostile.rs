@@ -186,13 +186,13 @@ fn bad_input_rows() -> Vec<(&'static str, Setup)> {
     vec![
         ("traversing session id", |t| {
             let home = concur::Home::at(&t.home).unwrap();
-            concur::token::issue(&home, "t", None, None, None, false).unwrap();
+            concur::token::issue(&home, "t", None, &serde_json::Value::Null, None, false).unwrap();
             case("token", &["--session", "../x", "token", "take", "t"], 4)
                 .watch(&[t.home.join("tokens/t"), t.home.join("audit.jsonl")])
         }),
         ("empty session id", |t| {
             let home = concur::Home::at(&t.home).unwrap();
-            concur::token::issue(&home, "t", None, None, None, false).unwrap();
+            concur::token::issue(&home, "t", None, &serde_json::Value::Null, None, false).unwrap();
             case("token", &["--session", "", "token", "take", "t"], 4)
                 .watch(&[t.home.join("tokens/t"), t.home.join("audit.jsonl")])
         }),

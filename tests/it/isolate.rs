@@ -139,21 +139,18 @@ fn exclusive_refuses_the_second_session_naming_the_holder() {
 #[test]
 fn gc_removes_dirs_of_dead_sessions_only() {
     let t = TestEnv::new();
-    // The owner of a session dir is concur's parent: here a shell that exits right after.
-    let mut c = t.cmd(["-c"]);
-    c = {
-        let mut sh = std::process::Command::new("sh");
-        sh.arg("-c")
-            .arg("\"$0\" --session gone isolate -- true; exit 0")
-            .arg(bin());
-        for (k, v) in c.get_envs() {
-            if let Some(v) = v {
-                sh.env(k, v);
-            }
-        }
-        sh
-    };
-    assert!(c.status().unwrap().success());
+    // The owner of a session dir is the agent above concur (past shells and wrappers): here a
+    // process that exits right after (a `concur lock` running the isolate).
+    let lock = t.path("agent.lock");
+    let mut agent = t.cmd([
+        std::ffi::OsStr::new("lock"),
+        lock.as_os_str(),
+        "--".as_ref(),
+    ]);
+    agent
+        .arg(bin())
+        .args(["--session", "gone", "isolate", "--", "true"]);
+    assert!(agent.status().unwrap().success());
     // A live one: this test process is its owner.
     assert_code(&t.run(["--session", "live", "isolate", "--", "true"]), 0);
     let o = t.run(["isolate", "gc", "--json"]);
@@ -206,5 +203,53 @@ fn the_whole_group_dies_with_the_parent() {
         "isolate, its child and grandchild gone after the parent's death",
         Duration::from_secs(20),
         || pids.iter().all(|&p| !alive(p)).then_some(()),
+    );
+}
+
+/// Gemini CLI and Codex start MCP servers before `SessionStart` and give them no id: an isolate
+/// with no session id runs for its agent process (the nearest ancestor that is not a shell), one
+/// instance per process, and `gc` keeps its directory while that process lives.
+#[test]
+fn without_a_session_id_the_instance_is_the_agent_process() {
+    let t = TestEnv::new();
+    let me = std::process::id();
+    let comm = std::fs::read_to_string(format!("/proc/{me}/comm")).unwrap();
+    let name: String = comm
+        .trim()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '.' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let want = format!("{}-{me}", name.trim_matches('-'));
+    // Directly, and through a shell in between (as an MCP config's `sh -c 'exec …'` would).
+    let direct = t.run(["isolate", "--", "sh", "-c", "echo {session}"]);
+    assert_code(&direct, 0);
+    assert_eq!(stdout(&direct).trim(), want);
+    let bin = bin();
+    let mut via_sh = std::process::Command::new("sh");
+    via_sh
+        .args(["-c", "\"$0\" isolate -- sh -c 'echo {session_dir}'"])
+        .arg(&bin)
+        .env("CONCUR_HOME", &t.home)
+        .env_remove("CONCUR_SESSION")
+        .env_remove("CONCUR_BACKEND");
+    for v in concur::id::ENV_VARS {
+        via_sh.env_remove(v);
+    }
+    let o = via_sh.output().unwrap();
+    assert_code(&o, 0);
+    let dir = stdout(&o).trim().to_string();
+    assert!(dir.ends_with(&format!("isolate/{want}")), "{dir}");
+    // This process is alive: gc keeps its instance's directory.
+    let gc = t.run(["--json", "isolate", "gc"]);
+    assert_code(&gc, 0);
+    assert!(
+        std::path::Path::new(&dir).is_dir(),
+        "gc removed a live agent's instance"
     );
 }

@@ -41,6 +41,7 @@ mod hook_agent;
 mod hook_install;
 mod hook_limits;
 mod hostile;
+mod imports;
 mod isolate;
 mod jq_diff;
 mod json;

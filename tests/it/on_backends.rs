@@ -1,6 +1,6 @@
 //! The same promises checked on the local backend and on etcd (see `backends.rs`).
 
-use crate::util::{Barrier, assert_code, code, stdout};
+use crate::util::{Barrier, assert_code, code, retry, stderr, stdout};
 
 on_both_backends! {
     /// A token issued once is taken by exactly one of 8 racing sessions; the others exit 1.
@@ -222,5 +222,197 @@ on_both_backends! {
         assert_eq!(removed.len(), 1, "{v}");
         assert_released_all(b, &removed[0]);
         all_released(b, file);
+    }
+}
+
+/// The audit records of token `name` in the home's ledger.
+fn audited(b: &crate::backends::Backend, name: &str) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(b.env.home.join("audit.jsonl")).unwrap_or_default();
+    text.lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("audit line is JSON"))
+        .filter(|r| r["token"] == name)
+        .collect()
+}
+
+/// The sorted field names of a `--json` line.
+fn fields(o: &std::process::Output) -> Vec<String> {
+    let v: serde_json::Value = serde_json::from_str(stdout(o).trim()).expect("--json output");
+    let mut keys: Vec<String> = v.as_object().expect("an object").keys().cloned().collect();
+    keys.sort();
+    keys
+}
+
+/// Waits until token `name`, which expires at `expires_at` (Unix ms), has expired: by the
+/// clock, and on etcd until its lease has removed the key.
+fn wait_until_expired(b: &crate::backends::Backend, name: &str, expires_at: u64) {
+    let bound = std::time::Duration::from_secs(30);
+    retry("token expiry", bound, || {
+        (concur::time::now_unix_ms() > expires_at).then_some(())
+    });
+    #[cfg(feature = "etcd")]
+    if let Some(url) = b.url() {
+        let c = concur::etcd::Client::new(&url).unwrap();
+        let key = format!("concur/token/{name}");
+        retry("token lease expiry", bound, || {
+            c.get(key.as_bytes()).unwrap().is_none().then_some(())
+        });
+    }
+    #[cfg(not(feature = "etcd"))]
+    let _ = (b, name);
+}
+
+on_both_backends! {
+    /// A token past its TTL is refused with exit 3 to every taker, and never prints its data.
+    fn expired_token_exits_3_for_every_taker(b) {
+        let o = b.run(["--json", "token", "issue", "short", "--ttl", "1s", "--data", "\"secret\""]);
+        assert_code(&o, 0);
+        let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+        wait_until_expired(b, "short", v["expires_at"].as_u64().expect("expires_at"));
+        for _ in 0..2 {
+            let o = b.run(["token", "take", "short"]);
+            assert_code(&o, 3);
+            assert!(stderr(&o).contains("expired"), "{}: {}", b.name(), stderr(&o));
+            assert!(!stdout(&o).contains("secret"), "{}", stdout(&o));
+        }
+        let outcomes: Vec<_> = audited(b, "short").iter().map(|r| r["outcome"].clone()).collect();
+        assert_eq!(outcomes, ["expired", "expired"], "{}", b.name());
+    }
+}
+
+on_both_backends! {
+    /// Taking a token that was never issued exits 1 and says so; a token that was taken says
+    /// that instead.
+    fn take_of_a_never_issued_token_exits_1(b) {
+        let o = b.run(["--json", "token", "take", "never"]);
+        assert_code(&o, 1);
+        assert!(stderr(&o).contains("never issued"), "{}: {}", b.name(), stderr(&o));
+        let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+        assert_eq!(v["error"]["kind"], "conflict", "{v}");
+        assert_code(&b.run(["token", "issue", "once"]), 0);
+        assert_code(&b.run(["token", "take", "once"]), 0);
+        let o = b.run(["token", "take", "once"]);
+        assert_code(&o, 1);
+        assert!(stderr(&o).contains("taken by another"), "{}: {}", b.name(), stderr(&o));
+        assert_eq!(audited(b, "never")[0]["outcome"], "absent", "{}", b.name());
+    }
+}
+
+on_both_backends! {
+    /// Every take of a raced token is in the taker's audit ledger, the winner's and the
+    /// losers', with its session and the backend.
+    fn every_take_is_audited_won_or_lost(b) {
+        assert_code(&b.run(["token", "issue", "raced", "--data", "7"]), 0);
+        let mut bar = Barrier::new();
+        for k in 0..6 {
+            bar.spawn(&b.cmd(["--session", &format!("s{k}"), "token", "take", "raced"]));
+        }
+        let outs = bar.run_all();
+        assert_eq!(outs.iter().filter(|o| code(o) == 0).count(), 1, "{}", b.name());
+        let records = audited(b, "raced");
+        assert_eq!(records.len(), 6, "{}: {records:?}", b.name());
+        let mut sessions: Vec<_> = records.iter().map(|r| r["session"].to_string()).collect();
+        sessions.sort();
+        assert_eq!(sessions, (0..6).map(|k| format!("\"s{k}\"")).collect::<Vec<_>>());
+        let won = records.iter().filter(|r| r["outcome"] == "won").count();
+        let taken = records.iter().filter(|r| r["outcome"] == "taken").count();
+        assert_eq!((won, taken), (1, 5), "{}: {records:?}", b.name());
+        assert!(records.iter().all(|r| r["backend"] == b.name()), "{records:?}");
+    }
+}
+
+on_both_backends! {
+    /// A won take whose audit record cannot be written puts the token back and fails; once the
+    /// ledger is writable the token is still there to win.
+    fn a_take_that_cannot_be_audited_puts_the_token_back(b) {
+        assert_code(&b.run(["token", "issue", "once", "--data", "\"go\""]), 0);
+        let ledger = b.env.home.join("audit.jsonl");
+        std::os::unix::fs::symlink(b.env.path("elsewhere"), &ledger).unwrap();
+        let o = b.run(["token", "take", "once"]);
+        assert_code(&o, 77);
+        assert!(stdout(&o).is_empty(), "{}: {}", b.name(), stdout(&o));
+        std::fs::remove_file(&ledger).unwrap();
+        let o = b.run(["token", "take", "once"]);
+        assert_code(&o, 0);
+        assert_eq!(stdout(&o).trim(), "\"go\"", "{}", b.name());
+        assert_code(&b.run(["token", "take", "once"]), 1);
+    }
+}
+
+on_both_backends! {
+    /// `concur --json token` prints the same fields on every backend: issue, a won take, and a
+    /// lost take's error.
+    fn token_json_has_one_shape(b) {
+        let issue = b.run(["--json", "token", "issue", "j", "--data", "{\"a\":1}", "--ttl", "1h"]);
+        assert_code(&issue, 0);
+        assert_eq!(
+            fields(&issue),
+            ["backend", "expires_at", "ok", "path", "revision", "token", "ttl_ms"],
+        );
+        let won = b.run(["--json", "token", "take", "j"]);
+        assert_code(&won, 0);
+        assert_eq!(
+            fields(&won),
+            ["backend", "consumed", "ok", "outcome", "payload", "revision", "token"],
+        );
+        let v: serde_json::Value = serde_json::from_str(stdout(&won).trim()).unwrap();
+        assert_eq!(
+            (&v["backend"], &v["outcome"], &v["payload"]),
+            (&b.name().into(), &"won".into(), &serde_json::json!({"a": 1})),
+        );
+        let lost = b.run(["--json", "token", "take", "j"]);
+        assert_code(&lost, 1);
+        assert_eq!(fields(&lost), ["error", "ok"]);
+    }
+}
+
+on_both_backends! {
+    /// `json --key` increments from 8 racing processes, 10 rounds, lose none; the document is
+    /// read back without being written, and `--json` names the backend.
+    fn json_key_increments_lose_none(b) {
+        for _ in 0..10 {
+            let mut bar = Barrier::new();
+            for _ in 0..8 {
+                bar.spawn(&b.cmd(["json", "--key", "count", ".n += 1", "--init", "{\"n\":0}"]));
+            }
+            for o in bar.run_all() {
+                assert_code(&o, 0);
+            }
+        }
+        let o = b.run(["--json", "json", "--key", "count", "."]);
+        assert_code(&o, 0);
+        let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+        assert_eq!(v["value"], serde_json::json!({"n": 80}), "{}: {v}", b.name());
+        assert_eq!((&v["changed"], &v["backend"]), (&false.into(), &b.name().into()), "{v}");
+        assert_eq!(
+            fields(&o),
+            ["backend", "changed", "created", "etag", "fence", "key", "ok", "revision", "value"],
+        );
+    }
+}
+
+on_both_backends! {
+    /// `json --key --fence` under `lock --name` writes; the first holder's token, used after a
+    /// second holder has written, is refused (exit 3) and changes nothing.
+    fn json_key_refuses_a_stale_fence(b) {
+        let write = |v: u32| {
+            let o = b.run([
+                "lock", "--name", "deploy", "-c",
+                &format!(
+                    "{} json --key release --fence \"$CONCUR_FENCE\" '.v = {v}' --init '{{}}' \
+                     >/dev/null && printf %s \"$CONCUR_FENCE\"",
+                    crate::util::bin().display()
+                ),
+            ]);
+            assert_code(&o, 0);
+            stdout(&o)
+        };
+        let first = write(1);
+        let second = write(2);
+        assert_ne!(first, second, "{}: each holder gets its own token", b.name());
+        let o = b.run(["json", "--key", "release", "--fence", &first, ".v = 3"]);
+        assert_code(&o, 3);
+        assert!(stderr(&o).contains("write refused"), "{}: {}", b.name(), stderr(&o));
+        let o = b.run(["json", "--key", "release", "."]);
+        assert_eq!(stdout(&o).trim(), r#"{"v":2}"#, "{}", b.name());
     }
 }

@@ -10,8 +10,8 @@ fn exactly_one_winner_per_token_over_200_rounds() {
     let (rounds, takers, batch) = (200, 8, 25);
     let home = concur::Home::at(&t.home).unwrap();
     for r in 0..rounds {
-        let data = format!("{{\"r\":{r}}}");
-        concur::token::issue(&home, &format!("t{r}"), None, Some(&data), None, false).unwrap();
+        let data = serde_json::json!({ "r": r });
+        concur::token::issue(&home, &format!("t{r}"), None, &data, None, false).unwrap();
     }
     for first in (0..rounds).step_by(batch) {
         let mut b = Barrier::new();
@@ -60,6 +60,14 @@ fn expired_token_exits_3_and_cannot_be_taken_again() {
     let o = t.run(["token", "take", "old"]);
     assert_code(&o, 3);
     assert!(stderr(&o).contains("expired"), "{}", stderr(&o));
+    // Consumed by that take, and still expired (not "taken") for the next taker.
+    assert!(!t.home.join("tokens/old").exists());
+    assert_code(&t.run(["token", "take", "old"]), 3);
+    // Issued again, it can be won.
+    assert_code(&t.run(["token", "issue", "old", "--data", "2"]), 0);
+    let o = t.run(["token", "take", "old"]);
+    assert_code(&o, 0);
+    assert_eq!(stdout(&o).trim(), "2");
     assert_code(&t.run(["token", "take", "old"]), 1);
 }
 

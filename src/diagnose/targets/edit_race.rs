@@ -3,7 +3,7 @@
 //!
 //! Naive (no reservations): every session's hook allows, each reads the file, works, and writes
 //! its version back: edits made between another session's read and write vanish → `LOST_EDIT`.
-//! Concur: each edit first asks the edit-reservation hook ([`crate::reserve::hook`], with
+//! Concur: each edit first asks the edit-reservation hook ([`crate::hook::reserve`], with
 //! `[reserve] auto = true`): the first session claims the file and goes on, the others are
 //! denied, so every edit that was allowed is still in the file.
 
@@ -18,9 +18,9 @@ use crate::diagnose::{
 use crate::error::{Error, Result};
 use crate::home::Home;
 use crate::hook::Agent;
+use crate::hook::reserve::{Edit, decide_write};
 use crate::id::SessionId;
 use crate::reserve::Reservations;
-use crate::reserve::hook::{Edit, decide_write};
 
 const FILE: &str = "shared.md";
 

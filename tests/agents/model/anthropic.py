@@ -47,7 +47,8 @@ def answer(h, session, method, path, query, body):
         record["last"] = json.dumps(body["messages"][-2:])[:3000]  # what came instead
     if body.get("tools"):
         turn = h.state.next_turn(
-            session, record, lambda: text_of([body.get("system"), body.get("messages")]))
+            session, record, lambda: text_of([body.get("system"), body.get("messages")]),
+            [t.get("name") for t in body["tools"]])
     else:
         h.state.side_request(session, record)
         turn = {"text": "ok"}

@@ -6,7 +6,8 @@ that offers tools (side requests — titles, classifiers — get a plain answer 
 script). A turn is `{"calls": [{"name": ..., "input": ...}, ...]}` (tool calls, in that order, in
 one answer) or `{"text": ...}`; `"hold": NAME` on a turn keeps its request waiting until the test
 releases it (`POST /_ctl/release/SESSION/NAME`). What the agent sent back for each turn is kept
-and served at `GET /_ctl/log/SESSION`.
+and served at `GET /_ctl/log/SESSION`. `GET /_ctl/page/NAME` is a small HTML page titled NAME,
+for a browser the agent drives (`{server}/_ctl/page/NAME` in a script).
 
 The dialect modules turn a script turn into their API's answer and read tool results out of a
 request; this module knows nothing of any one API.
@@ -20,6 +21,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 WAIT_LIMIT = 300.0
+MEANWHILE_LIMIT = 100
 
 
 class State:
@@ -27,29 +29,41 @@ class State:
         self.cond = threading.Condition()
         self.sessions = {}
         for name, turns in script.items():
-            self.sessions[name] = {"turns": turns, "next": 0, "log": [], "side": 0}
+            self.sessions[name] = {"turns": turns, "next": 0, "log": [], "side": 0,
+                                   "meanwhile": 0}
         self.reached = set()
         self.released = set()
 
     def session(self, name):
         with self.cond:
-            return self.sessions.setdefault(name, {"turns": [], "next": 0, "log": [], "side": 0})
+            return self.sessions.setdefault(name, {"turns": [], "next": 0, "log": [], "side": 0,
+                                                 "meanwhile": 0})
 
-    def next_turn(self, name, record, context):
+    def next_turn(self, name, record, context, offered):
         """Records what the agent sent and returns the turn to answer with (after its hold).
         The session's first turn also keeps `context()`, all the request's text (where the
-        agent puts what its SessionStart hooks said)."""
+        agent puts what its SessionStart hooks said). `offered`: the names of the tools the
+        request offers (a namespace's name for its tools). A session's first turn may have
+        `"meanwhile"` (a turn): it is answered only by a request that offers each of its calls'
+        tools, and `meanwhile` answers the others, logged as side requests (an agent whose MCP
+        servers are still starting when it first asks its model), at most MEANWHILE_LIMIT times
+        (then the turn is answered anyway, and its calls fail in the agent)."""
         s = self.session(name)
         record["t"] = time.monotonic()
         with self.cond:
+            turn = s["turns"][s["next"]] if s["next"] < len(s["turns"]) else {"text": "done"}
+            missing = [c for c in turn.get("calls", [])
+                       if c.get("namespace", c["name"]) not in offered]
+            if "meanwhile" in turn and missing and s["meanwhile"] < MEANWHILE_LIMIT:
+                s["meanwhile"] += 1
+                record["side"] = True
+                s["log"].append(record)
+                return turn["meanwhile"]
             if s["next"] == 0:
                 record["text"] = context()
             s["log"].append(record)
             if s["next"] < len(s["turns"]):
-                turn = s["turns"][s["next"]]
                 s["next"] += 1
-            else:
-                turn = {"text": "done"}
             self.cond.notify_all()
             hold = turn.get("hold")
             if hold:
@@ -97,13 +111,16 @@ class Handler(BaseHTTPRequestHandler):
         except ValueError:
             return {}
 
-    def send_json(self, obj, code=200):
-        data = json.dumps(obj).encode()
+    def send_body(self, data, content_type, code=200):
         self.send_response(code)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", content_type)
+        self.send_header("Cache-Control", "no-cache")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
+
+    def send_json(self, obj, code=200):
+        self.send_body(json.dumps(obj).encode(), "application/json", code)
 
     def send_sse(self, events):
         """`events`: (event name or None, JSON object) pairs, sent as one complete SSE stream."""
@@ -112,16 +129,14 @@ class Handler(BaseHTTPRequestHandler):
             if name:
                 chunks.append("event: %s\n" % name)
             chunks.append("data: %s\n\n" % json.dumps(obj))
-        data = "".join(chunks).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream")
-        self.send_header("Cache-Control", "no-cache")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        self.send_body("".join(chunks).encode(), "text/event-stream")
+
+    def send_page(self, name):
+        page = "<!doctype html><title>%s</title><h1>page %s</h1>" % (name, name)
+        self.send_body(page.encode(), "text/html; charset=utf-8")
 
     def control(self, parts):
-        # /_ctl/wait/S/H, /_ctl/release/S/H, /_ctl/log/S
+        # /_ctl/wait/S/H, /_ctl/release/S/H, /_ctl/log/S, /_ctl/page/NAME
         verb = parts[1] if len(parts) > 1 else ""
         if verb == "wait" and len(parts) == 4:
             ok = self.state.wait_reached(parts[2], parts[3], WAIT_LIMIT)
@@ -131,6 +146,8 @@ class Handler(BaseHTTPRequestHandler):
             return self.send_json({"released": True})
         if verb == "log" and len(parts) == 3:
             return self.send_json(self.state.log(parts[2]))
+        if verb == "page" and len(parts) == 3:
+            return self.send_page(parts[2])
         return self.send_json({"error": "unknown control call"}, 404)
 
     def dispatch(self, method):
@@ -161,11 +178,13 @@ class Handler(BaseHTTPRequestHandler):
 
 
 def serve(dialects, script, lifetime):
-    """Serves until stdin closes (the test is gone) or `lifetime` seconds pass; prints the port."""
-    Handler.state = State(script)
+    """Serves until stdin closes (the test is gone) or `lifetime` seconds pass; prints the port.
+    `{server}` in the script stands for this server's own base URL (`http://127.0.0.1:PORT`)."""
     Handler.dialects = dialects
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
+    base = "http://127.0.0.1:%d" % server.server_address[1]
+    Handler.state = State(json.loads(json.dumps(script).replace("{server}", base)))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     print(server.server_address[1], flush=True)
 

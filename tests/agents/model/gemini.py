@@ -42,7 +42,9 @@ def answer(h, session, method, path, query, body):
     if tools and path.endswith(":streamGenerateContent"):
         turn = h.state.next_turn(
             session, record,
-            lambda: text_of([body.get("systemInstruction"), body.get("contents")]))
+            lambda: text_of([body.get("systemInstruction"), body.get("contents")]),
+            [f.get("name") for t in body.get("tools") or [] for f in t.get("functionDeclarations")
+             or []])
         return h.send_sse([(None, candidate(parts_of(turn)))])
     # side calls (routing, next-speaker checks) want JSON text: one object answers them all
     h.state.side_request(session, record)

@@ -1,7 +1,8 @@
 """OpenAI Responses API (Codex, `wire_api = "responses"`): `POST /v1/responses`, SSE.
 
 A scripted call whose input is a string is a freeform (custom) tool call, like Codex's
-`apply_patch`; otherwise a function call with JSON arguments."""
+`apply_patch`; otherwise a function call with JSON arguments, in the call's `namespace` if it
+names one (Codex offers an MCP server's tools as the namespace `mcp__<server>`)."""
 
 import itertools
 import json
@@ -46,9 +47,12 @@ def items_of(session, turn):
             items.append({"type": "custom_tool_call", "id": "ctc_%d" % n, "status": "completed",
                           "call_id": "call_%d" % n, "name": c["name"], "input": c["input"]})
         else:
-            items.append({"type": "function_call", "id": "fc_%d" % n, "status": "completed",
-                          "call_id": "call_%d" % n, "name": c["name"],
-                          "arguments": json.dumps(c["input"])})
+            item = {"type": "function_call", "id": "fc_%d" % n, "status": "completed",
+                    "call_id": "call_%d" % n, "name": c["name"],
+                    "arguments": json.dumps(c["input"])}
+            if "namespace" in c:  # a tool of a namespace Codex offered (an MCP server's)
+                item["namespace"] = c["namespace"]
+            items.append(item)
     with _lock:
         _issued[session] = [i["call_id"] for i in items]
     return items
@@ -60,7 +64,8 @@ def answer(h, session, method, path, query, body):
     record = {"results": tool_results(session, body)}
     if body.get("tools"):
         turn = h.state.next_turn(
-            session, record, lambda: text_of([body.get("instructions"), body.get("input")]))
+            session, record, lambda: text_of([body.get("instructions"), body.get("input")]),
+            [t.get("name") for t in body["tools"]])
     else:
         h.state.side_request(session, record)
         turn = {"text": "ok"}

@@ -59,4 +59,30 @@ impl Agent for Claude {
     }
 }
 
+/// The checkout's `.mcp.json`, as docs/isolate.md shows it (`claude -p` starts a project's
+/// servers unasked), the server's tools allowed in the user's settings (a headless run cannot
+/// ask).
+impl super::browser::Mcp for Claude {
+    fn mcp_server(&self, lab: &Lab, name: &str, argv: &[String]) {
+        let server = json!({"type": "stdio", "command": argv[0], "args": argv[1..]});
+        let config = json!({ "mcpServers": { name: server } });
+        super::put_file(&lab.repo.join(".mcp.json"), &config.to_string());
+        let settings = json!({ "permissions": { "allow": [format!("mcp__{name}")] } });
+        let file = self.settings(lab);
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        super::put_file(&file, &settings.to_string());
+    }
+
+    fn mcp_call(&self, server: &str, tool: &str, input: Value) -> Value {
+        json!({"name": format!("mcp__{server}__{tool}"), "input": input})
+    }
+}
+
 super::agent_tests!(Claude, claude_two_sessions, claude_fails_closed);
+
+#[test]
+fn claude_isolated_mcp_browser() {
+    if let Some(bin) = super::cli(&Claude) {
+        super::browser::singleton_mcp(&Claude, &bin);
+    }
+}

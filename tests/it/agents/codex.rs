@@ -4,6 +4,7 @@
 //! `apply_patch` (freeform) and `exec_command` tools; `[features] plugins = false` so it makes no
 //! start-up calls elsewhere.
 
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -116,4 +117,40 @@ impl Agent for Codex {
     }
 }
 
+/// A `[mcp_servers.NAME]` table in the user's `config.toml`; Codex offers an MCP server's tools
+/// in the namespace `mcp__<server>`. Codex starts MCP servers with a pared-down environment, so the lab's
+/// `CONCUR_HOME` is passed on by name (`env_vars`).
+impl super::browser::Mcp for Codex {
+    fn mcp_server(&self, lab: &Lab, name: &str, argv: &[String]) {
+        let file = Self::dir(lab).join("config.toml");
+        let mut config = std::fs::read_to_string(&file).unwrap();
+        // JSON strings and arrays of them are TOML too
+        writeln!(
+            config,
+            "\n[mcp_servers.{name}]\ncommand = {}\nargs = {}\nenv_vars = [\"CONCUR_HOME\"]",
+            json!(argv[0]),
+            json!(argv[1..]),
+        )
+        .unwrap();
+        put_file(&file, &config);
+    }
+
+    fn mcp_call(&self, server: &str, tool: &str, input: Value) -> Value {
+        json!({"namespace": format!("mcp__{server}"), "name": tool, "input": input})
+    }
+
+    /// `codex exec` asks its model before its MCP servers have started: a pause in the shell
+    /// tool (it paces the agent's next request) until a request offers their tools.
+    fn mcp_pending(&self) -> Option<Value> {
+        Some(super::scenario::calls([self.shell("sleep 0.1")]))
+    }
+}
+
 super::agent_tests!(Codex, codex_two_sessions, codex_fails_closed);
+
+#[test]
+fn codex_isolated_mcp_browser() {
+    if let Some(bin) = super::cli(&Codex) {
+        super::browser::singleton_mcp(&Codex, &bin);
+    }
+}

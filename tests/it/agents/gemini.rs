@@ -60,4 +60,27 @@ impl Agent for Gemini {
     }
 }
 
+/// The server in the user's `settings.json`, next to the auth `prepare` wrote; `--yolo` runs its
+/// tools unasked. Gemini CLI calls MCP tools `mcp_<server>_<tool>`.
+impl super::browser::Mcp for Gemini {
+    fn mcp_server(&self, lab: &Lab, name: &str, argv: &[String]) {
+        let file = self.settings(lab);
+        let mut settings: Value =
+            serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+        settings["mcpServers"] = json!({ name: {"command": argv[0], "args": argv[1..]} });
+        put_file(&file, &settings.to_string());
+    }
+
+    fn mcp_call(&self, server: &str, tool: &str, input: Value) -> Value {
+        json!({"name": format!("mcp_{server}_{tool}"), "input": input})
+    }
+}
+
 super::agent_tests!(Gemini, gemini_two_sessions, gemini_fails_closed);
+
+#[test]
+fn gemini_isolated_mcp_browser() {
+    if let Some(bin) = super::cli(&Gemini) {
+        super::browser::singleton_mcp(&Gemini, &bin);
+    }
+}

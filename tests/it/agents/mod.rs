@@ -28,6 +28,7 @@ macro_rules! agent_tests {
 }
 use agent_tests;
 
+mod browser;
 mod claude;
 mod codex;
 mod gemini;
@@ -84,18 +85,27 @@ fn agent_cache() -> PathBuf {
 /// In CI (`CI` set) a missing CLI fails the test: the agent tests must not pass by not running.
 pub fn cli(agent: &dyn Agent) -> Option<PathBuf> {
     let (dir, bin) = agent.install();
+    installed(agent.name(), dir, bin)
+}
+
+/// `<dir>/node_modules/.bin/<bin>` in the agent cache (scripts/agents), or `None` (skipped with
+/// a message; a failure in CI) when it is missing.
+pub fn installed(what: &str, dir: &str, bin: &str) -> Option<PathBuf> {
     let p = agent_cache().join(dir).join("node_modules/.bin").join(bin);
     if p.exists() {
         return Some(p);
     }
-    let msg = format!(
-        "{} is not installed at {} (run scripts/agents, which needs npm)",
-        agent.name(),
+    skip(&format!(
+        "{what} is not installed at {} (run scripts/agents, which needs npm)",
         p.display()
-    );
+    ));
+    None
+}
+
+/// Says why a test does not run; in CI (`CI` set) that is a failure instead.
+pub fn skip(msg: &str) {
     assert!(std::env::var_os("CI").is_none(), "{msg}");
     eprintln!("SKIPPED: {msg}");
-    None
 }
 
 /// One test's world: a concur home, a git checkout, the agent's own HOME, a bin directory with

@@ -1,6 +1,6 @@
-//! `--fence NAME:TOKEN` for `write` and `json`: parsing, and the checks a fenced write of a
-//! local file runs under its sidecar lock (the file's token record; with an etcd backend, also
-//! that the lock, or the task lease, is held with that token now).
+//! `--fence NAME:TOKEN` for `write` and `json`: parsing, the fencing a write of a local file
+//! gets on the backend in effect ([`concur::backend::documents::Documents::fencing`]), and the
+//! `--json` field.
 
 use concur::fence::{Fence, Fencing};
 
@@ -12,17 +12,10 @@ pub fn parse(s: &str) -> Result<Fence, String> {
     s.parse::<Fence>().map_err(|e| e.to_string())
 }
 
-/// The fencing for a write of a local file: the token record, plus the holder check on etcd
-/// when a backend is in effect.
+/// The fencing for a write of a local file on the backend in effect (the token record, plus
+/// the holder check on etcd).
 pub fn local(ctx: &Ctx, fence: Fence) -> Result<Fencing, CliError> {
-    let fencing = Fencing::new(fence);
-    #[cfg(feature = "etcd")]
-    if let Some(client) = ctx.etcd()? {
-        return Ok(fencing.check(move |f| concur::etcd::fence::check_holder(&client, f)));
-    }
-    #[cfg(not(feature = "etcd"))]
-    ctx.etcd()?;
-    Ok(fencing)
+    Ok(ctx.backend()?.documents().fencing(fence))
 }
 
 /// The `fence` field of `--json` output.

@@ -4,7 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
-use concur::hook::install::{Setup, default_settings, hook_command};
+use concur::hook::install::{default_settings, hook_command};
+use concur::hook::setup::Setup;
 use concur::hook::{Agent, doctor};
 
 use super::hook::Target;

@@ -12,7 +12,8 @@ use crate::exit::{CliError, Exit};
 /// server, a dev server): placeholders {session}, {session_dir} and {port} are substituted,
 /// stdio passes through untouched, and the command's whole process group is killed when stdin
 /// closes, on SIGINT/SIGTERM/SIGHUP, or when concur's parent dies. Exits with the command's
-/// status.
+/// status. With no session id (--session, the environment, or a registered session above it)
+/// the instance is the agent process's: the nearest ancestor that is not a shell or wrapper.
 ///
 /// Example (.mcp.json "command": "concur", "args": [...]):
 ///   concur isolate -- npx @playwright/mcp --user-data-dir {session_dir}/browser --port {port}
@@ -58,7 +59,12 @@ pub fn run(args: Args, ctx: &Ctx) -> Result<Exit, CliError> {
             "no command: concur isolate [--exclusive NAME] -- CMD ARGS...",
         ));
     }
-    let session = ctx.require_session()?;
+    // No id given or registered (Gemini CLI and Codex start MCP servers before SessionStart,
+    // without an id): one instance per agent process.
+    let session = match ctx.session()? {
+        Some(s) => s,
+        None => isolate::agent_session()?,
+    };
     // Only a shared instance needs the lease store (and so the backend).
     let exclusive = match args.exclusive.as_deref() {
         Some(name) => Some((name, ctx.lease_store()?)),

@@ -20,14 +20,15 @@ use crate::exit::{CliError, Exit};
 /// below the highest token FILE has accepted for lock NAME (recorded in FILE.fence); with an
 /// etcd backend set, also unless lock NAME is held with TOKEN right now.
 ///
-/// With --key NAME (needs an etcd backend: --backend, $CONCUR_BACKEND or the config) the
-/// document is the etcd key PREFIX/json/NAME instead of a file, and there is no FILE: the
-/// filter's result is committed by compare-and-swap on the key's revision (retried on a
-/// concurrent change), with --fence checked by etcd in the same transaction.
+/// With --key NAME there is no FILE: the document NAME is the backend's. Locally it is the
+/// file $CONCUR_HOME/json/NAME.json, updated as above; with a backend (--backend,
+/// $CONCUR_BACKEND or the config) it is the etcd key PREFIX/json/NAME, the filter's result
+/// committed by compare-and-swap on the key's revision (retried on a concurrent change), with
+/// --fence checked by etcd in the same transaction.
 ///
-/// Exit codes: 0 updated, 1 lock wait timed out, 2 usage (bad --fence, --key without a
-/// backend), 3 stale fencing token (nothing written), 4 invalid filter/JSON/result (file
-/// unchanged), 74 I/O error (etcd unreachable), 77 symlinked or read-only target.
+/// Exit codes: 0 updated, 1 lock wait timed out, 2 usage (bad --fence), 3 stale fencing
+/// token (nothing written), 4 invalid filter/JSON/result (file unchanged), 74 I/O error
+/// (etcd unreachable), 77 symlinked or read-only target.
 ///
 /// Examples:
 ///   concur json health.json '.fire_count += 1' --init '{"fire_count":0}'
@@ -35,6 +36,7 @@ use crate::exit::{CliError, Exit};
 ///   concur json cfg.json '.limits = $l' --argjson l '{"max":4}'
 ///   concur json state.json '.'        # a consistent read under the lock
 ///   concur lock --name deploy -c 'concur json --fence "$CONCUR_FENCE" state.json ".v = 42"'
+///   concur json --key counter '.n += 1' --init '{"n":0}'     # $CONCUR_HOME/json/counter.json
 ///   concur --backend etcd://10.0.0.1:2379 json --key counter '.n += 1' --init '{"n":0}'
 ///   concur --backend etcd://10.0.0.1:2379 json --key counter .     # read it back
 #[derive(Debug, clap::Args)]
@@ -49,7 +51,7 @@ pub struct Args {
     /// The jq filter; must produce exactly one value
     #[arg(value_name = "FILTER", allow_hyphen_values = true)]
     pub filter: Option<String>,
-    /// Update the JSON document NAME stored in etcd instead of a file (needs a backend)
+    /// Update the backend's JSON document NAME instead of a file (local: in the home; etcd: a key)
     #[arg(long, value_name = "NAME")]
     pub key: Option<String>,
     /// Fenced update: refused (exit 3) if TOKEN is stale for lock NAME. E.g. "$CONCUR_FENCE"
@@ -87,7 +89,7 @@ pub fn run(args: Args, ctx: &Ctx) -> Result<Exit, CliError> {
         (true, Some(filter), None) => (None, filter.to_string_lossy().into_owned()),
         (true, Some(_), Some(_)) => {
             return Err(CliError::usage(
-                "with --key give only the FILTER, no FILE (the document is in etcd)",
+                "with --key give only the FILTER, no FILE (the document is the backend's)",
             ));
         }
         (true, None, _) | (false, _, _) => {
@@ -144,47 +146,20 @@ pub fn run(args: Args, ctx: &Ctx) -> Result<Exit, CliError> {
     Ok(Exit::Ok)
 }
 
-/// `concur json --key NAME FILTER`: the document in etcd.
-#[cfg(feature = "etcd")]
+/// `concur json --key NAME FILTER`: the backend's document NAME.
 fn on_key(ctx: &Ctx, name: &str, fence: Option<&Fence>, up: &JsonUpdate) -> Result<Exit, CliError> {
-    let program = up.compile()?;
-    let Some(client) = ctx.etcd()? else {
-        return Err(CliError::usage(
-            "--key needs an etcd backend (--backend URL, $CONCUR_BACKEND or [backend] url)",
-        ));
-    };
-    let done = concur::etcd::json::update(&client, name, fence, &program)?;
+    up.compile()?; // a bad filter is exit 4 before the backend is asked anything
+    let backend = ctx.backend()?;
+    let done = backend.documents().update(name, fence, up)?;
     if ctx.json {
-        let value: serde_json::Value =
-            serde_json::from_str(&done.value).unwrap_or(serde_json::Value::Null);
-        ctx.print_json(&serde_json::json!({
-            "key": name,
-            "backend": "etcd",
-            "value": value,
-            "revision": done.revision,
-            "created": done.created,
-            "changed": done.changed,
-            "fence": super::fenced::json(fence),
-        }));
+        let mut v = done.to_json();
+        v["backend"] = backend.name().into();
+        v["fence"] = super::fenced::json(fence);
+        ctx.print_json(&v);
     } else {
         print_line(&done.value);
     }
     Ok(Exit::Ok)
-}
-
-/// `concur json --key` in a build without etcd support.
-#[cfg(not(feature = "etcd"))]
-fn on_key(
-    ctx: &Ctx,
-    _name: &str,
-    _fence: Option<&Fence>,
-    up: &JsonUpdate,
-) -> Result<Exit, CliError> {
-    up.compile()?;
-    ctx.etcd()?;
-    Err(CliError::usage(
-        "--key needs an etcd backend (--backend URL, $CONCUR_BACKEND or [backend] url)",
-    ))
 }
 
 /// A variable name as jq accepts it: letters, digits and `_`, not starting with a digit.

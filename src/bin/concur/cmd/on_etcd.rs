@@ -1,5 +1,5 @@
 //! The verbs' etcd paths, taken when a backend is set (`--backend`, `CONCUR_BACKEND`, or the
-//! config's `[backend] url`): `lock --name`, `slot`, `token issue|take`. Same options, output and exit
+//! config's `[backend] url`): `lock --name`, `slot`. Same options, output and exit
 //! codes as the local paths where the concept exists; an option that only makes sense for a
 //! local file (shared locks, byte ranges, descriptors) is a usage error naming why.
 
@@ -8,11 +8,10 @@ use std::time::Duration;
 use concur::ErrorKind;
 use concur::child::{command_for, describe, status_code};
 use concur::etcd::hold::{self, Outcome};
-use concur::etcd::{Client, Pool, Wait, lock, semaphore, token};
+use concur::etcd::{Client, Pool, Wait, lock, semaphore};
 use concur::home::Home;
 
 use super::lock::{Plan, Target};
-use super::token::Action;
 use crate::ctx::{Ctx, print_line};
 use crate::exit::{CliError, Exit};
 
@@ -133,48 +132,6 @@ pub fn lock(
                 "lost etcd lock {name} (token {token}): its lease was not renewed in time; command killed"
             ),
         )),
-    }
-}
-
-/// `concur token issue|take NAME` on etcd.
-pub fn token(client: &Client, action: Action, ctx: &Ctx) -> Result<Exit, CliError> {
-    let session = ctx.session()?.map(|s| s.to_string());
-    match action {
-        Action::Issue {
-            name,
-            ttl,
-            data,
-            replace,
-        } => {
-            let data = match data {
-                Some(d) => serde_json::from_str(&d)
-                    .map_err(|e| CliError::invalid(format!("--data is not JSON: {e}")))?,
-                None => serde_json::Value::Null,
-            };
-            let rev = token::issue(client, &name, &data, ttl, session.as_deref(), replace)?;
-            if ctx.json {
-                ctx.print_json(&serde_json::json!({
-                    "token": name, "backend": "etcd", "revision": rev,
-                    "ttl_ms": ttl.map(|t| t.as_millis()),
-                }));
-            }
-            Ok(Exit::Ok)
-        }
-        Action::Take {
-            name: Some(name), ..
-        } => {
-            let t = token::take(client, &name, session.as_deref())?;
-            if ctx.json {
-                ctx.print_json(&serde_json::json!({
-                    "token": name, "backend": "etcd", "outcome": "won",
-                    "revision": t.revision, "payload": t.data,
-                }));
-            } else if !t.data.is_null() {
-                print_line(&t.data.to_string());
-            }
-            Ok(Exit::Ok)
-        }
-        Action::Take { name: None, .. } => Err(CliError::usage("take needs NAME")),
     }
 }
 

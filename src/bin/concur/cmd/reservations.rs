@@ -1,7 +1,7 @@
 //! `concur reservations`: who holds what.
 
 use concur::reserve::{Reservations, report};
-use concur::session::now_unix_ms;
+use concur::time::now_unix_ms;
 
 use crate::ctx::{Ctx, print_line};
 use crate::exit::{CliError, Exit};

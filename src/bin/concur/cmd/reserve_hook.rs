@@ -3,10 +3,10 @@
 
 use std::path::{Path, PathBuf};
 
-use concur::hook::{Agent, Answer};
-use concur::reserve::hook::{
+use concur::hook::reserve::{
     Edit, cannot_check, decide_shell, decide_write, payload_session, shell_command, shell_cwd,
 };
+use concur::hook::{Agent, Answer};
 
 use concur::config::Config;
 
@@ -68,7 +68,7 @@ pub fn context(ctx: &Ctx, session: Option<&concur::SessionId>, cwd: &Path) -> St
     ctx.home()
         .map_err(|e| e.message)
         .and_then(|h| {
-            concur::reserve::hook::session_context(h, session, cwd).map_err(|e| e.to_string())
+            concur::hook::reserve::session_context(h, session, cwd).map_err(|e| e.to_string())
         })
         .unwrap_or_else(|e| {
             eprintln!("concur: hook: {e}");

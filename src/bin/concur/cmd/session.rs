@@ -145,7 +145,7 @@ pub fn run(args: Args, ctx: &Ctx) -> Result<Exit, CliError> {
             if ctx.json {
                 ctx.print_json(&serde_json::json!({ "backend": backend.name(), "sessions": all }));
             } else {
-                let now = concur::session::now_unix_ms();
+                let now = concur::time::now_unix_ms();
                 for s in &all {
                     let state = match &s.host {
                         Some(h) if s.this_host => format!("{h} (this host)"),

@@ -1,25 +1,29 @@
 //! `concur token issue|take`: one-time tokens with exactly one taker.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use concur::token::{self, Taken};
+use concur::SessionId;
+use concur::backend::tokens::Issue;
+use concur::token;
 
 use crate::ctx::{Ctx, print_line};
 use crate::exit::{CliError, Exit};
 
 /// Issue and take one-time tokens: exactly one taker wins, every take is audited
 ///
-/// `issue NAME` puts a token in the runtime home ($CONCUR_HOME/tokens/NAME). `take NAME`
-/// renames it to a unique consumed name: of any number of concurrent takers exactly one wins
-/// (exit 0, prints the token's --data payload), the others exit 1. A token past its --ttl is
-/// consumed by the take that finds it but is refused (exit 3). `take --path P` takes any
-/// existing file the same way (legacy tokens such as /tmp/opus-override-token) and prints its
-/// content. Every take (won, lost, expired) is appended to $CONCUR_HOME/audit.jsonl with pid,
-/// session and time.
+/// `issue NAME` puts a token in the runtime home ($CONCUR_HOME/tokens/NAME), or with a backend
+/// (--backend, $CONCUR_BACKEND, the config) in etcd. `take NAME` consumes it: of any number of
+/// concurrent takers, on any machine sharing the backend, exactly one wins (exit 0, prints the
+/// token's --data payload, `null` without one); the others exit 1 (taken, or never issued). A
+/// token past its --ttl is refused to every taker (exit 3). `take --path P` takes any existing
+/// local file the same way (legacy tokens such as /tmp/opus-override-token) and prints its
+/// content. Every take (won, taken, absent, expired) is appended to $CONCUR_HOME/audit.jsonl
+/// with pid, session, time and backend; a won take whose record cannot be written is put back.
 ///
-/// Exit codes: 0 issued / won, 1 lost (or issue: already issued), 3 expired,
-/// 4 invalid name or data, 74 I/O error, 77 unsafe home or symlinked token.
+/// Exit codes: 0 issued / won, 1 taken or never issued (or issue: already issued),
+/// 3 expired, 4 invalid name or data, 74 I/O error (etcd unreachable), 77 unsafe home or
+/// symlinked token.
 ///
 /// Examples:
 ///   concur token issue opus-override --ttl 10m --data '{"by":"alice","reason":"release"}'
@@ -62,15 +66,7 @@ pub enum Action {
 
 /// Runs `concur token`.
 pub fn run(args: Args, ctx: &Ctx) -> Result<Exit, CliError> {
-    // With a backend, named tokens live there; `take --path` is a local file and stays local.
-    #[cfg(feature = "etcd")]
-    if !matches!(args.action, Action::Take { path: Some(_), .. })
-        && let Some(client) = ctx.etcd()?
-    {
-        return super::on_etcd::token(&client, args.action, ctx);
-    }
-    #[cfg(not(feature = "etcd"))]
-    ctx.etcd()?;
+    let session = ctx.session()?;
     match args.action {
         Action::Issue {
             name,
@@ -79,74 +75,79 @@ pub fn run(args: Args, ctx: &Ctx) -> Result<Exit, CliError> {
             replace,
         } => {
             token::check_name(&name)?;
-            let session = ctx.session()?;
-            let home = ctx.home()?;
-            let p = token::issue(home, &name, ttl, data.as_deref(), session.as_ref(), replace)?;
+            let data = token::parse_data(data.as_deref())?;
+            let backend = ctx.backend()?;
+            let issue = Issue {
+                ttl,
+                data: &data,
+                issuer: session.as_ref(),
+                replace,
+            };
+            let done = backend.tokens()?.issue(&name, &issue)?;
             if ctx.json {
                 ctx.print_json(&serde_json::json!({
                     "token": name,
-                    "path": p,
+                    "backend": backend.name(),
                     "ttl_ms": ttl.map(|t| t.as_millis()),
+                    "expires_at": done.expires_at,
+                    "revision": done.revision,
+                    "path": done.path,
                 }));
             }
             Ok(Exit::Ok)
         }
-        Action::Take { name, path } => {
-            let session = ctx.session()?;
-            if let Some(n) = &name {
-                token::check_name(n)?;
+        Action::Take {
+            name: Some(name), ..
+        } => {
+            token::check_name(&name)?;
+            let backend = ctx.backend()?;
+            let take = backend.tokens()?.take(&name, session.as_ref())?;
+            if let Some(refused) = take.refusal() {
+                return Err(refused.into());
             }
-            let home = ctx.home()?;
-            let (label, original, taken) = match (&name, &path) {
-                (Some(n), _) => (n.clone(), token::path(home, n)?, token::take(home, n)?),
-                (None, Some(p)) => (p.display().to_string(), p.clone(), token::take_path(p)?),
-                (None, None) => return Err(CliError::usage("take needs NAME or --path P")),
-            };
-            // All or nothing: a take whose audit record cannot be written puts the token back.
-            if let Err(e) = token::audit(home, &label, taken.outcome(), session.as_ref()) {
-                if let Err(back) = token::untake(&taken, &original) {
-                    eprintln!("concur: token: {back}");
-                }
-                return Err(e.into());
-            }
-            report(ctx, &label, &taken)
-        }
-    }
-}
-
-fn report(ctx: &Ctx, label: &str, taken: &Taken) -> Result<Exit, CliError> {
-    match taken {
-        Taken::Won { payload, consumed } => {
             if ctx.json {
-                let mut v = serde_json::json!({
-                    "token": label, "outcome": "won", "consumed": consumed,
-                });
-                match serde_json::from_slice::<serde_json::Value>(payload) {
-                    Ok(p) => v["payload"] = p,
-                    Err(_) => v["payload_text"] = String::from_utf8_lossy(payload).into(),
-                }
-                ctx.print_json(&v);
-            } else if payload.ends_with(b"\n") || payload.is_empty() {
-                let mut out = std::io::stdout().lock();
-                let _ = out.write_all(payload);
-                let _ = out.flush();
+                ctx.print_json(&serde_json::json!({
+                    "token": name,
+                    "backend": backend.name(),
+                    "outcome": take.outcome.name(),
+                    "payload": take.payload,
+                    "revision": take.revision,
+                    "consumed": take.consumed,
+                }));
             } else {
-                print_line(&String::from_utf8_lossy(payload));
+                print_line(&take.payload.to_string());
             }
             Ok(Exit::Ok)
         }
-        Taken::Lost => Err(CliError::new(
-            Exit::Conflict,
-            "conflict",
-            format!("token {label} is gone: taken by another process (or never issued)"),
-        )),
-        Taken::Expired { expired_at, .. } => Err(CliError::new(
-            Exit::Precondition,
-            "precondition",
-            format!(
-                "token {label} expired at {} (consumed, not usable)",
-                token::iso8601(*expired_at)
-            ),
-        )),
+        // A file is local by nature, whatever the backend.
+        Action::Take {
+            name: None,
+            path: Some(p),
+        } => take_file(ctx, &p, session.as_ref()),
+        Action::Take { .. } => Err(CliError::usage("take needs NAME or --path P")),
     }
+}
+
+/// `concur token take --path P`: the file's content is the payload, printed as it is.
+fn take_file(ctx: &Ctx, p: &Path, session: Option<&SessionId>) -> Result<Exit, CliError> {
+    let taken = token::take_file(ctx.home()?, p, session)?;
+    let (payload, consumed) = taken.into_won(&p.display().to_string())?;
+    if ctx.json {
+        let mut v = serde_json::json!({
+            "token": p, "backend": "local", "outcome": "won", "revision": null,
+            "consumed": consumed,
+        });
+        match serde_json::from_slice::<serde_json::Value>(&payload) {
+            Ok(p) => v["payload"] = p,
+            Err(_) => v["payload_text"] = String::from_utf8_lossy(&payload).into(),
+        }
+        ctx.print_json(&v);
+    } else if payload.ends_with(b"\n") || payload.is_empty() {
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(&payload);
+        let _ = out.flush();
+    } else {
+        print_line(&String::from_utf8_lossy(&payload));
+    }
+    Ok(Exit::Ok)
 }

@@ -35,11 +35,11 @@ use std::time::Duration;
 use serde_json::Value;
 use sha2::Digest;
 
-use super::{Access, Claim, ClaimRequest, DEFAULT_TTL, Mode, Reservations, Target};
+use super::{Agent, Answer};
 use crate::error::Result;
 use crate::home::Home;
-use crate::hook::{Agent, Answer};
 use crate::id::SessionId;
+use crate::reserve::{Access, Claim, ClaimRequest, DEFAULT_TTL, Mode, Reservations, Target};
 use crate::scan::bash::Shape;
 use crate::token;
 
@@ -111,7 +111,7 @@ pub struct Edit<'a> {
 /// The common case comes first: nothing was ever reserved in this home and nothing is to be
 /// claimed (`auto` off): no database is opened; the edit is only recorded for the git guard.
 pub fn decide_write(home: &Home, edit: &Edit<'_>, paths: &[PathBuf]) -> Answer {
-    if !edit.auto && !super::may_exist(home) {
+    if !edit.auto && !crate::reserve::may_exist(home) {
         record_edits(home, edit, paths);
         return Answer::allow();
     }
@@ -150,10 +150,10 @@ pub fn shell_cwd(agent: Agent, payload: &Value) -> PathBuf {
 }
 
 /// Decides a shell command: its literal write targets are checked like file-tool writes, and
-/// its git commands by what they would discard or rewrite ([`super::git_guard`]).
+/// its git commands by what they would discard or rewrite ([`crate::reserve::git_guard`]).
 pub fn decide_shell(home: &Home, edit: &Edit<'_>, command: &str) -> Answer {
-    let reserved = super::may_exist(home);
-    if !reserved && !super::edits::any(home) {
+    let reserved = crate::reserve::may_exist(home);
+    if !reserved && !crate::reserve::edits::any(home) {
         return Answer::allow();
     }
     match check_git(home, edit, command, reserved) {
@@ -236,7 +236,7 @@ pub fn record_edits(home: &Home, edit: &Edit<'_>, paths: &[PathBuf]) {
             }
         })
         .collect();
-    if let Err(e) = super::edits::record(home, session, &abs) {
+    if let Err(e) = crate::reserve::edits::record(home, session, &abs) {
         eprintln!("concur: hook: cannot record this session's edit for the git guard: {e}");
     }
 }
@@ -249,13 +249,13 @@ fn check_git(
     command: &str,
     reserved: bool,
 ) -> Result<Option<String>> {
-    let runs = super::git_guard::git_runs(command);
+    let runs = crate::reserve::git_guard::git_runs(command);
     if runs.is_empty() {
         return Ok(None);
     }
-    let edited = super::edits::of_others(home, edit.session)?;
+    let edited = crate::reserve::edits::of_others(home, edit.session)?;
     for run in runs {
-        let touched = super::git_guard::touched(&run, edit.cwd)?;
+        let touched = crate::reserve::git_guard::touched(&run, edit.cwd)?;
         if touched.is_empty() {
             continue;
         }
@@ -315,13 +315,8 @@ fn check_edited(
     };
     let target = Target::resolve_literal(&first.to_string_lossy(), edit.cwd)?;
     let name = override_token(&target);
-    match token::take(home, &name)? {
-        token::Taken::Won { .. } => {
-            token::audit(home, &name, "override", edit.session)?;
-            return Ok(None);
-        }
-        t @ token::Taken::Expired { .. } => token::audit(home, &name, t.outcome(), edit.session)?,
-        token::Taken::Lost => {}
+    if token::take_override(home, &name, edit.session)?.outcome == token::Outcome::Won {
+        return Ok(None);
     }
     let mut reason = String::new();
     for (s, f) in hits.iter().take(10) {
@@ -424,7 +419,7 @@ fn check_paths(
     auto: bool,
 ) -> Result<Option<String>> {
     // Nothing was ever reserved here and nothing is to be claimed: no database to open.
-    if !auto && !super::may_exist(home) {
+    if !auto && !crate::reserve::may_exist(home) {
         return Ok(None);
     }
     // A tool's path names one file: `*` in it is part of the name.
@@ -454,15 +449,8 @@ fn check_targets(
             }
             Access::Denied(holders) => {
                 let name = override_token(&target);
-                match token::take(home, &name)? {
-                    token::Taken::Won { .. } => {
-                        token::audit(home, &name, "override", edit.session)?;
-                        continue;
-                    }
-                    t @ token::Taken::Expired { .. } => {
-                        token::audit(home, &name, t.outcome(), edit.session)?;
-                    }
-                    token::Taken::Lost => {}
+                if token::take_override(home, &name, edit.session)?.outcome == token::Outcome::Won {
+                    continue;
                 }
                 let mut reason = format!(
                     "concur reserve: {} is reserved by another session, so this edit is refused.",
