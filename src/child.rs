@@ -14,6 +14,9 @@
 //!   go on as if it still held it.
 //! - **Hold limit.** With [`Supervise::max_hold`] the command runs in a process group of its
 //!   own and the whole group is sent SIGKILL when the limit passes; the caller releases after.
+//! - **Watchers.** [`run_watched`] hands the running command to a watcher on another thread
+//!   (an etcd lease's, see [`crate::etcd::hold`]) that can kill it; the kill and the reaping
+//!   take one lock, so a kill never reaches a reaped, possibly reused, pid.
 //!
 //! Not guaranteed: processes that leave the command's process group (`setsid`) are not killed
 //! by the hold limit; the child's signal mask is the one this process started with.

@@ -94,12 +94,22 @@ pub struct Failure {
     pub message: String,
 }
 
-const EX_DATAERR: u8 = 65;
-const EX_NOINPUT: u8 = 66;
-const EX_UNAVAILABLE: u8 = 69;
-const EX_OSERR: u8 = 71;
-const EX_CANTCREAT: u8 = 73;
-const EX_NOPERM: u8 = 77;
+/// sysexits(3) codes, as flock(1) and lockf(1) use them.
+pub mod sysexits {
+    /// A lock call failed.
+    pub const EX_DATAERR: u8 = 65;
+    /// The lock file cannot be opened.
+    pub const EX_NOINPUT: u8 = 66;
+    /// The command cannot be executed (lockf: `-n` and no file).
+    pub const EX_UNAVAILABLE: u8 = 69;
+    /// Out of memory or descriptors.
+    pub const EX_OSERR: u8 = 71;
+    /// Read-only filesystem, disk full: the lock file cannot be created.
+    pub const EX_CANTCREAT: u8 = 73;
+    /// A refused path (concur's addition).
+    pub const EX_NOPERM: u8 = 77;
+}
+use sysexits::{EX_CANTCREAT, EX_DATAERR, EX_NOINPUT, EX_NOPERM, EX_OSERR, EX_UNAVAILABLE};
 
 fn fail(code: u8, kind: &'static str, message: impl Into<String>) -> Failure {
     Failure {

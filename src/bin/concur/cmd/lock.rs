@@ -206,15 +206,7 @@ fn named(args: Args, session: Option<String>, ctx: &Ctx) -> Result<Exit, CliErro
             "{what} locks a FILE or FD; a --name lock is exclusive and held by concur"
         )));
     }
-    let mut argv = args.operands;
-    if argv.first().is_some_and(|a| a == "--") {
-        argv.remove(0);
-    }
-    if argv.is_empty() == args.command.is_none() {
-        return Err(CliError::usage(
-            "--name needs a command to run (or -c CMD), not both",
-        ));
-    }
+    let argv = one_command(args.operands, args.command.as_ref())?;
     let (timeout, max_hold) = wait_limits(args.timeout.as_deref(), args.max_hold.as_deref())?;
     let h = Hold {
         claim: Claim::Lock(args.name.unwrap_or_default()),
@@ -227,6 +219,23 @@ fn named(args: Args, session: Option<String>, ctx: &Ctx) -> Result<Exit, CliErro
         verbose: args.verbose,
     };
     held(ctx, "lock", &h, args.conflict_exit_code)
+}
+
+/// The command of `lock --name` and `slot`: the operands after an optional `--`, or `-c CMD`;
+/// exactly one of them.
+pub fn one_command(
+    mut operands: Vec<OsString>,
+    shell_command: Option<&OsString>,
+) -> Result<Vec<OsString>, CliError> {
+    if operands.first().is_some_and(|a| a == "--") {
+        operands.remove(0);
+    }
+    if operands.is_empty() == shell_command.is_none() {
+        return Err(CliError::usage(
+            "give a command to run (after --) or -c CMD, not both",
+        ));
+    }
+    Ok(operands)
 }
 
 /// Runs `h` on the backend in effect (`lock --name`, `slot`) and reports: the command's status,

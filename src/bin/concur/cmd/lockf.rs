@@ -27,11 +27,10 @@ use std::time::Duration;
 use concur::sys::lock::{self as rawlock, Mode};
 use concur::sys::supervise::{self, SigSet};
 
+use concur::flock::sysexits::{EX_CANTCREAT, EX_OSERR, EX_UNAVAILABLE};
+
 const EX_USAGE: u8 = 64;
 const EX_SOFTWARE: u8 = 70;
-const EX_OSERR: u8 = 71;
-const EX_UNAVAILABLE: u8 = 69;
-const EX_CANTCREAT: u8 = 73;
 const EX_TEMPFAIL: u8 = 75;
 
 fn usage() -> ExitCode {

@@ -84,15 +84,7 @@ pub fn run(args: Args, ctx: &Ctx) -> Result<Exit, CliError> {
             "--max N is required to run a command in a slot",
         ));
     };
-    let mut argv = args.operands;
-    if argv.first().is_some_and(|a| a == "--") {
-        argv.remove(0);
-    }
-    if argv.is_empty() == args.command.is_none() {
-        return Err(CliError::usage(
-            "give a command to run (after --) or -c CMD, not both",
-        ));
-    }
+    let argv = super::lock::one_command(args.operands, args.command.as_ref())?;
     let (timeout, max_hold) = wait_limits(args.timeout.as_deref(), args.max_hold.as_deref())?;
     let h = Hold {
         claim: Claim::Slot {
