@@ -19,7 +19,7 @@ use concur::etcd::{Client, Timeouts, Wait, lock, semaphore, token};
 use concur::lock::Holder;
 use serde_json::json;
 
-use crate::etcd_util::{Cluster, available};
+use crate::etcd_util::{Cluster, anon_lock, available};
 use crate::util::{Barrier, TestEnv, assert_code, retry};
 
 /// The clients' lease TTL: long enough that a heavily loaded machine (keepalives delayed by
@@ -162,16 +162,9 @@ fn role_cas(client: &Client) {
 
 fn role_hold(client: &Client, name: &str) {
     // Acquire, report the token, wait for a line on stdin, then try a fenced write.
-    let g = lock::lock(
-        client,
-        None,
-        name,
-        Duration::from_secs(2),
-        Wait::Forever,
-        &Holder::me(None, None),
-    )
-    .unwrap()
-    .unwrap();
+    let g = anon_lock(client, name, Duration::from_secs(2), Wait::Forever)
+        .unwrap()
+        .unwrap();
     append(&env("CT_TOKEN"), &g.token().to_string());
     let mut line = String::new();
     std::io::stdin().lock().read_line(&mut line).unwrap();
@@ -430,11 +423,7 @@ fn etcd_busy_lock_names_its_holder_and_timed_wait_fails() {
     )
     .unwrap()
     .unwrap();
-    assert!(
-        lock::lock(&c, None, "busy", TTL, Wait::No, &Holder::me(None, None))
-            .unwrap()
-            .is_none()
-    );
+    assert!(anon_lock(&c, "busy", TTL, Wait::No).unwrap().is_none());
     let h = lock::holder(&c, "busy").unwrap().unwrap();
     assert_eq!(h.token, g.token());
     assert!(
@@ -442,24 +431,14 @@ fn etcd_busy_lock_names_its_holder_and_timed_wait_fails() {
         "{}",
         h.describe()
     );
-    let e = lock::lock(
-        &c,
-        None,
-        "busy",
-        TTL,
-        Wait::For(Duration::from_millis(300)),
-        &Holder::me(None, None),
-    )
-    .unwrap_err();
+    let e = anon_lock(&c, "busy", TTL, Wait::For(Duration::from_millis(300))).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
     assert!(e.to_string().contains("timed out"), "{e}");
     let first = g.token();
     g.unlock().unwrap();
-    let g2 = lock::lock(&c, None, "busy", TTL, Wait::No, &Holder::me(None, None))
-        .unwrap()
-        .unwrap();
+    let g2 = anon_lock(&c, "busy", TTL, Wait::No).unwrap().unwrap();
     assert!(g2.token() > first);
-    let e = lock::lock(&c, None, "../x", TTL, Wait::No, &Holder::me(None, None)).unwrap_err();
+    let e = anon_lock(&c, "../x", TTL, Wait::No).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Invalid, "{e}");
 }
 
@@ -489,16 +468,9 @@ fn etcd_killed_holder_frees_the_lock_when_its_lease_expires() {
     child.kill().unwrap();
     child.wait().unwrap();
     let c = cl.client();
-    let g = lock::lock(
-        &c,
-        None,
-        "K",
-        TTL,
-        Wait::For(Duration::from_secs(30)),
-        &Holder::me(None, None),
-    )
-    .unwrap()
-    .unwrap();
+    let g = anon_lock(&c, "K", TTL, Wait::For(Duration::from_secs(30)))
+        .unwrap()
+        .unwrap();
     assert!(g.token() > t1);
 }
 
@@ -532,16 +504,9 @@ fn etcd_paused_holder_is_fenced_out_after_its_ttl() {
     // SAFETY: kill(2) on the pid of a child this test started and has not reaped.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
     let c = cl.client();
-    let g = lock::lock(
-        &c,
-        None,
-        "F",
-        TTL,
-        Wait::For(Duration::from_secs(60)),
-        &Holder::me(None, None),
-    )
-    .unwrap()
-    .unwrap();
+    let g = anon_lock(&c, "F", TTL, Wait::For(Duration::from_secs(60)))
+        .unwrap()
+        .unwrap();
     assert!(g.token() > t1, "new token {} not above {t1}", g.token());
     let fence = Fence {
         lock: "F".into(),
@@ -647,16 +612,9 @@ fn etcd_command_under_a_lost_lease_is_killed() {
     }
     let cl = Cluster::start(1);
     let c = cl.client();
-    let g = lock::lock(
-        &c,
-        None,
-        "H",
-        Duration::from_secs(2),
-        Wait::No,
-        &Holder::me(None, None),
-    )
-    .unwrap()
-    .unwrap();
+    let g = anon_lock(&c, "H", Duration::from_secs(2), Wait::No)
+        .unwrap()
+        .unwrap();
     let mut quiet = Command::new("true");
     quiet.stdout(Stdio::null());
     let out = run_held(g.lease(), quiet);
@@ -677,16 +635,9 @@ fn etcd_command_is_killed_when_a_keepalive_finds_the_lease_gone_not_at_the_old_b
     let cl = Cluster::start(1);
     let c = cl.client();
     // TTL 15 s: renewed every 5 s; the holder's own bound is 13.5 s after the grant.
-    let g = lock::lock(
-        &c,
-        None,
-        "H",
-        Duration::from_secs(15),
-        Wait::No,
-        &Holder::me(None, None),
-    )
-    .unwrap()
-    .unwrap();
+    let g = anon_lock(&c, "H", Duration::from_secs(15), Wait::No)
+        .unwrap()
+        .unwrap();
     let bound = g.lease().valid_until();
     // Revoked at once: another holder may take the lock now. The holder learns it at its next
     // keepalive (within 5 s) and must kill the command then, not run it on until its old bound.
