@@ -47,6 +47,7 @@
 //! - [`sidecar`] — `F.lock` sidecar locks shared by every serialising writer
 //! - [`lock`] — file, named and byte-range locks, and who holds them
 //! - [`flock`] — the flock(1) engine behind `concur lock FILE` and the `flock` program
+//! - [`lockf`] — the lockf(1) engine behind the `lockf` program
 //! - [`once`] — single-flight: one run of a command for all callers of a key at once
 //! - [`slot`] — counting semaphores (`--max N` holders) across processes
 //! - [`child`] — running a command while a lock or permit is held
@@ -94,6 +95,7 @@ pub mod json;
 pub mod lease;
 pub mod ledger;
 pub mod lock;
+pub mod lockf;
 pub mod marker;
 pub mod once;
 pub mod replace;
