@@ -46,9 +46,12 @@
 //! - [`sys`] — the only place raw system calls are made
 //! - [`sidecar`] — `F.lock` sidecar locks shared by every serialising writer
 //! - [`lock`] — file, named and byte-range locks, and who holds them
+//! - [`flock`] — the flock(1) engine behind `concur lock FILE` and the `flock` program
+//! - [`lockf`] — the lockf(1) engine behind the `lockf` program
 //! - [`once`] — single-flight: one run of a command for all callers of a key at once
 //! - [`slot`] — counting semaphores (`--max N` holders) across processes
 //! - [`child`] — running a command while a lock or permit is held
+//! - [`hold`] — a named lock or slot held on any backend while a command runs
 //! - [`append`] — whole-line appends to shared logs
 //! - [`replace`] — atomic whole-file replace, etags
 //! - [`json`] — locked jq updates of JSON files
@@ -81,7 +84,9 @@ pub mod error;
 #[cfg(feature = "etcd")]
 pub mod etcd;
 pub mod fence;
+pub mod flock;
 mod hex;
+pub mod hold;
 pub mod home;
 pub mod hook;
 pub mod id;
@@ -91,6 +96,7 @@ pub mod json;
 pub mod lease;
 pub mod ledger;
 pub mod lock;
+pub mod lockf;
 pub mod marker;
 pub mod once;
 pub mod replace;

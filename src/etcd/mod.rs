@@ -56,20 +56,10 @@ pub(crate) fn check_name(what: &str, name: &str) -> Result<()> {
     crate::id::check_name(what, name)
 }
 
-/// What a holder writes about itself into its key: pid, session, host, since (display only).
-pub(crate) fn owner_value(session: Option<&str>) -> Vec<u8> {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default();
-    let since = crate::time::now_unix_secs();
-    serde_json::json!({
-        "pid": std::process::id(),
-        "session": session,
-        "host": host,
-        "since": since,
-    })
-    .to_string()
-    .into_bytes()
+/// What a holder writes about itself into its key: its record ([`crate::lock::Holder`]: pid,
+/// session, command, since) naming this machine (display only).
+pub(crate) fn owner_value(holder: &crate::lock::Holder) -> Vec<u8> {
+    serde_json::to_vec(&holder.clone().with_host()).unwrap_or_default()
 }
 
 /// A random 64-bit nonce (recognises one's own committed-but-timed-out transaction).
