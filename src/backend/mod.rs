@@ -10,6 +10,8 @@
 //! Verbs on files the caller names (`append`, `write`, `json FILE`, `lock FILE`) are local by
 //! nature and do not go through here.
 
+pub mod once;
+
 use std::path::Path;
 use std::time::{Duration, Instant};
 

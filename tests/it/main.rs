@@ -50,6 +50,7 @@ mod lock;
 mod marker;
 mod on_backends;
 mod once;
+mod once_backends;
 mod replace;
 mod reserve;
 mod scan;
