@@ -65,7 +65,7 @@ super::agent_tests!(Claude, claude_two_sessions, claude_fails_closed);
 /// CLI: a successful `Edit` is recorded pending by `PreToolUse` and confirmed by `PostToolUse`
 /// under the same `tool_use_id`; an `Edit` whose `old_string` is not in the file is refused by
 /// Claude Code before any hook runs, so nothing is recorded for it. (The withdrawal by
-/// `PostToolUseFailure` is tested with payloads in git_guard.rs: this CLI fails file tools in
+/// `PostToolUseFailure` is tested with payloads in `git_guard.rs`: this CLI fails file tools in
 /// validation, before the hooks, for every failure the test could cause.)
 #[test]
 fn claude_post_tool_hooks_confirm_edits() {
