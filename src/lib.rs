@@ -13,7 +13,7 @@
 //! | session id | cannot escape the home (`[A-Za-z0-9._-]{1,128}`) | [`id`] |
 //! | lock | one exclusive holder (or many shared); released by the kernel when the holder dies; waiters block in the kernel, no polling | [`lock`] |
 //! | slot | never more than N holders; a killed holder frees its slot at once; waiters block in the kernel | [`slot`] |
-//! | once | of the callers of a key that arrive while its command runs, one runs it and the rest get its output and status; a killed runner is replaced by exactly one waiter | `flock` handoff, atomic result file, [`once`] |
+//! | once | of the callers of a key that arrive while its command runs, one runs it and the rest get its output and status; a killed runner is replaced by exactly one waiter | `flock` handoff, atomic result file, [`once`]; on etcd a leader key on its lease ([`backend::once`]) |
 //! | append | one whole line per call, durable; one header per file; dedup; no partial line on a full disk | [`append`] |
 //! | write / read | readers never see an empty or half-written file; `if_match` detects lost updates | [`replace`] |
 //! | json | no lost updates; a failing filter changes nothing | [`json`] |

@@ -12,6 +12,7 @@
 
 pub mod held;
 pub mod locks;
+pub mod once;
 pub mod slots;
 
 use std::path::Path;

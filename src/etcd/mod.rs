@@ -12,6 +12,7 @@
 //! | [`session`] | `session/ID` on the session's lease | live while its lease is kept alive |
 //! | [`fence`] | any key | a write commits only while the lock key still has the writer's token |
 //! | [`json`] | `json/NAME`, `json-writer/NAME` | jq update committed by CAS on mod revision; nonce recognises a retried commit |
+//! | [`once`] | `once/KEY` on the leader's lease, `once-result/KEY` on a lease of the TTL | leader = create-if-absent; result committed with the leader key's delete, guarded by its create revision; waiters watch the delete |
 //! | [`tasks`] | `task/TASK` on the holder's lease, `task-done/TASK` | the lease [`crate::lease::Store`]: acquire = one txn, token = create revision |
 //!
 //! The client speaks etcd's HTTP/JSON gateway (`/v3/...`) with a small built-in HTTP/1.1 client:
@@ -30,6 +31,7 @@ mod http;
 pub mod json;
 pub mod lease;
 pub mod lock;
+pub mod once;
 pub mod pool;
 pub mod semaphore;
 pub mod session;
