@@ -5,14 +5,24 @@
 # start; the handoff also includes the kernel killing the dead leader's command (it holds the
 # key's lock descriptor until it is gone).
 #
-# Usage: bench/once.sh [RUNS]   (default 50; needs a release build, bash, python3)
+# With --etcd both run on a one-member etcd on loopback (bench/lib/etcd.sh): the waiter takes
+# over when the killed leader's lease (5 s TTL, renewed every 1.7 s) runs out.
+#
+# Usage: bench/once.sh [RUNS] [--etcd]   (default 50; needs a release build, bash, python3;
+#        --etcd also Debian's etcd-server)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-50}
 BIN=$(scripts/cargo-exe --release --bin concur)
 export BIN
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+if [ "${2:-}" = --etcd ]; then
+  . bench/lib/etcd.sh
+  etcd_start 1
+  export CONCUR_BACKEND=$etcd_url ETCD_PORT=$etcd_port
+else
+  tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' EXIT
+fi
 export CONCUR_HOME="$tmp/home"
 cd "$tmp"
 python3 - "$runs" <<'PY'
@@ -30,6 +40,14 @@ def lines(p):
         return []
 
 def blocked(lock):
+    if os.environ.get("ETCD_PORT"):
+        # etcd: the waiter watches the leader key; count the member's watchers.
+        import urllib.request
+        text = urllib.request.urlopen(f"http://127.0.0.1:{os.environ['ETCD_PORT']}/metrics").read()
+        for l in text.decode().splitlines():
+            if l.startswith("etcd_debugging_mvcc_watcher_total "):
+                return int(float(l.split()[1]))
+        return 0
     try:
         ino = ":%d " % os.stat(lock).st_ino
     except FileNotFoundError:
@@ -60,7 +78,7 @@ for i in range(runs):
 def ms(xs):
     xs = sorted(xs)
     return f"median {statistics.median(xs)*1e3:.2f} ms, p90 {xs[int(len(xs)*0.9)-1]*1e3:.2f} ms"
-print(f"runs: {runs}, cores: {os.cpu_count()}")
+print(f"runs: {runs}, cores: {os.cpu_count()}, backend: {'etcd' if os.environ.get('ETCD_PORT') else 'local'}")
 print(f"handoff, SIGKILL of the leader -> the waiter's command runs: {ms(handoff)}")
 print(f"uncontended, start of concur once -> its command runs:     {ms(cold)}")
 print(f"ratio of medians (handoff / uncontended start): {statistics.median(handoff)/statistics.median(cold):.2f}")

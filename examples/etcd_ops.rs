@@ -20,14 +20,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let ttl = Duration::from_secs(10);
     let scratch = tempfile::tempdir()?;
     let c = Client::new(url)?;
-    let (c, op) = match op.strip_suffix("-pooled") {
+    let (pool, op) = match op.strip_suffix("-pooled") {
         Some(base) => {
             let home = concur::Home::at(scratch.path())?;
-            let pool = Pool::open(&home, &c, ttl)?;
-            (c.use_lease_pool(pool), base)
+            (Some(Pool::open(&home, &c, ttl)?), base)
         }
-        None => (c, op.as_str()),
+        None => (None, op.as_str()),
     };
+    let pool = pool.as_ref();
+    let me = concur::lock::Holder::me(None, None);
     let sid = concur::SessionId::new("bench")?;
     let info = serde_json::json!({ "pid": std::process::id() });
     // One warm-up round opens the connection.
@@ -40,10 +41,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "put" => {
                 c.put(b"concur/bench/k", i.to_string().as_bytes(), 0)?;
             }
-            "lock" => lock::lock(&c, "bench", ttl, Wait::Forever, None)?
+            "lock" => lock::lock(&c, pool, "bench", ttl, Wait::Forever, &me)?
                 .ok_or("busy")?
                 .unlock()?,
-            "slot" => semaphore::acquire(&c, "bench", 4, ttl, Wait::Forever, None)?
+            "slot" => semaphore::acquire(&c, pool, "bench", 4, ttl, Wait::Forever, &me)?
                 .ok_or("busy")?
                 .release()?,
             "token" => {

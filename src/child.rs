@@ -14,6 +14,9 @@
 //!   go on as if it still held it.
 //! - **Hold limit.** With [`Supervise::max_hold`] the command runs in a process group of its
 //!   own and the whole group is sent SIGKILL when the limit passes; the caller releases after.
+//! - **Watchers.** [`run_watched`] hands the running command to a watcher on another thread
+//!   (an etcd lease's, see [`crate::etcd::hold`]) that can kill it; the kill and the reaping
+//!   take one lock, so a kill never reaches a reaped, possibly reused, pid.
 //!
 //! Not guaranteed: processes that leave the command's process group (`setsid`) are not killed
 //! by the hold limit; the child's signal mask is the one this process started with.
@@ -23,6 +26,8 @@ use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Command, ExitStatus};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::sys::supervise::{self, SigSet};
@@ -46,6 +51,8 @@ pub struct Ended {
     pub status: ExitStatus,
     /// True when the hold limit killed it.
     pub over_limit: bool,
+    /// True when a watcher killed it because what it ran under was lost (an etcd lease).
+    pub lost: bool,
 }
 
 impl Ended {
@@ -125,15 +132,70 @@ pub fn block_signals() -> io::Result<()> {
     Ok(())
 }
 
+/// The running command as a watcher on another thread sees it ([`run_watched`]): it can kill the
+/// command, and a kill never reaches a pid that was reaped (and may have been reused).
+#[derive(Debug, Clone)]
+pub struct Running {
+    pid: Arc<Mutex<Option<u32>>>,
+    own_group: bool,
+    lost: Arc<AtomicBool>,
+}
+
+impl Running {
+    /// Kills the command (its process group when it has its own) with SIGKILL because what it
+    /// ran under was lost; [`Ended::lost`] then says so. False when it had already ended.
+    pub fn kill_lost(&self) -> bool {
+        let pid = self.pid.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(pid) = *pid else {
+            return false;
+        };
+        self.lost.store(true, Ordering::SeqCst);
+        let _ = if self.own_group {
+            supervise::kill_group(pid, libc::SIGKILL)
+        } else {
+            supervise::kill(pid, libc::SIGKILL)
+        };
+        true
+    }
+}
+
+/// Blocks SIGCHLD only, in the calling thread and so in every thread it starts afterwards,
+/// remembering the mask the command will start with. For a caller that starts threads before
+/// [`run`] (an etcd lease's keepalive) but must stay interruptible while it waits for a lock: a
+/// thread that does not block SIGCHLD can take the one [`run`] waits for (a stopped process
+/// that is continued hands its pending SIGCHLD to whichever thread runs first), and the wait
+/// would not end. Idempotent.
+///
+/// # Errors
+/// The `pthread_sigmask` error.
+pub fn reserve_sigchld() -> io::Result<()> {
+    let orig = supervise::block(&SigSet::of(&[libc::SIGCHLD]))?;
+    let _ = ORIGINAL_MASK.set(orig);
+    Ok(())
+}
+
 /// Runs `cmd` to its end under `how`. The command starts with the signal mask this process
-/// had before [`block_signals`].
+/// had before [`block_signals`] (or [`reserve_sigchld`]).
 ///
 /// Call [`block_signals`] before starting any thread: a SIGCHLD taken by a thread that does
 /// not block it would be lost and this wait would not end.
 ///
 /// # Errors
 /// The spawn error (command not found, not executable, ...) — nothing ran.
-pub fn run(mut cmd: Command, how: &Supervise<'_>) -> io::Result<Ended> {
+pub fn run(cmd: Command, how: &Supervise<'_>) -> io::Result<Ended> {
+    run_watched(cmd, how, |_| {})
+}
+
+/// [`run`], handing the running command to `started` (a watcher that may kill it, e.g. when a
+/// lease is lost) once it runs; `started` is not called when the spawn fails.
+///
+/// # Errors
+/// As [`run`].
+pub fn run_watched(
+    mut cmd: Command,
+    how: &Supervise<'_>,
+    started: impl FnOnce(Running),
+) -> io::Result<Ended> {
     let set = handled();
     let blocked_now = supervise::block(&set)?;
     let orig = *ORIGINAL_MASK.get_or_init(|| blocked_now);
@@ -168,7 +230,7 @@ pub fn run(mut cmd: Command, how: &Supervise<'_>) -> io::Result<Ended> {
             Ok(())
         });
     }
-    let result = supervise_child(&mut cmd, &set, how.max_hold, own_group);
+    let result = supervise_child(&mut cmd, &set, how.max_hold, started);
     let _ = supervise::set_mask(&orig);
     result
 }
@@ -177,15 +239,32 @@ fn supervise_child(
     cmd: &mut Command,
     set: &SigSet,
     max_hold: Option<Duration>,
-    own_group: bool,
+    started: impl FnOnce(Running),
 ) -> io::Result<Ended> {
+    let own_group = max_hold.is_some();
     let mut child = cmd.spawn()?;
     let pid = child.id();
+    let running = Running {
+        pid: Arc::new(Mutex::new(Some(pid))),
+        own_group,
+        lost: Arc::new(AtomicBool::new(false)),
+    };
+    started(running.clone());
     let deadline = max_hold.map(|d| Instant::now() + d);
     let mut over_limit = false;
     loop {
-        if let Some(status) = child.try_wait()? {
-            return Ok(Ended { status, over_limit });
+        {
+            // Reaped under the lock a watcher kills under: its kill comes before, or not at all.
+            let mut alive = running.pid.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(status) = child.try_wait()? {
+                *alive = None;
+                let lost = running.lost.load(Ordering::SeqCst);
+                return Ok(Ended {
+                    status,
+                    over_limit,
+                    lost,
+                });
+            }
         }
         let timeout = match deadline {
             Some(d) if !over_limit => Some(d.saturating_duration_since(Instant::now())),

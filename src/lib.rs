@@ -13,7 +13,7 @@
 //! | session id | cannot escape the home (`[A-Za-z0-9._-]{1,128}`) | [`id`] |
 //! | lock | one exclusive holder (or many shared); released by the kernel when the holder dies; waiters block in the kernel, no polling | [`lock`] |
 //! | slot | never more than N holders; a killed holder frees its slot at once; waiters block in the kernel | [`slot`] |
-//! | once | of the callers of a key that arrive while its command runs, one runs it and the rest get its output and status; a killed runner is replaced by exactly one waiter | `flock` handoff, atomic result file, [`once`] |
+//! | once | of the callers of a key that arrive while its command runs, one runs it and the rest get its output and status; a killed runner is replaced by exactly one waiter | `flock` handoff, atomic result file, [`once`]; on etcd a leader key on its lease ([`backend::once`]) |
 //! | append | one whole line per call, durable; one header per file; dedup; no partial line on a full disk | [`append`] |
 //! | write / read | readers never see an empty or half-written file; `if_match` detects lost updates | [`replace`] |
 //! | json | no lost updates; a failing filter changes nothing | [`json`] |
@@ -46,9 +46,12 @@
 //! - [`sys`] — the only place raw system calls are made
 //! - [`sidecar`] — `F.lock` sidecar locks shared by every serialising writer
 //! - [`lock`] — file, named and byte-range locks, and who holds them
+//! - [`flock`] — the flock(1) engine behind `concur lock FILE` and the `flock` program
+//! - [`lockf`] — the lockf(1) engine behind the `lockf` program
 //! - [`once`] — single-flight: one run of a command for all callers of a key at once
 //! - [`slot`] — counting semaphores (`--max N` holders) across processes
 //! - [`child`] — running a command while a lock or permit is held
+//! - [`hold`] — a named lock or slot held on any backend while a command runs
 //! - [`append`] — whole-line appends to shared logs
 //! - [`replace`] — atomic whole-file replace, etags
 //! - [`json`] — locked jq updates of JSON files
@@ -82,7 +85,9 @@ pub mod error;
 #[cfg(feature = "etcd")]
 pub mod etcd;
 pub mod fence;
+pub mod flock;
 mod hex;
+pub mod hold;
 pub mod home;
 pub mod hook;
 pub mod id;
@@ -92,6 +97,7 @@ pub mod json;
 pub mod lease;
 pub mod ledger;
 pub mod lock;
+pub mod lockf;
 pub mod marker;
 pub mod once;
 pub mod replace;

@@ -516,6 +516,9 @@ pub struct Holder {
     /// The command it runs under the lock.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cmd: Option<String>,
+    /// The machine it runs on (set by holders on a shared backend, where it is not this one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
     /// When it took the lock (seconds since the Unix epoch).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub since: Option<u64>,
@@ -529,8 +532,25 @@ impl Holder {
             start: sys::proc::start_time(pid).ok(),
             session,
             cmd,
+            host: None,
             since: Some(crate::time::now_unix_secs()),
         }
+    }
+
+    /// This process (pid and start time), now: the record a holder writes about itself.
+    pub fn me(session: Option<String>, cmd: Option<String>) -> Holder {
+        Holder::new(std::process::id(), session, cmd)
+    }
+
+    /// The same record naming this machine (`/proc/sys/kernel/hostname`), for holders whose
+    /// record other machines read.
+    #[must_use]
+    pub fn with_host(mut self) -> Holder {
+        self.host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty());
+        self
     }
 
     /// How long it has held the lock, in whole seconds, if known.
@@ -539,7 +559,8 @@ impl Holder {
             .map(|s| crate::time::now_unix_secs().saturating_sub(s))
     }
 
-    /// `pid P (session S, 12 s)`, leaving out what is unknown.
+    /// `pid P (session S, 12 s) on HOST`, leaving out what is unknown: the one way every
+    /// backend names a holder in "held by ..." messages.
     pub fn describe(&self) -> String {
         let mut extra = Vec::new();
         if let Some(s) = &self.session {
@@ -548,11 +569,16 @@ impl Holder {
         if let Some(secs) = self.held_secs() {
             extra.push(format!("{secs} s"));
         }
-        if extra.is_empty() {
+        let mut s = if extra.is_empty() {
             format!("pid {}", self.pid)
         } else {
             format!("pid {} ({})", self.pid, extra.join(", "))
+        };
+        if let Some(h) = &self.host {
+            s.push_str(" on ");
+            s.push_str(h);
         }
+        s
     }
 }
 

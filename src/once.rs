@@ -35,8 +35,9 @@
 //!   the command starts should not inherit it (bash: `daemon {CONCUR_ONCE_FD}>&- &`) and should
 //!   redirect its stdout and stderr, or the flight lasts as long as the daemon (its output is
 //!   the result).
-//! - Local only: the lock is a local `flock(2)`, the result a local file. Processes on other
-//!   machines sharing an NFS home are not served (see `docs/once.md`).
+//! - Across machines: this is the local backend (a `flock(2)`, a file); processes on other
+//!   machines sharing an NFS home are not served. The etcd backend is
+//!   [`crate::etcd::once`]; [`crate::backend::Backend::flights`] picks the one in effect.
 //! - The result is kept whole in memory and on disk: a command printing gigabytes is not what
 //!   this is for.
 //!
@@ -134,25 +135,47 @@ pub struct Flight {
     pub result: Outcome,
 }
 
-/// The header line of a result file; the stdout and stderr bytes follow it.
-#[derive(Debug, Serialize, Deserialize)]
+/// The header line of a stored result (a local file, an etcd value); the stdout and stderr
+/// bytes follow it.
+#[derive(Debug, Default, Serialize, Deserialize)]
 struct Header {
     v: u32,
     code: Option<i32>,
     signal: Option<i32>,
     finished_ms: u64,
+    #[serde(default)]
     boot_id: String,
+    #[serde(default)]
     finished_boot_us: u64,
     leader_pid: u32,
     stdout_len: usize,
     stderr_len: usize,
+    /// etcd: the leader key's create revision (recognises one's own retried commit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    flight: Option<i64>,
+    /// etcd: the TTL the result's lease was granted (its age is this minus what is left).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    lease_s: Option<u64>,
+    /// etcd: the output was this many bytes, over the cap, and is not stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    oversize: Option<usize>,
 }
 
 /// A stored result with the facts needed to tell whether a waiter's flight produced it.
-struct Stored {
-    outcome: Outcome,
-    boot_id: String,
-    finished_boot_us: u64,
+pub(crate) struct Stored {
+    pub(crate) outcome: Outcome,
+    pub(crate) facts: Facts,
+}
+
+/// What a stored result carries besides the outcome: where and when (boot clock) it finished on
+/// the local backend, the flight's token and lease on etcd.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Facts {
+    pub(crate) boot_id: String,
+    pub(crate) finished_boot_us: u64,
+    pub(crate) flight: Option<i64>,
+    pub(crate) lease_s: Option<u64>,
+    pub(crate) oversize: Option<usize>,
 }
 
 /// Single-flight for one key; see the module docs.
@@ -224,8 +247,8 @@ impl Once {
         };
         if waited {
             if let Some(s) = self.stored()?
-                && s.boot_id == boot_id
-                && s.finished_boot_us >= arrived
+                && s.facts.boot_id == boot_id
+                && s.facts.finished_boot_us >= arrived
             {
                 return Ok(Flight {
                     role: Role::Waiter,
@@ -239,9 +262,7 @@ impl Once {
                 });
             }
         }
-        let program = PathBuf::from(cmd.get_program());
-        let outcome = run_captured(cmd, guard.lock_file().as_fd(), tee)
-            .map_err(|e| Error::io(CANNOT_RUN, &program, e))?;
+        let outcome = run_captured(cmd, guard.lock_file().as_fd(), tee)?;
         self.store(&outcome, &boot_id)?;
         // Unlocked explicitly: a background process the command left behind shares the
         // descriptor, and a mere close would leave the key locked while it lives.
@@ -278,7 +299,12 @@ impl Once {
 
     /// Writes the result atomically, 0600.
     fn store(&self, o: &Outcome, boot_id: &str) -> Result<()> {
-        let bytes = encode(o, boot_id, boot_us());
+        let facts = Facts {
+            boot_id: boot_id.to_owned(),
+            finished_boot_us: boot_us(),
+            ..Facts::default()
+        };
+        let bytes = encode(o, &facts);
         ReplaceOptions::new()
             .mode(0o600)
             .replace_locked(&self.result, &bytes)?;
@@ -290,26 +316,35 @@ fn boot_us() -> u64 {
     u64::try_from(sys::proc::boot_clock().as_micros()).unwrap_or(u64::MAX)
 }
 
-fn encode(o: &Outcome, boot_id: &str, finished_boot_us: u64) -> Vec<u8> {
+/// A result as stored: a JSON header line, then the stdout and stderr bytes (none when
+/// [`Facts::oversize`] says they were not kept).
+pub(crate) fn encode(o: &Outcome, facts: &Facts) -> Vec<u8> {
+    let kept = facts.oversize.is_none();
     let h = Header {
         v: 1,
         code: o.code,
         signal: o.signal,
         finished_ms: o.finished_ms,
-        boot_id: boot_id.to_owned(),
-        finished_boot_us,
+        boot_id: facts.boot_id.clone(),
+        finished_boot_us: facts.finished_boot_us,
         leader_pid: o.leader_pid,
-        stdout_len: o.stdout.len(),
-        stderr_len: o.stderr.len(),
+        stdout_len: if kept { o.stdout.len() } else { 0 },
+        stderr_len: if kept { o.stderr.len() } else { 0 },
+        flight: facts.flight,
+        lease_s: facts.lease_s,
+        oversize: facts.oversize,
     };
     let mut out = serde_json::to_vec(&h).unwrap_or_default();
     out.push(b'\n');
-    out.extend_from_slice(&o.stdout);
-    out.extend_from_slice(&o.stderr);
+    if kept {
+        out.extend_from_slice(&o.stdout);
+        out.extend_from_slice(&o.stderr);
+    }
     out
 }
 
-fn decode(bytes: &[u8]) -> Option<Stored> {
+/// The stored result in `bytes`; `None` when malformed or of another format version.
+pub(crate) fn decode(bytes: &[u8]) -> Option<Stored> {
     let nl = bytes.iter().position(|&b| b == b'\n')?;
     let h: Header = serde_json::from_slice(&bytes[..nl]).ok()?;
     let body = &bytes[nl + 1..];
@@ -325,8 +360,13 @@ fn decode(bytes: &[u8]) -> Option<Stored> {
             finished_ms: h.finished_ms,
             leader_pid: h.leader_pid,
         },
-        boot_id: h.boot_id,
-        finished_boot_us: h.finished_boot_us,
+        facts: Facts {
+            boot_id: h.boot_id,
+            finished_boot_us: h.finished_boot_us,
+            flight: h.flight,
+            lease_s: h.lease_s,
+            oversize: h.oversize,
+        },
     })
 }
 
@@ -335,12 +375,39 @@ fn decode(bytes: &[u8]) -> Option<Stored> {
 /// `$CONCUR_ONCE_FD`): should this process die, the key stays locked until the command and
 /// whatever inherited the descriptor from it are gone too, so a waiter can never take over
 /// while the dead leader's command is still running.
-fn run_captured(mut cmd: Command, lock_fd: BorrowedFd<'_>, tee: bool) -> std::io::Result<Outcome> {
-    use std::os::unix::process::ExitStatusExt;
+fn run_captured(cmd: Command, lock_fd: BorrowedFd<'_>, tee: bool) -> Result<Outcome> {
     // Reader threads inherit the blocked mask, so the supervisor alone takes SIGCHLD.
-    child::block_signals()?;
-    let (out_r, out_w) = std::io::pipe()?;
-    let (err_r, err_w) = std::io::pipe()?;
+    let program = PathBuf::from(cmd.get_program());
+    child::block_signals().map_err(|e| Error::io(CANNOT_RUN, &program, e))?;
+    let (ended, outcome) = capture(cmd, tee, |mut cmd| {
+        let number = lock_fd.as_raw_fd();
+        cmd.env("CONCUR_ONCE_FD", number.to_string());
+        let how = Supervise {
+            die_with_parent: true,
+            pass_fds: vec![(lock_fd, number)],
+            ..Supervise::default()
+        };
+        child::run(cmd, &how).map_err(|e| Error::io(CANNOT_RUN, &program, e))
+    })?;
+    Ok(outcome(ended.status))
+}
+
+/// Runs `cmd` through `run` (which spawns it and waits for it) with its stdout and stderr
+/// captured, and copied to ours as they come with `tee`. Returns what `run` returned and a
+/// maker of the [`Outcome`] from the command's exit status. Every backend's leader runs its
+/// command through this.
+///
+/// # Errors
+/// `run`'s error; [`Error::Io`] with [`CANNOT_RUN`] when the pipes cannot be made.
+pub(crate) fn capture<T>(
+    mut cmd: Command,
+    tee: bool,
+    run: impl FnOnce(Command) -> Result<T>,
+) -> Result<(T, impl FnOnce(std::process::ExitStatus) -> Outcome)> {
+    use std::os::unix::process::ExitStatusExt;
+    let program = PathBuf::from(cmd.get_program());
+    let pipes = std::io::pipe().and_then(|o| std::io::pipe().map(|e| (o, e)));
+    let ((out_r, out_w), (err_r, err_w)) = pipes.map_err(|e| Error::io(CANNOT_RUN, &program, e))?;
     cmd.stdin(Stdio::inherit())
         .stdout(Stdio::from(out_w))
         .stderr(Stdio::from(err_w));
@@ -371,26 +438,19 @@ fn run_captured(mut cmd: Command, lock_fd: BorrowedFd<'_>, tee: bool) -> std::io
     };
     let out_t = pump(out_r, true);
     let err_t = pump(err_r, false);
-    let number = lock_fd.as_raw_fd();
-    cmd.env("CONCUR_ONCE_FD", number.to_string());
-    let how = Supervise {
-        die_with_parent: true,
-        pass_fds: vec![(lock_fd, number)],
-        ..Supervise::default()
-    };
     // `cmd` (and with it our copies of the pipes' write ends) is dropped when run returns.
-    let ended = child::run(cmd, &how);
+    let ran = run(cmd);
     let stdout = out_t.join().unwrap_or_default();
     let stderr = err_t.join().unwrap_or_default();
-    let ended = ended?;
-    Ok(Outcome {
-        code: ended.status.code(),
-        signal: ended.status.signal(),
+    let ran = ran?;
+    Ok((ran, move |status: std::process::ExitStatus| Outcome {
+        code: status.code(),
+        signal: status.signal(),
         stdout,
         stderr,
         finished_ms: crate::time::now_unix_ms(),
         leader_pid: std::process::id(),
-    })
+    }))
 }
 
 #[cfg(test)]
@@ -411,17 +471,43 @@ mod tests {
     #[test]
     fn a_result_round_trips_byte_for_byte() {
         let o = outcome(b"\x00\xffout\n\nno newline", b"err\r\n");
-        let s = decode(&encode(&o, "boot", 7)).unwrap();
+        let facts = Facts {
+            boot_id: "boot".into(),
+            finished_boot_us: 7,
+            ..Facts::default()
+        };
+        let s = decode(&encode(&o, &facts)).unwrap();
         assert_eq!(s.outcome, o);
-        assert_eq!((s.boot_id.as_str(), s.finished_boot_us), ("boot", 7));
+        assert_eq!(
+            (s.facts.boot_id.as_str(), s.facts.finished_boot_us),
+            ("boot", 7)
+        );
     }
 
     #[test]
     fn a_truncated_or_foreign_result_counts_as_none() {
-        let bytes = encode(&outcome(b"abc", b"de"), "b", 1);
+        let bytes = encode(&outcome(b"abc", b"de"), &Facts::default());
         assert!(decode(&bytes[..bytes.len() - 1]).is_none());
         assert!(decode(b"not a result").is_none());
         assert!(decode(b"{\"v\":2}\n").is_none());
+    }
+
+    #[test]
+    fn an_oversize_result_keeps_its_header_and_no_bytes() {
+        let facts = Facts {
+            flight: Some(9),
+            lease_s: Some(60),
+            oversize: Some(5),
+            ..Facts::default()
+        };
+        let bytes = encode(&outcome(b"abc", b"de"), &facts);
+        assert_eq!(bytes.last(), Some(&b'\n'));
+        let s = decode(&bytes).unwrap();
+        assert!(s.outcome.stdout.is_empty() && s.outcome.stderr.is_empty());
+        assert_eq!(
+            (s.facts.flight, s.facts.lease_s, s.facts.oversize),
+            (Some(9), Some(60), Some(5))
+        );
     }
 
     #[test]

@@ -85,11 +85,7 @@ impl Slot {
     /// the one recorded for `name`; home and I/O errors.
     pub fn open(home: &Home, name: &str, max: u32) -> Result<Slot> {
         validate_name("slot", name)?;
-        if !(1..=MAX_SLOTS).contains(&max) {
-            return Err(Error::Invalid(format!(
-                "invalid --max {max}: use 1 to {MAX_SLOTS}"
-            )));
-        }
+        check_max(max)?;
         let dir = home.subdir("slots")?.join(name);
         sys::fs::mkdir(&dir, 0o700).map_err(Error::with("cannot create directory", &dir))?;
         let recorded = record_max(&dir, max)?;
@@ -310,6 +306,20 @@ impl Permit {
 impl Drop for Permit {
     fn drop(&mut self) {
         let _ = self.file.release();
+    }
+}
+
+/// Checks a slot count: `1 ..= MAX_SLOTS` on every backend.
+///
+/// # Errors
+/// [`Error::Invalid`] naming the accepted range.
+pub fn check_max(max: u32) -> Result<()> {
+    if (1..=MAX_SLOTS).contains(&max) {
+        Ok(())
+    } else {
+        Err(Error::Invalid(format!(
+            "invalid --max {max}: use 1 to {MAX_SLOTS}"
+        )))
     }
 }
 

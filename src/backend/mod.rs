@@ -10,6 +10,11 @@
 //! Verbs on files the caller names (`append`, `write`, `json FILE`, `lock FILE`) are local by
 //! nature and do not go through here.
 
+pub mod held;
+pub mod locks;
+pub mod once;
+pub mod slots;
+
 use std::path::Path;
 use std::time::Duration;
 

@@ -222,7 +222,9 @@ impl Etcd {
         #[cfg(feature = "etcd")]
         {
             use crate::etcd::{Wait, lock};
-            let guard = lock::lock(&self.client, name, HOLD_TTL, Wait::Forever, None)?
+            use crate::lock::Holder;
+            let me = || Holder::me(None, None);
+            let guard = lock::lock(&self.client, None, name, HOLD_TTL, Wait::Forever, &me())?
                 .ok_or_else(|| Error::Conflict(format!("etcd lock {name} not granted")))?;
             let out = f(guard.token());
             // The work is done; the lease going (revoke) frees the lock. A failed revoke is
@@ -294,12 +296,14 @@ impl Etcd {
         #[cfg(feature = "etcd")]
         {
             use crate::etcd::{Wait, semaphore};
+            use crate::lock::Holder;
+            let me = || Holder::me(None, None);
             let w = match wait {
                 None => Wait::Forever,
                 Some(d) if d.is_zero() => Wait::No,
                 Some(d) => Wait::For(d),
             };
-            match semaphore::acquire(&self.client, name, max, ttl, w, None) {
+            match semaphore::acquire(&self.client, None, name, max, ttl, w, &me()) {
                 Ok(p) => Ok(p.map(|permit| Permit { permit })),
                 Err(Error::Timeout { .. }) => Ok(None),
                 Err(e) => Err(e),

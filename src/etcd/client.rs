@@ -21,7 +21,6 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use super::http::{Conn, Stream};
-use super::pool::Pool;
 use super::wire::{self, Compare, KeyValue, Op, TxnResponse, b64, int};
 use crate::error::{Error, Result};
 
@@ -70,7 +69,6 @@ struct Shared {
 pub struct Client {
     shared: Arc<Shared>,
     conn: Arc<Mutex<Option<(usize, Conn)>>>,
-    pool: Option<Arc<Pool>>,
 }
 
 impl Clone for Client {
@@ -78,7 +76,6 @@ impl Clone for Client {
         Client {
             shared: Arc::clone(&self.shared),
             conn: Arc::new(Mutex::new(None)),
-            pool: self.pool.clone(),
         }
     }
 }
@@ -165,20 +162,7 @@ impl Client {
                 uncertain_write: AtomicBool::new(false),
             }),
             conn: Arc::new(Mutex::new(None)),
-            pool: None,
         })
-    }
-
-    /// Makes locks and slots taken through this client reuse leases from `pool` (see
-    /// [`super::pool`]): two raft writes per hold instead of three.
-    #[must_use]
-    pub fn use_lease_pool(mut self, pool: Pool) -> Client {
-        self.pool = Some(Arc::new(pool));
-        self
-    }
-
-    pub(crate) fn lease_pool(&self) -> Option<&Pool> {
-        self.pool.as_deref()
     }
 
     /// A handle on the same connection (for guards that release through their creator's
@@ -187,7 +171,6 @@ impl Client {
         Client {
             shared: Arc::clone(&self.shared),
             conn: Arc::clone(&self.conn),
-            pool: self.pool.clone(),
         }
     }
 

@@ -1,5 +1,6 @@
 //! Running a command while an etcd lease is held (`concur lock --name N CMD` and `concur slot`
-//! with an etcd backend).
+//! with an etcd backend, through [`crate::hold`]): [`crate::child`]'s supervision (signals
+//! forwarded, hold limit, reaping) plus a watcher thread on the lease.
 //!
 //! Guarantees: if the holder's own validity bound for the lease passes before the command ends
 //! (renewals failed: partition, lost quorum, or the lease was revoked), the command is killed
@@ -22,104 +23,97 @@
 //! command that does not fork off work). Fence writes made under the lock ([`super::fence`])
 //! for protection that does not depend on timing.
 
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::process::CommandExt;
-use std::process::{Command, ExitStatus};
+use std::process::Command;
 
 use super::lease::Lease;
+use crate::child::{self, Ended, Running, Supervise};
 use crate::error::{Error, Result};
 use crate::sys::proc::boot_clock;
 use crate::sys::timer::{BootTimer, wait_readable};
 use crate::sys::watchdog::Bound;
 
-/// How a command run under a lease ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// The command exited on its own while the lease was valid.
-    Exited(ExitStatus),
-    /// The lease was lost first; the command was killed and ended with this status.
-    LeaseLost(ExitStatus),
-}
-
-/// Spawns `cmd` and waits for it while `lease` stays valid (see the module docs).
+/// Runs `cmd` to its end under `how` (signals forwarded, hold limit: see [`crate::child`])
+/// while `lease` stays valid; [`Ended::lost`] says the lease was lost first and the command
+/// killed for it (see the module docs). The command always dies with this process. The inner
+/// error is the spawn's: nothing ran.
 ///
 /// # Errors
-/// [`Error::Io`] when the command cannot be started.
-pub fn run(lease: &Lease, cmd: &mut Command) -> Result<Outcome> {
+/// [`Error::Io`] when the lease can no longer be watched (the command is then killed: it never
+/// runs on unwatched).
+pub fn run(lease: &Lease, mut cmd: Command, how: &Supervise) -> Result<std::io::Result<Ended>> {
     let program = cmd.get_program().to_owned();
-    let gone = lease
-        .gone()
-        .map_err(|e| Error::io("cannot wait for command", &program, e))?;
-    let parent = crate::sys::supervise::getpid();
-    let bound = Bound::new(lease.valid_until())
-        .map_err(|e| Error::io("cannot start the lease watchdog", &program, e))?;
+    let io = |action: &'static str| {
+        let program = program.clone();
+        move |e: std::io::Error| Error::io(action, &program, e)
+    };
+    let gone = lease.gone().map_err(io("cannot wait for command"))?;
+    let bound = Bound::new(lease.valid_until()).map_err(io("cannot start the lease watchdog"))?;
     let arm = bound.arm();
-    // SAFETY: the closure only calls prctl, getppid, getpid, fork, waitpid and _exit, which
-    // are async-signal-safe (the forked watchdog makes raw system calls only).
+    // SAFETY: the closure only calls getpid, fork, waitpid and _exit, which are
+    // async-signal-safe (the forked watchdog makes raw system calls only).
     unsafe {
-        cmd.pre_exec(move || {
-            crate::sys::supervise::die_with_parent(libc::SIGKILL, parent)?;
-            arm.in_child()
-        });
+        cmd.pre_exec(move || arm.in_child());
     }
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| Error::io("cannot run command", &program, e))?;
-    let pid = child.id();
-    let watched = watch(lease, pid, gone, &bound);
+    let how = Supervise {
+        die_with_parent: true,
+        ..how.clone()
+    };
+    // Closed when the command has ended: the watcher's cue to stop.
+    let (done, ended) = crate::sys::signal::pipe().map_err(io("cannot wait for command"))?;
+    let (tx, rx) = std::sync::mpsc::channel::<Running>();
+    let done_fd = done.as_fd();
+    let bound_ref = &bound;
+    let (ended_run, watched) = std::thread::scope(|s| {
+        let watcher = s.spawn(move || -> std::io::Result<()> {
+            let Ok(running) = rx.recv() else {
+                return Ok(()); // the command never started
+            };
+            let r = watch(lease, &running, gone, done_fd, bound_ref);
+            if r.is_err() {
+                // Nothing watches the lease any more: the command must not run on unprotected.
+                running.kill_lost();
+            }
+            r
+        });
+        let r = child::run_watched(cmd, &how, move |running| {
+            let _ = tx.send(running);
+        });
+        drop(ended);
+        (r, watcher.join())
+    });
     bound.clear();
     match watched {
-        Ok(lost) => {
-            let st = child
-                .wait()
-                .map_err(|e| Error::io("cannot wait for command", &program, e))?;
-            Ok(if lost {
-                Outcome::LeaseLost(st)
-            } else {
-                Outcome::Exited(st)
-            })
-        }
-        Err(e) => {
-            // Nothing watches the lease any more: the command must not run on unprotected.
-            let _ = crate::sys::supervise::kill(pid, libc::SIGKILL);
-            let _ = child.wait();
-            Err(Error::io("cannot wait for command", &program, e))
-        }
+        Ok(Ok(())) => Ok(ended_run),
+        Ok(Err(e)) => Err(io("cannot wait for command")(e)),
+        Err(_) => Err(Error::Invalid("the lease watcher panicked".into())),
     }
 }
 
-/// Waits until command `pid` exits (`Ok(false)`) or the lease is lost, in which case the
-/// command gets SIGKILL (`Ok(true)`). The command is not reaped.
-fn watch(lease: &Lease, pid: u32, gone: BorrowedFd<'_>, bound: &Bound) -> std::io::Result<bool> {
-    // Something that turns readable when the command exits, without reaping it (until the
-    // caller's `child.wait()`, the pid stays ours to signal): a pidfd, or where the kernel has
-    // none (before 5.3) a pipe whose write end a waiting thread closes at the exit.
-    let exited: OwnedFd = if let Ok(fd) = crate::sys::pidfd::open(pid) {
-        fd.into()
-    } else {
-        let (exited, tell) = crate::sys::signal::pipe()?;
-        std::thread::Builder::new()
-            .name("etcd-hold-wait".into())
-            .spawn(move || {
-                let _ = crate::sys::nowait::wait_exited(pid);
-                drop(tell);
-            })?;
-        exited.into()
-    };
+/// Watches the lease until the command has ended (`done` readable); kills it the moment the
+/// lease is lost.
+fn watch(
+    lease: &Lease,
+    running: &Running,
+    gone: BorrowedFd<'_>,
+    done: BorrowedFd<'_>,
+    bound: &Bound,
+) -> std::io::Result<()> {
     let timer = BootTimer::new()?;
     loop {
         if !lease.is_valid() {
-            let _ = crate::sys::supervise::kill(pid, libc::SIGKILL);
-            return Ok(true);
+            running.kill_lost();
+            return Ok(());
         }
         // The watchdog kills at the last bound published: publish the renewed one well before
         // the old one passes (renewals come every TTL/3).
         let until = lease.valid_until();
         bound.set(until);
         timer.fire_at(until.min(boot_clock() + lease.ttl() / 6))?;
-        let ready = wait_readable(&[exited.as_fd(), timer.as_fd(), gone])?;
+        let ready = wait_readable(&[done, timer.as_fd(), gone])?;
         if ready[0] {
-            return Ok(false);
+            return Ok(());
         }
         // The timer fired (renewals may have moved the bound) or a keepalive found the lease
         // gone: check again.

@@ -24,7 +24,6 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::client::Client;
-use super::pool::Slot;
 use super::wire::{Compare, Op};
 use crate::error::{Error, Result};
 use crate::sys::proc::boot_clock;
@@ -75,6 +74,16 @@ impl State {
     }
 }
 
+/// Where a reusable lease goes when its holder is done with it: a pool's slot (see
+/// [`super::pool`]). A lease knows only this, not the pool, so the pool depends on leases and
+/// not the other way round.
+pub(crate) trait Return: std::fmt::Debug + Send + Sync {
+    /// Records that lease `id` has no key attached and is valid until `until` (boot clock).
+    fn put_back(self: Box<Self>, id: i64, ttl: Duration, until: Duration);
+    /// Records that there is no lease to reuse (it was revoked or may be gone).
+    fn clear(self: Box<Self>);
+}
+
 /// A granted etcd lease, kept alive while this value lives.
 ///
 /// Dropping it stops the keepalive and revokes the lease (best effort: a failed revoke leaves
@@ -88,7 +97,7 @@ pub struct Lease {
     stop: Option<mpsc::Sender<()>>,
     thread: Option<JoinHandle<()>>,
     /// The pool slot this lease came from or goes back to (see [`super::pool`]).
-    slot: Option<Slot>,
+    slot: Option<Box<dyn Return>>,
 }
 
 impl Lease {
@@ -103,19 +112,6 @@ impl Lease {
         Lease::keep(client, id, granted, until, period(granted))
     }
 
-    /// A lease from the client's pool when it has one ([`Client::use_lease_pool`]), else
-    /// [`Lease::grant`]. Release it with [`Lease::release_key`] or [`Lease::put_back`] so it can
-    /// be reused.
-    ///
-    /// # Errors
-    /// [`Error::Io`] when a grant finds no member.
-    pub fn take(client: &Client, ttl: Duration) -> Result<Lease> {
-        match client.lease_pool() {
-            Some(pool) => pool.take(client, ttl),
-            None => Lease::grant(client, ttl),
-        }
-    }
-
     /// Takes over pooled lease `id`, which its last holder could count on until `until` (boot
     /// clock).
     pub(crate) fn adopt(
@@ -123,7 +119,7 @@ impl Lease {
         id: i64,
         ttl: Duration,
         until: Duration,
-        slot: Slot,
+        slot: Box<dyn Return>,
     ) -> Result<Lease> {
         // Renew at once when the last renewal is older than a keepalive period.
         let left = until.saturating_sub(boot_clock());
@@ -135,7 +131,7 @@ impl Lease {
         Ok(Lease::keep(client, id, ttl, until, first)?.with_slot(slot))
     }
 
-    pub(crate) fn with_slot(mut self, slot: Slot) -> Lease {
+    pub(crate) fn with_slot(mut self, slot: Box<dyn Return>) -> Lease {
         self.slot = Some(slot);
         self
     }

@@ -14,13 +14,13 @@
 //!
 //! Not guaranteed: fairness. Waiters race for the key when it is deleted.
 
-use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 use super::client::Client;
 use super::lease::Lease;
+use super::pool::Pool;
 use super::wire::{Compare, KeyValue, Op};
 use super::{Wait, owner_value};
 use crate::error::{Error, Result};
@@ -45,22 +45,14 @@ impl Holder {
         }
     }
 
-    /// A one-line description: `pid P (session S) on HOST, token T`.
+    /// What the holder says about itself, as every backend describes a holder.
+    pub fn holder(&self) -> crate::lock::Holder {
+        serde_json::from_value(self.info.clone()).unwrap_or_default()
+    }
+
+    /// A one-line description: `pid P (session S, 3 s) on HOST, token T`.
     pub fn describe(&self) -> String {
-        let get = |k: &str| {
-            self.info
-                .get(k)
-                .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string))
-        };
-        let mut s = format!("pid {}", get("pid").unwrap_or_else(|| "?".into()));
-        if let Some(sess) = get("session").filter(|s| s != "null") {
-            let _ = write!(s, " (session {sess})");
-        }
-        if let Some(h) = get("host") {
-            let _ = write!(s, " on {h}");
-        }
-        let _ = write!(s, ", token {}", self.token);
-        s
+        format!("{}, token {}", self.holder().describe(), self.token)
     }
 }
 
@@ -138,9 +130,10 @@ pub fn holder(client: &Client, name: &str) -> Result<Option<Holder>> {
         .map(|kv| Holder::from_kv(&kv)))
 }
 
-/// Acquires lock `name` with a lease of `ttl`, waiting as `wait` says.
+/// Acquires lock `name` with a lease of `ttl` (from `pool` when given, see [`super::pool`]),
+/// waiting as `wait` says.
 ///
-/// `Ok(None)`: busy and `wait` was [`Wait::No`]. `session` is recorded for other callers to see.
+/// `Ok(None)`: busy and `wait` was [`Wait::No`]. `me` is recorded for other callers to see.
 ///
 /// # Errors
 /// [`Error::Timeout`] when a timed wait ran out; [`Error::Io`] when no member answered.
@@ -158,17 +151,18 @@ pub fn holder(client: &Client, name: &str) -> Result<Option<Holder>> {
 /// ```
 pub fn lock(
     client: &Client,
+    pool: Option<&Pool>,
     name: &str,
     ttl: Duration,
     wait: Wait,
-    session: Option<&str>,
+    me: &crate::lock::Holder,
 ) -> Result<Option<LockGuard>> {
     super::check_name("lock", name)?;
     let started = Instant::now();
     let deadline = wait.deadline(started);
     let key = key(client, name);
-    let mut lease = Lease::take(client, ttl)?;
-    let value = owner_value(session);
+    let mut lease = super::pool::take(pool, client, ttl)?;
+    let value = owner_value(me);
     loop {
         lease.check()?; // stopped while waiting past the TTL: the lease is gone
         let t = Lease::known(&mut lease, client, |lease| {

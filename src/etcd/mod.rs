@@ -12,6 +12,7 @@
 //! | [`session`] | `session/ID` on the session's lease | live while its lease is kept alive |
 //! | [`fence`] | any key | a write commits only while the lock key still has the writer's token |
 //! | [`json`] | `json/NAME`, `json-writer/NAME` | jq update committed by CAS on mod revision; nonce recognises a retried commit |
+//! | [`once`] | `once/KEY` on the leader's lease, `once-result/KEY` on a lease of the TTL | leader = create-if-absent; result committed with the leader key's delete, guarded by its create revision; waiters watch the delete |
 //! | [`tasks`] | `task/TASK` on the holder's lease, `task-done/TASK` | the lease [`crate::lease::Store`]: acquire = one txn, token = create revision |
 //!
 //! The client speaks etcd's HTTP/JSON gateway (`/v3/...`) with a small built-in HTTP/1.1 client:
@@ -30,6 +31,7 @@ mod http;
 pub mod json;
 pub mod lease;
 pub mod lock;
+pub mod once;
 pub mod pool;
 pub mod semaphore;
 pub mod session;
@@ -56,20 +58,10 @@ pub(crate) fn check_name(what: &str, name: &str) -> Result<()> {
     crate::id::check_name(what, name)
 }
 
-/// What a holder writes about itself into its key: pid, session, host, since (display only).
-pub(crate) fn owner_value(session: Option<&str>) -> Vec<u8> {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default();
-    let since = crate::time::now_unix_secs();
-    serde_json::json!({
-        "pid": std::process::id(),
-        "session": session,
-        "host": host,
-        "since": since,
-    })
-    .to_string()
-    .into_bytes()
+/// What a holder writes about itself into its key: its record ([`crate::lock::Holder`]: pid,
+/// session, command, since) naming this machine (display only).
+pub(crate) fn owner_value(holder: &crate::lock::Holder) -> Vec<u8> {
+    serde_json::to_vec(&holder.clone().with_host()).unwrap_or_default()
 }
 
 /// A random 64-bit nonce (recognises one's own committed-but-timed-out transaction).

@@ -50,7 +50,7 @@ use std::time::Duration;
 use sha2::Digest as _;
 
 use super::client::Client;
-use super::lease::Lease;
+use super::lease::{Lease, Return};
 use crate::error::{Error, Result};
 use crate::home::Home;
 use crate::sys;
@@ -151,7 +151,7 @@ impl Pool {
                 let dirty = Record { clean: false, ..r };
                 if slot.write(&dirty).is_ok() {
                     let until = Duration::from_millis(dirty.until_ms);
-                    return Lease::adopt(client, dirty.id, ttl, until, slot);
+                    return Lease::adopt(client, dirty.id, ttl, until, Box::new(slot));
                 }
             }
         }
@@ -165,7 +165,7 @@ impl Pool {
             boot: "-".into(),
         };
         Ok(if slot.write(&dirty).is_ok() {
-            lease.with_slot(slot)
+            lease.with_slot(Box::new(slot))
         } else {
             lease
         })
@@ -190,14 +190,28 @@ impl Pool {
     }
 }
 
+/// A lease from `pool` when there is one (see [`Pool::take`]), else a freshly granted one. Put
+/// it back with [`Lease::release_key`] or [`Lease::put_back`] so that it can be reused.
+///
+/// # Errors
+/// [`Error::Io`] when a grant finds no member.
+pub(crate) fn take(pool: Option<&Pool>, client: &Client, ttl: Duration) -> Result<Lease> {
+    match pool {
+        Some(p) => p.take(client, ttl),
+        None => Lease::grant(client, ttl),
+    }
+}
+
 impl Slot {
     fn write(&self, r: &Record) -> std::io::Result<()> {
         self.file.write_all_at(r.line().as_bytes(), 0)
     }
+}
 
+impl Return for Slot {
     /// Records that lease `id` has no key attached and is valid until `until` (the holder's
     /// bound on the boot clock), then unlocks the slot.
-    pub(crate) fn put_back(self, id: i64, ttl: Duration, until: Duration) {
+    fn put_back(self: Box<Self>, id: i64, ttl: Duration, until: Duration) {
         let Ok(clock) = BootClock::now() else {
             return; // the record stays dirty: the lease is abandoned, not reused
         };
@@ -217,7 +231,7 @@ impl Slot {
     }
 
     /// Records that the slot holds no lease (the lease was revoked), then unlocks the slot.
-    pub(crate) fn clear(self) {
+    fn clear(self: Box<Self>) {
         let _ = self.file.set_len(0);
     }
 }

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use super::client::Client;
 use super::lease::Lease;
 use super::lock::{Holder, timeout};
+use super::pool::Pool;
 use super::wire::{Compare, Op, prefix_end};
 use super::{Wait, owner_value};
 use crate::error::{Error, Result};
@@ -81,18 +82,20 @@ pub fn holders(client: &Client, name: &str) -> Result<(Vec<Holder>, Option<usize
     Ok((kvs.iter().take(n).map(Holder::from_kv).collect(), max))
 }
 
-/// Takes one of `max` slots of `name`, waiting as `wait` says. `Ok(None)`: all busy, no wait.
+/// Takes one of `max` slots of `name` on a lease of `ttl` (from `pool` when given), waiting as
+/// `wait` says; `me` is recorded for [`holders`]. `Ok(None)`: all busy, no wait.
 ///
 /// # Errors
 /// [`Error::Invalid`] when `max` is 0 or differs from the count recorded for `name`;
 /// [`Error::Timeout`] when a timed wait ran out; [`Error::Io`] when no member answered.
 pub fn acquire(
     client: &Client,
+    pool: Option<&Pool>,
     name: &str,
     max: usize,
     ttl: Duration,
     wait: Wait,
-    session: Option<&str>,
+    me: &crate::lock::Holder,
 ) -> Result<Option<Permit>> {
     super::check_name("slot", name)?;
     if max == 0 {
@@ -103,7 +106,7 @@ pub fn acquire(
     let max_key = client.key(&format!("slot/{name}/max"));
     let pfx = prefix(client, name);
     let end = prefix_end(&pfx);
-    let mut lease = Lease::take(client, ttl)?;
+    let mut lease = super::pool::take(pool, client, ttl)?;
     let holder_key = |lease: &Lease| {
         let mut key = pfx.clone();
         key.extend_from_slice(format!("{:016x}", lease.id()).as_bytes());
@@ -113,7 +116,7 @@ pub fn acquire(
     // lease: a retry after a lost answer rewrites the same key, keeping its create revision),
     // and read the recorded `max` and the ranking.
     let t = Lease::known(&mut lease, client, |lease| {
-        let me = Op::Put(holder_key(lease), owner_value(session), lease.id());
+        let me = Op::Put(holder_key(lease), owner_value(me), lease.id());
         client.txn(
             &[Compare::CreateRevision(max_key.clone(), 0)],
             &[

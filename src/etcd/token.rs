@@ -142,7 +142,10 @@ pub(crate) fn attempt(
     crate::token::check_name(name)?;
     let (live, issued, taken) = keys(client, name);
     let nonce = super::nonce();
-    let record = super::owner_value(session.map(SessionId::as_str));
+    let record = super::owner_value(&crate::lock::Holder::me(
+        session.map(|s| s.as_str().to_string()),
+        None,
+    ));
     let mut record: Value = serde_json::from_slice(&record).unwrap_or_else(|_| json!({}));
     record["nonce"] = Value::String(nonce.clone());
     let t = client.txn(

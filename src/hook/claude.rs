@@ -84,6 +84,21 @@ pub fn classify(agent: Agent, p: &Value) -> Event {
             },
         };
     }
+    if agent == Agent::Claude
+        && matches!(event, "PostToolUse" | "PostToolUseFailure")
+        && CLAUDE_FILE_TOOLS.contains(&tool)
+    {
+        let paths = fields(&p["tool_input"], &["file_path", "notebook_path"]);
+        if bounded(&paths, &cwd).is_ok() {
+            return Event::WriteEnded {
+                paths,
+                cwd,
+                call: p["tool_use_id"].as_str().map(str::to_owned),
+                ok: event == "PostToolUse",
+            };
+        }
+        return Event::Other;
+    }
     match event {
         "SessionStart" | "sessionStart" => Event::SessionStart { session, cwd },
         "SessionEnd" | "sessionEnd" => Event::SessionEnd { session },

@@ -60,10 +60,23 @@ const fn spec(event: &'static str, matcher: Option<&'static str>, timeout: Optio
 /// What concur installs for `agent`: the file tools *and* the shell tool of each agent, and the
 /// session events it has.
 pub fn specs(agent: Agent) -> &'static [Spec] {
-    const CLAUDE: [Spec; 3] = [
+    // The post-tool events make the edit record precise (a failed or refused file-tool call
+    // is withdrawn; see `reserve::edits`); Codex and Gemini keep the record their pre-tool
+    // hook makes.
+    const CLAUDE: [Spec; 5] = [
         spec(
             "PreToolUse",
             Some("Write|Edit|MultiEdit|NotebookEdit|Bash"),
+            Some(10),
+        ),
+        spec(
+            "PostToolUse",
+            Some("Write|Edit|MultiEdit|NotebookEdit"),
+            Some(10),
+        ),
+        spec(
+            "PostToolUseFailure",
+            Some("Write|Edit|MultiEdit|NotebookEdit"),
             Some(10),
         ),
         spec("SessionStart", None, Some(10)),

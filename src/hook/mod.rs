@@ -10,6 +10,8 @@
 //!   and `additionalContext` names the other live sessions in the same directory and the leases
 //!   they hold (nothing is printed when there are none) — [`session`].
 //! - **`SessionEnd`** → the session ends and its leases are released.
+//! - **`PostToolUse`**, **`PostToolUseFailure`** (Claude Code) of a file tool → the session's
+//!   edit record is confirmed or withdrawn ([`crate::reserve::edits`]); nothing is printed.
 //!
 //! The leases are read and released in whichever [`crate::lease::Store`] the caller passes (the
 //! CLI passes the one the backend names: local `SQLite`, or etcd). The `PreToolUse` path never
@@ -80,6 +82,18 @@ pub enum Event {
         paths: Vec<PathBuf>,
         /// The session's working directory.
         cwd: PathBuf,
+    },
+    /// A file-writing tool's call ended (Claude Code `PostToolUse`, `PostToolUseFailure`): for
+    /// the edit record only, never a decision.
+    WriteEnded {
+        /// The paths it wrote (relative ones are against `cwd`).
+        paths: Vec<PathBuf>,
+        /// The session's working directory.
+        cwd: PathBuf,
+        /// The tool call's id (`tool_use_id`), which its `PreToolUse` had too.
+        call: Option<String>,
+        /// Whether the tool succeeded (`PostToolUse`).
+        ok: bool,
     },
     /// A guarded event whose payload cannot be understood.
     Malformed(String),

@@ -104,6 +104,10 @@ pub struct Edit<'a> {
     pub cwd: &'a Path,
     /// `[reserve] auto`: claim free paths on first edit.
     pub auto: bool,
+    /// The file-tool call's id when the agent reports how it ended (Claude Code's
+    /// `PostToolUse`/`PostToolUseFailure`): the edit is recorded pending, for that report to
+    /// confirm or withdraw ([`super::edits`]).
+    pub call: Option<&'a str>,
 }
 
 /// Decides a file-tool write of `paths`: allow, or deny naming the holders. Errors deny.
@@ -206,7 +210,12 @@ pub fn decide_shell(home: &Home, edit: &Edit<'_>, command: &str) -> Answer {
     }
     match check_paths(home, edit, &paths, false) {
         Ok(None) => {
-            record_edits(home, edit, &paths);
+            // Shell writes have no post-tool report: recorded as they are allowed.
+            let shell = Edit {
+                call: None,
+                ..edit.clone()
+            };
+            record_edits(home, &shell, &paths);
             Answer::allow()
         }
         Ok(Some(reason)) => Answer::deny(edit.agent, &reason),
@@ -219,26 +228,55 @@ pub fn decide_shell(home: &Home, edit: &Edit<'_>, command: &str) -> Answer {
     }
 }
 
-/// Records an allowed write of `paths` as the session's edits (for the git guard). A failure
-/// does not refuse the edit (the record protects this session's own work from others' git, it
-/// does not protect anyone from this edit); it is said on stderr.
+/// Records an allowed write of `paths` as the session's edits (for the git guard): pending on
+/// `edit.call` when the agent will report how the call ended, else plain. A failure does not
+/// refuse the edit (the record protects this session's own work from others' git, it does not
+/// protect anyone from this edit); it is said on stderr.
 pub fn record_edits(home: &Home, edit: &Edit<'_>, paths: &[PathBuf]) {
     let Some(session) = edit.session else {
         return;
     };
-    let abs: Vec<PathBuf> = paths
+    let abs = absolute(edit.cwd, paths);
+    let recorded = match edit.call {
+        Some(call) => crate::reserve::edits::record_pending(home, session, call, &abs),
+        None => crate::reserve::edits::record(home, session, &abs),
+    };
+    if let Err(e) = recorded {
+        eprintln!("concur: hook: cannot record this session's edit for the git guard: {e}");
+    }
+}
+
+/// Records how a file-tool call of `edit.session` ended (a post-tool report): `ok` confirms its
+/// edit of `paths`, a failure withdraws what its `PreToolUse` recorded pending. Never denies
+/// (the call is over); a failure is said on stderr.
+pub fn record_ended(home: &Home, edit: &Edit<'_>, paths: &[PathBuf], ok: bool) {
+    let Some(session) = edit.session else {
+        return;
+    };
+    let recorded = match (edit.call, ok) {
+        (Some(call), true) => {
+            crate::reserve::edits::confirm(home, session, call, &absolute(edit.cwd, paths))
+        }
+        (Some(call), false) => crate::reserve::edits::withdraw(home, session, call),
+        (None, true) => crate::reserve::edits::record(home, session, &absolute(edit.cwd, paths)),
+        (None, false) => Ok(()),
+    };
+    if let Err(e) = recorded {
+        eprintln!("concur: hook: cannot record how this session's edit ended: {e}");
+    }
+}
+
+fn absolute(cwd: &Path, paths: &[PathBuf]) -> Vec<PathBuf> {
+    paths
         .iter()
         .map(|p| {
             if p.is_absolute() {
                 p.clone()
             } else {
-                edit.cwd.join(p)
+                cwd.join(p)
             }
         })
-        .collect();
-    if let Err(e) = crate::reserve::edits::record(home, session, &abs) {
-        eprintln!("concur: hook: cannot record this session's edit for the git guard: {e}");
-    }
+        .collect()
 }
 
 /// The git guard: `Ok(Some(reason))` when a git command in `command` would discard or rewrite

@@ -59,6 +59,16 @@ impl Backend {
         None
     }
 
+    /// A gauge or counter of the etcd member's `/metrics` (`None` on the local backend).
+    #[cfg_attr(not(feature = "etcd"), allow(clippy::unused_self, unused_variables))]
+    pub fn etcd_metric(&self, name: &str) -> Option<f64> {
+        #[cfg(feature = "etcd")]
+        if let Some(c) = &self.cluster {
+            return Some(c.metric(0, name));
+        }
+        None
+    }
+
     /// `concur ARGS...` on this backend (`CONCUR_BACKEND` set for etcd).
     pub fn cmd<I, S>(&self, args: I) -> Command
     where

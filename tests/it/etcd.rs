@@ -12,12 +12,14 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use concur::ErrorKind;
+use concur::child::{Ended, Supervise};
 use concur::etcd::fence::{self, Fence};
-use concur::etcd::hold::{self, Outcome};
+use concur::etcd::hold;
 use concur::etcd::{Client, Timeouts, Wait, lock, semaphore, token};
+use concur::lock::Holder;
 use serde_json::json;
 
-use crate::etcd_util::{Cluster, available};
+use crate::etcd_util::{Cluster, anon_lock, available};
 use crate::util::{Barrier, TestEnv, assert_code, retry};
 
 /// The clients' lease TTL: long enough that a heavily loaded machine (keepalives delayed by
@@ -80,9 +82,16 @@ fn role_lock(client: &Client, name: &str, session: &str) {
         .chain(*b"counter")
         .collect::<Vec<_>>();
     for _ in 0..env_n("CT_N") {
-        let g = lock::lock(client, name, TTL, Wait::Forever, Some(session))
-            .unwrap()
-            .unwrap();
+        let g = lock::lock(
+            client,
+            None,
+            name,
+            TTL,
+            Wait::Forever,
+            &Holder::me(Some(session.to_string()), None),
+        )
+        .unwrap()
+        .unwrap();
         append(&log, &format!("A {} {pid}", g.token()));
         // Unprotected read-modify-write: only mutual exclusion keeps it exact.
         let n = client
@@ -103,9 +112,17 @@ fn role_slot(client: &Client, name: &str, session: &str) {
     let log = env("CT_LOG");
     let max = env_n("CT_MAX");
     for _ in 0..env_n("CT_N") {
-        let p = semaphore::acquire(client, name, max, TTL, Wait::Forever, Some(session))
-            .unwrap()
-            .unwrap();
+        let p = semaphore::acquire(
+            client,
+            None,
+            name,
+            max,
+            TTL,
+            Wait::Forever,
+            &Holder::me(Some(session.to_string()), None),
+        )
+        .unwrap()
+        .unwrap();
         append(&log, &format!("A {} {pid}", p.token()));
         p.lease().check().unwrap();
         append(&log, &format!("R {} {pid}", p.token()));
@@ -148,7 +165,7 @@ fn role_cas(client: &Client) {
 
 fn role_hold(client: &Client, name: &str) {
     // Acquire, report the token, wait for a line on stdin, then try a fenced write.
-    let g = lock::lock(client, name, Duration::from_secs(2), Wait::Forever, None)
+    let g = anon_lock(client, name, Duration::from_secs(2), Wait::Forever)
         .unwrap()
         .unwrap();
     append(&env("CT_TOKEN"), &g.token().to_string());
@@ -305,7 +322,8 @@ fn etcd_slot_never_admits_more_than_max() {
     let c = cl.client();
     let (holders, max) = semaphore::holders(&c, "S").unwrap();
     assert_eq!((holders.len(), max), (0, Some(3)));
-    let e = semaphore::acquire(&c, "S", 4, TTL, Wait::No, None).unwrap_err();
+    let e =
+        semaphore::acquire(&c, None, "S", 4, TTL, Wait::No, &Holder::me(None, None)).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Invalid, "{e}");
 }
 
@@ -402,14 +420,17 @@ fn etcd_busy_lock_names_its_holder_and_timed_wait_fails() {
     }
     let cl = Cluster::start(1);
     let c = cl.client();
-    let g = lock::lock(&c, "busy", TTL, Wait::No, Some("holder-1"))
-        .unwrap()
-        .unwrap();
-    assert!(
-        lock::lock(&c, "busy", TTL, Wait::No, None)
-            .unwrap()
-            .is_none()
-    );
+    let g = lock::lock(
+        &c,
+        None,
+        "busy",
+        TTL,
+        Wait::No,
+        &Holder::me(Some("holder-1".to_string()), None),
+    )
+    .unwrap()
+    .unwrap();
+    assert!(anon_lock(&c, "busy", TTL, Wait::No).unwrap().is_none());
     let h = lock::holder(&c, "busy").unwrap().unwrap();
     assert_eq!(h.token, g.token());
     assert!(
@@ -417,16 +438,14 @@ fn etcd_busy_lock_names_its_holder_and_timed_wait_fails() {
         "{}",
         h.describe()
     );
-    let e = lock::lock(&c, "busy", TTL, Wait::For(Duration::from_millis(300)), None).unwrap_err();
+    let e = anon_lock(&c, "busy", TTL, Wait::For(Duration::from_millis(300))).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
     assert!(e.to_string().contains("timed out"), "{e}");
     let first = g.token();
     g.unlock().unwrap();
-    let g2 = lock::lock(&c, "busy", TTL, Wait::No, None)
-        .unwrap()
-        .unwrap();
+    let g2 = anon_lock(&c, "busy", TTL, Wait::No).unwrap().unwrap();
     assert!(g2.token() > first);
-    let e = lock::lock(&c, "../x", TTL, Wait::No, None).unwrap_err();
+    let e = anon_lock(&c, "../x", TTL, Wait::No).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Invalid, "{e}");
 }
 
@@ -456,7 +475,7 @@ fn etcd_killed_holder_frees_the_lock_when_its_lease_expires() {
     child.kill().unwrap();
     child.wait().unwrap();
     let c = cl.client();
-    let g = lock::lock(&c, "K", TTL, Wait::For(Duration::from_secs(30)), None)
+    let g = anon_lock(&c, "K", TTL, Wait::For(Duration::from_secs(30)))
         .unwrap()
         .unwrap();
     assert!(g.token() > t1);
@@ -492,7 +511,7 @@ fn etcd_paused_holder_is_fenced_out_after_its_ttl() {
     // SAFETY: kill(2) on the pid of a child this test started and has not reaped.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
     let c = cl.client();
-    let g = lock::lock(&c, "F", TTL, Wait::For(Duration::from_secs(60)), None)
+    let g = anon_lock(&c, "F", TTL, Wait::For(Duration::from_secs(60)))
         .unwrap()
         .unwrap();
     assert!(g.token() > t1, "new token {} not above {t1}", g.token());
@@ -581,6 +600,18 @@ fn etcd_leader_killed_mid_run_operations_resume_never_two_holders() {
     );
 }
 
+fn run_held(lease: &concur::etcd::Lease, cmd: Command) -> Ended {
+    hold::run(lease, cmd, &Supervise::default())
+        .unwrap()
+        .unwrap()
+}
+
+fn sleep_300() -> Command {
+    let mut c = Command::new("sleep");
+    c.arg("300");
+    c
+}
+
 #[test]
 fn etcd_command_under_a_lost_lease_is_killed() {
     if !available("etcd_command_under_a_lost_lease_is_killed") {
@@ -588,15 +619,17 @@ fn etcd_command_under_a_lost_lease_is_killed() {
     }
     let cl = Cluster::start(1);
     let c = cl.client();
-    let g = lock::lock(&c, "H", Duration::from_secs(2), Wait::No, None)
+    let g = anon_lock(&c, "H", Duration::from_secs(2), Wait::No)
         .unwrap()
         .unwrap();
-    let out = hold::run(g.lease(), Command::new("true").stdout(Stdio::null())).unwrap();
-    assert!(matches!(out, Outcome::Exited(s) if s.success()), "{out:?}");
+    let mut quiet = Command::new("true");
+    quiet.stdout(Stdio::null());
+    let out = run_held(g.lease(), quiet);
+    assert!(out.status.success() && !out.lost, "{out:?}");
     // Someone (an operator, a partition's expiry) removes the lease while the command runs.
     c.revoke(g.lease().id()).unwrap();
-    let out = hold::run(g.lease(), Command::new("sleep").arg("300")).unwrap();
-    assert!(matches!(out, Outcome::LeaseLost(_)), "{out:?}");
+    let out = run_held(g.lease(), sleep_300());
+    assert!(out.lost, "{out:?}");
     assert!(lock::holder(&c, "H").unwrap().is_none());
 }
 
@@ -609,15 +642,15 @@ fn etcd_command_is_killed_when_a_keepalive_finds_the_lease_gone_not_at_the_old_b
     let cl = Cluster::start(1);
     let c = cl.client();
     // TTL 15 s: renewed every 5 s; the holder's own bound is 13.5 s after the grant.
-    let g = lock::lock(&c, "H", Duration::from_secs(15), Wait::No, None)
+    let g = anon_lock(&c, "H", Duration::from_secs(15), Wait::No)
         .unwrap()
         .unwrap();
     let bound = g.lease().valid_until();
     // Revoked at once: another holder may take the lock now. The holder learns it at its next
     // keepalive (within 5 s) and must kill the command then, not run it on until its old bound.
     c.revoke(g.lease().id()).unwrap();
-    let out = hold::run(g.lease(), Command::new("sleep").arg("300")).unwrap();
-    assert!(matches!(out, Outcome::LeaseLost(_)), "{out:?}");
+    let out = run_held(g.lease(), sleep_300());
+    assert!(out.lost, "{out:?}");
     let now = concur::sys::proc::boot_clock();
     assert!(
         now < bound,

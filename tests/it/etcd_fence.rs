@@ -6,9 +6,9 @@ use std::io::Write;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use concur::etcd::{Wait, lock};
+use concur::etcd::Wait;
 
-use crate::etcd_util::{Cluster, available};
+use crate::etcd_util::{Cluster, anon_lock, available};
 use crate::util::{Barrier, TestEnv, assert_code, bin, content, retry, stderr, stdout};
 
 const TTL: Duration = Duration::from_secs(10);
@@ -110,7 +110,7 @@ fn etcd_json_key_with_a_stale_fence_is_refused_in_the_transaction() {
     assert!(stale.starts_with("F:"), "{stale}");
     // A second holder takes the lock.
     let c = cl.client();
-    let g = lock::lock(&c, "F", TTL, Wait::No, None).unwrap().unwrap();
+    let g = anon_lock(&c, "F", TTL, Wait::No).unwrap().unwrap();
     let fresh = format!("F:{}", g.token());
     let init = ["--init", r#"{"v":0}"#];
     let upd = |fence: &str, filter: &str| {
@@ -158,10 +158,10 @@ fn etcd_fenced_local_writes_are_checked_against_the_holder() {
     let url = cl.url();
     let t = TestEnv::new();
     let c = cl.client();
-    let g1 = lock::lock(&c, "W", TTL, Wait::No, None).unwrap().unwrap();
+    let g1 = anon_lock(&c, "W", TTL, Wait::No).unwrap().unwrap();
     let stale = format!("W:{}", g1.token());
     g1.unlock().unwrap();
-    let g2 = lock::lock(&c, "W", TTL, Wait::No, None).unwrap().unwrap();
+    let g2 = anon_lock(&c, "W", TTL, Wait::No).unwrap().unwrap();
     let fresh = format!("W:{}", g2.token());
     // The file has never seen a fenced write: only etcd knows the first token is stale.
     let o = run(&t, &url, &["write", "--fence", &stale, "f.txt", "stale"]);
@@ -240,7 +240,7 @@ fn etcd_paused_holders_fenced_write_is_refused_after_the_next_holder_wrote() {
     // SAFETY: kill(2) on the pid of a child this test started and has not reaped.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
     let c = cl.client();
-    let g = lock::lock(&c, "P", TTL, Wait::For(Duration::from_secs(60)), None)
+    let g = anon_lock(&c, "P", TTL, Wait::For(Duration::from_secs(60)))
         .unwrap()
         .unwrap();
     assert!(format!("P:{}", g.token()) != stale);

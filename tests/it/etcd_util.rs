@@ -254,3 +254,20 @@ impl Drop for Cluster {
         }
     }
 }
+
+/// `lock::lock` on `c` without a pool, for a holder that says nothing about itself.
+pub fn anon_lock(
+    c: &concur::etcd::Client,
+    name: &str,
+    ttl: std::time::Duration,
+    wait: concur::etcd::Wait,
+) -> concur::Result<Option<concur::etcd::LockGuard>> {
+    concur::etcd::lock::lock(
+        c,
+        None,
+        name,
+        ttl,
+        wait,
+        &concur::lock::Holder::me(None, None),
+    )
+}

@@ -219,3 +219,72 @@ fn another_sessions_edits_are_guarded_without_any_reservation() {
     assert_eq!(read(repo.join("a.txt")), "a0\n", "the stash ran");
     drop(agent);
 }
+
+/// A Claude Code file-tool payload for `event` (`PreToolUse`, `PostToolUse`,
+/// `PostToolUseFailure`) of call `call` editing `file` as session `who`.
+fn claude_edit(event: &str, call: &str, who: &str, cwd: &Path, file: &Path) -> serde_json::Value {
+    let mut p = file_payload("claude", who, cwd, file);
+    p["hook_event_name"] = event.into();
+    p["tool_use_id"] = call.into();
+    if event == "PostToolUse" {
+        p["tool_response"] = serde_json::json!({"filePath": file, "success": true});
+    }
+    if event == "PostToolUseFailure" {
+        p["error"] = "String to replace not found in file.".into();
+    }
+    p
+}
+
+/// The edit record follows how Claude Code's file-tool calls ended: an allowed edit that then
+/// failed (`PostToolUseFailure`) does not guard its file; one with no report (the agent killed
+/// between the write and its post-tool hook) still does; a `PostToolUse` alone (its `PreToolUse`
+/// hook never recorded) does; a failed call withdraws only its own edit, not another call's
+/// edit of the same file. Hook payloads only (not the real CLI).
+#[test]
+fn post_tool_reports_confirm_or_withdraw_edits_and_a_missing_report_still_guards() {
+    let (t, repo, agent) = checkout_with_live_a();
+    put(repo.join("c.txt"), "c0\n");
+    ok(&git(&repo, &["add", "c.txt"]));
+    ok(&git(&repo, &["commit", "-qm", "c"]));
+    let (a, b, c) = (repo.join("a.txt"), repo.join("b.txt"), repo.join("c.txt"));
+    let ask = |p: serde_json::Value| {
+        let o = hook(&t, "claude", &p);
+        assert_code(&o, 0);
+        assert_eq!(denied("claude", &o), None);
+        assert!(o.stdout.is_empty(), "{}", stdout(&o));
+    };
+    // a.txt: allowed, then the tool failed; nothing was written.
+    ask(claude_edit("PreToolUse", "toolu_a", "A", &repo, &a));
+    ask(claude_edit("PostToolUseFailure", "toolu_a", "A", &repo, &a));
+    // b.txt: allowed and written, then the agent died before its PostToolUse.
+    ask(claude_edit("PreToolUse", "toolu_b", "A", &repo, &b));
+    put(&b, "A's work on b\n");
+    // c.txt: two calls; the first succeeds (reported without its PreToolUse having recorded),
+    // the second fails.
+    put(&c, "A's work on c\n");
+    ask(claude_edit("PostToolUse", "toolu_c1", "A", &repo, &c));
+    ask(claude_edit("PreToolUse", "toolu_c2", "A", &repo, &c));
+    ask(claude_edit(
+        "PostToolUseFailure",
+        "toolu_c2",
+        "A",
+        &repo,
+        &c,
+    ));
+
+    // B's change to a.txt, which A never edited, may be discarded.
+    put(&a, "B's change\n");
+    assert_eq!(guarded(&t, &repo, "B", "git checkout -- a.txt"), None);
+    assert_eq!(read(&a), "a0\n");
+    for file in ["b.txt", "c.txt"] {
+        let reason = guarded(&t, &repo, "B", &format!("git checkout -- {file}"))
+            .unwrap_or_else(|| panic!("{file}: allowed"));
+        assert!(
+            reason.contains("edited by session A") && reason.contains(file),
+            "{file}: {reason}"
+        );
+    }
+    assert_eq!(read(&b), "A's work on b\n");
+    assert_eq!(read(&c), "A's work on c\n");
+    drop(agent);
+}

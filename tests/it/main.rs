@@ -52,6 +52,7 @@ mod lock_fd;
 mod marker;
 mod on_backends;
 mod once;
+mod once_backends;
 mod replace;
 mod reserve;
 mod scan;

@@ -13,7 +13,7 @@ use serde_json::Value;
 use crate::util::*;
 
 /// How many processes are blocked waiting for the flock on `lock` (from /proc/locks).
-fn blocked_waiters(lock: &Path) -> usize {
+pub fn blocked_waiters(lock: &Path) -> usize {
     let Ok(meta) = std::fs::metadata(lock) else {
         return 0;
     };
@@ -25,7 +25,7 @@ fn blocked_waiters(lock: &Path) -> usize {
         .count()
 }
 
-fn lines(p: &Path) -> Vec<String> {
+pub fn lines(p: &Path) -> Vec<String> {
     std::fs::read_to_string(p)
         .unwrap_or_default()
         .lines()
@@ -41,7 +41,7 @@ fn once_cmd(t: &TestEnv, key: &str, script: &str) -> Command {
 }
 
 /// Opens the gate fifo for writing and closes it: the run blocked reading it goes on.
-fn open_gate(t: &TestEnv) {
+pub fn open_gate(t: &TestEnv) {
     drop(
         std::fs::OpenOptions::new()
             .write(true)
@@ -50,7 +50,7 @@ fn open_gate(t: &TestEnv) {
     );
 }
 
-fn mkfifo(p: &Path) {
+pub fn mkfifo(p: &Path) {
     let st = Command::new("mkfifo").arg(p).status().unwrap();
     assert!(st.success());
 }

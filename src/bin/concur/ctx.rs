@@ -131,35 +131,6 @@ impl Ctx {
         )?)
     }
 
-    /// The etcd client when the backend in effect is etcd, `None` for local.
-    #[cfg(feature = "etcd")]
-    pub fn etcd(&self) -> Result<Option<concur::etcd::Client>, CliError> {
-        self.etcd_within(None)
-    }
-
-    /// Like [`Ctx::etcd`], with every call bounded by `budget` when given.
-    #[cfg(feature = "etcd")]
-    pub fn etcd_within(
-        &self,
-        budget: Option<std::time::Duration>,
-    ) -> Result<Option<concur::etcd::Client>, CliError> {
-        if self.backend_url()?.is_none() {
-            return Ok(None);
-        }
-        Ok(self.backend_within(budget)?.etcd().cloned())
-    }
-
-    /// The etcd client when the backend in effect is etcd (this build has no etcd support).
-    #[cfg(not(feature = "etcd"))]
-    pub fn etcd(&self) -> Result<Option<std::convert::Infallible>, CliError> {
-        match self.backend_url()? {
-            Some(u) => Err(CliError::invalid(format!(
-                "backend {u}: this concur was built without the etcd feature"
-            ))),
-            None => Ok(None),
-        }
-    }
-
     /// The task-lease store: etcd when that backend is set, else `SQLite` in the home.
     pub fn lease_store(&self) -> Result<Box<dyn concur::lease::Store + Send>, CliError> {
         Ok(self.backend()?.leases()?)

@@ -77,6 +77,7 @@ impl Target for EditRace {
                     session: Some(&session),
                     cwd: &spec.dir,
                     auto: true,
+                    call: None,
                 };
                 !decide_write(home, &edit, std::slice::from_ref(&file)).is_deny()
             });

@@ -86,3 +86,61 @@ fn claude_isolated_mcp_browser() {
         super::browser::singleton_mcp(&Claude, &bin);
     }
 }
+
+/// Claude Code's post-tool hooks keep the edit record exact (docs/reserve.md), with the real
+/// CLI: a successful `Edit` is recorded pending by `PreToolUse` and confirmed by `PostToolUse`
+/// under the same `tool_use_id`; an `Edit` whose `old_string` is not in the file is refused by
+/// Claude Code before any hook runs, so nothing is recorded for it. (The withdrawal by
+/// `PostToolUseFailure` is tested with payloads in `git_guard.rs`: this CLI fails file tools in
+/// validation, before the hooks, for every failure the test could cause.)
+#[test]
+fn claude_post_tool_hooks_confirm_edits() {
+    use super::scenario::{Script, calls, hold, text};
+    let Some(bin) = super::cli(&Claude) else {
+        return;
+    };
+    let lab = Lab::new(&Claude, bin);
+    lab.put("x.txt", "X0\n");
+    lab.put("y.txt", "Y0\n");
+    lab.install_hooks(&Claude);
+    let (x, y) = (lab.file("x.txt"), lab.file("y.txt"));
+    let mut s = Script::prime(&Claude, &[x.clone(), y.clone()]);
+    s.push(
+        "fails",
+        calls(vec![Claude.edit(&x, "not in the file", "X1")]),
+    )
+    .push("works", calls(vec![Claude.edit(&y, "Y0", "Y1")]))
+    .push("live", hold("live", text("done")));
+    let model = super::model::Model::start(lab.dir.path(), &json!({ "A": s.json() }));
+    let run = lab.start(&Claude, &model, "A");
+    // Read while the session lives: its SessionEnd forgets the record.
+    model.wait("A", "live");
+    let mut record = String::new();
+    if let Ok(dir) = std::fs::read_dir(lab.home.join("edits")) {
+        for e in dir.flatten() {
+            record.push_str(&std::fs::read_to_string(e.path()).unwrap_or_default());
+        }
+    }
+    model.release("A", "live");
+    let out = run.finish();
+    assert!(out.status.success(), "{}", super::show(&out));
+    assert_eq!(lab.bytes("x.txt").as_deref(), Some("X0\n"));
+    assert_eq!(lab.bytes("y.txt").as_deref(), Some("Y1\n"));
+    let ids = |kind: &str| -> Vec<String> {
+        record
+            .lines()
+            .filter_map(|l| l.strip_prefix(kind)?.split_once(' '))
+            .filter(|(_, path)| Path::new(path) == y)
+            .map(|(id, _)| id.to_owned())
+            .collect()
+    };
+    let pending = ids("? ");
+    assert_eq!(pending.len(), 1, "y.txt recorded pending once:\n{record}");
+    assert!(pending[0].starts_with("toolu_"), "{record}");
+    assert_eq!(ids("+ "), pending, "confirmed by the same call:\n{record}");
+    assert_eq!(
+        record.lines().count(),
+        2,
+        "nothing else recorded:\n{record}"
+    );
+}

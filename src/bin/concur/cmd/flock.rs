@@ -15,8 +15,8 @@ use std::process::ExitCode;
 
 use concur::lock::{Api, Mode, Range};
 
-use super::lock::{Dialect, Plan, Target, execute, parse_secs};
 use crate::ctx::print_line;
+use concur::flock::{Dialect, Plan, Target, execute, parse_secs};
 
 const LONG: &[(&str, bool, char)] = &[
     ("shared", false, 's'),
@@ -289,7 +289,6 @@ pub fn main(args: &[OsString]) -> ExitCode {
         pass_fd: None,
         json: false,
         session: None,
-        fence_name: None,
     };
     match execute(&plan, None) {
         Ok(code) => ExitCode::from(code),

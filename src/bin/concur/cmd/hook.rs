@@ -238,6 +238,12 @@ fn respond(agent: Agent, ctx: &Ctx) -> Answer {
             Answer::allow()
         }
         Event::Foreign => Answer::allow(),
+        Event::WriteEnded {
+            paths,
+            cwd,
+            call,
+            ok,
+        } => super::reserve_hook::ended(agent, ctx, &payload, paths, cwd, call.as_deref(), *ok),
         _ => super::reserve_hook::other(agent, ctx, &payload),
     }
 }

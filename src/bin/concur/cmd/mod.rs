@@ -22,8 +22,6 @@ pub mod ledger;
 pub mod lock;
 pub mod lockf;
 pub mod marker;
-#[cfg(feature = "etcd")]
-pub mod on_etcd;
 pub mod once;
 pub mod pointer;
 pub mod read;

@@ -4,7 +4,7 @@ use std::ffi::OsString;
 use std::io::Write;
 
 use concur::child;
-use concur::once::{Once, Role};
+use concur::once::Role;
 
 use crate::ctx::Ctx;
 use crate::exit::{CliError, Exit};
@@ -20,7 +20,9 @@ Examples:
 Of all callers of KEY that arrive while CMD runs, one runs it; the others wait (in the kernel,
 no polling) and print its stdout and stderr and exit with its status, byte for byte. If that
 runner is killed, exactly one waiter runs CMD instead. --ttl reuses a successful result
-(exit 0) for that long. Results are kept 0600 in the concur home (once/KEY.result).
+(exit 0) for that long. Results are kept 0600 in the concur home (once/KEY.result), or with
+--backend etcd://... (or CONCUR_BACKEND) in etcd, shared by callers on every machine (output
+up to 1 MiB; a killed runner is replaced once its 5 s lease runs out).
 Exit: CMD's status (128+N for signal N); 2 usage; 4 bad KEY or --ttl; 69 CMD cannot start.";
 
 /// Run a command once for every caller that asks at the same time (single-flight).
@@ -70,18 +72,21 @@ pub fn run(a: &Args, ctx: &Ctx) -> Result<Exit, CliError> {
             "no command: concur once KEY -- COMMAND [ARGS]",
         ));
     };
-    ctx.note_local("once");
-    let once = Once::new(ctx.home()?, &a.key)?.ttl(ttl);
-    let flight = once.run(cmd, !ctx.json).map_err(|e| match e {
-        concur::Error::Io { action, .. } if action == concur::once::CANNOT_RUN => {
-            CliError::new(Exit::Code(EX_UNAVAILABLE), "io", e.to_string())
-        }
-        e => e.into(),
-    })?;
+    let backend = ctx.backend()?;
+    let flight = backend
+        .flights()?
+        .run(&a.key, ttl, cmd, !ctx.json)
+        .map_err(|e| match e {
+            concur::Error::Io { action, .. } if action == concur::once::CANNOT_RUN => {
+                CliError::new(Exit::Code(EX_UNAVAILABLE), "io", e.to_string())
+            }
+            e => e.into(),
+        })?;
     let r = &flight.result;
     if ctx.json {
         ctx.print_json(&serde_json::json!({
             "key": a.key,
+            "backend": backend.name(),
             "role": flight.role,
             "ran": matches!(flight.role, Role::Leader | Role::Takeover),
             "exit": r.exit_code(),

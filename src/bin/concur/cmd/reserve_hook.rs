@@ -4,7 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use concur::hook::reserve::{
-    Edit, cannot_check, decide_shell, decide_write, payload_session, shell_command, shell_cwd,
+    Edit, cannot_check, decide_shell, decide_write, payload_session, record_ended, shell_command,
+    shell_cwd,
 };
 use concur::hook::{Agent, Answer};
 
@@ -39,6 +40,10 @@ pub fn write(
         session: session.as_ref(),
         cwd,
         auto,
+        // Claude Code reports how the call ended (the post-tool hooks concur installs).
+        call: (agent == Agent::Claude)
+            .then(|| payload["tool_use_id"].as_str())
+            .flatten(),
     };
     decide_write(home, &edit, paths)
 }
@@ -59,8 +64,41 @@ pub fn other(agent: Agent, ctx: &Ctx, payload: &serde_json::Value) -> Answer {
         session: session.as_ref(),
         cwd: &cwd,
         auto: false,
+        call: None,
     };
     decide_shell(home, &edit, &command)
+}
+
+/// A file tool's call ended: its edit record is confirmed (`ok`) or withdrawn. Always allows.
+pub fn ended(
+    agent: Agent,
+    ctx: &Ctx,
+    payload: &serde_json::Value,
+    paths: &[PathBuf],
+    cwd: &Path,
+    call: Option<&str>,
+    ok: bool,
+) -> Answer {
+    let home = match ctx.home() {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!(
+                "concur: hook: cannot record how the edit ended: {}",
+                e.message
+            );
+            return Answer::allow();
+        }
+    };
+    let session = payload_session(agent, payload, || ctx.session().ok().flatten());
+    let edit = Edit {
+        agent,
+        session: session.as_ref(),
+        cwd,
+        auto: false,
+        call,
+    };
+    record_ended(home, &edit, paths, ok);
+    Answer::allow()
 }
 
 /// The other sessions' reservations in `cwd`'s repository, for the `SessionStart` context.
