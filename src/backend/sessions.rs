@@ -199,6 +199,75 @@ pub struct Local {
     reg: Registry,
 }
 
+impl Started {
+    /// `session ID started (pid P)[; on URL (keeper pid K)]`, as `session start` says it.
+    #[must_use]
+    pub fn describe(&self) -> String {
+        let on = self.etcd.as_ref().map_or(String::new(), |e| {
+            format!("; on {} (keeper pid {})", e.backend, e.keeper)
+        });
+        format!(
+            "session {} started (pid {}){on}",
+            self.session.id, self.session.pid
+        )
+    }
+}
+
+impl Record {
+    /// The tab-separated line `session list` prints: id, state (host on etcd, `alive` or `DEAD`
+    /// locally), pid, agent, age at `now_ms`, working directory.
+    #[must_use]
+    pub fn line(&self, now_ms: u64) -> String {
+        let state = match &self.host {
+            Some(h) if self.this_host => format!("{h} (this host)"),
+            Some(h) => h.clone(),
+            None if self.alive => "alive".to_owned(),
+            None => "DEAD".to_owned(),
+        };
+        format!(
+            "{}\t{state}\tpid {}\t{}\t{}\t{}",
+            self.id,
+            self.pid,
+            self.agent.as_deref().unwrap_or("-"),
+            crate::time::age(now_ms, self.started_at),
+            self.cwd.display()
+        )
+    }
+}
+
+impl Ended {
+    /// One line saying what ending a session released, `what` naming how it ended (`ended`,
+    /// `removed dead`).
+    #[must_use]
+    pub fn describe(&self, what: &str) -> String {
+        use std::fmt::Write as _;
+        let leases = if self.leases.is_empty() {
+            "no leases".to_owned()
+        } else {
+            format!("released leases {}", self.leases.join(", "))
+        };
+        let mut line = format!(
+            "{what} session {}: {} markers, {} pointers, {leases}",
+            self.session,
+            self.markers.len(),
+            self.pointers.len()
+        );
+        if !self.reservations.is_empty() {
+            let _ = write!(
+                line,
+                ", released reservations {}",
+                self.reservations.join(", ")
+            );
+        }
+        match self.etcd {
+            Some(u) if u.revoked => line.push_str(", etcd registration revoked"),
+            Some(_) => line.push_str(", not registered on etcd"),
+            None => {}
+        }
+        line
+    }
+}
+
 impl Local {
     /// The registry `reg`.
     #[must_use]

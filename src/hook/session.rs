@@ -17,6 +17,7 @@ use std::path::Path;
 use crate::backend::Backend;
 use crate::backend::sessions::{Start, Started};
 use crate::error::Result;
+use crate::hook::{Agent, Answer};
 use crate::id::SessionId;
 use crate::lease::Store;
 use crate::session::{Registry, Session, StartOptions};
@@ -91,4 +92,72 @@ pub fn context(others: &[Session], cwd: &Path, leases: &dyn Store) -> Result<Str
         "\nCoordinate before touching what they hold (`concur lease list`, `concur lease acquire TASK`).",
     );
     Ok(text)
+}
+
+/// The whole `SessionStart` answer: exports the id for the agent's shell tool
+/// (`$CLAUDE_ENV_FILE`), registers the agent process above this hook as the session on
+/// `backend` ([`start`]), and answers with the other live sessions in `cwd` and their leases,
+/// followed by `reserved` (the reservations' context, which needs the configuration the caller
+/// holds). A session hook never breaks the agent: every failure is one line on stderr and an
+/// allow. An agent process that cannot be found leaves the session unregistered (registering a
+/// shell that exits at once would make it dead from its first second and release its
+/// reservations).
+pub fn on_start(
+    agent: Agent,
+    id: &SessionId,
+    cwd: &Path,
+    backend: std::result::Result<Backend, String>,
+    reserved: impl FnOnce() -> String,
+) -> Answer {
+    export(id);
+    let parent = std::os::unix::process::parent_id();
+    let agent_pid = match crate::session::agent_process(parent) {
+        Ok(a) => a.pid,
+        Err(e) => {
+            eprintln!("concur: hook: session {id} not registered: {e}");
+            return Answer::allow();
+        }
+    };
+    let context = backend.and_then(|b| {
+        let (started, others) =
+            start(&b, id, agent.name(), agent_pid, cwd).map_err(|e| e.to_string())?;
+        if let Some(w) = &started.warning {
+            eprintln!("concur: hook: warning: {w}");
+        }
+        if others.is_empty() {
+            return Ok(String::new()); // no lease store opened
+        }
+        let leases = b.leases().map_err(|e| e.to_string())?;
+        context(&others, cwd, &*leases).map_err(|e| e.to_string())
+    });
+    let reserved = reserved();
+    let context = context.map(|t| match (t.is_empty(), reserved.is_empty()) {
+        (_, true) => t,
+        (true, false) => reserved,
+        (false, false) => format!("{t}\n{reserved}"),
+    });
+    match context {
+        Ok(text) if !text.is_empty() => Answer {
+            stdout: super::claude::session_context(agent, &text).map(|v| v.to_string()),
+            ..Answer::allow()
+        },
+        Ok(_) => Answer::allow(),
+        Err(e) => {
+            eprintln!("concur: hook: {e}");
+            Answer::allow()
+        }
+    }
+}
+
+/// Exports the session id for the agent's later shell-tool calls: a line
+/// `export CONCUR_SESSION=ID` appended to `$CLAUDE_ENV_FILE` when the agent set it.
+pub fn export(id: &SessionId) {
+    let Some(file) = std::env::var_os("CLAUDE_ENV_FILE") else {
+        return;
+    };
+    let line = format!("export CONCUR_SESSION={id}\n");
+    let opts = crate::append::AppendOptions::new().fsync(false);
+    if let Err(e) = opts.append(Path::new(&file), line.as_bytes()) {
+        eprintln!("concur: hook: {e}");
+    }
 }

@@ -442,3 +442,34 @@ fn the_circle_check_sees_paths_groups_and_super_but_not_comments_or_strings() {
     let abc: BTreeSet<String> = ["a", "b", "c"].into_iter().map(str::to_owned).collect();
     assert_eq!(cycles(&g), vec![abc]);
 }
+
+/// The lines of the `.rs` files under `dir`.
+fn rust_lines(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| {
+            let p = e.path();
+            if p.is_dir() {
+                rust_lines(&p)
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                std::fs::read_to_string(&p).unwrap().lines().count()
+            } else {
+                0
+            }
+        })
+        .sum()
+}
+
+/// The CLI stays thin over the library: src/bin is at most a tenth of src (issue 14), so verb
+/// logic, rendering and backend choices live in the library where Rust callers get them too.
+#[test]
+fn src_bin_is_at_most_a_tenth_of_src() {
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let (bin, all) = (rust_lines(&src.join("bin")), rust_lines(&src));
+    assert!(
+        bin * 10 <= all,
+        "src/bin has {bin} of {all} lines ({} per mille): move logic into the library",
+        bin * 1000 / all
+    );
+}

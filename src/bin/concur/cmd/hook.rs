@@ -256,61 +256,15 @@ fn session_id(ctx: &Ctx, payload: Option<&str>) -> Option<concur::SessionId> {
     }
 }
 
-/// Registers the agent (the hook's nearest ancestor that is not a shell or wrapper) as the session, exports the id, and answers with
-/// the other live sessions in the same directory.
+/// `SessionStart`: [`hook::session::on_start`] with this call's backend and reservations.
 fn session_start(agent: Agent, ctx: &Ctx, session: Option<&str>, cwd: &std::path::Path) -> Answer {
     let Some(id) = session_id(ctx, session) else {
         eprintln!("concur: hook: SessionStart without a valid session id");
         return Answer::allow();
     };
-    export_session(&id);
-    let agent_pid = match agent_pid() {
-        Ok(p) => p,
-        Err(e) => {
-            // Fail closed: registering a shell that exits at once would make the session dead
-            // from its first second and release its reservations. Unregistered, they stay held.
-            eprintln!("concur: hook: session {id} not registered: {e}");
-            return Answer::allow();
-        }
-    };
-    let context = backend(ctx).and_then(|b| {
-        let (started, others) = hook::session::start(&b, &id, agent.name(), agent_pid, cwd)
-            .map_err(|e| e.to_string())?;
-        if let Some(w) = &started.warning {
-            eprintln!("concur: hook: warning: {w}");
-        }
-        if others.is_empty() {
-            return Ok(String::new()); // no lease store opened
-        }
-        let leases = b.leases().map_err(|e| e.to_string())?;
-        hook::session::context(&others, cwd, &*leases).map_err(|e| e.to_string())
-    });
-    let reserved = super::reserve_hook::context(ctx, Some(&id), cwd);
-    let context = context.map(|t| match (t.is_empty(), reserved.is_empty()) {
-        (_, true) => t,
-        (true, false) => reserved,
-        (false, false) => format!("{t}\n{reserved}"),
-    });
-    match context {
-        Ok(text) if !text.is_empty() => Answer {
-            stdout: hook::claude::session_context(agent, &text).map(|v| v.to_string()),
-            ..Answer::allow()
-        },
-        Ok(_) => Answer::allow(),
-        Err(e) => {
-            eprintln!("concur: hook: {e}");
-            Answer::allow()
-        }
-    }
-}
-
-/// The agent process this hook runs for: its nearest ancestor that is not a shell or wrapper.
-fn agent_pid() -> Result<u32, String> {
-    let parent = concur::sys::proc::parent_pid(std::process::id())
-        .map_err(|e| format!("cannot read the hook's parent pid: {e}"))?;
-    concur::session::agent_process(parent)
-        .map(|a| a.pid)
-        .map_err(|e| e.to_string())
+    hook::session::on_start(agent, &id, cwd, backend(ctx), || {
+        super::reserve_hook::context(ctx, Some(&id), cwd)
+    })
 }
 
 /// The longest a session hook waits on a remote lease store (etcd), retries included: agents
@@ -327,16 +281,4 @@ fn backend(ctx: &Ctx) -> Result<concur::backend::Backend, String> {
             ctx.home().map_err(|e| e.message)?.clone(),
         ))
     })
-}
-
-/// Exports the session id for the agent's later Bash calls (`$CLAUDE_ENV_FILE`).
-fn export_session(id: &concur::SessionId) {
-    let Some(file) = std::env::var_os("CLAUDE_ENV_FILE") else {
-        return;
-    };
-    let line = format!("export CONCUR_SESSION={id}\n");
-    let opts = concur::append::AppendOptions::new().fsync(false);
-    if let Err(e) = opts.append(&PathBuf::from(file), line.as_bytes()) {
-        eprintln!("concur: hook: {e}");
-    }
 }

@@ -3,11 +3,10 @@
 //! (`--name`, through [`concur::hold`], shared with `concur slot`).
 
 use std::ffi::OsString;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use concur::backend::Wait;
-use concur::flock::{Dialect, Plan, Target, execute};
+use concur::flock::{Dialect, Operands, Plan, Target, execute};
 use concur::hold::{Claim, Hold, Outcome};
 use concur::lock::{Api, Mode, Range};
 
@@ -110,40 +109,11 @@ pub fn run(args: Args, ctx: &Ctx) -> Result<Exit, CliError> {
     if args.name.is_some() {
         return named(args, session, ctx);
     }
-    let mut rest = args.operands;
-    let mut shell_command = args.command;
-    if rest.is_empty() {
-        return Err(CliError::usage(
-            "requires a file, directory, descriptor number or --name NAME",
-        ));
-    }
-    let first = rest.remove(0);
-    if rest.first().is_some_and(|a| a == "-c" || a == "--command") {
-        if rest.len() != 2 {
-            return Err(CliError::usage("-c requires exactly one command argument"));
-        }
-        shell_command = Some(rest.pop().expect("checked length"));
-        rest.clear();
-    }
-    let target = if rest.is_empty() && shell_command.is_none() {
-        let s = first.to_string_lossy();
-        match s.parse::<i32>() {
-            Ok(fd) if fd >= 0 => Target::Fd(fd),
-            _ => {
-                return Err(CliError::usage(format!(
-                    "{s:?} is not a descriptor number; a file needs a command to run"
-                )));
-            }
-        }
-    } else {
-        Target::Path(PathBuf::from(first))
-    };
-    if rest.first().is_some_and(|a| a == "--") {
-        rest.remove(0);
-    }
-    if shell_command.is_some() && !rest.is_empty() {
-        return Err(CliError::usage("give either -c CMD or a command, not both"));
-    }
+    let Operands {
+        target,
+        argv: rest,
+        shell_command,
+    } = Operands::parse(args.operands, args.command).map_err(CliError::usage)?;
     let (timeout, max_hold) = wait_limits(args.timeout.as_deref(), args.max_hold.as_deref())?;
     if matches!(target, Target::Fd(_)) && (max_hold.is_some() || args.pass_fd.is_some()) {
         return Err(CliError::usage("--max-hold and --fd need a command to run"));

@@ -10,7 +10,6 @@ pub mod broker;
 pub mod completions;
 pub mod diagnose;
 pub mod fenced;
-pub mod flock;
 pub mod git_hook;
 pub mod home;
 pub mod hook;
@@ -20,7 +19,6 @@ pub mod json;
 pub mod lease;
 pub mod ledger;
 pub mod lock;
-pub mod lockf;
 pub mod marker;
 pub mod once;
 pub mod pointer;
@@ -184,8 +182,8 @@ pub fn multicall() -> Option<std::process::ExitCode> {
     let argv0 = args.next()?;
     let name = std::path::Path::new(&argv0).file_name()?.to_owned();
     match name.to_str()? {
-        "flock" => Some(flock::main(&args.collect::<Vec<_>>())),
-        "lockf" => Some(lockf::main(&args.collect::<Vec<_>>())),
+        "flock" => Some(concur::flock::program::main(&args.collect::<Vec<_>>())),
+        "lockf" => Some(concur::lockf::program::main(&args.collect::<Vec<_>>())),
         _ => None,
     }
 }

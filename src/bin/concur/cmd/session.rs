@@ -1,10 +1,9 @@
 //! `concur session start|end|list|gc`: the registry of live sessions; with an etcd backend,
 //! also the sessions of every machine (`session/ID` keys kept alive by a detached keeper).
 
-use std::fmt::Write as _;
 use std::time::Duration;
 
-use concur::backend::sessions::{Ended, Keeper, Start};
+use concur::backend::sessions::{Keeper, Start};
 use concur::session::StartOptions;
 
 use crate::ctx::{Ctx, print_line};
@@ -121,13 +120,7 @@ pub fn run(args: Args, ctx: &Ctx) -> Result<Exit, CliError> {
             if ctx.json {
                 ctx.print_json(&serde_json::to_value(&s).expect("serialises"));
             } else {
-                let on = s.etcd.as_ref().map_or(String::new(), |e| {
-                    format!("; on {} (keeper pid {})", e.backend, e.keeper)
-                });
-                print_line(&format!(
-                    "session {} started (pid {}){on}",
-                    s.session.id, s.session.pid
-                ));
+                print_line(&s.describe());
             }
         }
         Action::End => {
@@ -136,7 +129,7 @@ pub fn run(args: Args, ctx: &Ctx) -> Result<Exit, CliError> {
             if ctx.json {
                 ctx.print_json(&serde_json::json!({ "ended": e }));
             } else {
-                print_line(&describe(&e, "ended"));
+                print_line(&e.describe("ended"));
             }
         }
         Action::List => {
@@ -147,20 +140,7 @@ pub fn run(args: Args, ctx: &Ctx) -> Result<Exit, CliError> {
             } else {
                 let now = concur::time::now_unix_ms();
                 for s in &all {
-                    let state = match &s.host {
-                        Some(h) if s.this_host => format!("{h} (this host)"),
-                        Some(h) => h.clone(),
-                        None if s.alive => "alive".to_owned(),
-                        None => "DEAD".to_owned(),
-                    };
-                    print_line(&format!(
-                        "{}\t{state}\tpid {}\t{}\t{}\t{}",
-                        s.id,
-                        s.pid,
-                        s.agent.as_deref().unwrap_or("-"),
-                        age(now, s.started_at),
-                        s.cwd.display()
-                    ));
+                    print_line(&s.line(now));
                 }
             }
         }
@@ -172,7 +152,7 @@ pub fn run(args: Args, ctx: &Ctx) -> Result<Exit, CliError> {
                 print_line("no dead sessions");
             } else {
                 for e in &removed {
-                    print_line(&describe(e, "removed dead"));
+                    print_line(&e.describe("removed dead"));
                 }
             }
         }
@@ -195,43 +175,4 @@ pub fn run(args: Args, ctx: &Ctx) -> Result<Exit, CliError> {
         }
     }
     Ok(Exit::Ok)
-}
-
-/// One line saying what ending a session released.
-fn describe(e: &Ended, what: &str) -> String {
-    let leases = if e.leases.is_empty() {
-        "no leases".to_owned()
-    } else {
-        format!("released leases {}", e.leases.join(", "))
-    };
-    let mut line = format!(
-        "{what} session {}: {} markers, {} pointers, {leases}",
-        e.session,
-        e.markers.len(),
-        e.pointers.len()
-    );
-    if !e.reservations.is_empty() {
-        let _ = write!(
-            line,
-            ", released reservations {}",
-            e.reservations.join(", ")
-        );
-    }
-    match e.etcd {
-        Some(u) if u.revoked => line.push_str(", etcd registration revoked"),
-        Some(_) => line.push_str(", not registered on etcd"),
-        None => {}
-    }
-    line
-}
-
-/// A short age like `12s`, `5m`, `3h` between two Unix-ms instants.
-pub fn age(now_ms: u64, then_ms: u64) -> String {
-    let s = now_ms.saturating_sub(then_ms) / 1000;
-    match s {
-        0..60 => format!("{s}s"),
-        60..3600 => format!("{}m", s / 60),
-        3600..86400 => format!("{}h", s / 3600),
-        _ => format!("{}d", s / 86400),
-    }
 }

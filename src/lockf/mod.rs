@@ -14,6 +14,8 @@
 //!   terminal); SIGTERM removes the file (unless `-k`) and ends lockf with it.
 //! - `fd` form: locks the inherited descriptor; the lock stays with it after lockf exits.
 
+pub mod program;
+
 use std::ffi::OsString;
 use std::fs::File;
 use std::os::unix::fs::MetadataExt;

@@ -1,9 +1,12 @@
 //! Multi-call: invoked as `flock`, the binary is util-linux flock(1) (2.41): the same option
-//! parsing (getopt_long with `+`: options stop at the first operand; unambiguous long-option
+//! parsing (`getopt_long` with `+`: options stop at the first operand; unambiguous long-option
 //! prefixes), the same messages prefixed `flock:`, the same exit codes (1 or `-E` on conflict
 //! or timeout, 64 usage, 65 lock error, 66/71/73 open errors, 69 exec failure, the command's
 //! status or 128+N). The lock file is created 0666 (before the umask), symlinks are followed,
 //! and the command inherits the lock descriptor unless `-o` — all as flock(1) does.
+//!
+//! The engine is [`super`]; this is the program: its argument parsing and messages, so that
+//! any binary can be a drop-in `flock` by calling [`main`].
 //!
 //! One deliberate difference: the lock file is opened non-blocking, so a FIFO at the lock path
 //! is locked like any inode instead of hanging in `open(2)`.
@@ -13,10 +16,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use concur::lock::{Api, Mode, Range};
-
-use crate::ctx::print_line;
-use concur::flock::{Dialect, Plan, Target, execute, parse_secs};
+use super::{Dialect, Plan, Target, execute, parse_secs, print_line};
+use crate::lock::{Api, Mode, Range};
 
 const LONG: &[(&str, bool, char)] = &[
     ("shared", false, 's'),

@@ -1,13 +1,14 @@
 //! Multi-call: invoked as `lockf`, the binary is FreeBSD's lockf(1):
 //! `lockf [-knsw] [-t seconds] file command [arguments]` and `lockf [-s] [-t seconds] fd`.
-//! The engine is [`concur::lockf`]; this is the argument parsing.
+//! The engine is [`super`]; this is the program (its argument parsing), so that any binary can
+//! be a drop-in `lockf` by calling [`main`].
 
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use concur::lockf::{Plan, execute};
+use super::{Plan, execute};
 
 const EX_USAGE: u8 = 64;
 

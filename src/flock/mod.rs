@@ -9,6 +9,8 @@
 //! descriptor (`concur lock -w 5 9`), where a helper thread that got the lock just as the time
 //! ran out could leave it held by the caller's shell.
 
+pub mod program;
+
 use std::ffi::OsString;
 use std::io::Write as _;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
@@ -21,7 +23,7 @@ use crate::lock::{Api, Holder, LockFile, LockOptions, Mode};
 use crate::sys::supervise;
 
 /// Prints one line on stdout; a closed pipe is not an error (the reader went away).
-fn print_line(s: &str) {
+pub(crate) fn print_line(s: &str) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{s}");
     let _ = out.flush();
@@ -43,6 +45,66 @@ pub enum Target {
     Path(PathBuf),
     /// An inherited descriptor.
     Fd(i32),
+}
+
+/// What `concur lock`'s operands name: the target, the command's arguments and its `-c CMD`.
+#[derive(Debug, Clone)]
+pub struct Operands {
+    /// The file, directory or descriptor.
+    pub target: Target,
+    /// The command and its arguments (empty for the descriptor form or `-c`).
+    pub argv: Vec<OsString>,
+    /// `-c CMD`, given before the target or right after it.
+    pub shell_command: Option<OsString>,
+}
+
+impl Operands {
+    /// Parses `FILE|DIR [--] CMD ARGS...`, `FILE -c CMD` and `FD` (a lone number: the
+    /// descriptor form). `Err` is the usage message.
+    ///
+    /// # Errors
+    /// A message for no target, a lone operand that is not a descriptor number, `-c` without
+    /// exactly one argument, or both `-c CMD` and a command.
+    pub fn parse(
+        mut rest: Vec<OsString>,
+        mut shell_command: Option<OsString>,
+    ) -> std::result::Result<Operands, String> {
+        if rest.is_empty() {
+            return Err("requires a file, directory, descriptor number or --name NAME".into());
+        }
+        let first = rest.remove(0);
+        if rest.first().is_some_and(|a| a == "-c" || a == "--command") {
+            if rest.len() != 2 {
+                return Err("-c requires exactly one command argument".into());
+            }
+            shell_command = rest.pop();
+            rest.clear();
+        }
+        let target = if rest.is_empty() && shell_command.is_none() {
+            let s = first.to_string_lossy();
+            match s.parse::<i32>() {
+                Ok(fd) if fd >= 0 => Target::Fd(fd),
+                _ => {
+                    return Err(format!(
+                        "{s:?} is not a descriptor number; a file needs a command to run"
+                    ));
+                }
+            }
+        } else {
+            Target::Path(PathBuf::from(first))
+        };
+        if rest.first().is_some_and(|a| a == "--") {
+            rest.remove(0);
+        }
+        if shell_command.is_some() && !rest.is_empty() {
+            return Err("give either -c CMD or a command, not both".into());
+        }
+        Ok(Operands {
+            target,
+            argv: rest,
+            shell_command,
+        })
+    }
 }
 
 /// Everything a lock run needs, parsed from either dialect's arguments.
