@@ -264,7 +264,7 @@ fn wraps(comm: &str, script: impl FnOnce() -> Option<String>) -> bool {
 }
 
 /// The process a hook runs for: the nearest ancestor of `from` (inclusive) that is not a
-/// shell or wrapper ([`WRAPPERS`], npm's shims).
+/// shell or wrapper (sh, bash, env, timeout, npm's shims, ...).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AgentProcess {
     /// Its pid.

@@ -76,7 +76,7 @@ fn help() -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// Runs as flock(1) with `args` (without argv[0]).
+/// Runs as flock(1) with `args` (without `argv[0]`).
 #[allow(clippy::too_many_lines)] // one getopt loop and flock's operand rules, kept in order
 pub fn main(args: &[OsString]) -> ExitCode {
     if args.is_empty() {

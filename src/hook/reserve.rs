@@ -106,7 +106,7 @@ pub struct Edit<'a> {
     pub auto: bool,
     /// The file-tool call's id when the agent reports how it ended (Claude Code's
     /// `PostToolUse`/`PostToolUseFailure`): the edit is recorded pending, for that report to
-    /// confirm or withdraw ([`super::edits`]).
+    /// confirm or withdraw ([`crate::reserve::edits`]).
     pub call: Option<&'a str>,
 }
 

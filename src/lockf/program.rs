@@ -19,7 +19,7 @@ fn usage() -> ExitCode {
     ExitCode::from(EX_USAGE)
 }
 
-/// Runs as lockf(1) with `args` (without argv[0]).
+/// Runs as lockf(1) with `args` (without `argv[0]`).
 pub fn main(args: &[OsString]) -> ExitCode {
     let mut o = Plan {
         keep: false,
