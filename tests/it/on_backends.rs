@@ -587,3 +587,32 @@ on_both_backends! {
         assert_eq!(held.finish(), Some(0));
     }
 }
+
+on_both_backends! {
+    /// Task leases: of 8 sessions racing `lease acquire`, exactly one holds the task and prints
+    /// its fencing token; after its release the next holder's token is larger; a build-once task
+    /// completed is never granted again.
+    fn lease_has_one_holder_growing_tokens_and_build_once(b) {
+        let mut bar = Barrier::new();
+        for k in 0..8 {
+            bar.spawn(&b.cmd(["--session", &format!("s{k}"), "lease", "acquire", "build", "--once", "--ttl", "10m"]));
+        }
+        let outs = bar.run_all();
+        let won: Vec<usize> = (0..8).filter(|&k| code(&outs[k]) == 0).collect();
+        assert_eq!(won.len(), 1, "{}: one holder: {:?}", b.name(), outs.iter().map(code).collect::<Vec<_>>());
+        for o in outs.iter().filter(|o| code(o) != 0) {
+            assert_code(o, 1);
+        }
+        let first: u64 = stdout(&outs[won[0]]).trim().parse().expect("a fencing token");
+        let holder = format!("s{}", won[0]);
+        assert_code(&b.run(["--session", &holder, "lease", "release", "build"]), 0);
+        let next = b.run(["--session", "t", "lease", "acquire", "build", "--once", "--ttl", "10m"]);
+        assert_code(&next, 0);
+        let second: u64 = stdout(&next).trim().parse().expect("a fencing token");
+        assert!(second > first, "{}: token {second} after {first}", b.name());
+        assert_code(&b.run(["--session", "t", "lease", "complete", "build"]), 0);
+        let again = b.run(["--session", "u", "lease", "acquire", "build", "--once", "--ttl", "10m"]);
+        assert_code(&again, 1);
+        assert!(stderr(&again).contains("complete"), "{}: {}", b.name(), stderr(&again));
+    }
+}
