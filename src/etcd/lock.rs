@@ -143,8 +143,9 @@ pub fn holder(client: &Client, name: &str) -> Result<Option<Holder>> {
 /// ```no_run
 /// use concur::etcd::{Client, Wait, lock};
 /// let c = Client::new("etcd://127.0.0.1:2379")?;
-/// let g = lock::lock(&c, "deploy", std::time::Duration::from_secs(10), Wait::Forever, None)?
-///     .expect("waited");
+/// let me = concur::lock::Holder::me(None, None);
+/// let ttl = std::time::Duration::from_secs(10);
+/// let g = lock::lock(&c, None, "deploy", ttl, Wait::Forever, &me)?.expect("waited");
 /// println!("token {}", g.token());
 /// g.unlock()?;
 /// # Ok::<(), concur::Error>(())
